@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 from runtime_helpers import Crash, Echo, Journal
 
 from lcx.errors import MailboxClosed
@@ -44,7 +45,7 @@ def store() -> dict[str, int]:
 def counters(store: dict[str, int], journal: Journal, **options: object) -> KeyedSupervisor:
     async def activate(key: str) -> Actor:
         journal.write(f"load {key}")
-        await trio.sleep(0)  # loading is I/O in real life: let other tasks run meanwhile
+        await trio.lowlevel.checkpoint()  # loading is I/O: let other tasks run meanwhile
         return Counter(key, store, journal)
 
     return KeyedSupervisor("counter", activate, **options)  # type: ignore[arg-type]

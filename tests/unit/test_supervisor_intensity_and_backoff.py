@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 from runtime_helpers import FailingAtStart, Journal, echo_child, factory_of
@@ -20,7 +22,7 @@ async def test_crash_loop_follows_exponential_backoff(
     with pytest.raises(RestartIntensityExceeded):
         await sup.run()
     attempts = journal.times("attempt")
-    gaps = [round(b - a, 6) for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(attempts)]
     assert gaps == [1, 2, 4, 6, 6]
 
 
@@ -76,7 +78,7 @@ async def test_backoff_resets_after_a_long_healthy_run(
     ref.tell("crash")
     await ref.ask("seen")
     starts = journal.times("start a")
-    assert [round(b - a) for a, b in zip(starts, starts[1:], strict=False)] == [1, 2, 61]
+    assert [round(b - a) for a, b in itertools.pairwise(starts)] == [1, 2, 61]
     sup.request_stop()
 
 
