@@ -176,10 +176,16 @@ class KeyedSupervisor:
         entry.process = process
         self._activations += 1
         started = trio.current_time()
+        crash: Exception | None = None
+        self.registry.note_started(self.kind)
         try:
             await process.run()
         except Exception as exc:
-            return await self._after_crash(entry, exc, trio.current_time() - started)
+            crash = exc
+        finally:
+            self.registry.note_stopped(self.kind)
+        if crash is not None:
+            return await self._after_crash(entry, crash, trio.current_time() - started)
         # a normal exit with messages left (the actor stopped itself) reactivates it
         return not (entry.passivating or entry.stopping) and entry.ref.mailbox.depth > 0
 

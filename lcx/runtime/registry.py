@@ -13,20 +13,23 @@ class RuntimeSnapshot:
     """Live actors, waiting messages and restarts, each by actor kind."""
 
     actors_by_kind: dict[str, int] = field(default_factory=dict)
+    """Running children (actors, services, supervisors) by kind."""
     mailbox_depth_by_kind: dict[str, int] = field(default_factory=dict)
     restarts_by_kind: dict[str, int] = field(default_factory=dict)
     crashes_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Registry:
-    """Knows every actor that is alive (including one waiting to be restarted).
+    """Knows what runs in one runtime: running children by kind, and the mailboxes of
+    actors (including one waiting to be restarted, whose mailbox still fills).
 
-    Supervisors register an actor's ref when its mailbox is created and unregister it when
-    the actor is gone for good; they also count crashes and restarts here.
+    Supervisors note each child incarnation that starts and stops, register an actor's
+    ref while its mailbox exists, and count crashes and restarts here.
     """
 
     def __init__(self) -> None:
         self._live: dict[int, ActorRef] = {}
+        self._running: Counter[str] = Counter()
         self._restarts: Counter[str] = Counter()
         self._crashes: Counter[str] = Counter()
 
@@ -38,6 +41,14 @@ class Registry:
         """Stop counting ``ref``. Idempotent."""
         self._live.pop(id(ref), None)
 
+    def note_started(self, kind: str) -> None:
+        """Count one more running child of ``kind``."""
+        self._running[kind] += 1
+
+    def note_stopped(self, kind: str) -> None:
+        """Count one fewer running child of ``kind``."""
+        self._running[kind] -= 1
+
     def note_crash(self, kind: str) -> None:
         """Count one crash of an actor of ``kind``."""
         self._crashes[kind] += 1
@@ -47,15 +58,13 @@ class Registry:
         self._restarts[kind] += 1
 
     def live(self, kind: str | None = None) -> list[ActorRef]:
-        """The live actors, optionally of one kind."""
+        """The refs of actors whose mailbox is open, optionally of one kind."""
         return [ref for ref in self._live.values() if kind is None or ref.kind == kind]
 
     def snapshot(self) -> RuntimeSnapshot:
         """A point-in-time copy of the counts."""
-        actors: Counter[str] = Counter()
         depth: Counter[str] = Counter()
         for ref in self._live.values():
-            actors[ref.kind] += 1
             depth[ref.kind] += ref.mailbox.depth
-        return RuntimeSnapshot(dict(actors), dict(depth), dict(self._restarts),
-                               dict(self._crashes))
+        running = {kind: n for kind, n in self._running.items() if n > 0}
+        return RuntimeSnapshot(running, dict(depth), dict(self._restarts), dict(self._crashes))

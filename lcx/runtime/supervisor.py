@@ -240,10 +240,13 @@ class Supervisor:
                     await after.wait()
                 inc.child = inc.slot.spec.start()
                 inc.started_at = trio.current_time()
+                self.registry.note_started(inc.slot.spec.kind)
                 await inc.child.run(task_status=_ReadySignal(inc.ready))
         except Exception as exc:
             inc.error = exc
         finally:
+            if inc.started_at is not None:
+                self.registry.note_stopped(inc.slot.spec.kind)
             inc.ready.set()
             inc.done.set()
             if self._events is not None:

@@ -1,0 +1,169 @@
+"""The quart-trio application of ``lcx serve``: routes, error envelope, request plumbing.
+
+:func:`create_app` builds one app from an :class:`AppDeps`. Around every HTTP exchange the
+app binds ``requestId`` into the logging context, answers with ``X-Request-Id``, writes one
+access-log line and counts the request in :class:`~lcx.metrics.Metrics` by route template.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from quart import Blueprint, request
+from quart_trio import QuartTrio
+
+from lcx.api.errors import install_error_handlers
+from lcx.api.ops import ops_blueprint
+from lcx.errors import PayloadTooLarge
+from lcx.ids import new_id
+from lcx.logs import bind
+from lcx.metrics import Metrics
+
+__all__ = ["REQUEST_ID_HEADER", "AppDeps", "LcxApp", "create_app", "request_id_from"]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+UNMATCHED_ROUTE = "unmatched"
+"""The ``route`` label of requests that matched no route (404, 405)."""
+
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("ascii")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_access_log = logging.getLogger("lcx.access")
+
+
+def _never_draining() -> bool:
+    return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppDeps:
+    """What the routes need, built once by the composition root (``lcx/app.py``).
+
+    Keyword-only, so a new field (store, auth, actor refs) can be added anywhere.
+    """
+
+    instance_id: str
+    max_body_bytes: int
+    readiness: Callable[[], Awaitable[None]]
+    """Returns when the instance can take work; raises (``Unavailable`` naming the
+    dependency, ideally; see :func:`lcx.api.ops.readiness_checks`) when it cannot."""
+    metrics: Metrics
+    draining: Callable[[], bool] = _never_draining
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What the request middleware learns while the app answers (shared with hooks)."""
+
+    route: str = UNMATCHED_ROUTE
+    status: int | None = None
+
+
+_exchange: ContextVar[_Exchange | None] = ContextVar("lcx_http_exchange", default=None)
+
+
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """Return the client's ``X-Request-Id`` if it is sane (1-128 of ``[A-Za-z0-9._-]``),
+    else a fresh time-sortable id."""
+    for name, value in headers:
+        if name.lower() == _REQUEST_ID_KEY:
+            candidate = value.decode("latin-1")
+            return candidate if _SANE_REQUEST_ID.fullmatch(candidate) else new_id()
+    return new_id()
+
+
+class LcxApp(QuartTrio):
+    """QuartTrio with lcx's request plumbing around every HTTP exchange."""
+
+    deps: AppDeps
+
+    async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
+                       send: ASGISendCallable) -> None:
+        """Answer one ASGI exchange; HTTP ones get a request id, an access line, metrics."""
+        if scope["type"] != "http":
+            await super().asgi_app(scope, receive, send)
+            return
+        request_id = request_id_from(scope["headers"])
+        id_header = (_REQUEST_ID_KEY, request_id.encode("ascii"))
+        exchange = _Exchange()
+
+        async def send_with_id(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                message["headers"] = [
+                    *(h for h in message["headers"] if h[0].lower() != _REQUEST_ID_KEY),
+                    id_header]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # The last body message makes hypercorn close or recycle the connection
+                # inside this call, while quart-trio is already cancelling this task (the
+                # client's disconnect event arrives first). Unshielded, the close is cut
+                # short and the socket lingers until graceful_timeout or the client leaves.
+                with trio.CancelScope(shield=True):
+                    await send(message)
+                return
+            await send(message)
+
+        started = time.perf_counter()
+        with bind(requestId=request_id):
+            token = _exchange.set(exchange)
+            try:
+                await super().asgi_app(scope, receive, send_with_id)
+            finally:
+                _exchange.reset(token)
+                self._finish(scope["method"], scope["path"], exchange,
+                             time.perf_counter() - started)
+
+    def _finish(self, method: str, path: str, exchange: _Exchange, seconds: float) -> None:
+        # 499 (nginx's "client closed request"): the exchange ended before a response began.
+        status = exchange.status if exchange.status is not None else 499
+        label = method if method in _KNOWN_METHODS else "other"
+        self.deps.metrics.observe_http(label, exchange.route, status, seconds)
+        _access_log.info("%s %s %d", method, path, status, extra={
+            "method": method, "path": path, "status": status,
+            "durationMs": round(seconds * 1000, 3)})
+
+
+async def _note_route() -> None:
+    exchange = _exchange.get()
+    if exchange is not None and request.url_rule is not None:
+        exchange.route = request.url_rule.rule
+
+
+async def _enforce_body_limit() -> None:
+    # Refuses on the declared length before anything reads the body; a chunked body that
+    # outgrows the limit is refused by Quart's MAX_CONTENT_LENGTH while it is read.
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes",
+                              details={"maxBytes": limit})
+
+
+def _blueprints(deps: AppDeps) -> list[Blueprint]:
+    return [ops_blueprint(deps)]
+
+
+def create_app(deps: AppDeps) -> LcxApp:
+    """Return a new app (a ``QuartTrio``) serving the routes of every area over ``deps``.
+
+    Creates no client, thread or task: serving it (``lcx.api.http_server.serve_http``)
+    is what runs it. Each call returns an independent app.
+    """
+    app = LcxApp(__name__, static_folder=None)
+    app.deps = deps
+    # Our own logger: Quart's default one starts a QueueListener thread per app and
+    # formats records off the request's task, where the logging context is gone.
+    app.logger = logging.getLogger("lcx.api")
+    app.config["MAX_CONTENT_LENGTH"] = deps.max_body_bytes
+    app.before_request(_note_route)
+    app.before_request(_enforce_body_limit)
+    install_error_handlers(app)
+    for blueprint in _blueprints(deps):
+        app.register_blueprint(blueprint)
+    return app

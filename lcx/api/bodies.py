@@ -1,0 +1,85 @@
+"""JSON request and response bodies (API.md section 1), encoded and decoded with msgspec."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+
+import msgspec
+from quart.wrappers import Request
+from quart_trio.wrappers import TrioResponse
+
+from lcx.errors import InvalidRequest, UnsupportedMediaType
+
+__all__ = ["JSON_CONTENT_TYPE", "field_path", "json_response", "read_json"]
+
+T = TypeVar("T")
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `(?P<field>[^`]+)`")
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(payload: Any, status: int = 200,
+                  headers: Mapping[str, str] | None = None) -> TrioResponse:
+    """Return ``payload`` (anything msgspec encodes, Structs included) as a JSON response."""
+    return TrioResponse(_encoder.encode(payload), status=status, headers=dict(headers or {}),
+                        content_type=JSON_CONTENT_TYPE)
+
+
+_decoders: dict[object, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(type_: object) -> msgspec.json.Decoder[Any]:
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    return decoder
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def field_path(error: msgspec.ValidationError) -> str:
+    """Return the path of the field ``error`` is about: ``user.name``, ``items[0]``, ``$``.
+
+    ``$`` stands for the whole body (for example an array where an object was expected).
+    """
+    message = str(error)
+    at = _AT_PATH.search(message)
+    path = at["path"] if at else ""
+    named = _NAMED_FIELD.search(message)
+    if named:
+        path = f"{path}.{named['field']}"
+    return path.removeprefix(".") or "$"
+
+
+async def read_json(request: Request, type_: type[T]) -> T:
+    """Read the request body as JSON and decode it into ``type_`` (usually a Struct).
+
+    Raises:
+        UnsupportedMediaType: the content type is not ``application/json`` (or ``+json``).
+        InvalidRequest: the body is not JSON, or a field has the wrong type, is missing or
+            is unknown to a Struct that forbids unknown fields; ``details.fields`` lists the
+            offending paths (msgspec stops at the first one, so there is one).
+        werkzeug.exceptions.RequestEntityTooLarge: the body outgrew ``MAX_CONTENT_LENGTH``
+            while being read (the error handlers render it as 413 ``payload_too_large``).
+    """
+    if not _is_json(request.mimetype):
+        raise UnsupportedMediaType(
+            f"expected a JSON body (application/json), got {request.mimetype or 'none'}",
+            details={"expected": "application/json"})
+    body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    try:
+        return cast(T, _decoder(type_).decode(body))
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}",
+                             details={"fields": [field_path(exc)]}) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}",
+                             details={"fields": ["$"]}) from exc

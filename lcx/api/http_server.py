@@ -1,0 +1,90 @@
+"""Serve an ASGI app over HTTP with hypercorn's Trio worker.
+
+We bind the listening socket ourselves and hand it to hypercorn's worker rather than let
+``hypercorn.trio.serve`` bind it: when binding fails, hypercorn leaks the unbound socket
+(a ``ResourceWarning``) and the ``OSError`` reaches the caller wrapped in four nested
+exception groups; it also binds only after the app's lifespan startup has run.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.typing import ASGIFramework
+from hypercorn.utils import wrap_app
+
+__all__ = ["HttpBinding", "serve_http"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBinding:
+    """Where a started server listens (the real port when port 0 was asked for)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321`` or ``http://[::1]:8080``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _config(graceful_timeout: float) -> Config:
+    config = Config()
+    config.accesslog = None  # the app writes its own access line, with the request id
+    # A Logger object is used as is: records go through our handlers, not hypercorn's.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = graceful_timeout
+    config.include_server_header = False
+    return config
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_http(app: ASGIFramework, *, host: str, port: int,
+                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+                     graceful_timeout: float = 5.0,
+                     task_status: trio.TaskStatus[HttpBinding] = trio.TASK_STATUS_IGNORED,
+                     ) -> None:
+    """Serve the ASGI ``app`` on ``host:port`` until cancelled or ``shutdown_trigger`` returns.
+
+    Binds, runs the app's lifespan startup, then calls ``task_status.started`` with the
+    :class:`HttpBinding`. When ``shutdown_trigger`` returns it stops accepting, closes
+    idle keep-alive connections, gives in-flight requests up to ``graceful_timeout``
+    seconds before cancelling them, runs the lifespan shutdown and returns. Cancelling
+    the task stops everything at once. Owns the listening socket and always closes it.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local...), before anything runs.
+    """
+    config = _config(graceful_timeout)
+    sock = _listen(host, port, config.backlog)
+    try:
+        bound_host, bound_port = sock.getsockname()[:2]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(
+                worker_serve, wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
+                sockets=Sockets([], [sock], []), shutdown_trigger=shutdown_trigger))
+            task_status.started(HttpBinding(bound_host, bound_port))
+    finally:
+        sock.close()  # hypercorn closes it on a clean exit; not if cancelled in startup

@@ -1,0 +1,122 @@
+"""The composition root: the one place that picks concrete classes and wires them.
+
+``Lcx`` builds the supervision tree from :class:`~lcx.config.Settings`::
+
+    root (rest_for_one)
+    ├── store        the store service (open + migrations)
+    └── http         the HTTP + websocket server (started last, stopped first)
+
+A crash of the store restarts everything after it; the HTTP server stops accepting
+first on shutdown, so in-flight requests finish before the store closes. Domain
+supervisors (conversations, sessions, queues, providers, delivery) slot in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from collections.abc import Callable
+
+import trio
+from hypercorn.typing import ASGIFramework
+
+from lcx.api.app import AppDeps, create_app
+from lcx.api.http_server import HttpBinding
+from lcx.api.ops import readiness_checks
+from lcx.config import Settings, effective_instance_id
+from lcx.errors import RestartIntensityExceeded
+from lcx.metrics import Metrics, runtime_collector
+from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
+from lcx.services import HttpService, StoreService
+
+log = logging.getLogger("lcx")
+
+
+class Lcx:
+    """One lcx instance: its settings, its runtime registry and its supervision tree."""
+
+    def __init__(self, settings: Settings, *,
+                 on_listening: Callable[[HttpBinding], None] | None = None) -> None:
+        self.settings = settings
+        self.instance_id = effective_instance_id(settings)
+        self.registry = Registry()
+        self.metrics = Metrics()
+        self.metrics.add_collector(runtime_collector(self.registry.snapshot))
+        self.store = StoreService(settings.store.url)
+        self._draining = False
+        self.http = HttpService(self._build_app, host=settings.server.host,
+                                port=settings.server.port,
+                                graceful_timeout=settings.server.shutdown_timeout_seconds / 2,
+                                on_bound=on_listening)
+        self.root = Supervisor("root", self._children(), strategy=Strategy.REST_FOR_ONE,
+                               intensity=Intensity(max_restarts=5, period_seconds=30),
+                               registry=self.registry)
+
+    def _children(self) -> list[ChildSpec]:
+        return [
+            ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
+            ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
+                      shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
+        ]
+
+    def _build_app(self) -> ASGIFramework:
+        deps = AppDeps(instance_id=self.instance_id,
+                       max_body_bytes=self.settings.server.max_body_bytes,
+                       readiness=readiness_checks({"store": self.store.ping}),
+                       metrics=self.metrics, draining=lambda: self._draining)
+        return create_app(deps)
+
+    @property
+    def draining(self) -> bool:
+        """Whether the instance is shutting down (``/readyz`` then answers 503)."""
+        return self._draining
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown: stop accepting, finish in-flight work, close the store."""
+        self._draining = True
+        self.root.request_stop()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Run the tree until stopped.
+
+        Raises:
+            RestartIntensityExceeded: the tree could not be kept up.
+        """
+        await self.root.run(task_status=task_status)
+
+
+async def serve(settings: Settings, *, signals: bool = True,
+                on_listening: Callable[[HttpBinding], None] | None = None) -> int:
+    """Run lcx until SIGTERM or SIGINT, then shut down within the configured timeout.
+
+    Returns the process exit code: 0 after a clean shutdown, 1 when the supervision tree
+    gave up.
+    """
+    lcx = Lcx(settings, on_listening=on_listening)
+    try:
+        async with trio.open_nursery() as nursery:
+            if signals:
+                nursery.start_soon(_stop_on_signal, lcx,
+                                   settings.server.shutdown_timeout_seconds, nursery.cancel_scope)
+            await lcx.run()
+            nursery.cancel_scope.cancel()
+    except RestartIntensityExceeded:
+        log.exception("lcx stopped: the supervision tree gave up")
+        return 1
+    log.info("lcx stopped")
+    return 0
+
+
+async def _stop_on_signal(lcx: Lcx, timeout: float, scope: trio.CancelScope) -> None:
+    """First SIGTERM/SIGINT: graceful stop, bounded by ``timeout``. A second: stop now."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        async for signum in received:
+            if lcx.draining:
+                log.warning("second signal: stopping now")
+                scope.cancel()
+                return
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            lcx.request_stop()
+            scope.deadline = trio.current_time() + timeout

@@ -1,0 +1,105 @@
+"""Infrastructure services that live in the supervision tree: the store and the HTTP server.
+
+Each is a supervisor child (``run(task_status=...)`` + ``request_stop()``): it reports
+started only once ready (store open and migrated, socket bound) and releases what it
+owns when stopped or cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+from hypercorn.typing import ASGIFramework
+
+from lcx.api.http_server import HttpBinding, serve_http
+from lcx.errors import Unavailable
+from lcx.store import Store, open_store
+
+log = logging.getLogger("lcx.services")
+
+
+class StoreService:
+    """Opens the store (applying migrations), holds it while running, closes it on stop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: Store | None = None
+        self._stop = trio.Event()
+
+    @property
+    def store(self) -> Store:
+        """The open store.
+
+        Raises:
+            Unavailable: the store is not open (starting, restarting or stopped).
+        """
+        if self._store is None:
+            raise Unavailable("the store is not open", details={"dependency": "store"})
+        return self._store
+
+    async def ping(self) -> None:
+        """Check that the store answers.
+
+        Raises:
+            Unavailable: it does not (``details.dependency`` is ``store``).
+        """
+        try:
+            await self.store.ping()
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable("the store does not answer",
+                              details={"dependency": "store"}) from exc
+
+    def request_stop(self) -> None:
+        """Close the store once callers are done with it."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Open and migrate the store, report started, hold it until stopped."""
+        self._stop = trio.Event()
+        async with open_store(self.url) as store:
+            self._store = store
+            try:
+                task_status.started()
+                await self._stop.wait()
+            finally:
+                self._store = None
+
+
+class HttpService:
+    """Serves the ASGI app; a graceful stop stops accepting and finishes in-flight requests."""
+
+    def __init__(self, app: Callable[[], ASGIFramework], *, host: str, port: int,
+                 graceful_timeout: float,
+                 on_bound: Callable[[HttpBinding], None] | None = None) -> None:
+        self._app = app
+        self.host = host
+        self.port = port
+        self.graceful_timeout = graceful_timeout
+        self._on_bound = on_bound
+        self.binding: HttpBinding | None = None
+        self._stop = trio.Event()
+
+    def request_stop(self) -> None:
+        """Stop accepting connections; in-flight requests get the graceful timeout."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Bind, report started, serve until stopped."""
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binding: HttpBinding = await nursery.start(self._serve)
+            self.binding = binding
+            if self._on_bound is not None:
+                self._on_bound(binding)
+            task_status.started()
+
+    async def _serve(self, *, task_status: trio.TaskStatus[HttpBinding]) -> None:
+        await serve_http(self._app(), host=self.host, port=self.port,
+                         shutdown_trigger=self._stop.wait,
+                         graceful_timeout=self.graceful_timeout, task_status=task_status)

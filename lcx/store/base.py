@@ -1,0 +1,194 @@
+"""The store port: the :class:`Tx` and :class:`Store` protocols and :func:`open_store`.
+
+Callers depend on these protocols only; :func:`open_store` is the one place that turns a
+URL into a concrete backend, through :data:`_OPENERS` (adding a backend is one line there).
+
+Threading model
+    Database work is plain synchronous code, ``fn(tx)``, that a backend runs in a worker
+    thread (``trio.to_thread.run_sync``, never abandoned on cancel). ``fn`` must not call
+    Trio, must not keep ``tx`` after it returns, and should have no side effects other than
+    through ``tx`` (a future backend may re-run it after a serialization failure).
+
+Durability
+    ``await store.transaction(fn)`` returns only after the transaction is committed and
+    flushed to stable storage. A caller cancelled while its write runs gets the write either
+    fully committed or fully rolled back; the cancellation is delivered at its next
+    checkpoint.
+
+Portable SQL (write it once, run it on SQLite and PostgreSQL)
+    - ``?`` placeholders only. PostgreSQL backends translate ``?`` to ``%s`` and ``%`` to
+      ``%%``, so never write a literal ``?`` or ``%`` in SQL text: pass it as a parameter.
+    - ``INSERT ... ON CONFLICT (cols) DO NOTHING`` / ``DO UPDATE SET c = excluded.c`` and
+      ``RETURNING`` are fine; ``INSERT OR REPLACE``, ``AUTOINCREMENT``, ``SERIAL``, ``ILIKE``
+      and ``DATETIME('now')`` are not.
+    - Types: ``TEXT``, ``INTEGER``, ``BIGINT``, ``REAL``; booleans as ``INTEGER`` 0/1;
+      timestamps as ISO-8601 UTC ``TEXT``; JSON documents as ``TEXT``.
+    - Lower-case snake_case identifiers (PostgreSQL folds unquoted names); alias every
+      computed column (``count(*) AS n``), since the two engines name them differently.
+    - Where a dialect really differs, write a per-dialect migration override (see
+      :mod:`lcx.store.migrate`), not a branch in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from lcx.errors import StoreError
+from lcx.store.migrate import apply_migrations
+
+T = TypeVar("T")
+
+Row = dict[str, Any]
+"""One result row: column name (or alias) to value."""
+
+
+class Tx(Protocol):
+    """A transaction handle, valid only inside the worker-thread function it was given to.
+
+    Every method takes SQL written once with ``?`` placeholders, portable between SQLite
+    and PostgreSQL (see the module docstring). Database failures raise the backend's own
+    exceptions here; the enclosing :meth:`Store.transaction` / :meth:`Store.read` maps them
+    to :class:`~lcx.errors.StoreError` subclasses after rolling back.
+    """
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return its rowcount (-1 when the engine does not say)."""
+        ...
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run one query and return its first row, or ``None`` when there is none."""
+        ...
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one query and return all its rows."""
+        ...
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter sequence."""
+        ...
+
+    def executescript(self, script: str) -> None:
+        """Run a multi-statement script without parameters, inside this transaction.
+
+        Meant for migrations. Unlike ``sqlite3.Connection.executescript`` it never commits:
+        the SQLite backend splits the script on statement boundaries found by SQLite's own
+        tokenizer (``sqlite3.complete_statement``, so ``;`` inside strings, comments and
+        trigger bodies is safe); a PostgreSQL backend sends the script as one simple query.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """Counters of :meth:`Store.transaction` calls since the store was opened."""
+
+    transactions_committed: int
+    """Calls that committed."""
+    transactions_failed: int
+    """Calls that raised (rolled back, or cancelled before they started)."""
+    transactions_in_flight: int
+    """Calls started and not yet finished, including those waiting for the writer."""
+
+
+class Store(Protocol):
+    """The durable store: transactions of synchronous ``fn(tx)`` run in worker threads.
+
+    The store owns its connections; whoever opened it (normally :func:`open_store`) closes
+    it. All methods raise :class:`~lcx.errors.StoreUnavailable` once the store is closed.
+    """
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgres"``: selects per-dialect migration overrides."""
+        ...
+
+    async def transaction(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` in a worker thread inside one read-write transaction.
+
+        Commits durably before returning ``fn``'s result. If ``fn`` or the commit raises,
+        the transaction is rolled back and the error re-raised: uniqueness and foreign-key
+        violations as :class:`~lcx.errors.IntegrityConflict`, connection and I/O failures
+        (including a lock wait that timed out) as :class:`~lcx.errors.StoreUnavailable`,
+        other database errors as :class:`~lcx.errors.StoreError` (always ``from`` the
+        original); exceptions raised by ``fn`` itself propagate unchanged.
+        Writers are serialized; ``fn`` runs once per call (no retry).
+        """
+        ...
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` in a worker thread inside one read-only transaction (a snapshot).
+
+        May run concurrently with other reads and with a write; sees only committed data.
+        Writing through ``tx`` fails with :class:`~lcx.errors.StoreError`. Errors are
+        mapped as for :meth:`transaction`.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Check that the database answers; raise :class:`~lcx.errors.StoreUnavailable`."""
+        ...
+
+    async def close(self) -> None:
+        """Wait for in-flight work, then close every connection. Idempotent."""
+        ...
+
+    def statistics(self) -> StoreStatistics:
+        """Return a snapshot of the transaction counters."""
+        ...
+
+
+Opener = Callable[[str], AbstractAsyncContextManager[Store]]
+
+
+def _open_sqlite(url: str) -> AbstractAsyncContextManager[Store]:
+    # Imported lazily: a backend's module (and its driver) loads only when it is used.
+    from lcx.store.sqlite import open_sqlite_store
+
+    return open_sqlite_store(url)
+
+
+def _open_postgres(url: str) -> AbstractAsyncContextManager[Store]:
+    raise StoreError("postgresql backend not available yet")
+
+
+_OPENERS: dict[str, Opener] = {
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgres,
+    "postgres": _open_postgres,
+}
+"""URL scheme -> backend opener. Adding a backend is one line here."""
+
+
+def _opener_for(url: str) -> Opener:
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise StoreError("store URL has no scheme (expected sqlite:// or postgresql://)")
+    try:
+        return _OPENERS[scheme.lower()]
+    except KeyError:
+        known = ", ".join(sorted(_OPENERS))
+        raise StoreError(f"unknown store URL scheme {scheme!r} (known: {known})") from None
+
+
+@asynccontextmanager
+async def open_store(url: str, *, migrations: bool = True) -> AsyncIterator[Store]:
+    """Open the store named by ``url``, apply pending migrations, yield it, close it.
+
+    URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``sqlite://:memory:`` (one private in-memory database per store) and, later,
+    ``postgresql://user@host/db``. Error messages name the scheme, never the whole URL
+    (it may carry a password).
+
+    Raises :class:`~lcx.errors.StoreError` for an unknown scheme or an unavailable
+    backend, :class:`~lcx.errors.StoreUnavailable` when the database cannot be opened and
+    :class:`~lcx.errors.MigrationError` when the schema cannot be brought up to date.
+    The context manager owns the store and closes it on exit, even when cancelled.
+    """
+    opener = _opener_for(url)
+    async with opener(url) as store:
+        if migrations:
+            await apply_migrations(store)
+        yield store

@@ -1,0 +1,1 @@
+"""Test-suite wide settings; area fixtures live in each area's conftest."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the test areas: real lcx processes, fake servers, clients."""
