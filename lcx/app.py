@@ -3,12 +3,16 @@
 ``Lcx`` builds the supervision tree from :class:`~lcx.config.Settings`::
 
     root (rest_for_one)
-    ├── store        the store service (open + migrations)
-    └── http         the HTTP + websocket server (started last, stopped first)
+    ├── store            the store service (open + migrations)
+    ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
+    ├── conversations    keyed: one virtual actor per request/conversation
+    ├── queues           keyed: one actor per organization and user group
+    ├── recovery         wakes open conversations and busy queues after a restart
+    └── http             the HTTP + websocket server (started last, stopped first)
 
 A crash of the store restarts everything after it; the HTTP server stops accepting
-first on shutdown, so in-flight requests finish before the store closes. Domain
-supervisors (conversations, sessions, queues, providers, delivery) slot in between.
+first on shutdown, so in-flight requests finish before the actors stop and the store
+closes.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ import logging
 import math
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 from hypercorn.typing import ASGIFramework
 
+from actors.hub import Livechat
+from actors.recovery import Recovery
 from lcx.api.app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
+from lcx.auth import build_verifier
 from lcx.config import Settings, effective_instance_id
 from lcx.errors import RestartIntensityExceeded
 from lcx.metrics import Metrics, runtime_collector
@@ -44,6 +52,12 @@ class Lcx:
         self.metrics = Metrics()
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
         self.store = StoreService(settings.store.url)
+        self.verifier = build_verifier(settings.auth, Path.cwd())
+        self.livechat = Livechat(store=lambda: self.store.store,
+                                 tenants={t.id: t for t in settings.tenants},
+                                 registry=self.registry, wake_delivery=self._wake_delivery,
+                                 heartbeat_seconds=settings.ws.heartbeat_seconds,
+                                 max_queued_frames=settings.ws.max_queued_frames)
         self._draining = False
         self.http = HttpService(self._build_app, host=settings.server.host,
                                 port=settings.server.port,
@@ -56,6 +70,8 @@ class Lcx:
     def _children(self) -> list[ChildSpec]:
         return [
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
+            *self.livechat.children(),
+            ChildSpec("recovery", lambda: Recovery(self.livechat), kind="service"),
             ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
         ]
@@ -64,8 +80,12 @@ class Lcx:
         deps = AppDeps(instance_id=self.instance_id,
                        max_body_bytes=self.settings.server.max_body_bytes,
                        readiness=readiness_checks({"store": self.store.ping}),
-                       metrics=self.metrics, draining=lambda: self._draining)
+                       metrics=self.metrics, draining=lambda: self._draining,
+                       verifier=self.verifier, livechat=self.livechat, config=self.settings)
         return create_app(deps)
+
+    def _wake_delivery(self, conversation_id: str) -> None:
+        """Hint the delivery service that a conversation has new events."""
 
     @property
     def draining(self) -> bool:

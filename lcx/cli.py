@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from lcx.api.http_server import HttpBinding
+from lcx.auth import SCOPES, mint_token, resolve_secret
 from lcx.config import Settings, effective_instance_id, load_settings, resolve_config_path
 from lcx.errors import ConfigError, LcxError
 from lcx.logs import bind_global, configure_logging
 
+if TYPE_CHECKING:
+    from lcx.store import Store, Tx
+    from lcx.store.outbox import OutboxRow
+
 log = logging.getLogger("lcx")
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +35,55 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run an lcx instance")
     serve.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
                                         "else the embedded defaults)")
+    _add_token_parser(commands)
+    _add_dlq_parser(commands)
     return parser
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in re.split(r"[\s,]+", text) if word]
+
+
+def _scope_list(text: str) -> list[str]:
+    scopes = _words(text)
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown or not scopes:
+        raise argparse.ArgumentTypeError(
+            f"unknown scope {', '.join(unknown) or repr(text)}; expected one of "
+            f"{', '.join(sorted(SCOPES))}")
+    return scopes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser(
+        "token", help="print a token signed with the configured secret (development, tests)",
+        description="Print an HS256 bearer token signed with auth.jwt_secret or, when it is "
+                    "empty, the development secret in ./.lcx-dev-secret (which lcx serve run "
+                    "in the same directory also uses).")
+    token.add_argument("--scope", action="append", type=_scope_list, required=True,
+                       help="bot, agent, supervisor, service or admin; repeat it or separate "
+                            "several with spaces or commas")
+    token.add_argument("--sub", required=True, help="the caller: agent id, bot id or service")
+    token.add_argument("--org", help="organization id (required unless the scope is admin)")
+    token.add_argument("--groups", type=_words, default=[],
+                       help="comma-separated user-group ids the agent serves")
+    token.add_argument("--tenants", type=_words, default=None,
+                       help="comma-separated tenant ids a bot token may act for")
+    token.add_argument("--name", help="display name of an agent")
+    token.add_argument("--ttl", type=_positive_int, default=3600,
+                       help="lifetime in seconds (default: 3600)")
+    token.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
+                                        "else the embedded defaults)")
 
 
 def load(config: str | None) -> Settings:
@@ -55,12 +112,133 @@ def serve_command(args: argparse.Namespace) -> int:
     return trio.run(lambda: serve(settings, on_listening=_announce))
 
 
+def token_command(args: argparse.Namespace) -> int:
+    """Run ``lcx token``: print a signed token on stdout; returns the exit code.
+
+    Raises:
+        ConfigError: the configuration is invalid, or has no HS256 secret to sign with.
+    """
+    scopes = list(dict.fromkeys(scope for group in args.scope for scope in group))
+    if not args.org and "admin" not in scopes:
+        print("lcx token: --org is required unless --scope includes admin", file=sys.stderr)
+        return EXIT_USAGE
+    auth = load(args.config).auth
+    secret = resolve_secret(auth, Path.cwd())
+    print(mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
+                     groups=args.groups, tenants=args.tenants, name=args.name,
+                     ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience))
+    return 0
+
+
+DLQ_BATCH = 500
+"""Dead events changed per transaction by ``lcx dlq replay|drop``."""
+
+
+def _add_dlq_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = commands.add_parser("dlq", help="list, replay or drop dead-lettered bot events")
+    actions = dlq.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
+    for name, text in (("list", "print dead events, oldest first"),
+                       ("replay", "make dead events pending again (the server delivers them)"),
+                       ("drop", "delete dead events for good")):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
+                                              "else the embedded defaults)")
+        action.add_argument("--tenant", help="only the events of this tenant")
+        action.add_argument("--id", dest="ids", action="append", metavar="EVENT_ID",
+                            help="only this event (repeatable)")
+        if name == "list":
+            action.add_argument("--limit", type=int, default=100,
+                                help="at most this many rows (default: 100)")
+        else:
+            action.add_argument("--all", action="store_true",
+                                help="every dead event (of --tenant); required without --id")
+
+
+def dlq_command(args: argparse.Namespace) -> int:
+    """Run ``lcx dlq list|replay|drop`` against the configured store; the exit code.
+
+    Replayed events are picked up by a running server at its next scan.
+
+    Raises:
+        ConfigError: the configuration is invalid.
+        StoreError: the store cannot be opened or fails.
+    """
+    if args.dlq_action != "list" and not args.ids and not args.all:
+        print(f"lcx dlq {args.dlq_action}: give --id EVENT_ID (repeatable) or --all",
+              file=sys.stderr)
+        return EXIT_USAGE
+    settings = load(args.config)
+    return trio.run(_dlq, settings.store.url, args)
+
+
+async def _dlq(url: str, args: argparse.Namespace) -> int:
+    from lcx.store import open_store
+    from lcx.store.outbox import list_dead
+
+    async with open_store(url) as store:
+        if args.dlq_action == "list":
+            rows = await store.read(lambda tx: list_dead(tx, args.tenant, args.limit,
+                                                         ids=args.ids))
+            _print_dead(rows)
+            return 0
+        done = await _dlq_change(store, args)
+    verb = "replayed" if args.dlq_action == "replay" else "dropped"
+    print(f"{verb} {done} dead event(s)")
+    return 0
+
+
+async def _dlq_change(store: Store, args: argparse.Namespace) -> int:
+    """Replay or drop in batches of :data:`DLQ_BATCH`, with progress on stderr."""
+    from lcx.store.outbox import dead_count, drop_dead, list_dead, replay_dead
+
+    change: Callable[[Tx, list[str], str | None], int] = (
+        replay_dead if args.dlq_action == "replay" else drop_dead)
+    total = len(args.ids) if args.ids else await store.read(
+        lambda tx: dead_count(tx, args.tenant))
+    done = 0
+    while rows := await store.read(lambda tx: list_dead(tx, args.tenant, DLQ_BATCH,
+                                                        ids=args.ids)):
+        changed = await store.transaction(_bound(change, [r.id for r in rows], args.tenant))
+        done += changed
+        print(f"{args.dlq_action}: {done}/{total}", file=sys.stderr, flush=True)
+        if not changed:
+            break
+    return done
+
+
+def _bound(change: Callable[[Tx, list[str], str | None], int], ids: list[str],
+           tenant: str | None) -> Callable[[Tx], int]:
+    return lambda tx: change(tx, ids, tenant)
+
+
+def _print_dead(rows: Sequence[OutboxRow]) -> None:
+    if not rows:
+        print("no dead events")
+        return
+    table = [("ID", "TENANT", "CONVERSATION", "TYPE", "ATTEMPTS", "LAST ERROR", "CREATED")]
+    table += [(r.id, r.tenant_id, r.conversation_id, r.type, str(r.attempts),
+               _clip(r.last_error or "", 60), r.created_at) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+              .rstrip())
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lcx`` console script."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return serve_command(args)
+        if args.command == "token":
+            return token_command(args)
+        if args.command == "dlq":
+            return dlq_command(args)
     except ConfigError as exc:
         print(f"lcx: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

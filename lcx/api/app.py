@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
@@ -25,6 +26,11 @@ from lcx.errors import PayloadTooLarge
 from lcx.ids import new_id
 from lcx.logs import bind
 from lcx.metrics import Metrics
+
+if TYPE_CHECKING:
+    from actors.hub import Livechat
+    from lcx.auth import TokenVerifier
+    from lcx.config import Settings
 
 __all__ = ["REQUEST_ID_HEADER", "AppDeps", "LcxApp", "create_app", "request_id_from"]
 
@@ -56,6 +62,12 @@ class AppDeps:
     dependency, ideally; see :func:`lcx.api.ops.readiness_checks`) when it cannot."""
     metrics: Metrics
     draining: Callable[[], bool] = _never_draining
+    verifier: TokenVerifier | None = None
+    """Checks bearer tokens; routes that need auth refuse every call without one."""
+    livechat: Livechat | None = None
+    """The livechat domain (actors, store, tenants); None in ops-only test apps."""
+    config: Settings | None = None
+    """The instance's settings (tenants, limits)."""
 
 
 @dataclass(slots=True)
@@ -146,7 +158,12 @@ async def _enforce_body_limit() -> None:
 
 
 def _blueprints(deps: AppDeps) -> list[Blueprint]:
-    return [ops_blueprint(deps)]
+    blueprints = [ops_blueprint(deps)]
+    if deps.livechat is not None:
+        from lcx.api.agent_ws import agent_ws_blueprint
+
+        blueprints += [agent_ws_blueprint(deps)]
+    return blueprints
 
 
 def create_app(deps: AppDeps) -> LcxApp:

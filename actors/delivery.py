@@ -1,0 +1,340 @@
+"""The delivery service: outbox events to bots and flow triggers, at least once, in order.
+
+A *lane* is the events of one conversation to one target (:class:`~lcx.store.outbox.Lane`).
+A lane delivers strictly in ``event_no`` order: the next event is POSTed only after the
+previous one got a 2xx or died. Lanes run concurrently, each as one short-lived task that
+holds one slot of its tenant (``per_tenant``) and one global slot (``total``) while it
+delivers; a tenant at its limit is left out of the scan, so a slow or dead bot of tenant A
+uses at most A's slots and never delays tenant B.
+
+::
+
+    scheduler  --scan (due_lanes)-->  lane task --POST--> bot
+       ^  wake() / lane exit / timer      |  2xx: next event     5xx...: park (retry later)
+       +----------------------------------+  4xx or out of attempts: dead, next event
+
+Nothing lives only in memory: the outbox row is the state (attempts, ``next_attempt_at``,
+status). A lane whose head waits for a retry is *parked*: its task ends and the scheduler
+starts it again when the head is due (it sleeps until the earliest ``next_attempt_at``, at
+most ``scan_interval``). After a crash a new service picks everything up from the store.
+A POST that completes is always recorded (the store write is shielded from cancellation);
+one cancelled mid-flight is simply attempted again later (the bot dedupes by
+``Idempotency-Key``).
+
+Single instance only, for now: two services on one store would deliver the same lanes
+twice and out of order; in a cluster one owner (the leader, or the conversation's owner)
+must run delivery for a lane.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+import trio
+
+from adapters.bot import BotClient, Delivered, Outcome, Reject, Retry, open_bot_client
+from lcx.config import DeliveryConfig, TenantConfig
+from lcx.errors import StoreError
+from lcx.logs import bind
+from lcx.model import iso, parse_iso, utc_now
+from lcx.runtime.policy import Backoff
+from lcx.store import Store, Tx
+from lcx.store.outbox import (
+    TARGET_BOT,
+    TARGET_FLOW,
+    Lane,
+    OutboxRow,
+    due_lanes,
+    mark_dead,
+    mark_delivered,
+    mark_retry,
+    next_due_at,
+    next_in_lane,
+)
+
+__all__ = ["BotOpener", "DeliveryLimits", "DeliveryService", "DeliveryStatistics"]
+
+log = logging.getLogger("lcx.delivery")
+
+BotOpener = Callable[[], AbstractAsyncContextManager[BotClient]]
+"""Opens the shared :class:`BotClient` for the life of one :meth:`DeliveryService.run`."""
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """Concurrency and pacing of a :class:`DeliveryService`."""
+
+    per_tenant: int = 4
+    """Lanes of one tenant delivering at once."""
+    total: int = 64
+    """Lanes delivering at once, all tenants together."""
+    scan_interval: float = 1.0
+    """Longest pause between two scans of the outbox, in seconds."""
+    scan_batch: int = 256
+    """Due lanes read per scan (on top of those already running)."""
+    stop_grace: float = 3.0
+    """Seconds in-flight POSTs get to finish after :meth:`DeliveryService.request_stop`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatistics:
+    """Counters since the service was built (``in_flight``/``active_lanes``: right now)."""
+
+    delivered: int
+    retried: int
+    dead: int
+    rejected_auth: int
+    """Dead at once because the receiver answered 401 or 403 (worth an alert)."""
+    in_flight: int
+    active_lanes: int
+
+
+@dataclass
+class _Counters:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    rejected_auth: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    secret: str
+    bearer: str
+
+
+class DeliveryService:
+    """Delivers the outbox; a supervised service (``run`` + ``request_stop``).
+
+    ``tenants`` maps tenant ids to their config (looked up at each attempt, so a fixed URL
+    or secret applies to retries and replays). ``client`` is a shared :class:`BotClient`
+    owned by the caller; without one, ``open_client`` opens one per :meth:`run`. ``now``
+    is the wall clock of ``next_attempt_at`` (injectable for tests).
+    """
+
+    def __init__(self, store: Store, tenants: Mapping[str, TenantConfig],
+                 config: DeliveryConfig, client: BotClient | None = None, *,
+                 open_client: BotOpener = open_bot_client,
+                 limits: DeliveryLimits | None = None,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self._tenants = tenants
+        self._config = config
+        self._limits = limits or DeliveryLimits()
+        self._given_client = client
+        self._open_client = open_client
+        self._client: BotClient | None = client
+        self._now = now
+        self._backoff = Backoff(initial_seconds=config.initial_backoff_ms / 1000,
+                                maximum_seconds=config.max_backoff_ms / 1000, jitter=0.2)
+        self._counters = _Counters()
+        self._active: dict[tuple[str, str], str] = {}
+        self._per_tenant: Counter[str] = Counter()
+        self._kick = trio.Event()
+        self._lane_exited = trio.Event()
+        self._stop = trio.Event()
+        self._stopping = False
+
+    def wake(self, conversation_id: str | None = None) -> None:
+        """Hint that events were committed (for ``conversation_id``): scan now.
+
+        Never blocks and never raises; calls coalesce into one scan. Call it from the Trio
+        thread, after the transaction that enqueued the events committed. Events are found
+        by the periodic scan anyway; this only removes the wait.
+        """
+        self._kick.set()
+
+    def statistics(self) -> DeliveryStatistics:
+        """A snapshot of the counters (for metrics)."""
+        c = self._counters
+        return DeliveryStatistics(delivered=c.delivered, retried=c.retried, dead=c.dead,
+                                  rejected_auth=c.rejected_auth, in_flight=c.in_flight,
+                                  active_lanes=len(self._active))
+
+    def request_stop(self) -> None:
+        """Stop starting POSTs; in-flight ones get ``stop_grace`` seconds. Idempotent."""
+        self._stopping = True
+        self._stop.set()
+        self._kick.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Deliver until stopped. Started once the bot client is open.
+
+        Store failures are logged and retried at the next scan; other exceptions are bugs
+        and propagate (the supervisor restarts the service, which resumes from the store).
+        """
+        self._stop, self._stopping = trio.Event(), False
+        self._kick.set()  # first scan at once
+        async with self._client_context() as client:
+            self._client = client
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._schedule, nursery)
+                task_status.started()
+                await self._stop.wait()
+                with trio.move_on_after(self._limits.stop_grace):
+                    await self._lanes_finished()
+                nursery.cancel_scope.cancel()
+
+    def _client_context(self) -> AbstractAsyncContextManager[BotClient]:
+        if self._given_client is not None:
+            return nullcontext(self._given_client)
+        return self._open_client()
+
+    async def _lanes_finished(self) -> None:
+        while self._active:
+            self._lane_exited = trio.Event()
+            await self._lane_exited.wait()
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    async def _schedule(self, nursery: trio.Nursery) -> None:
+        next_due: float | None = None
+        while not self._stopping:
+            await self._wait_for_work(next_due)
+            if self._stopping:
+                return
+            try:
+                next_due = await self._scan(nursery)
+            except StoreError:
+                log.warning("delivery scan failed; retrying", exc_info=True)
+                next_due = None
+
+    async def _wait_for_work(self, next_due: float | None) -> None:
+        timeout = self._limits.scan_interval
+        if next_due is not None:
+            timeout = min(timeout, max(0.0, next_due))
+        with trio.move_on_after(timeout):
+            await self._kick.wait()
+        self._kick = trio.Event()
+
+    async def _scan(self, nursery: trio.Nursery) -> float | None:
+        """Start the due lanes there is room for; seconds until the next parked one is due."""
+        if len(self._active) >= self._limits.total:
+            return None
+        full = [t for t, n in self._per_tenant.items() if n >= self._limits.per_tenant]
+        now = self._now()
+        limit = self._limits.scan_batch + len(self._active)
+
+        def scan(tx: Tx) -> tuple[list[Lane], str | None]:
+            return (due_lanes(tx, iso(now), limit, exclude_tenants=full),
+                    next_due_at(tx, iso(now)))
+
+        lanes, due_at = await self._store.read(scan)
+        for lane in lanes:
+            self._start_lane(nursery, lane)
+        return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
+
+    def _start_lane(self, nursery: trio.Nursery, lane: Lane) -> None:
+        key = (lane.conversation_id, lane.target)
+        if (key in self._active or len(self._active) >= self._limits.total
+                or self._per_tenant[lane.tenant_id] >= self._limits.per_tenant):
+            return
+        self._active[key] = lane.tenant_id
+        self._per_tenant[lane.tenant_id] += 1
+        nursery.start_soon(self._run_lane, lane)
+
+    def _release(self, lane: Lane) -> None:
+        del self._active[(lane.conversation_id, lane.target)]
+        self._per_tenant[lane.tenant_id] -= 1
+        if not self._per_tenant[lane.tenant_id]:
+            del self._per_tenant[lane.tenant_id]
+        self._lane_exited.set()
+        self._kick.set()  # room for another lane; and events may have arrived meanwhile
+
+    # --- one lane -----------------------------------------------------------------------
+
+    async def _run_lane(self, lane: Lane) -> None:
+        """Deliver the lane's due events in order until it is empty, parked or stopping."""
+        with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
+            try:
+                while not self._stopping:
+                    row = await self._store.read(
+                        partial(next_in_lane, conversation_id=lane.conversation_id,
+                                target=lane.target))
+                    if row is None or row.next_attempt_at > iso(self._now()):
+                        return
+                    outcome = await self._attempt(row)
+                    with trio.CancelScope(shield=True):
+                        if not await self._record(row, outcome):
+                            return
+            except StoreError:
+                log.warning("delivery lane failed on the store; retrying later",
+                            exc_info=True)
+            finally:
+                self._release(lane)
+
+    async def _attempt(self, row: OutboxRow) -> Outcome:
+        target = self._resolve(row)
+        if isinstance(target, Reject):
+            return target
+        assert self._client is not None
+        self._counters.in_flight += 1
+        try:
+            return await self._client.post(target.url, row.body, event_id=row.id,
+                                           secret=target.secret, bearer=target.bearer)
+        finally:
+            self._counters.in_flight -= 1
+
+    def _resolve(self, row: OutboxRow) -> _Target | Reject:
+        """Where and how to POST ``row``, from the tenant's current config."""
+        tenant = self._tenants.get(row.tenant_id)
+        if tenant is None:
+            return Reject(f"unknown tenant {row.tenant_id!r} (not in [[tenants]])")
+        if row.target == TARGET_BOT:
+            if not tenant.bot_events_url:
+                return Reject(f"tenants.{tenant.id}.bot_events_url is empty")
+            return _Target(tenant.bot_events_url, tenant.webhook_secret, "")
+        if row.target == TARGET_FLOW:
+            if not tenant.event_publisher_url:
+                return Reject(f"tenants.{tenant.id}.event_publisher_url is empty")
+            if not row.url:
+                return Reject("flow event without a URL")
+            return _Target(row.url, tenant.webhook_secret, tenant.event_publisher_token)
+        return Reject(f"unknown delivery target {row.target!r}")
+
+    async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
+        """Store the outcome of one attempt; whether the lane may go on to its next event."""
+        attempts = row.attempts + 1
+        if isinstance(outcome, Delivered):
+            await self._store.transaction(
+                partial(mark_delivered, event_id=row.id, attempts=attempts,
+                        delivered_at=iso(self._now())))
+            self._counters.delivered += 1
+            return True
+        if isinstance(outcome, Reject):
+            self._counters.rejected_auth += outcome.auth
+            await self._bury(row, attempts, outcome.reason)
+            return True
+        if attempts >= self._config.max_attempts:
+            await self._bury(row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
+            return True
+        await self._park(row, attempts, outcome)
+        return False
+
+    async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
+        delay = max(self._backoff.delay(attempts), outcome.after_seconds or 0.0)
+        due = iso(self._now() + timedelta(seconds=delay))
+        await self._store.transaction(
+            partial(mark_retry, event_id=row.id, attempts=attempts, next_attempt_at=due,
+                    error=outcome.reason))
+        self._counters.retried += 1
+        log.info("delivery failed; will retry", extra={
+            "eventId": row.id, "attempts": attempts, "retryAt": due, "error": outcome.reason})
+
+    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> None:
+        await self._store.transaction(
+            partial(mark_dead, event_id=row.id, attempts=attempts, error=error))
+        self._counters.dead += 1
+        log.warning("event dead-lettered", extra={
+            "eventId": row.id, "type": row.type, "target": row.target,
+            "attempts": attempts, "error": error})
+

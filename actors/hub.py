@@ -1,0 +1,175 @@
+"""The livechat domain of one instance: its actor supervisors and how actors reach each other.
+
+Actors never hold each other's refs for long: they address conversations, queues and agent
+sessions by key through this hub, which activates virtual actors on demand. Asks only go
+"downwards" (queue -> agent session, queue -> conversation, conversation -> agent session);
+upward notifications are ``tell``s, so no two actors can wait on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from actors.messages import Msg, Push
+from lcx.config import TenantConfig
+from lcx.errors import ActorStopped, MailboxFull
+from lcx.org_settings import OrgSettings
+from lcx.runtime import Actor, ChildSpec, KeyedSupervisor, Registry, Restart
+from lcx.store import Store
+
+log = logging.getLogger("lcx.livechat")
+
+CONVERSATION_IDLE_SECONDS = 120.0
+AGENT_IDLE_SECONDS = 300.0
+
+
+def agent_key(org_id: str, agent_id: str) -> str:
+    """The key of an agent's session actor."""
+    return f"{org_id}/{agent_id}"
+
+
+def queue_key(org_id: str, user_group_id: str) -> str:
+    """The key of a queue actor (one per organization and user group)."""
+    return f"{org_id}/{user_group_id}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """The (org, rest) of a queue or agent key."""
+    org, _, rest = key.partition("/")
+    return org, rest
+
+
+@dataclass
+class Presence:
+    """What the hub knows of a connected agent, for availability and metrics."""
+
+    status: str
+    groups: tuple[str, ...]
+    name: str | None = None
+
+
+@dataclass
+class LivechatCounters:
+    """Domain counters exported to ``/metrics``."""
+
+    requests_created: int = 0
+    requests_missed: int = 0
+    messages_stored: int = 0
+    conversations_ended: int = 0
+    ws_sessions: int = 0
+    slow_consumers_cut: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Livechat:
+    """Owns the conversation, queue and agent-session supervisors and the shared services."""
+
+    def __init__(self, *, store: Callable[[], Store], tenants: Mapping[str, TenantConfig],
+                 registry: Registry, wake_delivery: Callable[[str], None],
+                 heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000) -> None:
+        self._store = store
+        self.tenants = tenants
+        self.registry = registry
+        self.wake_delivery = wake_delivery
+        self.heartbeat_seconds = heartbeat_seconds
+        self.max_queued_frames = max_queued_frames
+        self.org_settings = OrgSettings(store)
+        self.presence: dict[tuple[str, str], Presence] = {}
+        self.counters = LivechatCounters()
+        self.conversations = KeyedSupervisor(
+            "conversation", self._activate_conversation, idle_seconds=CONVERSATION_IDLE_SECONDS,
+            mailbox_size=512, registry=registry)
+        self.queues = KeyedSupervisor("queue", self._activate_queue, idle_seconds=None,
+                                      mailbox_size=4096, registry=registry)
+        self.agents = KeyedSupervisor("agent_session", self._activate_agent,
+                                      idle_seconds=AGENT_IDLE_SECONDS, mailbox_size=4096,
+                                      registry=registry)
+
+    @property
+    def store(self) -> Store:
+        """The open store (raises Unavailable while it is not open)."""
+        return self._store()
+
+    def children(self) -> list[ChildSpec]:
+        """Child specs for the root supervisor, in start order."""
+        return [
+            ChildSpec("agent_sessions", lambda: self.agents, kind="supervisor",
+                      restart=Restart.PERMANENT),
+            ChildSpec("conversations", lambda: self.conversations, kind="supervisor"),
+            ChildSpec("queues", lambda: self.queues, kind="supervisor"),
+        ]
+
+    async def _activate_conversation(self, key: str) -> Actor:
+        from actors.conversation import ConversationActor
+        return ConversationActor(self, key)
+
+    async def _activate_queue(self, key: str) -> Actor:
+        from actors.queue import QueueActor
+        org, group = split_key(key)
+        return QueueActor(self, org, group)
+
+    async def _activate_agent(self, key: str) -> Actor:
+        from actors.agent_session import AgentSessionActor
+        org, agent = split_key(key)
+        return AgentSessionActor(self, org, agent)
+
+    def tell_queue(self, org_id: str, user_group_id: str, message: Msg) -> None:
+        """Notify a queue without waiting; activation happens in a task if needed."""
+        ref = self.queues.get(queue_key(org_id, user_group_id))
+        try:
+            if ref is not None:
+                ref.tell(message)
+                return
+        except (MailboxFull, ActorStopped):
+            log.warning("queue notification dropped (resync will repair it)",
+                        extra={"queue": queue_key(org_id, user_group_id)})
+            return
+        self._spawn_send(self.queues, queue_key(org_id, user_group_id), message)
+
+    def push_to_agent(self, org_id: str, agent_id: str, frame: dict[str, Any]) -> None:
+        """Send a frame to every socket of a connected agent (dropped if not connected)."""
+        ref = self.agents.get(agent_key(org_id, agent_id))
+        if ref is None:
+            return
+        try:
+            ref.tell(Push(frame=msgspec.json.encode(frame)))
+        except (MailboxFull, ActorStopped):
+            log.warning("frame to agent dropped", extra={"agent": agent_id, "org": org_id})
+
+    def tell_agent(self, org_id: str, agent_id: str, message: Msg) -> None:
+        """Notify a live agent session without waiting (dropped when none is live)."""
+        ref = self.agents.get(agent_key(org_id, agent_id))
+        if ref is None:
+            return
+        try:
+            ref.tell(message)
+        except (MailboxFull, ActorStopped):
+            log.warning("agent notification dropped", extra={"agent": agent_id})
+
+    def _spawn_send(self, supervisor: KeyedSupervisor, key: str, message: Msg) -> None:
+        nursery = supervisor._nursery
+        if nursery is None:
+            return
+
+        async def send() -> None:
+            try:
+                await supervisor.send(key, message)
+            except ActorStopped:
+                log.warning("notification dropped: supervisor stopped", extra={"key": key})
+
+        nursery.start_soon(send)
+
+    def agents_online(self, org_id: str, user_group_id: str | None = None) -> int:
+        """How many agents of an organization (optionally of one group) are online."""
+        return sum(1 for (org, _), presence in self.presence.items()
+                   if org == org_id and presence.status == "online"
+                   and (user_group_id is None or user_group_id in presence.groups))
+
+    def tenant(self, tenant_id: str) -> TenantConfig | None:
+        """The configured tenant with this id."""
+        return self.tenants.get(tenant_id)

@@ -1,0 +1,231 @@
+"""The messages livechat actors exchange, in one module (frozen msgspec Structs, tagged)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from lcx.model import (
+    AgentRef,
+    Attachment,
+    Author,
+    Context,
+    Conversation,
+    EndedBy,
+    Message,
+    MessageType,
+    Subscriber,
+)
+
+
+class Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="msg"):
+    """Base of actor messages."""
+
+
+# --- to a conversation actor ------------------------------------------------------------
+
+class CreateRequest(Msg, frozen=True, kw_only=True):
+    """Open a new request for a subscriber (answer: the stored Conversation).
+
+    ``enqueue=False`` keeps it out of the queue (an agent-initiated conversation that its
+    agent accepts at once)."""
+
+    conversation: Conversation
+    enqueue: bool = True
+
+
+class PostMessage(Msg, frozen=True, kw_only=True):
+    """Add a message to the log (answer: PostResult); ``client_id`` makes it idempotent."""
+
+    author: Author
+    type: MessageType = "text"
+    text: str | None = None
+    payload: Any = None
+    attachments: tuple[Attachment, ...] = ()
+    client_id: str | None = None
+    idempotency_scope: str | None = None
+
+
+class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What a stored message answers (the 202 body of ``POST /messages``)."""
+
+    id: str
+    conversation_id: str
+    request_id: str
+    seq: int
+
+
+class Accept(Msg, frozen=True, kw_only=True):
+    """An agent takes the pending request (answer: Accepted)."""
+
+    agent: AgentRef
+    assigned: bool = False
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The conversation after an accept, with the messages queued while it was pending."""
+
+    conversation: Conversation
+    messages: tuple[Message, ...]
+
+
+class End(Msg, frozen=True, kw_only=True):
+    """End the conversation, or cancel the pending request."""
+
+    by: EndedBy
+    reason: str | None = None
+    agent: AgentRef | None = None
+
+
+class Typing(Msg, frozen=True, kw_only=True):
+    """An agent starts or stops typing."""
+
+    agent: AgentRef
+    typing: bool
+
+
+class Read(Msg, frozen=True, kw_only=True):
+    """An agent read up to ``seq``."""
+
+    agent: AgentRef
+    seq: int
+
+
+class Flag(Msg, frozen=True, kw_only=True):
+    """Store a flag on the conversation."""
+
+    agent: AgentRef
+    flag: str
+    value: Any
+
+
+class Join(Msg, frozen=True, kw_only=True):
+    """A supervisor or colleague joins."""
+
+    agent: AgentRef
+    role: str = "agent"
+
+
+class Leave(Msg, frozen=True, kw_only=True):
+    """An agent leaves."""
+
+    agent: AgentRef
+
+
+class Transfer(Msg, frozen=True, kw_only=True):
+    """Re-queue to a user group, or hand to an agent."""
+
+    agent: AgentRef
+    to_user_group_id: str | None = None
+    to_agent_id: str | None = None
+
+
+class UpdateRequest(Msg, frozen=True, kw_only=True):
+    """Change the pending request (answer: Conversation)."""
+
+    subscriber: Subscriber | None = None
+    context: Context | None = None
+    user_group_id: str | None = None
+
+
+class GetState(Msg, frozen=True, kw_only=True):
+    """Answer the current Conversation."""
+
+
+class Timeout(Msg, frozen=True, kw_only=True):
+    """A timer fired: ``request`` (pending too long) or ``inactivity``."""
+
+    kind: Literal["request", "inactivity"]
+    deadline: str
+
+
+class Recover(Msg, frozen=True, kw_only=True):
+    """Re-arm timers after a restart (sent to every open conversation at start)."""
+
+
+# --- to a queue actor ---------------------------------------------------------------------
+
+class Enqueue(Msg, frozen=True, kw_only=True):
+    """A request waits in this queue."""
+
+    conversation: Conversation
+
+
+class Dequeue(Msg, frozen=True, kw_only=True):
+    """A request left this queue without being accepted here."""
+
+    conversation_id: str
+    why: Literal["cancelled", "missed", "moved", "accepted"]
+
+
+class AcceptRequest(Msg, frozen=True, kw_only=True):
+    """An agent asks to take a pending request (answer: Accepted)."""
+
+    conversation_id: str
+    agent: AgentRef
+
+
+class AgentPresence(Msg, frozen=True, kw_only=True):
+    """An agent of this queue's group is online/away/offline, with its current load."""
+
+    agent: AgentRef
+    status: Literal["online", "away", "offline"]
+    active: int
+
+
+class Position(Msg, frozen=True, kw_only=True):
+    """Answer (position, estimatedWaitSeconds) of a pending request."""
+
+    conversation_id: str
+
+
+class QueueStats(Msg, frozen=True, kw_only=True):
+    """Answer (pending, agents online) of the queue."""
+
+
+# --- to an agent session actor -------------------------------------------------------------
+
+class Connect(Msg, frozen=True, kw_only=True):
+    """A websocket of this agent opened (answer: the session id)."""
+
+    socket_id: str
+    sink: Any
+    name: str | None
+    groups: tuple[str, ...]
+
+
+class Disconnect(Msg, frozen=True, kw_only=True):
+    """A websocket of this agent closed."""
+
+    socket_id: str
+
+
+class Push(Msg, frozen=True, kw_only=True):
+    """Send a frame (encoded JSON) to every socket of the agent."""
+
+    frame: bytes
+
+
+class Reserve(Msg, frozen=True, kw_only=True):
+    """Take one chat slot for ``conversation_id`` if under ``limit`` (answer: bool)."""
+
+    conversation_id: str
+    limit: int
+    assigned: bool
+
+
+class Release(Msg, frozen=True, kw_only=True):
+    """Give a chat slot back (the conversation ended or moved)."""
+
+    conversation_id: str
+
+
+class SetStatus(Msg, frozen=True, kw_only=True):
+    """The agent goes online or away."""
+
+    status: Literal["online", "away"]
+
+
+class AgentState(Msg, frozen=True, kw_only=True):
+    """Answer (status, active conversation ids)."""

@@ -1,0 +1,341 @@
+"""Decoding and dispatching the frames an agent sends (API.md section 5, agent to server).
+
+Every frame is validated against its typed shape; a bad frame gets an ``ERROR`` event
+(with the client's ``ref``) and the socket stays up. Conversations are checked against
+the caller: same organization, and a participant (supervisors may act on any
+conversation of their organization).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Literal
+
+import msgspec
+
+from actors import frames
+from actors.hub import Livechat, agent_key, queue_key
+from actors.messages import (
+    Accept,
+    Accepted,
+    AcceptRequest,
+    CreateRequest,
+    End,
+    Flag,
+    GetState,
+    Join,
+    Leave,
+    PostMessage,
+    PostResult,
+    Read,
+    Reserve,
+    SetStatus,
+    Transfer,
+    Typing,
+)
+from lcx.auth import Principal
+from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
+from lcx.ids import new_id
+from lcx.model import (
+    AgentRef,
+    Attachment,
+    Author,
+    Context,
+    Conversation,
+    Message,
+    Subscriber,
+    iso,
+    utc_now,
+)
+from lcx.store import Tx
+from lcx.store.conversations import find_by_request, messages_after
+
+log = logging.getLogger("lcx.ws")
+
+MAX_TEXT = 65_536
+Send = Callable[[dict[str, Any]], None]
+
+
+class Frame(msgspec.Struct, kw_only=True):
+    """The envelope every client frame shares."""
+
+    type: Literal["event", "message", "ping", "auth"]
+    event: str | None = None
+    ref: str | None = None
+    data: Any = None
+    token: str | None = None
+
+
+class _Data(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=False):
+    pass
+
+
+class RequestRef(_Data):
+    request_id: str
+
+
+class CreateData(_Data):
+    tenant_id: str
+    sub_handle: str
+    user_group_id: str | None = None
+
+
+class ConversationRef(_Data):
+    conversation_id: str
+
+
+class EndData(ConversationRef):
+    reason: str | None = None
+
+
+class TypingData(ConversationRef):
+    typing: bool
+
+
+class ReadData(ConversationRef):
+    seq: int
+
+
+class FlagData(ConversationRef):
+    flag: str
+    value: Any = None
+
+
+class TransferData(ConversationRef):
+    to_user_group_id: str | None = None
+    to_agent_id: str | None = None
+
+
+class StatusData(_Data):
+    status: Literal["online", "away"]
+
+
+class ResumeData(_Data):
+    conversations: dict[str, int]
+
+
+class MessageData(ConversationRef):
+    text: str | None = None
+    id: str | None = None
+    attachments: list[Attachment] = []
+
+
+def _after(conversation_id: str, seq: int, tx: Tx) -> list[Message]:
+    return messages_after(tx, conversation_id, seq)
+
+
+def error_frame(ref: str | None, exc: BaseException) -> dict[str, Any]:
+    """The ``ERROR`` event for an exception (codes as in API.md section 1)."""
+    if isinstance(exc, ApiError):
+        code, message = exc.code, exc.message
+    elif isinstance(exc, ActorError):
+        code, message = "unavailable", "temporarily unavailable; retry"
+    elif isinstance(exc, LcxError):
+        code, message = "unavailable", str(exc)
+    else:
+        code, message = "internal", "internal error"
+    return {"type": "event", "event": "ERROR", "ref": ref,
+            "data": {"code": code, "message": message}}
+
+
+def _decode(data: Any, shape: type[msgspec.Struct]) -> Any:
+    try:
+        return msgspec.convert(data if data is not None else {}, shape)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"bad frame data: {exc}") from None
+
+
+class FrameHandler:
+    """Handles the frames of one agent connection."""
+
+    def __init__(self, hub: Livechat, principal: Principal, send: Send) -> None:
+        assert principal.org is not None
+        self.hub = hub
+        self.principal = principal
+        self.org = principal.org
+        self.agent = AgentRef(id=principal.sub, name=principal.name)
+        self.send = send
+        self.supervisor = principal.has_any("supervisor")
+        self._events: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
+            "REQUEST_ACCEPT": self._accept, "REQUEST_CREATE": self._create,
+            "CONVERSATION_JOIN": self._join, "CONVERSATION_LEAVE": self._leave,
+            "CONVERSATION_END": self._end, "CONVERSATION_TYPING": self._typing,
+            "CONVERSATION_READ": self._read, "PARTICIPANT_FLAG": self._flag,
+            "TRANSFER": self._transfer, "AGENT_STATUS": self._status, "RESUME": self._resume,
+        }
+
+    async def handle(self, raw: str | bytes) -> None:
+        """Decode one frame, run it, answer with ack or ERROR; never raises LcxError."""
+        ref: str | None = None
+        try:
+            if len(raw) > 4 * MAX_TEXT:
+                raise InvalidRequest("frame too large")
+            frame = msgspec.json.decode(raw, type=Frame)
+            ref = frame.ref
+            reply = await self._dispatch(frame)
+        except msgspec.DecodeError as exc:
+            self.send(error_frame(ref, InvalidRequest(f"malformed frame: {exc}")))
+        except LcxError as exc:
+            self.send(error_frame(ref, exc))
+        except Exception as exc:
+            log.exception("agent frame failed", extra={"agent": self.agent.id})
+            self.send(error_frame(ref, exc))
+        else:
+            if reply is not None and ref is not None:
+                self.send({"type": "ack", "ref": ref, "data": reply})
+
+    async def _dispatch(self, frame: Frame) -> dict[str, Any] | None:
+        if frame.type == "ping":
+            self.send({"type": "pong", "ref": frame.ref})
+            return None
+        if frame.type == "message":
+            return await self._message(frame.data)
+        if frame.type == "auth":
+            return {}
+        handler = self._events.get(frame.event or "")
+        if handler is None:
+            raise InvalidRequest(f"unknown event {frame.event!r}")
+        result = await handler(frame.data)
+        if frame.event == "REQUEST_CREATE" and result is not None:
+            self.send(frames.event("REQUEST_CREATE_ACK", result, frame.ref))
+        return result
+
+    async def _conversation(self, conversation_id: str, *, member: bool = True) -> Conversation:
+        try:
+            state: Conversation = await self.hub.conversations.ask(conversation_id, GetState())
+        except NotFound:
+            raise NotFound("no such conversation") from None
+        if state.org_id != self.org:
+            raise NotFound("no such conversation")
+        if member and not self.supervisor and \
+                not any(p.id == self.agent.id for p in state.active_agents()):
+            raise Forbidden("you are not in this conversation")
+        return state
+
+    async def _ask(self, conversation_id: str, message: Any) -> Any:
+        return await self.hub.conversations.ask(conversation_id, message)
+
+    async def _accept(self, data: Any) -> dict[str, Any]:
+        ref = _decode(data, RequestRef)
+        conversation = await self.hub.store.read(lambda tx: find_by_request(tx, ref.request_id))
+        if conversation is None or conversation.org_id != self.org:
+            raise NotFound("no such request")
+        if not self.supervisor and conversation.user_group_id not in self.principal.groups:
+            raise Forbidden("the request is for a user group you do not serve")
+        accepted: Accepted = await self.hub.queues.ask(
+            queue_key(self.org, conversation.user_group_id),
+            AcceptRequest(conversation_id=conversation.id, agent=self.agent))
+        return {"conversationId": accepted.conversation.id, "requestId": ref.request_id,
+                "messages": frames.plain(list(accepted.messages))}
+
+    async def _create(self, data: Any) -> dict[str, Any]:
+        create = _decode(data, CreateData)
+        tenant = self.hub.tenant(create.tenant_id)
+        if tenant is None or tenant.organization_id != self.org:
+            raise NotFound("no such tenant")
+        group = create.user_group_id or tenant.default_user_group
+        if not group:
+            raise InvalidRequest("userGroupId is required for this tenant")
+        now = iso(utc_now())
+        conversation = Conversation(
+            id=new_id(), request_id=new_id(), org_id=self.org, tenant_id=tenant.id,
+            sub_handle=create.sub_handle, user_group_id=group, provider=tenant.provider,
+            channel=tenant.channel, status="pending", subscriber=Subscriber(),
+            context=Context(), participants=[], flags={"agentInitiated": True},
+            created_at=now, queued_at=now, last_activity_at=now)
+        settings = await self.hub.org_settings.get(self.org)
+        if not await self.hub.agents.ask(agent_key(self.org, self.agent.id), Reserve(
+                conversation_id=conversation.id, limit=settings.max_concurrent_chats,
+                assigned=False)):
+            raise Conflict("you have no free chat slot")
+        await self._ask(conversation.id, CreateRequest(conversation=conversation,
+                                                       enqueue=False))
+        accepted: Accepted = await self._ask(conversation.id, Accept(agent=self.agent))
+        return {"requestId": conversation.request_id,
+                "conversationId": accepted.conversation.id}
+
+    async def _join(self, data: Any) -> dict[str, Any]:
+        ref = _decode(data, ConversationRef)
+        await self._conversation(ref.conversation_id, member=False)
+        role = "supervisor" if self.supervisor else "agent"
+        await self._ask(ref.conversation_id, Join(agent=self.agent, role=role))
+        return {"conversationId": ref.conversation_id}
+
+    async def _leave(self, data: Any) -> dict[str, Any]:
+        ref = _decode(data, ConversationRef)
+        await self._conversation(ref.conversation_id)
+        await self._ask(ref.conversation_id, Leave(agent=self.agent))
+        return {"conversationId": ref.conversation_id}
+
+    async def _end(self, data: Any) -> dict[str, Any]:
+        end = _decode(data, EndData)
+        await self._conversation(end.conversation_id)
+        await self._ask(end.conversation_id, End(by="agent", reason=end.reason,
+                                                 agent=self.agent))
+        return {"conversationId": end.conversation_id}
+
+    async def _typing(self, data: Any) -> dict[str, Any]:
+        typing = _decode(data, TypingData)
+        await self._conversation(typing.conversation_id)
+        await self._ask(typing.conversation_id, Typing(agent=self.agent, typing=typing.typing))
+        return {"conversationId": typing.conversation_id}
+
+    async def _read(self, data: Any) -> dict[str, Any]:
+        read = _decode(data, ReadData)
+        await self._conversation(read.conversation_id)
+        await self._ask(read.conversation_id, Read(agent=self.agent, seq=read.seq))
+        return {"conversationId": read.conversation_id, "seq": read.seq}
+
+    async def _flag(self, data: Any) -> dict[str, Any]:
+        flag = _decode(data, FlagData)
+        await self._conversation(flag.conversation_id)
+        await self._ask(flag.conversation_id, Flag(agent=self.agent, flag=flag.flag,
+                                                   value=flag.value))
+        return {"conversationId": flag.conversation_id}
+
+    async def _transfer(self, data: Any) -> dict[str, Any]:
+        transfer = _decode(data, TransferData)
+        if (transfer.to_user_group_id is None) == (transfer.to_agent_id is None):
+            raise InvalidRequest("give exactly one of toUserGroupId and toAgentId")
+        await self._conversation(transfer.conversation_id)
+        await self._ask(transfer.conversation_id, Transfer(
+            agent=self.agent, to_user_group_id=transfer.to_user_group_id,
+            to_agent_id=transfer.to_agent_id))
+        return {"conversationId": transfer.conversation_id}
+
+    async def _status(self, data: Any) -> dict[str, Any]:
+        status = _decode(data, StatusData)
+        result = await self.hub.agents.ask(agent_key(self.org, self.agent.id),
+                                           SetStatus(status=status.status))
+        return {"status": result}
+
+    async def _resume(self, data: Any) -> dict[str, Any]:
+        resume = _decode(data, ResumeData)
+        replayed: dict[str, int] = {}
+        for conversation_id, last_seen in resume.conversations.items():
+            state = await self._conversation(conversation_id, member=False)
+            if not self.supervisor and not any(p.id == self.agent.id
+                                               for p in state.participants):
+                raise Forbidden("you are not in this conversation")
+            missed = await self.hub.store.read(partial(_after, conversation_id, last_seen))
+            for message in missed:
+                self.send(frames.message(message))
+            replayed[conversation_id] = len(missed)
+        return {"conversations": replayed}
+
+    async def _message(self, data: Any) -> dict[str, Any]:
+        message = _decode(data, MessageData)
+        if not message.text and not message.attachments:
+            raise InvalidRequest("a message needs text or attachments")
+        if message.text is not None and len(message.text) > MAX_TEXT:
+            raise InvalidRequest("text is too long")
+        await self._conversation(message.conversation_id)
+        result: PostResult = await self._ask(message.conversation_id, PostMessage(
+            author=Author(type="agent", id=self.agent.id, name=self.agent.name),
+            type="file" if message.attachments and not message.text else "text",
+            text=message.text, attachments=tuple(message.attachments), client_id=message.id,
+            idempotency_scope=f"agent:{self.org}:{self.agent.id}" if message.id else None))
+        return {"messageId": result.id, "seq": result.seq,
+                "conversationId": result.conversation_id}

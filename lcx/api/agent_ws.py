@@ -1,0 +1,156 @@
+"""The agent websocket (``GET /ws``, API.md section 5): one connection of one agent's tab.
+
+The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad token
+closes it with 4401), registers a bounded frame sink with the agent's session actor and
+then runs three tasks: a reader that decodes and dispatches frames (``agent_frames``), a
+writer that drains the sink onto the socket, and a heartbeat. A client that falls more
+than ``ws.max_queued_frames`` behind is cut off (4008) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import trio
+from quart import Blueprint, websocket
+
+from actors.hub import Livechat, agent_key
+from actors.messages import Connect, Disconnect
+from lcx.api.agent_frames import FrameHandler, error_frame
+from lcx.api.app import AppDeps
+from lcx.api.auth import principal_from_query_or_frame
+from lcx.auth import Principal, TokenVerifier
+from lcx.errors import Forbidden, LcxError, Unauthorized
+from lcx.ids import new_id
+from lcx.model import iso, utc_now
+
+log = logging.getLogger("lcx.ws")
+
+AUTH_TIMEOUT_SECONDS = 5.0
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_GOING_AWAY = 1012
+
+
+class SocketSink:
+    """The bounded outbound queue of one websocket (see ``FrameSink``)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.send, self.receive = trio.open_memory_channel[bytes](capacity)
+        self.scope = trio.CancelScope()
+        self.cut_reason: str | None = None
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame; False when the client is too far behind."""
+        try:
+            self.send.send_nowait(frame)
+        except trio.WouldBlock:
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return True  # closing anyway
+        return True
+
+    def offer_json(self, frame: dict[str, Any]) -> None:
+        """Queue a frame built here; cut the socket if it does not fit."""
+        if not self.offer(msgspec.json.encode(frame)):
+            self.cut("too many frames queued")
+
+    def cut(self, reason: str) -> None:
+        """Close the connection because the client cannot keep up."""
+        self.cut_reason = reason
+        self.scope.cancel()
+
+
+def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
+    """The blueprint serving ``/ws``."""
+    blueprint = Blueprint("agent_ws", __name__)
+    assert deps.livechat is not None
+
+    @blueprint.websocket("/ws")
+    async def agent_socket() -> None:
+        await websocket.accept()
+        hub = deps.livechat
+        assert hub is not None
+        principal = await _authenticate(deps.verifier)
+        if principal is None:
+            await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
+            return
+        await _serve(hub, principal)
+
+    return blueprint
+
+
+async def _authenticate(verifier: TokenVerifier | None) -> Principal | None:
+    token = websocket.args.get("token")
+    try:
+        if verifier is None:
+            raise Unauthorized("authentication is not configured")
+        if token is None:
+            token = await _first_frame_token()
+        principal = principal_from_query_or_frame(token, verifier)
+        if not principal.has_any("agent", "supervisor") or principal.org is None:
+            raise Forbidden("the agent websocket needs an agent or supervisor token")
+    except LcxError as exc:
+        await websocket.send(msgspec.json.encode(error_frame(None, exc)).decode())
+        return None
+    return principal
+
+
+async def _first_frame_token() -> str | None:
+    with trio.move_on_after(AUTH_TIMEOUT_SECONDS):
+        raw = await websocket.receive()
+        try:
+            frame = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if isinstance(frame, dict) and frame.get("type") == "auth":
+            token = frame.get("token")
+            return token if isinstance(token, str) else None
+    return None
+
+
+async def _serve(hub: Livechat, principal: Principal) -> None:
+    assert principal.org is not None
+    socket_id = new_id()
+    sink = SocketSink(hub.max_queued_frames)
+    key = agent_key(principal.org, principal.sub)
+    await hub.agents.ask(key, Connect(socket_id=socket_id, sink=sink, name=principal.name,
+                                      groups=principal.groups))
+    hub.counters.ws_sessions += 1
+    sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
+        "agentId": principal.sub, "sessionId": socket_id,
+        "heartbeatSeconds": hub.heartbeat_seconds}})
+    handler = FrameHandler(hub, principal, sink.offer_json)
+    try:
+        with sink.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_write, sink)
+                nursery.start_soon(_heartbeat, sink, hub.heartbeat_seconds)
+                await _read(handler)
+                nursery.cancel_scope.cancel()
+        if sink.cut_reason is not None:
+            log.warning("agent socket cut off", extra={"agent": principal.sub,
+                                                       "reason": sink.cut_reason})
+            await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
+    finally:
+        hub.counters.ws_sessions -= 1
+        hub.tell_agent(principal.org, principal.sub, Disconnect(socket_id=socket_id))
+
+
+async def _read(handler: FrameHandler) -> None:
+    while True:
+        raw = await websocket.receive()
+        await handler.handle(raw)
+
+
+async def _write(sink: SocketSink) -> None:
+    async for frame in sink.receive:
+        await websocket.send(frame.decode())
+
+
+async def _heartbeat(sink: SocketSink, seconds: float) -> None:
+    while True:
+        await trio.sleep(seconds)
+        sink.offer_json({"type": "event", "event": "HEARTBEAT", "data": {"at": iso(utc_now())}})

@@ -1,0 +1,187 @@
+"""The shapes of lcx's domain: wire bodies, stored records and events, as msgspec Structs.
+
+Wire shapes use camelCase names (``rename="camel"``); Python attributes stay snake_case.
+Timestamps are RFC 3339 UTC strings with milliseconds (:func:`iso`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+ConversationStatus = Literal["pending", "active", "ended", "cancelled", "missed"]
+OPEN_STATUSES: tuple[ConversationStatus, ...] = ("pending", "active")
+AuthorType = Literal["subscriber", "agent", "system", "bot"]
+MessageType = Literal["text", "file", "rich", "postback"]
+EndedBy = Literal["agent", "subscriber", "system", "provider"]
+EventType = Literal["CONVERSATION_BEGIN", "MESSAGE", "CONVERSATION_TYPING", "TRANSFER_REQUEST",
+                    "CONVERSATION_END", "REQUEST_MISSED"]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (``Z`` or an offset) into an aware datetime.
+
+    Raises:
+        ValueError: not a timestamp.
+    """
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a timezone: {text!r}")
+    return parsed
+
+
+class Wire(msgspec.Struct, rename="camel", omit_defaults=True, forbid_unknown_fields=False):
+    """Base of camelCase wire shapes."""
+
+
+class Subscriber(Wire, kw_only=True):
+    """Who the end user is, as the bot knows them."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
+    custom: dict[str, Any] = {}
+
+
+class TranscriptLine(Wire, kw_only=True):
+    """One line of the bot conversation that came before the hand-over."""
+
+    author: str
+    text: str | None = None
+    at: str | None = None
+
+
+class Context(Wire, kw_only=True):
+    """What the bot hands over with the request."""
+
+    transcript: list[TranscriptLine] = []
+    metadata: dict[str, Any] = {}
+
+
+class Attachment(Wire, kw_only=True):
+    """A file attached to a message."""
+
+    url: str
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+
+
+class Author(msgspec.Struct, kw_only=True):
+    """Who wrote a message (``type`` is subscriber, agent, system or bot)."""
+
+    type: AuthorType
+    id: str | None = None
+    name: str | None = None
+
+
+class AgentRef(msgspec.Struct, kw_only=True):
+    """An agent as events and frames name them."""
+
+    id: str
+    name: str | None = None
+
+
+class Participant(Wire, kw_only=True):
+    """An agent or supervisor in a conversation."""
+
+    id: str
+    name: str | None = None
+    role: str = "agent"
+    joined_at: str
+    left_at: str | None = None
+
+
+class Message(Wire, kw_only=True):
+    """One message of a conversation's log (also the agent ``message`` frame's data)."""
+
+    conversation_id: str
+    seq: int
+    message_id: str
+    author: Author
+    type: MessageType
+    at: str
+    text: str | None = None
+    payload: Any = None
+    attachments: list[Attachment] = []
+
+
+class Conversation(msgspec.Struct, kw_only=True):
+    """A request and the conversation it becomes: the state a conversation actor owns."""
+
+    id: str
+    request_id: str
+    org_id: str
+    tenant_id: str
+    sub_handle: str
+    user_group_id: str
+    provider: str
+    channel: str
+    status: ConversationStatus
+    subscriber: Subscriber
+    context: Context
+    participants: list[Participant]
+    flags: dict[str, Any]
+    created_at: str
+    queued_at: str
+    last_activity_at: str
+    last_seq: int = 0
+    last_event_no: int = 0
+    agent_id: str | None = None
+    agent_name: str | None = None
+    accepted_at: str | None = None
+    accepted_by: str | None = None
+    ended_at: str | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Pending or active."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def agent(self) -> AgentRef | None:
+        """The agent currently handling the conversation, if any."""
+        return None if self.agent_id is None else AgentRef(id=self.agent_id,
+                                                             name=self.agent_name)
+
+    def active_agents(self) -> list[Participant]:
+        """Participants that have not left."""
+        return [p for p in self.participants if p.left_at is None]
+
+
+class BotEvent(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False):
+    """An event POSTed to a tenant's ``bot_events_url`` (API.md section 4)."""
+
+    id: str
+    type: EventType
+    tenant_id: str
+    organization_id: str
+    sub_handle: str
+    request_id: str
+    conversation_id: str | None
+    seq: int
+    at: str
+    data: dict[str, Any]
+
+
+def request_status(status: ConversationStatus) -> str:
+    """The status of the *request* behind a conversation in ``status``."""
+    if status in ("active", "ended"):
+        return "accepted"
+    return status

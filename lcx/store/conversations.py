@@ -1,0 +1,199 @@
+"""Conversations, their message log and idempotency keys, as functions over a :class:`Tx`.
+
+Only a conversation's actor writes its row and its messages (it is the single writer of
+``seq``); the uniqueness rules here are the safety net for the moment two owners exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from lcx.model import Attachment, Author, Context, Conversation, Message, Participant, Subscriber
+from lcx.store.base import Row, Tx
+
+_COLUMNS = ("id", "request_id", "org_id", "tenant_id", "sub_handle", "user_group_id",
+            "provider", "channel", "status", "subscriber", "context", "participants", "flags",
+            "agent_id", "agent_name", "created_at", "queued_at", "accepted_at", "accepted_by",
+            "ended_at", "ended_by", "end_reason", "last_seq", "last_event_no",
+            "last_activity_at", "open_key")
+_JSON_COLUMNS = {"subscriber": Subscriber, "context": Context,
+                 "participants": list[Participant], "flags": dict[str, Any]}
+_encode = msgspec.json.encode
+
+
+def open_key(conversation: Conversation) -> str | None:
+    """The value that makes "one open request per subscriber and tenant" a unique index."""
+    if not conversation.is_open:
+        return None
+    return f"{conversation.tenant_id}/{conversation.sub_handle}"
+
+
+def _values(conversation: Conversation) -> list[Any]:
+    values: list[Any] = []
+    for column in _COLUMNS:
+        if column == "open_key":
+            values.append(open_key(conversation))
+        elif column in _JSON_COLUMNS:
+            values.append(_encode(getattr(conversation, column)).decode())
+        else:
+            values.append(getattr(conversation, column))
+    return values
+
+
+def _conversation(row: Row) -> Conversation:
+    fields = {k: v for k, v in row.items() if k != "open_key"}
+    for column, type_ in _JSON_COLUMNS.items():
+        fields[column] = msgspec.json.decode(row[column], type=type_)
+    return Conversation(**fields)
+
+
+def insert_conversation(tx: Tx, conversation: Conversation) -> None:
+    """Store a new conversation.
+
+    Raises:
+        IntegrityConflict: the subscriber already has an open one (or the id exists).
+    """
+    marks = ", ".join("?" for _ in _COLUMNS)
+    tx.execute(f"INSERT INTO conversations ({', '.join(_COLUMNS)}) VALUES ({marks})",
+               _values(conversation))
+
+
+def save_conversation(tx: Tx, conversation: Conversation) -> None:
+    """Overwrite the stored state of an existing conversation."""
+    columns = [c for c in _COLUMNS if c != "id"]
+    assignments = ", ".join(f"{c} = ?" for c in columns)
+    values = _values(conversation)[1:]
+    tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", [*values, conversation.id])
+
+
+def load_conversation(tx: Tx, conversation_id: str) -> Conversation | None:
+    """The conversation with this id, if any."""
+    row = tx.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+    return None if row is None else _conversation(row)
+
+
+def find_by_request(tx: Tx, request_id: str) -> Conversation | None:
+    """The conversation a request became (or will become)."""
+    row = tx.fetchone("SELECT * FROM conversations WHERE request_id = ?", (request_id,))
+    return None if row is None else _conversation(row)
+
+
+def find_open(tx: Tx, tenant_id: str, sub_handle: str) -> Conversation | None:
+    """The subscriber's open (pending or active) conversation in this tenant, if any."""
+    row = tx.fetchone("SELECT * FROM conversations WHERE open_key = ?",
+                      (f"{tenant_id}/{sub_handle}",))
+    return None if row is None else _conversation(row)
+
+
+def find_latest(tx: Tx, tenant_id: str, sub_handle: str) -> Conversation | None:
+    """The subscriber's most recent conversation in this tenant, open or not."""
+    row = tx.fetchone("SELECT * FROM conversations WHERE tenant_id = ? AND sub_handle = ? "
+                      "ORDER BY created_at DESC, id DESC LIMIT 1", (tenant_id, sub_handle))
+    return None if row is None else _conversation(row)
+
+
+def pending_in_queue(tx: Tx, org_id: str, user_group_id: str) -> list[Conversation]:
+    """Pending requests of one queue, oldest first."""
+    rows = tx.fetchall("SELECT * FROM conversations WHERE org_id = ? AND user_group_id = ? "
+                       "AND status = ? ORDER BY queued_at, id", (org_id, user_group_id, "pending"))
+    return [_conversation(row) for row in rows]
+
+
+def open_conversations(tx: Tx) -> list[Conversation]:
+    """Every pending or active conversation (for timers after a restart)."""
+    rows = tx.fetchall("SELECT * FROM conversations WHERE open_key IS NOT NULL "
+                       "ORDER BY queued_at, id")
+    return [_conversation(row) for row in rows]
+
+
+def active_for_agent(tx: Tx, org_id: str, agent_id: str) -> list[str]:
+    """Ids of the active conversations an agent handles."""
+    rows = tx.fetchall("SELECT id FROM conversations WHERE org_id = ? AND agent_id = ? "
+                       "AND status = ? ORDER BY accepted_at", (org_id, agent_id, "active"))
+    return [row["id"] for row in rows]
+
+
+def count_pending(tx: Tx, org_id: str, *, tenant_id: str | None = None,
+                  user_group_id: str | None = None) -> int:
+    """How many requests of an organization are pending (optionally one tenant/group)."""
+    sql = "SELECT count(*) AS n FROM conversations WHERE org_id = ? AND status = ?"
+    params: list[Any] = [org_id, "pending"]
+    if tenant_id is not None:
+        sql += " AND tenant_id = ?"
+        params.append(tenant_id)
+    if user_group_id is not None:
+        sql += " AND user_group_id = ?"
+        params.append(user_group_id)
+    row = tx.fetchone(sql, params)
+    return int(row["n"]) if row else 0
+
+
+def accepted_waits(tx: Tx, tenant_id: str, since: str) -> list[tuple[str, str]]:
+    """(queued_at, accepted_at) of a tenant's requests accepted since ``since``."""
+    rows = tx.fetchall("SELECT queued_at, accepted_at FROM conversations WHERE tenant_id = ? "
+                       "AND accepted_at IS NOT NULL AND accepted_at >= ?", (tenant_id, since))
+    return [(row["queued_at"], row["accepted_at"]) for row in rows]
+
+
+_MESSAGE_COLUMNS = ("conversation_id", "seq", "id", "org_id", "author_type", "author_id",
+                    "author_name", "type", "text", "payload", "attachments", "client_id", "at")
+
+
+def append_message(tx: Tx, message: Message, *, org_id: str, client_id: str | None) -> None:
+    """Add a message to its conversation's log.
+
+    Raises:
+        IntegrityConflict: the (conversation, seq) slot or the message id is taken.
+    """
+    marks = ", ".join("?" for _ in _MESSAGE_COLUMNS)
+    payload = None if message.payload is None else _encode(message.payload).decode()
+    tx.execute(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) VALUES ({marks})", (
+        message.conversation_id, message.seq, message.message_id, org_id, message.author.type,
+        message.author.id, message.author.name, message.type, message.text, payload,
+        _encode(message.attachments).decode(), client_id, message.at))
+
+
+def _message(row: Row) -> Message:
+    return Message(
+        conversation_id=row["conversation_id"], seq=row["seq"], message_id=row["id"],
+        author=Author(type=row["author_type"], id=row["author_id"], name=row["author_name"]),
+        type=row["type"], at=row["at"], text=row["text"],
+        payload=None if row["payload"] is None else msgspec.json.decode(row["payload"]),
+        attachments=msgspec.json.decode(row["attachments"], type=list[Attachment]))
+
+
+def messages_after(tx: Tx, conversation_id: str, seq: int, limit: int = 1000) -> list[Message]:
+    """The messages of a conversation with a seq above ``seq``, in order."""
+    rows = tx.fetchall("SELECT * FROM messages WHERE conversation_id = ? AND seq > ? "
+                       "ORDER BY seq LIMIT ?", (conversation_id, seq, limit))
+    return [_message(row) for row in rows]
+
+
+def messages_between(tx: Tx, org_id: str, *, conversation_id: str | None, since: str | None,
+                     until: str | None, limit: int = 100_000) -> list[Message]:
+    """An organization's messages for a transcript, ordered by conversation and seq."""
+    sql = "SELECT * FROM messages WHERE org_id = ?"
+    params: list[Any] = [org_id]
+    for clause, value in (("conversation_id = ?", conversation_id), ("at >= ?", since),
+                          ("at < ?", until)):
+        if value is not None:
+            sql += f" AND {clause}"
+            params.append(value)
+    sql += " ORDER BY conversation_id, seq LIMIT ?"
+    params.append(limit)
+    return [_message(row) for row in tx.fetchall(sql, params)]
+
+
+def remembered(tx: Tx, scope: str, key: str) -> bytes | None:
+    """The answer stored for an idempotent operation, if it ran before."""
+    row = tx.fetchone("SELECT result FROM idempotency_keys WHERE scope = ? AND key = ?",
+                      (scope, key))
+    return None if row is None else str(row["result"]).encode()
+
+
+def remember(tx: Tx, scope: str, key: str, result: bytes, at: str) -> None:
+    """Store the answer of an idempotent operation (in the same transaction as its effect)."""
+    tx.execute("INSERT INTO idempotency_keys (scope, key, result, created_at) "
+               "VALUES (?, ?, ?, ?)", (scope, key, result.decode(), at))
