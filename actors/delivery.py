@@ -81,6 +81,13 @@ class DeliveryLimits:
     stop_grace: float = 3.0
     """Seconds in-flight POSTs get to finish after :meth:`DeliveryService.request_stop`."""
 
+    def __post_init__(self) -> None:
+        """Raises ValueError for a limit below 1 or a pause that is not positive."""
+        if min(self.per_tenant, self.total, self.scan_batch) < 1:
+            raise ValueError("delivery limits must be at least 1")
+        if self.scan_interval <= 0 or self.stop_grace < 0:
+            raise ValueError("scan_interval must be positive and stop_grace not negative")
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryStatistics:

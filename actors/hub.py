@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
 from actors.messages import Msg, Push
 from lcx.config import TenantConfig
@@ -80,6 +81,8 @@ class Livechat:
         self.max_queued_frames = max_queued_frames
         self.org_settings = OrgSettings(store)
         self.presence: dict[tuple[str, str], Presence] = {}
+        self.draining = trio.Event()
+        """Set when the instance shuts down: agent sockets close with 1012."""
         self.counters = LivechatCounters()
         self.conversations = KeyedSupervisor(
             "conversation", self._activate_conversation, idle_seconds=CONVERSATION_IDLE_SECONDS,

@@ -171,12 +171,15 @@ class BotClient:
 
 
 async def _start_of(answer: httpx.Response) -> str:
-    """The first characters of a response body, for an error message; reads no more."""
+    """The first characters of a response body, for an error message.
+
+    The body is drained (within the POST's timeout) but only its start is kept: leaving
+    httpx's nested stream generators unfinished would leak them.
+    """
     chunk = b""
     async for piece in answer.aiter_bytes():
-        chunk += piece
-        if len(chunk) >= _REASON_BODY_CHARS:
-            break
+        if len(chunk) < _REASON_BODY_CHARS:
+            chunk += piece
     return chunk[:_REASON_BODY_CHARS].decode(errors="replace").strip()
 
 

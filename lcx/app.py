@@ -7,6 +7,7 @@
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group
+    ├── delivery         the outbox: events to bots and flow triggers
     ├── recovery         wakes open conversations and busy queues after a restart
     └── http             the HTTP + websocket server (started last, stopped first)
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import trio
 from hypercorn.typing import ASGIFramework
 
+from actors.delivery import DeliveryService
 from actors.hub import Livechat
 from actors.recovery import Recovery
 from lcx.api.app import AppDeps, create_app
@@ -58,6 +60,7 @@ class Lcx:
                                  registry=self.registry, wake_delivery=self._wake_delivery,
                                  heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames)
+        self.delivery: DeliveryService | None = None
         self._draining = False
         self.http = HttpService(self._build_app, host=settings.server.host,
                                 port=settings.server.port,
@@ -71,6 +74,7 @@ class Lcx:
         return [
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
             *self.livechat.children(),
+            ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("recovery", lambda: Recovery(self.livechat), kind="service"),
             ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
@@ -84,8 +88,15 @@ class Lcx:
                        verifier=self.verifier, livechat=self.livechat, config=self.settings)
         return create_app(deps)
 
+    def _start_delivery(self) -> DeliveryService:
+        self.delivery = DeliveryService(self.store.store, self.livechat.tenants,
+                                        self.settings.delivery)
+        return self.delivery
+
     def _wake_delivery(self, conversation_id: str) -> None:
         """Hint the delivery service that a conversation has new events."""
+        if self.delivery is not None:
+            self.delivery.wake(conversation_id)
 
     @property
     def draining(self) -> bool:
@@ -95,6 +106,7 @@ class Lcx:
     def request_stop(self) -> None:
         """Begin a graceful shutdown: stop accepting, finish in-flight work, close the store."""
         self._draining = True
+        self.livechat.draining.set()
         self.root.request_stop()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -41,6 +41,7 @@ class SocketSink:
         self.send, self.receive = trio.open_memory_channel[bytes](capacity)
         self.scope = trio.CancelScope()
         self.cut_reason: str | None = None
+        self.going_away = False
 
     def offer(self, frame: bytes) -> bool:
         """Queue a frame; False when the client is too far behind."""
@@ -128,9 +129,12 @@ async def _serve(hub: Livechat, principal: Principal) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_write, sink)
                 nursery.start_soon(_heartbeat, sink, hub.heartbeat_seconds)
+                nursery.start_soon(_close_on_drain, hub, sink)
                 await _read(handler)
                 nursery.cancel_scope.cancel()
-        if sink.cut_reason is not None:
+        if sink.going_away:
+            await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
+        elif sink.cut_reason is not None:
             log.warning("agent socket cut off", extra={"agent": principal.sub,
                                                        "reason": sink.cut_reason})
             await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
@@ -148,6 +152,12 @@ async def _read(handler: FrameHandler) -> None:
 async def _write(sink: SocketSink) -> None:
     async for frame in sink.receive:
         await websocket.send(frame.decode())
+
+
+async def _close_on_drain(hub: Livechat, sink: SocketSink) -> None:
+    await hub.draining.wait()
+    sink.going_away = True
+    sink.scope.cancel()
 
 
 async def _heartbeat(sink: SocketSink, seconds: float) -> None:

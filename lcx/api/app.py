@@ -161,8 +161,11 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
     blueprints = [ops_blueprint(deps)]
     if deps.livechat is not None:
         from lcx.api.agent_ws import agent_ws_blueprint
+        from lcx.api.bot import bot_blueprint
+        from lcx.api.management import management_blueprint
 
-        blueprints += [agent_ws_blueprint(deps)]
+        blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
+                       management_blueprint(deps)]
     return blueprints
 
 

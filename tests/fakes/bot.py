@@ -39,11 +39,12 @@ EVENTS_PATH = "/livechat-events"
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer: a status, headers (e.g. ``Retry-After``) and a delay first."""
+    """One scripted answer: a status, headers (e.g. ``Retry-After``), a body, a delay first."""
 
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,8 @@ class FakeBot:
         given = headers.get("x-lcx-signature", "")
         return hmac.compare_digest(given, sign(body, self.secret))
 
-    async def handle(self, path: str, headers: Mapping[str, str], body: bytes
-                     ) -> tuple[int, Mapping[str, str]]:
-        """Record one request and produce its answer (status, headers)."""
+    async def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Record one request and produce its answer."""
         lowered = {k.lower(): v for k, v in headers.items()}
         reply = self._next_reply(lowered.get("idempotency-key", ""))
         stalled = reply is None and self.mode == "stall"
@@ -146,7 +146,7 @@ class FakeBot:
         if stalled:
             await self._released.wait()
         await trio.sleep(reply.delay)
-        return reply.status, reply.headers
+        return reply
 
     def app(self) -> QuartTrio:
         """The quart-trio app serving this fake."""
@@ -155,9 +155,9 @@ class FakeBot:
         @app.post("/<path:path>")
         async def receive(path: str) -> Response:
             body = await request.get_data(as_text=False)
-            status, headers = await self.handle(request.full_path.rstrip("?"),
-                                                dict(request.headers), body)
-            return Response(b"", status=status, headers=dict(headers))
+            reply = await self.handle(request.full_path.rstrip("?"), dict(request.headers),
+                                      body)
+            return Response(reply.body, status=reply.status, headers=dict(reply.headers))
 
         @app.get("/_fake/received")
         async def received() -> Response:

@@ -1,0 +1,464 @@
+"""The bot API (API.md section 3): a bot hands its users over to humans.
+
+Routes (every one needs a ``bot`` or ``service`` token; a tenant must be of the token's
+organization and, for a ``bot`` token with a ``tenants`` claim, listed there):
+
+- ``POST /requests``, ``PATCH /requests/subscribers/{subHandle}?tenantId=``,
+  ``DELETE /sessions/tenants/{tenantId}/subscribers/{subHandle}``: open, change, end;
+- ``POST /messages``: forward a user message (idempotent on the bot's ``id``);
+- ``HEAD /organizations/{orgId}/requests``, ``HEAD .../tenants/{tenantId}/metrics``,
+  ``GET /subscribers/{subHandle}/livechat-state``, ``GET /tenants/{tenantId}/availability``.
+
+Decisions where API.md is silent:
+
+* **Conversation id.** A request reserves its conversation id at creation, but clients see
+  it only once an agent accepted (``conversationId`` is ``null`` while pending, as in the
+  bot events); ``POST /messages`` answers the actor's ``PostResult``, which always names it.
+* **Auto routing** may give a request to an agent before ``POST /requests`` answers; the
+  201 then says ``"status": "accepted"`` with the ``conversationId`` and no position.
+* **State.** ``livechat-state`` answers ``none`` (never asked), ``pending``, ``active``, or
+  ``ended`` for every closed outcome (ended, cancelled, missed) of the *latest* request;
+  the added ``status`` field keeps the exact outcome, with ``endedAt``/``endedBy``/
+  ``endReason``.
+* **Cancelling** (``PATCH`` with ``"status": "cancelled"``) applies to a pending request;
+  other fields of that body are ignored. When an agent already accepted, the answer is
+  409 ``conflict`` (end the session with ``DELETE`` instead); 404 when nothing is open.
+* **Messages** of type ``text`` need ``text``, ``file`` at least one attachment, ``rich``
+  and ``postback`` a ``payload`` (400 naming the field otherwise). Without an ``id`` a
+  message is not idempotent. Ids are unique per tenant, as the contract says.
+* **Limits**: ids and handles 1-256 characters, ``text`` at most 65,536 characters, at most
+  20 attachments; unknown body fields are ignored (bots written for the replaced gateway
+  may send more), unknown query parameters too.
+* **Provider**: a request may name another provider than the tenant's only when the tenant
+  has that provider's settings table (``helvia`` always works); else 422
+  ``provider_not_configured``.
+* **Availability** counts online agents of the group (``?userGroupId=``, default the
+  tenant's default group; the whole organization when the tenant has none). Business hours
+  are not implemented yet: ``businessHours.open`` is always ``true`` with
+  ``"configured": false``, and ``outside_business_hours`` is never answered.
+* ``HEAD .../requests`` without ``tenantId`` counts the whole organization, also for a
+  token limited to some tenants (a count reveals no conversation).
+* ``HEAD .../metrics``: ``X-Agents-Online`` counts the tenant's default group (or the
+  organization); ``X-Average-Waiting-Time`` is ``0.000`` when nothing was accepted in the
+  window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+import msgspec
+from quart import Blueprint, request
+from quart_trio.wrappers import TrioResponse
+
+from actors.hub import Livechat, queue_key
+from actors.messages import (
+    CreateRequest,
+    End,
+    GetState,
+    Position,
+    PostMessage,
+    PostResult,
+    UpdateRequest,
+)
+from lcx.api.auth import authenticate
+from lcx.api.bodies import field_path, json_response, read_json
+from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
+from lcx.config import Provider, TenantConfig
+from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
+from lcx.ids import new_id
+from lcx.model import (
+    Attachment,
+    Author,
+    Context,
+    Conversation,
+    MessageType,
+    Subscriber,
+    iso,
+    parse_iso,
+    request_status,
+    utc_now,
+)
+from lcx.store import Tx
+from lcx.store.conversations import (
+    accepted_waits,
+    count_pending,
+    find_latest,
+    find_open,
+    remembered,
+)
+
+if TYPE_CHECKING:
+    from lcx.api.app import AppDeps
+
+__all__ = ["BOT_SCOPES", "MAX_TEXT_CHARS", "BotApi", "Id", "bot_blueprint", "read_query",
+           "require_livechat", "state_body"]
+
+T = TypeVar("T")
+
+BOT_SCOPES = ("bot", "service")
+MAX_ID_CHARS = 256
+MAX_TEXT_CHARS = 65_536
+MAX_ATTACHMENTS = 20
+DEFAULT_METRICS_WINDOW_SECONDS = 3600
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+"""An id, handle or group name as clients send it."""
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+
+
+class _Body(msgspec.Struct, rename="camel", kw_only=True):
+    """Base of request bodies and queries: camelCase, unknown fields ignored."""
+
+
+class CreateRequestBody(_Body):
+    """``POST /requests``."""
+
+    tenant_id: Id
+    sub_handle: Id
+    user_group_id: Id | None = None
+    provider: Provider | None = None
+    subscriber: Subscriber = msgspec.field(default_factory=Subscriber)
+    context: Context = msgspec.field(default_factory=Context)
+
+
+class UpdateRequestBody(_Body):
+    """``PATCH /requests/subscribers/{subHandle}``."""
+
+    subscriber: Subscriber | None = None
+    context: Context | None = None
+    user_group_id: Id | None = None
+    status: Literal["cancelled"] | None = None
+
+
+class MessageBody(_Body):
+    """``POST /messages``."""
+
+    tenant_id: Id
+    sub_handle: Id
+    id: Id | None = None
+    type: MessageType = "text"
+    text: Text | None = None
+    payload: Any = None
+    attachments: Annotated[list[Attachment], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = []
+    sent_at: str | None = None
+
+
+class TenantQuery(_Body):
+    """``?tenantId=`` (required)."""
+
+    tenant_id: Id
+
+
+class GroupQuery(_Body):
+    """``?userGroupId=`` (optional)."""
+
+    user_group_id: Id | None = None
+
+
+class CountQuery(_Body):
+    """``HEAD /organizations/{orgId}/requests`` query."""
+
+    status: Literal["pending"] = "pending"
+    tenant_id: Id | None = None
+    user_group_id: Id | None = None
+
+
+def read_query(type_: type[T], args: Mapping[str, str] | None = None) -> T:
+    """Decode the request's query string (first value of each name) into ``type_``.
+
+    Raises:
+        InvalidRequest: a parameter is missing, empty where a value is needed, or invalid;
+            ``details.fields`` names it.
+    """
+    values = dict(request.args.items()) if args is None else dict(args)
+    try:
+        return msgspec.convert(values, type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid query string: {exc}",
+                             details={"fields": [field_path(exc)]}) from exc
+
+
+def require_livechat(deps: AppDeps) -> Livechat:
+    """The hub of ``deps``; the livechat blueprints are only built when there is one."""
+    if deps.livechat is None:
+        raise RuntimeError("the livechat routes need AppDeps.livechat")
+    return deps.livechat
+
+
+async def state_body(hub: Livechat, conversation: Conversation | None) -> dict[str, Any]:
+    """The ``livechat-state`` body of a subscriber's latest request (see the module notes)."""
+    if conversation is None:
+        return {"state": "none", "status": None, "requestId": None, "conversationId": None,
+                "position": None, "estimatedWaitSeconds": None, "agent": None,
+                "provider": None, "userGroupId": None}
+    c = conversation
+    position, estimate = await _position(hub, c)
+    state = c.status if c.status in ("pending", "active") else "ended"
+    return {"state": state, "status": c.status, "requestId": c.request_id,
+            "conversationId": c.id if c.accepted_at else None, "position": position,
+            "estimatedWaitSeconds": estimate, "agent": msgspec.to_builtins(c.agent),
+            "provider": c.provider, "userGroupId": c.user_group_id, "endedAt": c.ended_at,
+            "endedBy": c.ended_by, "endReason": c.end_reason}
+
+
+async def _position(hub: Livechat, c: Conversation) -> tuple[int | None, int | None]:
+    if c.status != "pending":
+        return None, None
+    answer: tuple[int | None, int | None] = await hub.queues.ask(
+        queue_key(c.org_id, c.user_group_id), Position(conversation_id=c.id))
+    return answer
+
+
+def _check_message(body: MessageBody) -> None:
+    missing = {"text": body.type == "text" and not body.text,
+               "attachments": body.type == "file" and not body.attachments,
+               "payload": body.type in ("rich", "postback") and body.payload is None}
+    fields = [name for name, bad in missing.items() if bad]
+    if fields:
+        raise InvalidRequest(f"a {body.type} message needs {fields[0]}",
+                             details={"fields": fields})
+
+
+def _check_provider(tenant: TenantConfig, provider: str) -> None:
+    if provider == "helvia" or provider == tenant.provider:
+        return
+    if getattr(tenant, provider, None) is None:
+        raise Unprocessable(f"tenant {tenant.id!r} has no settings for provider {provider!r}",
+                            details={"reason": "provider_not_configured",
+                                     "provider": provider})
+
+
+def _new_conversation(tenant: TenantConfig, body: CreateRequestBody, group: str,
+                      provider: str) -> Conversation:
+    """A pending request; its conversation id is reserved now, shown once accepted."""
+    now = iso(utc_now())
+    return Conversation(
+        id=new_id(), request_id=new_id(), org_id=tenant.organization_id, tenant_id=tenant.id,
+        sub_handle=body.sub_handle, user_group_id=group, provider=provider,
+        channel=tenant.channel, status="pending", subscriber=body.subscriber,
+        context=body.context, participants=[], flags={}, created_at=now, queued_at=now,
+        last_activity_at=now)
+
+
+def _head(headers: Mapping[str, str]) -> TrioResponse:
+    """An answer to ``HEAD`` whose news is all in ``headers`` (no body, no content type)."""
+    response = TrioResponse(b"", status=200, headers=dict(headers))
+    del response.headers["Content-Type"]
+    return response
+
+
+def _path_id(value: str, name: str) -> str:
+    """``value`` of a path segment, refused (400 naming ``name``) when over the id limit."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest(f"{name} is longer than {MAX_ID_CHARS} characters",
+                             details={"fields": [name]})
+    return value
+
+
+def _conflict(existing: Conversation) -> Conflict:
+    return Conflict("the subscriber already has an open request or conversation",
+                    details={"requestId": existing.request_id,
+                             "conversationId": existing.id if existing.accepted_at else None,
+                             "status": existing.status})
+
+
+class BotApi:
+    """The route handlers of the bot API, over one hub; see the module docstring."""
+
+    def __init__(self, hub: Livechat, verifier: TokenVerifier | None, *,
+                 metrics_window_seconds: int = DEFAULT_METRICS_WINDOW_SECONDS) -> None:
+        self.hub = hub
+        self.verifier = verifier
+        self.window = metrics_window_seconds
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def caller(self) -> Principal:
+        """The request's principal, which must hold ``bot`` or ``service`` (401/403)."""
+        if self.verifier is None:
+            raise Unauthorized("authentication is not configured")
+        return authenticate(request, self.verifier, *BOT_SCOPES)
+
+    def tenant_for(self, principal: Principal, tenant_id: str,
+                   org_id: str | None = None) -> TenantConfig:
+        """The tenant ``principal`` may act for: 404 if unknown (or not of ``org_id``),
+        403 if of another organization or not in the token's ``tenants``."""
+        tenant = self.hub.tenant(tenant_id)
+        if tenant is None or (org_id is not None and tenant.organization_id != org_id):
+            raise NotFound(f"no tenant {tenant_id!r}", details={"tenantId": tenant_id})
+        require_tenant(principal, tenant.id, tenant.organization_id)
+        return tenant
+
+    async def open_of(self, tenant_id: str, sub_handle: str) -> Conversation | None:
+        """The subscriber's open (pending or active) conversation, from the store."""
+        return await self.hub.store.read(lambda tx: find_open(tx, tenant_id, sub_handle))
+
+    async def refuse_when_unavailable(self, org_id: str, group: str) -> None:
+        """422 ``no_agents`` when the organization refuses requests nobody can take."""
+        settings = await self.hub.org_settings.get(org_id)
+        if settings.reject_when_unavailable and self.hub.agents_online(org_id, group) == 0:
+            raise Unprocessable("no agent of the user group is online",
+                                details={"reason": "no_agents", "userGroupId": group})
+
+    # --- routes --------------------------------------------------------------------------
+
+    async def create_request(self) -> TrioResponse:
+        """``POST /requests``."""
+        principal = self.caller()
+        body = await read_json(request, CreateRequestBody)
+        tenant = self.tenant_for(principal, body.tenant_id)
+        group = body.user_group_id or tenant.default_user_group
+        if not group:
+            raise InvalidRequest("userGroupId is required: the tenant has no default group",
+                                 details={"fields": ["userGroupId"]})
+        provider = body.provider or tenant.provider
+        _check_provider(tenant, provider)
+        existing = await self.open_of(tenant.id, body.sub_handle)
+        if existing is not None:
+            raise _conflict(existing)
+        await self.refuse_when_unavailable(tenant.organization_id, group)
+        created = await self._create(_new_conversation(tenant, body, group, provider))
+        state = await state_body(self.hub, created)
+        if state["position"] is None:  # auto routing may have given it to an agent already
+            latest = await self.hub.conversations.ask(created.id, GetState())
+            state = await state_body(self.hub, latest)
+        return json_response({
+            "id": created.request_id, "status": request_status(state["status"]),
+            "position": state["position"], "estimatedWaitSeconds": state["estimatedWaitSeconds"],
+            "conversationId": state["conversationId"], "provider": created.provider,
+            "userGroupId": group}, 201)
+
+    async def _create(self, conversation: Conversation) -> Conversation:
+        try:
+            created: Conversation = await self.hub.conversations.ask(
+                conversation.id, CreateRequest(conversation=conversation))
+        except Conflict as exc:  # another request of the subscriber won the race
+            winner = await self.open_of(conversation.tenant_id, conversation.sub_handle)
+            raise (exc if winner is None else _conflict(winner)) from None
+        return created
+
+    async def update_request(self, sub_handle: str) -> TrioResponse:
+        """``PATCH /requests/subscribers/{subHandle}?tenantId=``."""
+        principal = self.caller()
+        tenant = self.tenant_for(principal, read_query(TenantQuery).tenant_id)
+        body = await read_json(request, UpdateRequestBody)
+        existing = await self.open_of(tenant.id, _path_id(sub_handle, "subHandle"))
+        if existing is None:
+            raise NotFound("the subscriber has no open request", details={
+                "tenantId": tenant.id, "subHandle": sub_handle})
+        if existing.status != "pending":
+            raise Conflict("the request was already accepted; end the session instead",
+                           details={"requestId": existing.request_id,
+                                    "conversationId": existing.id, "status": existing.status})
+        message: End | UpdateRequest = End(by="subscriber", reason="cancelled") \
+            if body.status == "cancelled" else UpdateRequest(
+                subscriber=body.subscriber, context=body.context,
+                user_group_id=body.user_group_id)
+        updated: Conversation = await self.hub.conversations.ask(existing.id, message)
+        return json_response(await state_body(self.hub, updated))
+
+    async def end_session(self, tenant_id: str, sub_handle: str) -> TrioResponse:
+        """``DELETE /sessions/tenants/{tenantId}/subscribers/{subHandle}``."""
+        tenant = self.tenant_for(self.caller(), tenant_id)
+        existing = await self.open_of(tenant.id, _path_id(sub_handle, "subHandle"))
+        if existing is None:
+            raise NotFound("the subscriber has nothing open", details={
+                "tenantId": tenant.id, "subHandle": sub_handle})
+        await self.hub.conversations.ask(existing.id, End(by="subscriber"))
+        return TrioResponse(b"", status=204)
+
+    async def post_message(self) -> TrioResponse:
+        """``POST /messages``: idempotent on (tenant, ``id``), even after the end."""
+        principal = self.caller()
+        body = await read_json(request, MessageBody)
+        tenant = self.tenant_for(principal, body.tenant_id)
+        _check_message(body)
+        scope = f"bot:{tenant.id}"
+        if body.id is not None:
+            key = body.id
+            earlier = await self.hub.store.read(lambda tx: remembered(tx, scope, key))
+            if earlier is not None:
+                return json_response(msgspec.json.decode(earlier, type=PostResult), 202)
+        existing = await self.open_of(tenant.id, body.sub_handle)
+        if existing is None:
+            raise NotFound("the subscriber has no open request or conversation", details={
+                "tenantId": tenant.id, "subHandle": body.sub_handle})
+        author = Author(type="subscriber", id=body.sub_handle, name=existing.subscriber.name)
+        result: PostResult = await self.hub.conversations.ask(existing.id, PostMessage(
+            author=author, type=body.type, text=body.text, payload=body.payload,
+            attachments=tuple(body.attachments), client_id=body.id,
+            idempotency_scope=scope if body.id is not None else None))
+        return json_response(result, 202)
+
+    async def count_requests(self, org_id: str) -> TrioResponse:
+        """``HEAD /organizations/{orgId}/requests``: ``X-Total-Count`` of pending ones."""
+        principal = self.caller()
+        require_org(principal, org_id)
+        query = read_query(CountQuery)
+        if query.tenant_id is not None:
+            self.tenant_for(principal, query.tenant_id, org_id)
+        count = await self.hub.store.read(lambda tx: count_pending(
+            tx, org_id, tenant_id=query.tenant_id, user_group_id=query.user_group_id))
+        return _head({"X-Total-Count": str(count)})
+
+    async def tenant_metrics(self, org_id: str, tenant_id: str) -> TrioResponse:
+        """``HEAD /organizations/{orgId}/tenants/{tenantId}/metrics``."""
+        principal = self.caller()
+        require_org(principal, org_id)
+        tenant = self.tenant_for(principal, tenant_id, org_id)
+        since = iso(utc_now() - timedelta(seconds=self.window))
+
+        def read(tx: Tx) -> tuple[list[tuple[str, str]], int]:
+            return accepted_waits(tx, tenant.id, since), count_pending(
+                tx, org_id, tenant_id=tenant.id)
+
+        waits, pending = await self.hub.store.read(read)
+        seconds = [max(0.0, (parse_iso(accepted) - parse_iso(queued)).total_seconds())
+                   for queued, accepted in waits]
+        average = sum(seconds) / len(seconds) if seconds else 0.0
+        online = self.hub.agents_online(org_id, tenant.default_user_group or None)
+        return _head({"X-Average-Waiting-Time": f"{average:.3f}",
+                      "X-Requests-Pending": str(pending), "X-Agents-Online": str(online)})
+
+    async def livechat_state(self, sub_handle: str) -> TrioResponse:
+        """``GET /subscribers/{subHandle}/livechat-state?tenantId=``."""
+        tenant = self.tenant_for(self.caller(), read_query(TenantQuery).tenant_id)
+        handle = _path_id(sub_handle, "subHandle")
+        latest = await self.hub.store.read(lambda tx: find_latest(tx, tenant.id, handle))
+        return json_response(await state_body(self.hub, latest))
+
+    async def availability(self, tenant_id: str) -> TrioResponse:
+        """``GET /tenants/{tenantId}/availability[?userGroupId=]``."""
+        tenant = self.tenant_for(self.caller(), tenant_id)
+        group = read_query(GroupQuery).user_group_id or tenant.default_user_group or None
+        online = self.hub.agents_online(tenant.organization_id, group)
+        return json_response({
+            "available": online > 0, "agentsOnline": online, "userGroupId": group,
+            "businessHours": {"open": True, "configured": False, "timezone": None,
+                              "nextChangeAt": None, "userGroupId": group}})
+
+
+_ROUTES = (
+    ("/requests", "POST", "create_request"),
+    ("/requests/subscribers/<sub_handle>", "PATCH", "update_request"),
+    ("/sessions/tenants/<tenant_id>/subscribers/<sub_handle>", "DELETE", "end_session"),
+    ("/messages", "POST", "post_message"),
+    ("/organizations/<org_id>/requests", "HEAD", "count_requests"),
+    ("/organizations/<org_id>/tenants/<tenant_id>/metrics", "HEAD", "tenant_metrics"),
+    ("/subscribers/<sub_handle>/livechat-state", "GET", "livechat_state"),
+    ("/tenants/<tenant_id>/availability", "GET", "availability"),
+)
+
+
+def bot_blueprint(deps: AppDeps) -> Blueprint:
+    """Return the blueprint of the bot API, over ``deps.livechat`` and ``deps.verifier``."""
+    window = deps.config.metrics.window_seconds if deps.config is not None \
+        else DEFAULT_METRICS_WINDOW_SECONDS
+    api = BotApi(require_livechat(deps), deps.verifier, metrics_window_seconds=window)
+    blueprint = Blueprint("bot", __name__)
+    for path, method, name in _ROUTES:
+        blueprint.add_url_rule(path, name, getattr(api, name), methods=[method])
+    return blueprint

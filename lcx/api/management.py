@@ -1,0 +1,226 @@
+"""Part of the management API (API.md section 6): settings, transcripts, HTTP messages,
+conversation detail.
+
+Routes:
+
+- ``GET``/``PUT /organizations/{orgId}/livechat-settings``;
+- ``GET /organizations/{orgId}/livechat-messages?conversationId=&from=&to=&format=``;
+- ``POST /organizations/{orgId}/livechat-messages``;
+- ``GET /organizations/{orgId}/livechat-conversations/{id}``.
+
+Who may do what (every token must be of ``orgId``, ``admin`` excepted):
+
+* settings: reading needs ``agent``, ``supervisor``, ``service`` or ``admin``; writing
+  ``supervisor``, ``service`` or ``admin``. ``PUT`` replaces the whole object: omitted
+  fields take their defaults; a wrong type or an unknown field is 400 (``details.fields``),
+  an out-of-range value 422 (``details.reason = "out_of_range"``, ``details.fields``).
+* transcripts and conversation detail: ``supervisor``, ``service`` and ``admin`` see the
+  whole organization. An agent-only token must name one ``conversationId`` it took part
+  in (403 otherwise); for the detail, a conversation it took part in or of one of its
+  groups. ``from``/``to`` are RFC 3339 timestamps (``from`` inclusive, ``to`` exclusive).
+* posting: ``agent``, ``supervisor`` or ``service``; the message is written as an agent
+  message by the token's ``sub``/``name``, into an *active* conversation only (409
+  otherwise, with ``details.status``); an agent-only token must be one of its current
+  participants (403). The optional ``id`` makes it idempotent per caller (scope
+  ``http:<orgId>:<sub>``): a replay answers the first result, even after the end.
+* a conversation of another organization, or none, is 404 ``not_found``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from quart import Blueprint, request
+from quart_trio.wrappers import TrioResponse
+
+from actors import frames
+from actors.messages import PostMessage, PostResult
+from lcx.api.auth import authenticate
+from lcx.api.bodies import json_response, read_json
+from lcx.api.bot import MAX_TEXT_CHARS, Id, read_query, require_livechat
+from lcx.auth import Principal, TokenVerifier, require_org
+from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized, Unprocessable
+from lcx.model import Attachment, Author, Conversation, Message, iso, parse_iso, utc_now
+from lcx.org_settings import LivechatSettings
+from lcx.store import Tx
+from lcx.store.conversations import load_conversation, messages_between, remembered
+from lcx.transcripts import TranscriptFormat, content_disposition, render
+
+if TYPE_CHECKING:
+    from actors.hub import Livechat
+    from lcx.api.app import AppDeps
+
+__all__ = ["ManagementApi", "management_blueprint"]
+
+READ_SCOPES = ("agent", "supervisor", "service", "admin")
+WRITE_SETTINGS_SCOPES = ("supervisor", "service", "admin")
+POST_SCOPES = ("agent", "supervisor", "service")
+ORG_WIDE_SCOPES = ("supervisor", "service", "admin")
+
+
+class TranscriptQuery(msgspec.Struct, kw_only=True):
+    """``GET .../livechat-messages`` query."""
+
+    conversation_id: Id | None = msgspec.field(default=None, name="conversationId")
+    since: str | None = msgspec.field(default=None, name="from")
+    until: str | None = msgspec.field(default=None, name="to")
+    format: TranscriptFormat = "json"
+
+
+class HttpMessageBody(msgspec.Struct, rename="camel", kw_only=True):
+    """``POST .../livechat-messages``."""
+
+    conversation_id: Id
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+    id: Id | None = None
+    attachments: Annotated[list[Attachment], msgspec.Meta(max_length=20)] = []
+
+
+def _timestamp(value: str | None, name: str) -> str | None:
+    """``value`` normalised to the stored form (UTC, milliseconds); 400 when malformed."""
+    if value is None:
+        return None
+    try:
+        return iso(parse_iso(value))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an RFC 3339 timestamp with a timezone",
+                             details={"fields": [name]}) from None
+
+
+def _took_part(principal: Principal, conversation: Conversation) -> bool:
+    return any(p.id == principal.sub for p in conversation.participants)
+
+
+def _in_conversation(principal: Principal, conversation: Conversation) -> bool:
+    return any(p.id == principal.sub for p in conversation.active_agents())
+
+
+def _org_wide(principal: Principal) -> bool:
+    return principal.has_any(*ORG_WIDE_SCOPES)
+
+
+def _not_active(conversation_id: str, status: str) -> Conflict:
+    return Conflict("the conversation is not active",
+                    details={"conversationId": conversation_id, "status": status})
+
+
+class ManagementApi:
+    """The route handlers listed in the module docstring, over one hub."""
+
+    def __init__(self, hub: Livechat, verifier: TokenVerifier | None) -> None:
+        self.hub = hub
+        self.verifier = verifier
+
+    def caller(self, org_id: str, *scopes: str) -> Principal:
+        """The principal, holding one of ``scopes`` and limited to ``org_id`` (401/403)."""
+        if self.verifier is None:
+            raise Unauthorized("authentication is not configured")
+        principal = authenticate(request, self.verifier, *scopes)
+        require_org(principal, org_id)
+        return principal
+
+    async def conversation_of(self, org_id: str, conversation_id: str) -> Conversation:
+        """The organization's conversation with this id (404 when none, or another org's)."""
+        found = await self.hub.store.read(lambda tx: load_conversation(tx, conversation_id))
+        if found is None or found.org_id != org_id:
+            raise NotFound(f"no conversation {conversation_id!r}",
+                           details={"conversationId": conversation_id})
+        return found
+
+    async def get_settings(self, org_id: str) -> TrioResponse:
+        """``GET .../livechat-settings``: the stored settings, or the defaults."""
+        self.caller(org_id, *READ_SCOPES)
+        return json_response(await self.hub.org_settings.get(org_id))
+
+    async def put_settings(self, org_id: str) -> TrioResponse:
+        """``PUT .../livechat-settings``: replace them all (idempotent); 200 with them."""
+        self.caller(org_id, *WRITE_SETTINGS_SCOPES)
+        settings = await read_json(request, LivechatSettings)
+        problems = settings.problems()
+        if problems:
+            raise Unprocessable(f"out of range: {', '.join(problems)}",
+                                details={"reason": "out_of_range", "fields": problems})
+        await self.hub.org_settings.put(org_id, settings)
+        return json_response(settings)
+
+    async def transcript(self, org_id: str) -> TrioResponse:
+        """``GET .../livechat-messages``: JSON, or a CSV or PDF download."""
+        principal = self.caller(org_id, *READ_SCOPES)
+        query = read_query(TranscriptQuery)
+        since, until = _timestamp(query.since, "from"), _timestamp(query.until, "to")
+        if query.conversation_id is not None:
+            conversation = await self.conversation_of(org_id, query.conversation_id)
+            if not _org_wide(principal) and not _took_part(principal, conversation):
+                raise Forbidden("agents may read transcripts of their own conversations only")
+        elif not _org_wide(principal):
+            raise Forbidden("agents must name a conversationId they took part in",
+                            details={"fields": ["conversationId"]})
+
+        def read(tx: Tx) -> tuple[list[Message], dict[str, Conversation]]:
+            messages = messages_between(tx, org_id, conversation_id=query.conversation_id,
+                                        since=since, until=until)
+            ids = dict.fromkeys(m.conversation_id for m in messages)
+            loaded = {cid: load_conversation(tx, cid) for cid in ids}
+            return messages, {cid: c for cid, c in loaded.items() if c is not None}
+
+        messages, conversations = await self.hub.store.read(read)
+        rendered = render(messages, conversations, query.format, org_id=org_id,
+                          generated_at=iso(utc_now()), conversation_id=query.conversation_id)
+        headers = {} if rendered.filename is None else {
+            "Content-Disposition": content_disposition(rendered.filename)}
+        return TrioResponse(rendered.body, status=200, headers=headers,
+                            content_type=rendered.content_type)
+
+    async def post_message(self, org_id: str) -> TrioResponse:
+        """``POST .../livechat-messages``: 202 with the stored message's seq."""
+        principal = self.caller(org_id, *POST_SCOPES)
+        body = await read_json(request, HttpMessageBody)
+        scope = f"http:{org_id}:{principal.sub}"
+        if body.id is not None:
+            key = body.id
+            earlier = await self.hub.store.read(lambda tx: remembered(tx, scope, key))
+            if earlier is not None:
+                return json_response(msgspec.json.decode(earlier, type=PostResult), 202)
+        conversation = await self.conversation_of(org_id, body.conversation_id)
+        if conversation.status != "active":
+            raise _not_active(conversation.id, conversation.status)
+        if not _org_wide(principal) and not _in_conversation(principal, conversation):
+            raise Forbidden("agents may post only into conversations they are in")
+        post = PostMessage(author=Author(type="agent", id=principal.sub, name=principal.name),
+                           text=body.text, attachments=tuple(body.attachments),
+                           client_id=body.id, idempotency_scope=scope if body.id else None)
+        try:
+            result: PostResult = await self.hub.conversations.ask(conversation.id, post)
+        except NotFound:  # it ended between our read and the actor's turn
+            raise _not_active(conversation.id, "ended") from None
+        return json_response(result, 202)
+
+    async def conversation_detail(self, org_id: str, conversation_id: str) -> TrioResponse:
+        """``GET .../livechat-conversations/{id}``."""
+        principal = self.caller(org_id, *READ_SCOPES)
+        conversation = await self.conversation_of(org_id, conversation_id)
+        visible = _org_wide(principal) or _took_part(principal, conversation) \
+            or conversation.user_group_id in principal.groups
+        if not visible:
+            raise Forbidden("agents may read their own conversations and their groups' only")
+        return json_response(frames.conversation_data(conversation))
+
+
+_ROUTES = (
+    ("/organizations/<org_id>/livechat-settings", "GET", "get_settings"),
+    ("/organizations/<org_id>/livechat-settings", "PUT", "put_settings"),
+    ("/organizations/<org_id>/livechat-messages", "GET", "transcript"),
+    ("/organizations/<org_id>/livechat-messages", "POST", "post_message"),
+    ("/organizations/<org_id>/livechat-conversations/<conversation_id>", "GET",
+     "conversation_detail"),
+)
+
+
+def management_blueprint(deps: AppDeps) -> Blueprint:
+    """Return the blueprint of the management routes listed in the module docstring."""
+    api = ManagementApi(require_livechat(deps), deps.verifier)
+    blueprint = Blueprint("management", __name__)
+    for path, method, name in _ROUTES:
+        blueprint.add_url_rule(path, name, getattr(api, name), methods=[method])
+    return blueprint

@@ -1,0 +1,301 @@
+"""The delivery service against real fake bots on loopback and a real SQLite outbox."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
+
+from actors.delivery import DeliveryLimits, DeliveryService
+from adapters.bot import open_bot_client
+from lcx.config import DeliveryConfig, TenantConfig
+from lcx.store import Store, Tx, open_store
+from lcx.store.outbox import (
+    TARGET_FLOW,
+    OutboxEvent,
+    OutboxRow,
+    dead_count,
+    enqueue,
+    list_dead,
+    pending_count,
+    replay_dead,
+)
+
+FAST = DeliveryConfig(max_attempts=5, initial_backoff_ms=10, max_backoff_ms=40)
+LIMITS = DeliveryLimits(scan_interval=0.05, stop_grace=0.2)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store("sqlite:///" + str(tmp_path / "x.db")) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def bot() -> AsyncIterator[FakeBot]:
+    async with open_fake_bot(secret="s3cret") as fake:
+        yield fake
+
+
+def tenant(tenant_id: str, bot: FakeBot | None, **fields: Any) -> TenantConfig:
+    return TenantConfig(id=tenant_id, organization_id="o1",
+                        bot_events_url=bot.url if bot else "",
+                        webhook_secret=bot.secret if bot else "", **fields)
+
+
+@asynccontextmanager
+async def delivering(store: Store, tenants: Iterable[TenantConfig],
+                     config: DeliveryConfig = FAST, limits: DeliveryLimits = LIMITS,
+                     timeout: float = 2.0) -> AsyncIterator[DeliveryService]:
+    async with open_bot_client(timeout=timeout) as client, trio.open_nursery() as nursery:
+        service = DeliveryService(store, {t.id: t for t in tenants}, config, client,
+                                  limits=limits)
+        await nursery.start(service.run)
+        yield service
+        service.request_stop()
+
+
+async def add(store: Store, events: Iterable[OutboxEvent]) -> list[OutboxEvent]:
+    listed = list(events)
+
+    def insert(tx: Tx) -> None:
+        for event in listed:
+            enqueue(tx, event)
+
+    await store.transaction(insert)
+    return listed
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
+    """Poll ``check`` (a store query: the store has no change notification to wait on)."""
+    with trio.fail_after(timeout):
+        while True:
+            if await check():
+                return
+            await trio.sleep(0.01)
+
+
+async def count(store: Store, fn: Callable[[Tx], int], expected: int) -> bool:
+    return await store.read(fn) == expected
+
+
+async def dead(store: Store) -> list[OutboxRow]:
+    return await store.read(lambda tx: list_dead(tx))
+
+
+async def test_each_conversation_is_delivered_in_order_exactly_once(store: Store,
+                                                                    bot: FakeBot) -> None:
+    """Many events over several conversations: each conversation arrives in seq order."""
+    rng = random.Random(7)
+    bot.script(*(Reply(delay=rng.choice([0, 0, 0.01])) for _ in range(40)))
+    events = await add(store, (outbox_event(f"c{c}", n) for n in range(1, 16)
+                               for c in range(8)))
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(len(events))
+        await eventually(lambda: count(store, pending_count, 0))
+    assert sorted(bot.ids()) == sorted(e.id for e in events)
+    for c in range(8):
+        assert [e["seq"] for e in bot.events_for(f"c{c}")] == list(range(1, 16))
+
+
+async def test_500_is_retried_with_the_same_idempotency_key(store: Store,
+                                                           bot: FakeBot) -> None:
+    """A 500 is retried until a 2xx; the bot sees one event id, and the next event after."""
+    first, second = await add(store, [outbox_event("c1", 1), outbox_event("c1", 2)])
+    bot.script(Reply(500), Reply(502), event_id=first.id)
+    async with delivering(store, [tenant("t1", bot)]) as service:
+        await bot.wait_for(4)
+        await eventually(lambda: count(store, pending_count, 0))
+        stats = service.statistics()
+    assert bot.ids() == [first.id, first.id, first.id, second.id]
+    assert [r.status for r in bot.received] == [500, 502, 200, 200]
+    assert (stats.delivered, stats.retried, stats.dead) == (2, 2, 0)
+
+
+async def test_retry_after_is_honoured(store: Store, bot: FakeBot) -> None:
+    """A 429 with Retry-After: 1 delays the next attempt by a second, not the short backoff."""
+    (event,) = await add(store, [outbox_event("c1", 1)])
+    bot.script(Reply(429, {"Retry-After": "1"}), event_id=event.id)
+    async with delivering(store, [tenant("t1", bot)]) as service:
+        await bot.wait_for(1)
+        await trio.sleep(0.3)
+        parked = service.statistics()
+        first, second = await bot.wait_for(2, timeout=3)
+    assert (parked.active_lanes, parked.in_flight, parked.retried) == (0, 0, 1)
+    assert 0.95 <= second.at - first.at < 1.5
+    assert second.status == 200
+
+
+async def test_400_is_dead_at_once_and_not_retried(store: Store, bot: FakeBot) -> None:
+    """A 400 sends the event to the dead-letter list after one attempt."""
+    (event,) = await add(store, [outbox_event("c1", 1)])
+    bot.script(Reply(400), event_id=event.id)
+    async with delivering(store, [tenant("t1", bot)]) as service:
+        await eventually(lambda: count(store, dead_count, 1))
+        await trio.sleep(0.1)
+        stats = service.statistics()
+    assert bot.ids() == [event.id]
+    (row,) = await dead(store)
+    assert (row.attempts, row.last_error) == (1, "HTTP 400")
+    assert (stats.dead, stats.rejected_auth, stats.retried) == (1, 0, 0)
+
+
+async def test_401_is_dead_and_counted_as_auth_rejection(store: Store, bot: FakeBot) -> None:
+    """401/403 are not retried and raise the rejected_auth counter."""
+    (event,) = await add(store, [outbox_event("c1", 1)])
+    bot.script(Reply(401), event_id=event.id)
+    async with delivering(store, [tenant("t1", bot)]) as service:
+        await eventually(lambda: count(store, dead_count, 1))
+        assert service.statistics().rejected_auth == 1
+
+
+async def test_out_of_attempts_goes_dead_then_replay_delivers(store: Store,
+                                                              bot: FakeBot) -> None:
+    """A bot down for max_attempts kills the event; replayed, it is delivered."""
+    bot.mode = "down"
+    (event,) = await add(store, [outbox_event("c1", 1)])
+    async with delivering(store, [tenant("t1", bot)]):
+        await eventually(lambda: count(store, dead_count, 1))
+        (row,) = await dead(store)
+        assert row.attempts == FAST.max_attempts
+        assert "HTTP 503" in (row.last_error or "")
+        assert bot.ids() == [event.id] * FAST.max_attempts
+        bot.mode = "ok"
+        assert await store.transaction(lambda tx: replay_dead(tx, [event.id])) == 1
+        await bot.wait_for(FAST.max_attempts + 1)
+        await eventually(lambda: count(store, pending_count, 0))
+    assert bot.received[-1].status == 200
+    assert await store.read(lambda tx: dead_count(tx)) == 0
+
+
+async def test_a_dead_event_does_not_block_its_lane(store: Store, bot: FakeBot) -> None:
+    """The events after a dead one are delivered, in order."""
+    events = await add(store, [outbox_event("c1", n) for n in (1, 2, 3)])
+    bot.script(Reply(410), event_id=events[1].id)
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(3)
+        await eventually(lambda: count(store, pending_count, 0))
+    assert bot.ids() == [e.id for e in events]
+    assert [r.id for r in await dead(store)] == [events[1].id]
+
+
+async def test_a_stalled_tenant_does_not_delay_another(store: Store, bot: FakeBot) -> None:
+    """Tenant A's bot never answers; tenant B's events are delivered at once meanwhile."""
+    async with open_fake_bot() as slow:
+        slow.mode = "stall"
+        await add(store, (outbox_event(f"a{i}", 1, tenant_id="ta") for i in range(20)))
+        b_events = await add(store, (outbox_event(f"b{i}", n, tenant_id="tb")
+                                     for i in range(5) for n in (1, 2)))
+        async with delivering(store, [tenant("ta", slow), tenant("tb", bot)],
+                              timeout=5) as service:
+            await slow.wait_for(4)
+            started = trio.current_time()
+            await bot.wait_for(len(b_events), timeout=1)
+            assert trio.current_time() - started < 0.5
+            await eventually(lambda: count(store, lambda tx: pending_count(tx, "tb"), 0))
+            assert len(slow.received) == 4
+            assert service.statistics().in_flight == 4
+            slow.release()
+
+
+async def test_the_global_limit_caps_lanes_across_tenants(store: Store, bot: FakeBot) -> None:
+    """With total=3, at most three POSTs are in flight whatever the tenants."""
+    bot.mode = "stall"
+    await add(store, (outbox_event(f"{t}{i}", 1, tenant_id=t) for t in ("ta", "tb")
+                      for i in range(4)))
+    limits = DeliveryLimits(total=3, scan_interval=0.05, stop_grace=0.2)
+    async with delivering(store, [tenant("ta", bot), tenant("tb", bot)],
+                          limits=limits) as service:
+        await bot.wait_for(3)
+        await trio.sleep(0.2)
+        assert len(bot.received) == 3
+        assert service.statistics().active_lanes == 3
+        bot.release()
+        await bot.wait_for(8)
+
+
+def test_limits_below_one_are_refused() -> None:
+    """DeliveryLimits refuses a zero limit."""
+    with pytest.raises(ValueError, match="at least 1"):
+        DeliveryLimits(per_tenant=0)
+
+
+async def test_signature_and_flow_bearer_are_sent(store: Store, bot: FakeBot) -> None:
+    """Bot events are signed with the tenant secret; flow triggers also carry the bearer."""
+    flow_url = bot.base_url + "/connectors/flows:trigger?triggerType=livechat-request-missed"
+    config = tenant("t1", bot, event_publisher_url=bot.base_url,
+                    event_publisher_token="pub-token")
+    await add(store, [outbox_event("c1", 1),
+                      outbox_event("c1", 1, target=TARGET_FLOW, url=flow_url)])
+    async with delivering(store, [config]):
+        received = await bot.wait_for(2)
+    assert all(r.signature_valid for r in received)
+    by_path = {r.path: r for r in received}
+    assert by_path["/livechat-events"].headers.get("authorization") is None
+    flow = by_path["/connectors/flows:trigger?triggerType=livechat-request-missed"]
+    assert flow.headers["authorization"] == "Bearer pub-token"
+    assert flow.headers["content-type"] == "application/json"
+
+
+async def test_no_signature_header_without_a_secret(store: Store, bot: FakeBot) -> None:
+    """A tenant without webhook_secret gets no X-Lcx-Signature header."""
+    await add(store, [outbox_event("c1", 1)])
+    unsigned = TenantConfig(id="t1", organization_id="o1", bot_events_url=bot.url)
+    async with delivering(store, [unsigned]):
+        (received,) = await bot.wait_for(1)
+    assert "x-lcx-signature" not in received.headers
+    assert received.signature_valid is False
+
+
+async def test_unknown_tenant_or_missing_url_is_dead_with_a_reason(store: Store) -> None:
+    """Events of an unknown tenant, or of a tenant without a URL, die with a clear error."""
+    await add(store, [outbox_event("c1", 1, tenant_id="ghost"),
+                      outbox_event("c2", 1, tenant_id="t1")])
+    async with delivering(store, [tenant("t1", None)]):
+        await eventually(lambda: count(store, dead_count, 2))
+    errors = {row.tenant_id: row.last_error for row in await dead(store)}
+    assert errors == {"ghost": "unknown tenant 'ghost' (not in [[tenants]])",
+                      "t1": "tenants.t1.bot_events_url is empty"}
+
+
+async def test_a_new_service_delivers_what_was_pending(store: Store, bot: FakeBot) -> None:
+    """State is in the store: a second service resumes retries and pending events."""
+    bot.mode = "down"
+    events = await add(store, [outbox_event("c1", n) for n in (1, 2)])
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(2)
+    assert await store.read(lambda tx: pending_count(tx)) == 2
+    bot.mode = "ok"
+    async with delivering(store, [tenant("t1", bot)]):
+        await eventually(lambda: count(store, pending_count, 0))
+    assert [r.event_id for r in bot.received if r.status == 200] == [e.id for e in events]
+
+
+async def test_wake_delivers_without_waiting_for_the_scan(store: Store, bot: FakeBot) -> None:
+    """wake() after a commit starts delivery at once, even with a long scan interval."""
+    limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        await add(store, [outbox_event("c1", 1)])
+        service.wake("c1")
+        await bot.wait_for(1, timeout=0.5)
+
+
+async def test_stop_finishes_the_post_in_flight_and_records_it(store: Store,
+                                                               bot: FakeBot) -> None:
+    """A POST in flight at stop completes and is recorded; the next event is not started."""
+    events = await add(store, [outbox_event("c1", 1), outbox_event("c1", 2)])
+    bot.script(Reply(delay=0.1), event_id=events[0].id)
+    limits = DeliveryLimits(scan_interval=0.05, stop_grace=1.0)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await bot.wait_for(1)
+        service.request_stop()
+    assert bot.ids() == [events[0].id]
+    assert await store.read(lambda tx: pending_count(tx)) == 1
+    assert service.statistics().delivered == 1
