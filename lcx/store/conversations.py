@@ -133,7 +133,8 @@ def count_pending(tx: Tx, org_id: str, *, tenant_id: str | None = None,
 def accepted_waits(tx: Tx, tenant_id: str, since: str) -> list[tuple[str, str]]:
     """(queued_at, accepted_at) of a tenant's requests accepted since ``since``."""
     rows = tx.fetchall("SELECT queued_at, accepted_at FROM conversations WHERE tenant_id = ? "
-                       "AND accepted_at IS NOT NULL AND accepted_at >= ?", (tenant_id, since))
+                       "AND accepted_at IS NOT NULL AND accepted_at >= ? "
+                       "AND accepted_at >= queued_at", (tenant_id, since))
     return [(row["queued_at"], row["accepted_at"]) for row in rows]
 
 

@@ -36,6 +36,7 @@ class LcxProcess:
 
     def start(self, timeout: float = 20.0) -> LcxProcess:
         """Start the process and wait until it listens; raises with its log if it does not."""
+        self._close_pipe()
         with self.log_path.open("a") as log:
             args = [sys.executable, "-m", "lcx", "serve"]
             if self.config_path is not None:
@@ -76,13 +77,20 @@ class LcxProcess:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process and return its exit code."""
         self.send_signal(signum)
-        return self.wait(timeout)
+        code = self.wait(timeout)
+        self._close_pipe()
+        return code
 
     def kill(self) -> None:
-        """SIGKILL the process (a crash) and reap it."""
+        """SIGKILL the process (a crash), reap it and close its pipe."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def __enter__(self) -> LcxProcess:
         return self.start()
@@ -90,8 +98,6 @@ class LcxProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.kill()
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def basic_config(workdir: Path, *, shutdown_timeout: float = 5.0, extra: str = "") -> str:
