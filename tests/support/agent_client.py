@@ -82,5 +82,9 @@ async def agent_connection(base_url: str, token: str) -> AsyncIterator[AgentClie
         client = AgentClient(ws)
         nursery.start_soon(client._read)
         await client.wait_for(lambda f: f.get("event") in ("AUTHORIZATION_GRANTED", "ERROR"))
-        yield client
-        nursery.cancel_scope.cancel()
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()
+            # trio-websocket 0.12 leaves its TCP stream open when the server closed first
+            await ws._stream.aclose()
