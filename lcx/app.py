@@ -29,6 +29,7 @@ from hypercorn.typing import ASGIFramework
 
 from actors.delivery import DeliveryService
 from actors.hub import Livechat
+from actors.metrics import livechat_collector
 from actors.recovery import Recovery
 from lcx.api.app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
@@ -61,6 +62,7 @@ class Lcx:
                                  heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames)
         self.delivery: DeliveryService | None = None
+        self.metrics.add_collector(livechat_collector(self.livechat, lambda: self.delivery))
         self._draining = False
         self.http = HttpService(self._build_app, host=settings.server.host,
                                 port=settings.server.port,

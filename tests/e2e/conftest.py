@@ -20,8 +20,13 @@ WEBHOOK_SECRET = "e2e-webhook-secret"
 ORG = "o1"
 
 
-def livechat_config(workdir: Path, bot_url: str, *, max_attempts: int = 8) -> str:
-    """An lcx config with tenants t1 (group g1) and t2 (org o2) delivering to ``bot_url``."""
+FLOW_TOKEN = "e2e-flow-token"
+
+
+def livechat_config(workdir: Path, bot_url: str, *, max_attempts: int = 8,
+                    publisher_url: str = "", heartbeat_seconds: float = 30) -> str:
+    """An lcx config with tenants t1 (group g1) and t2 (org o2) delivering to ``bot_url``
+    (and flow triggers of t1 to ``publisher_url`` when given)."""
     return basic_config(workdir, extra=f"""
 [auth]
 jwt_secret = "{JWT_SECRET}"
@@ -32,7 +37,7 @@ initial_backoff_ms = 50
 max_backoff_ms = 400
 
 [ws]
-heartbeat_seconds = 30
+heartbeat_seconds = {heartbeat_seconds}
 
 [[tenants]]
 id = "t1"
@@ -40,6 +45,8 @@ organization_id = "{ORG}"
 default_user_group = "g1"
 bot_events_url = "{bot_url}"
 webhook_secret = "{WEBHOOK_SECRET}"
+event_publisher_url = "{publisher_url}"
+event_publisher_token = "{FLOW_TOKEN}"
 
 [[tenants]]
 id = "t2"
@@ -109,9 +116,19 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+def env_options() -> dict[str, Any]:
+    """Overrides of ``livechat_config`` for one test module (``publisher``: send flow
+    triggers to the fake bot too)."""
+    return {}
+
+
+@pytest.fixture
+async def env(tmp_path: Path, env_options: dict[str, Any]) -> AsyncIterator[Env]:
     async with open_fake_bot(WEBHOOK_SECRET) as bot:
-        lcx = LcxProcess(tmp_path, livechat_config(tmp_path, bot.url))
+        options = dict(env_options)
+        if options.pop("publisher", False):
+            options["publisher_url"] = bot.base_url
+        lcx = LcxProcess(tmp_path, livechat_config(tmp_path, bot.url, **options))
         await trio.to_thread.run_sync(lcx.start)
         bot_token = mint_token(JWT_SECRET, sub="bot-1", org=ORG, scopes="bot")
         try:

@@ -64,6 +64,10 @@ async def test_bot_to_agent_and_back(env: Env) -> None:
     transcript = await env.transcript(conversation_id)
     assert [(m["seq"], m["text"]) for m in transcript] == [
         (1, "hello?"), (2, "are you there?"), (3, "Hi Ada")]
+    metrics = (await env.http.get("/metrics")).text
+    assert "lcx_requests_created_total 1.0" in metrics
+    assert "lcx_messages_stored_total 3.0" in metrics
+    assert 'lcx_deliveries_total{outcome="delivered"} 4.0' in metrics
 
 
 async def test_idempotent_resend_is_stored_once(env: Env) -> None:

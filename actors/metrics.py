@@ -1,0 +1,55 @@
+"""Livechat metrics for ``/metrics``: requests, messages, deliveries, agent sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from actors.delivery import DeliveryService
+from actors.hub import Livechat
+
+
+def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | None]
+                       ) -> Callable[[], Iterable[Metric]]:
+    """A metrics source reading the hub's counters and the current delivery service."""
+
+    def collect() -> Iterable[Metric]:
+        counters = hub.counters
+        families: list[Metric] = []
+        for name, help_text, value in (
+                ("lcx_requests_created", "Livechat requests created.",
+                 counters.requests_created),
+                ("lcx_requests_missed", "Requests nobody accepted in time.",
+                 counters.requests_missed),
+                ("lcx_messages_stored", "Messages stored in conversation logs.",
+                 counters.messages_stored),
+                ("lcx_conversations_ended", "Conversations ended.",
+                 counters.conversations_ended),
+                ("lcx_ws_slow_consumers_cut", "Agent sockets cut off for falling behind.",
+                 counters.slow_consumers_cut)):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], value)
+            families.append(family)
+        sessions = GaugeMetricFamily("lcx_ws_sessions", "Open agent websockets.")
+        sessions.add_metric([], counters.ws_sessions)
+        online = GaugeMetricFamily("lcx_agents_online", "Agents online (not away).")
+        online.add_metric([], sum(1 for p in hub.presence.values() if p.status == "online"))
+        families += [sessions, online]
+        service = delivery()
+        if service is not None:
+            stats = service.statistics()
+            outcomes = CounterMetricFamily("lcx_deliveries",
+                                           "Event delivery attempts by outcome.",
+                                           labels=["outcome"])
+            for outcome, value in (("delivered", stats.delivered), ("retried", stats.retried),
+                                   ("dead", stats.dead),
+                                   ("rejected_auth", stats.rejected_auth)):
+                outcomes.add_metric([outcome], value)
+            in_flight = GaugeMetricFamily("lcx_deliveries_in_flight",
+                                          "Event deliveries waiting for an answer.")
+            in_flight.add_metric([], stats.in_flight)
+            families += [outcomes, in_flight]
+        return families
+
+    return collect
