@@ -122,17 +122,12 @@ class Livechat:
         return AgentSessionActor(self, org, agent)
 
     def tell_queue(self, org_id: str, user_group_id: str, message: Msg) -> None:
-        """Notify a queue without waiting; activation happens in a task if needed."""
-        ref = self.queues.get(queue_key(org_id, user_group_id))
+        """Notify a queue without waiting (activating it in the background if needed)."""
         try:
-            if ref is not None:
-                ref.tell(message)
-                return
-        except (MailboxFull, ActorStopped):
+            self.queues.post(queue_key(org_id, user_group_id), message)
+        except ActorStopped:
             log.warning("queue notification dropped (resync will repair it)",
                         extra={"queue": queue_key(org_id, user_group_id)})
-            return
-        self._spawn_send(self.queues, queue_key(org_id, user_group_id), message)
 
     def push_to_agent(self, org_id: str, agent_id: str, frame: dict[str, Any]) -> None:
         """Send a frame to every socket of a connected agent (dropped if not connected)."""
@@ -153,19 +148,6 @@ class Livechat:
             ref.tell(message)
         except (MailboxFull, ActorStopped):
             log.warning("agent notification dropped", extra={"agent": agent_id})
-
-    def _spawn_send(self, supervisor: KeyedSupervisor, key: str, message: Msg) -> None:
-        nursery = supervisor._nursery
-        if nursery is None:
-            return
-
-        async def send() -> None:
-            try:
-                await supervisor.send(key, message)
-            except ActorStopped:
-                log.warning("notification dropped: supervisor stopped", extra={"key": key})
-
-        nursery.start_soon(send)
 
     def agents_online(self, org_id: str, user_group_id: str | None = None) -> int:
         """How many agents of an organization (optionally of one group) are online."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from lcx.errors import MailboxClosed
+from lcx.errors import MailboxClosed, MailboxFull
 from lcx.runtime.actor import Actor, ActorProcess
 from lcx.runtime.mailbox import Mailbox
 from lcx.runtime.policy import Backoff, Intensity, Restart, RestartWindow
@@ -129,6 +129,30 @@ class KeyedSupervisor:
             except MailboxClosed:
                 continue
         raise MailboxClosed(f"{self.kind}:{key} kept stopping")
+
+    def post(self, key: str, message: object) -> None:
+        """Deliver to the actor for ``key`` without waiting, activating it if needed.
+
+        Uses ``tell`` when the actor is live and has room; otherwise a background task
+        activates it and waits for room. Raises :class:`MailboxClosed` when the supervisor
+        is not running.
+        """
+        if self._nursery is None or self._stop.is_set():
+            raise MailboxClosed(f"{self.name} supervisor is not running")
+        ref = self.get(key)
+        if ref is not None:
+            try:
+                ref.tell(message)
+                return
+            except (MailboxFull, MailboxClosed):
+                pass
+        self._nursery.start_soon(self._send_quietly, key, message)
+
+    async def _send_quietly(self, key: str, message: object) -> None:
+        try:
+            await self.send(key, message)
+        except MailboxClosed:
+            log.warning("message dropped: supervisor stopped", extra={"actor": key})
 
     def request_stop(self) -> None:
         """Stop every actor (each asked, then cancelled after its timeout). Idempotent."""

@@ -173,3 +173,22 @@ async def test_stop_passivates_every_actor(nursery: trio.Nursery, store: dict[st
         "passivated a", "passivated b", "passivated c"]
     with pytest.raises(MailboxClosed):
         await sup.ask("a", "incr")
+
+
+async def test_post_delivers_without_waiting_and_activates(
+        nursery: trio.Nursery, store: dict[str, int], journal: Journal) -> None:
+    """post never waits: it tells a live actor, or activates one in the background."""
+    sup = counters(store, journal, mailbox_size=1)
+    await nursery.start(sup.run)
+    sup.post("k", "incr")
+    assert journal.names() == []  # nothing ran yet: post returned at once
+    await trio.testing.wait_all_tasks_blocked()
+    assert store["k"] == 1
+    for _ in range(5):
+        sup.post("k", "incr")  # the mailbox holds one: the rest wait in the background
+    await trio.testing.wait_all_tasks_blocked()
+    assert store["k"] == 6
+    sup.request_stop()
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(MailboxClosed):
+        sup.post("k", "incr")
