@@ -65,6 +65,7 @@ from actors.messages import (
 )
 from lcx.api.auth import authenticate
 from lcx.api.bodies import field_path, json_response, read_json
+from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
 from lcx.config import Provider, TenantConfig
 from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
@@ -164,6 +165,59 @@ class CountQuery(_Body):
     status: Literal["pending"] = "pending"
     tenant_id: Id | None = None
     user_group_id: Id | None = None
+
+
+class RequestCreated(_Body):
+    """201 of ``POST /requests``."""
+
+    id: str
+    status: str
+    position: int | None
+    estimated_wait_seconds: int | None
+    conversation_id: str | None
+    provider: str
+
+
+class AgentBrief(_Body):
+    """An agent as the bot sees it."""
+
+    id: str
+    name: str | None = None
+
+
+class LivechatState(_Body):
+    """``GET /subscribers/{subHandle}/livechat-state`` (also the PATCH answer)."""
+
+    state: Literal["none", "pending", "active", "ended"]
+    request_id: str | None = None
+    conversation_id: str | None = None
+    position: int | None = None
+    estimated_wait_seconds: int | None = None
+    agent: AgentBrief | None = None
+    provider: str | None = None
+    status: str | None = None
+    user_group_id: str | None = None
+    ended_at: str | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+
+
+class BusinessHoursState(_Body):
+    """Whether a user group's business hours are open now."""
+
+    open: bool
+    timezone: str | None = None
+    next_change_at: str | None = None
+    user_group_id: str | None = None
+    configured: bool = False
+
+
+class Availability(_Body):
+    """``GET /tenants/{tenantId}/availability``."""
+
+    available: bool
+    agents_online: int
+    business_hours: BusinessHoursState
 
 
 def read_query(type_: type[T], args: Mapping[str, str] | None = None) -> T:
@@ -441,15 +495,36 @@ class BotApi:
                               "nextChangeAt": None, "userGroupId": group}})
 
 
-_ROUTES = (
-    ("/requests", "POST", "create_request"),
-    ("/requests/subscribers/<sub_handle>", "PATCH", "update_request"),
-    ("/sessions/tenants/<tenant_id>/subscribers/<sub_handle>", "DELETE", "end_session"),
-    ("/messages", "POST", "post_message"),
-    ("/organizations/<org_id>/requests", "HEAD", "count_requests"),
-    ("/organizations/<org_id>/tenants/<tenant_id>/metrics", "HEAD", "tenant_metrics"),
-    ("/subscribers/<sub_handle>/livechat-state", "GET", "livechat_state"),
-    ("/tenants/<tenant_id>/availability", "GET", "availability"),
+ENDPOINTS = (
+    Endpoint("/requests", "POST", "create_request", "Create a livechat request", "bot",
+             body=CreateRequestBody, responses={201: RequestCreated}, scopes=BOT_SCOPES,
+             errors=(400, 401, 403, 404, 409, 413, 415, 422)),
+    Endpoint("/requests/subscribers/<sub_handle>", "PATCH", "update_request",
+             "Update or cancel the open request", "bot", body=UpdateRequestBody,
+             query=TenantQuery, responses={200: LivechatState}, scopes=BOT_SCOPES,
+             errors=(400, 401, 403, 404, 409, 413, 415)),
+    Endpoint("/sessions/tenants/<tenant_id>/subscribers/<sub_handle>", "DELETE",
+             "end_session", "End the session", "bot", responses={204: None},
+             scopes=BOT_SCOPES),
+    Endpoint("/messages", "POST", "post_message", "Forward a user message", "bot",
+             body=MessageBody, responses={202: PostResult}, scopes=BOT_SCOPES,
+             errors=(400, 401, 403, 404, 409, 413, 415)),
+    Endpoint("/organizations/<org_id>/requests", "HEAD", "count_requests",
+             "Count requests", "bot", query=CountQuery, responses={200: None},
+             response_headers={"X-Total-Count": "number of matching requests"},
+             scopes=BOT_SCOPES),
+    Endpoint("/organizations/<org_id>/tenants/<tenant_id>/metrics", "HEAD",
+             "tenant_metrics", "Waiting time and load of a tenant", "bot",
+             responses={200: None},
+             response_headers={"X-Average-Waiting-Time": "seconds, decimal",
+                               "X-Requests-Pending": "pending requests",
+                               "X-Agents-Online": "agents online"}, scopes=BOT_SCOPES),
+    Endpoint("/subscribers/<sub_handle>/livechat-state", "GET", "livechat_state",
+             "Livechat state of a subscriber", "bot", query=TenantQuery,
+             responses={200: LivechatState}, scopes=BOT_SCOPES),
+    Endpoint("/tenants/<tenant_id>/availability", "GET", "availability",
+             "Whether humans are available", "bot", query=GroupQuery,
+             responses={200: Availability}, scopes=BOT_SCOPES),
 )
 
 
@@ -459,6 +534,5 @@ def bot_blueprint(deps: AppDeps) -> Blueprint:
         else DEFAULT_METRICS_WINDOW_SECONDS
     api = BotApi(require_livechat(deps), deps.verifier, metrics_window_seconds=window)
     blueprint = Blueprint("bot", __name__)
-    for path, method, name in _ROUTES:
-        blueprint.add_url_rule(path, name, getattr(api, name), methods=[method])
+    register(blueprint, api, ENDPOINTS)
     return blueprint

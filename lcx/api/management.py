@@ -28,7 +28,7 @@ Who may do what (every token must be of ``orgId``, ``admin`` excepted):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from quart import Blueprint, request
@@ -39,6 +39,7 @@ from actors.messages import PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response, read_json
 from lcx.api.bot import MAX_TEXT_CHARS, Id, read_query, require_livechat
+from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized, Unprocessable
 from lcx.model import Attachment, Author, Conversation, Message, iso, parse_iso, utc_now
@@ -75,6 +76,12 @@ class HttpMessageBody(msgspec.Struct, rename="camel", kw_only=True):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
     id: Id | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=20)] = []
+
+
+class TranscriptPage(msgspec.Struct, kw_only=True):
+    """A JSON transcript."""
+
+    items: list[Message]
 
 
 def _timestamp(value: str | None, name: str) -> str | None:
@@ -207,13 +214,26 @@ class ManagementApi:
         return json_response(frames.conversation_data(conversation))
 
 
-_ROUTES = (
-    ("/organizations/<org_id>/livechat-settings", "GET", "get_settings"),
-    ("/organizations/<org_id>/livechat-settings", "PUT", "put_settings"),
-    ("/organizations/<org_id>/livechat-messages", "GET", "transcript"),
-    ("/organizations/<org_id>/livechat-messages", "POST", "post_message"),
-    ("/organizations/<org_id>/livechat-conversations/<conversation_id>", "GET",
-     "conversation_detail"),
+ENDPOINTS = (
+    Endpoint("/organizations/<org_id>/livechat-settings", "GET", "get_settings",
+             "Livechat settings of an organization", "settings",
+             responses={200: LivechatSettings}, scopes=READ_SCOPES),
+    Endpoint("/organizations/<org_id>/livechat-settings", "PUT", "put_settings",
+             "Replace the livechat settings", "settings", body=LivechatSettings,
+             responses={200: LivechatSettings}, scopes=WRITE_SETTINGS_SCOPES,
+             errors=(400, 401, 403, 404, 413, 415, 422)),
+    Endpoint("/organizations/<org_id>/livechat-messages", "GET", "transcript",
+             "Transcript (JSON, CSV or PDF)", "transcripts", query=TranscriptQuery,
+             responses={200: TranscriptPage},
+             response_media_types={200: ("text/csv", "application/pdf")},
+             scopes=READ_SCOPES),
+    Endpoint("/organizations/<org_id>/livechat-messages", "POST", "post_message",
+             "Post a message into a conversation", "transcripts", body=HttpMessageBody,
+             responses={202: PostResult}, scopes=POST_SCOPES,
+             errors=(400, 401, 403, 404, 409, 413, 415)),
+    Endpoint("/organizations/<org_id>/livechat-conversations/<conversation_id>", "GET",
+             "conversation_detail", "Conversation detail", "conversations",
+             responses={200: dict[str, Any]}, scopes=READ_SCOPES),
 )
 
 
@@ -221,6 +241,5 @@ def management_blueprint(deps: AppDeps) -> Blueprint:
     """Return the blueprint of the management routes listed in the module docstring."""
     api = ManagementApi(require_livechat(deps), deps.verifier)
     blueprint = Blueprint("management", __name__)
-    for path, method, name in _ROUTES:
-        blueprint.add_url_rule(path, name, getattr(api, name), methods=[method])
+    register(blueprint, api, ENDPOINTS)
     return blueprint
