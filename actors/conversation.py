@@ -109,7 +109,7 @@ class ConversationActor(Actor):
             case UpdateRequest():
                 return await self._update(message)
             case Recover():
-                return None
+                return await self._arm_timers()
         raise TypeError(f"conversation actor got {type(message).__name__}")
 
     # --- helpers -------------------------------------------------------------------------

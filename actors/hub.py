@@ -149,6 +149,21 @@ class Livechat:
         except (MailboxFull, ActorStopped):
             log.warning("agent notification dropped", extra={"agent": agent_id})
 
+    async def settings_changed(self, org_id: str) -> None:
+        """Apply new organization settings at once: open conversations re-arm their timers
+        and the organization's queues route again (e.g. after a switch to auto)."""
+        from actors.messages import Recover
+        from actors.queue import Resync
+        from lcx.store.conversations import open_conversations
+
+        rows = await self.store.read(open_conversations)
+        for conversation in rows:
+            if conversation.org_id == org_id:
+                self.conversations.post(conversation.id, Recover())
+        for key in self.queues.live_keys():
+            if split_key(key)[0] == org_id:
+                self.queues.post(key, Resync())
+
     def agents_online(self, org_id: str, user_group_id: str | None = None) -> int:
         """How many agents of an organization (optionally of one group) are online."""
         return sum(1 for (org, _), presence in self.presence.items()

@@ -64,7 +64,7 @@ class Lcx:
         self.delivery: DeliveryService | None = None
         self.metrics.add_collector(livechat_collector(self.livechat, lambda: self.delivery))
         self._draining = False
-        self.http = HttpService(self._build_app, host=settings.server.host,
+        self.http = HttpService(self.build_app, host=settings.server.host,
                                 port=settings.server.port,
                                 graceful_timeout=settings.server.shutdown_timeout_seconds / 2,
                                 on_bound=on_listening)
@@ -82,7 +82,8 @@ class Lcx:
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
         ]
 
-    def _build_app(self) -> ASGIFramework:
+    def build_app(self) -> ASGIFramework:
+        """A new ASGI app over this instance's services (the HTTP service serves one)."""
         deps = AppDeps(instance_id=self.instance_id,
                        max_body_bytes=self.settings.server.max_body_bytes,
                        readiness=readiness_checks({"store": self.store.ping}),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from lcx.model import iso, utc_now
 from lcx.store import Store, Tx
@@ -16,24 +17,13 @@ class LivechatSettings(msgspec.Struct, rename="camel", kw_only=True, frozen=True
     """How an organization's livechat behaves; the defaults apply until it is changed."""
 
     routing: Literal["broadcast", "auto"] = "broadcast"
-    max_concurrent_chats: int = 3
-    request_timeout_seconds: int = 120
-    inactivity_timeout_seconds: int = 900
+    max_concurrent_chats: Annotated[int, Meta(ge=1, le=1000)] = 3
+    request_timeout_seconds: Annotated[int, Meta(ge=1, le=7 * 86_400)] = 120
+    inactivity_timeout_seconds: Annotated[int, Meta(ge=1, le=30 * 86_400)] = 900
     reject_when_unavailable: bool = False
     end_on_last_leave: bool = True
-    retention_days: int = 365
-    greeting: str | None = None
-
-    def problems(self) -> list[str]:
-        """The fields whose values are out of range (empty when valid)."""
-        limits = {"maxConcurrentChats": (self.max_concurrent_chats, 1, 1000),
-                  "requestTimeoutSeconds": (self.request_timeout_seconds, 1, 86_400 * 7),
-                  "inactivityTimeoutSeconds": (self.inactivity_timeout_seconds, 1, 86_400 * 30),
-                  "retentionDays": (self.retention_days, 1, 36_500)}
-        bad = [name for name, (value, low, high) in limits.items() if not low <= value <= high]
-        if self.greeting is not None and len(self.greeting) > 2000:
-            bad.append("greeting")
-        return bad
+    retention_days: Annotated[int, Meta(ge=1, le=36_500)] = 365
+    greeting: Annotated[str, Meta(max_length=2000)] | None = None
 
 
 DEFAULT_SETTINGS = LivechatSettings()

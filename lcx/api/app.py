@@ -7,6 +7,7 @@ access-log line and counts the request in :class:`~lcx.metrics.Metrics` by route
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from quart import Blueprint, request
 from quart_trio import QuartTrio
 
 from lcx.api.errors import install_error_handlers
+from lcx.api.openapi import openapi_blueprint
 from lcx.api.ops import ops_blueprint
 from lcx.errors import PayloadTooLarge
 from lcx.ids import new_id
@@ -157,8 +159,15 @@ async def _enforce_body_limit() -> None:
                               details={"maxBytes": limit})
 
 
+def _lcx_version() -> str:
+    try:
+        return importlib.metadata.version("lcx")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0"
+
+
 def _blueprints(deps: AppDeps) -> list[Blueprint]:
-    blueprints = [ops_blueprint(deps)]
+    blueprints = [ops_blueprint(deps), openapi_blueprint(_lcx_version())]
     if deps.livechat is not None:
         from lcx.api.agent_ws import agent_ws_blueprint
         from lcx.api.bot import bot_blueprint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import msgspec
 from quart.wrappers import Request
@@ -83,3 +83,9 @@ async def read_json(request: Request, type_: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}",
                              details={"fields": ["$"]}) from exc
+
+
+Timestamp = Annotated[str, msgspec.Meta(
+    min_length=20, max_length=40, extra_json_schema={"format": "date-time"},
+    description="RFC 3339 timestamp with a timezone, e.g. 2026-11-21T10:00:00.000Z")]
+"""A timestamp as clients send it in queries and bodies (parsed by the handler)."""

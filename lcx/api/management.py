@@ -37,11 +37,11 @@ from quart_trio.wrappers import TrioResponse
 from actors import frames
 from actors.messages import PostMessage, PostResult
 from lcx.api.auth import authenticate
-from lcx.api.bodies import json_response, read_json
+from lcx.api.bodies import Timestamp, json_response, read_json
 from lcx.api.bot import MAX_TEXT_CHARS, Id, read_query, require_livechat
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
-from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized, Unprocessable
+from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from lcx.model import Attachment, Author, Conversation, Message, iso, parse_iso, utc_now
 from lcx.org_settings import LivechatSettings
 from lcx.store import Tx
@@ -64,8 +64,8 @@ class TranscriptQuery(msgspec.Struct, kw_only=True):
     """``GET .../livechat-messages`` query."""
 
     conversation_id: Id | None = msgspec.field(default=None, name="conversationId")
-    since: str | None = msgspec.field(default=None, name="from")
-    until: str | None = msgspec.field(default=None, name="to")
+    since: Timestamp | None = msgspec.field(default=None, name="from")
+    until: Timestamp | None = msgspec.field(default=None, name="to")
     format: TranscriptFormat = "json"
 
 
@@ -144,11 +144,8 @@ class ManagementApi:
         """``PUT .../livechat-settings``: replace them all (idempotent); 200 with them."""
         self.caller(org_id, *WRITE_SETTINGS_SCOPES)
         settings = await read_json(request, LivechatSettings)
-        problems = settings.problems()
-        if problems:
-            raise Unprocessable(f"out of range: {', '.join(problems)}",
-                                details={"reason": "out_of_range", "fields": problems})
         await self.hub.org_settings.put(org_id, settings)
+        await self.hub.settings_changed(org_id)
         return json_response(settings)
 
     async def transcript(self, org_id: str) -> TrioResponse:

@@ -78,7 +78,7 @@ class KeyedSupervisor:
         """How many times an actor was activated (first activations and reactivations)."""
         return self._activations
 
-    def keys(self) -> list[str]:
+    def live_keys(self) -> list[str]:
         """The keys whose actors are alive now."""
         return [key for key, entry in self._entries.items() if not entry.passivating]
 

@@ -99,13 +99,16 @@ async def test_put_settings_bad_types_are_400(tmp_path: Path, body: dict[str, An
         assert await app.hub.org_settings.get("o1") == DEFAULT_SETTINGS
 
 
-async def test_put_settings_out_of_range_is_422(tmp_path: Path) -> None:
-    """Out-of-range values are 422 naming every offending field."""
+async def test_put_settings_out_of_range_is_invalid(tmp_path: Path) -> None:
+    """Out-of-range values (the ranges are part of the published schema) are 400 naming
+    the field, and change nothing."""
     async with livechat_app(tmp_path) as app:
         response = await app.client.put(SETTINGS_PATH, headers=app.tokens.supervisor(),
-                                        json={"maxConcurrentChats": 0, "retentionDays": -1})
-        error = error_of(response, 422, "unprocessable")
-        assert error["details"]["fields"] == ["maxConcurrentChats", "retentionDays"]
+                                        json={"maxConcurrentChats": 0, "retentionDays": 30})
+        error = error_of(response, 400, "invalid_request")
+        assert error["details"]["fields"] == ["maxConcurrentChats"]
+        current = await app.client.get(SETTINGS_PATH, headers=app.tokens.supervisor())
+        assert current.json()["retentionDays"] == 365
 
 
 async def test_settings_scopes(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ async def test_first_message_activates_the_actor(nursery: trio.Nursery, store: d
     await nursery.start(sup.run)
     assert await sup.ask("k", "incr") == 42
     assert journal.names() == ["load k"]
-    assert sup.keys() == ["k"]
+    assert sup.live_keys() == ["k"]
 
 
 async def test_concurrent_first_messages_create_one_actor(
@@ -84,10 +84,10 @@ async def test_idle_actor_passivates_and_reactivates(
     await nursery.start(sup.run)
     await sup.ask("k", "incr")
     await trio.sleep(29)
-    assert sup.keys() == ["k"]
+    assert sup.live_keys() == ["k"]
     await sup.ask("k", "incr")
     await trio.sleep(31)
-    assert sup.keys() == []
+    assert sup.live_keys() == []
     assert registry.snapshot().actors_by_kind == {}
     assert await sup.ask("k", "incr") == 3
     assert journal.names() == ["load k", "passivated k", "load k"]
@@ -139,7 +139,7 @@ async def test_poison_key_is_given_up_without_hurting_siblings(
             await ref.ask("crash")
     await trio.testing.wait_all_tasks_blocked()
     assert not ref.alive
-    assert sup.keys() == ["healthy"]
+    assert sup.live_keys() == ["healthy"]
     assert await sup.ask("healthy", "incr") == 2
     assert registry.snapshot().crashes_by_kind == {"counter": 3}
 

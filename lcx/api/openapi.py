@@ -1,0 +1,173 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the declared endpoints.
+
+Every route module declares its endpoints (:mod:`lcx.api.spec`) with the msgspec types its
+handlers decode and encode; this module turns them into paths, parameters, bodies and
+responses, with JSON Schemas from ``msgspec.json.schema_components``. Errors are described
+once, as the ``default`` response of every operation: the envelope of API.md section 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from quart import Blueprint
+from quart_trio.wrappers import TrioResponse
+
+from lcx.api.bodies import json_response
+from lcx.api.spec import Endpoint, declare
+
+_PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+_REF = "#/components/schemas/{name}"
+_MAX_PATH_PARAM = 256
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """The inside of the error envelope."""
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorEnvelope(msgspec.Struct, kw_only=True):
+    """Every error response: ``{"error": {"code", "message", "details"?}}``."""
+
+    error: ErrorBody
+
+
+def camel(name: str) -> str:
+    """``org_id`` -> ``orgId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def openapi_path(path: str) -> str:
+    """Quart path syntax to OpenAPI: ``/a/<org_id>`` -> ``/a/{orgId}``."""
+    return _PATH_PARAM.sub(lambda m: "{" + camel(m.group(1)) + "}", path)
+
+
+def _types(endpoints: Iterable[Endpoint]) -> list[Any]:
+    found: list[Any] = [ErrorEnvelope]
+    for endpoint in endpoints:
+        found += [t for t in (endpoint.body, endpoint.query) if t is not None]
+        found += [t for t in endpoint.responses.values() if t is not None]
+    for query in [e.query for e in endpoints if e.query is not None]:
+        found += [field.type for field in msgspec.structs.fields(query)]
+    unique: list[Any] = []
+    for item in found:
+        if not any(item is seen for seen in unique):
+            unique.append(item)
+    return unique
+
+
+def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``endpoints``."""
+    endpoints = list(endpoints)
+    types = _types(endpoints)
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schema_of = {id(t): s for t, s in zip(types, schemas, strict=True)}
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        operation = _operation(endpoint, schema_of)
+        paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lcx", "version": version,
+                 "description": "The livechat exchange: bot API, management API, "
+                                "provider webhooks and operations (API.md)."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+def _operation(endpoint: Endpoint, schema_of: dict[int, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{endpoint.handler}_{endpoint.method.lower()}",
+        "summary": endpoint.summary, "tags": [endpoint.tag],
+        "parameters": _path_parameters(endpoint) + _query_parameters(endpoint, schema_of),
+        "responses": _responses(endpoint, schema_of),
+    }
+    if endpoint.scopes:
+        operation["security"] = [{"bearer": []}]
+        operation["description"] = "Token scopes: " + ", ".join(endpoint.scopes) + "."
+    if endpoint.body is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            endpoint.body_media_type: {"schema": schema_of[id(endpoint.body)]}}}
+    return operation
+
+
+def _path_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    return [{"name": camel(name), "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": _MAX_PATH_PARAM}}
+            for name in _PATH_PARAM.findall(endpoint.path)]
+
+
+def _query_parameters(endpoint: Endpoint, schema_of: dict[int, Any]) -> list[dict[str, Any]]:
+    if endpoint.query is None:
+        return []
+    parameters = []
+    for field in msgspec.structs.fields(endpoint.query):
+        schema = schema_of.get(id(field.type)) or msgspec.json.schema(field.type)
+        parameters.append({"name": field.encode_name, "in": "query",
+                           "required": field.required, "schema": schema})
+    return parameters
+
+
+def _responses(endpoint: Endpoint, schema_of: dict[int, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, body in endpoint.responses.items():
+        response: dict[str, Any] = {"description": "success"}
+        content: dict[str, Any] = {}
+        if body is not None and endpoint.method != "HEAD":
+            content["application/json"] = {"schema": schema_of[id(body)]}
+        for media_type in endpoint.response_media_types.get(status, ()):
+            content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+        if content:
+            response["content"] = content
+        if endpoint.response_headers:
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in endpoint.response_headers.items()}
+        responses[str(status)] = response
+    responses["default"] = {"description": "an error (API.md section 1)", "content": {
+        "application/json": {"schema": schema_of[id(ErrorEnvelope)]}}}
+    return responses
+
+
+class OpenApiRoutes:
+    """Serves the document built from every endpoint declared so far."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    async def document(self) -> TrioResponse:
+        """``GET /openapi.json``."""
+        from lcx.api.spec import ENDPOINTS
+
+        return json_response(build_document(ENDPOINTS, version=self.version))
+
+
+ENDPOINTS = (
+    Endpoint("/healthz", "GET", "healthz", "Liveness", "operations",
+             responses={200: dict[str, Any]}, errors=()),
+    Endpoint("/readyz", "GET", "readyz", "Readiness", "operations",
+             responses={200: dict[str, Any]}, errors=(503,)),
+    Endpoint("/metrics", "GET", "metrics", "Prometheus metrics", "operations",
+             responses={200: None}, response_media_types={200: ("text/plain",)}, errors=()),
+    Endpoint("/openapi.json", "GET", "document", "This document", "operations",
+             responses={200: dict[str, Any]}, errors=()),
+)
+
+
+def openapi_blueprint(version: str) -> Blueprint:
+    """The blueprint serving ``/openapi.json`` (ops routes are declared here too)."""
+    blueprint = Blueprint("openapi", __name__)
+    routes = OpenApiRoutes(version)
+    declare(ENDPOINTS[:3])  # served by the ops blueprint
+    declare(ENDPOINTS[3:])
+    blueprint.add_url_rule("/openapi.json", "openapi_document", routes.document,
+                           methods=["GET"])
+    return blueprint
