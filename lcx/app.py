@@ -9,6 +9,7 @@
     ├── queues           keyed: one actor per organization and user group
     ├── delivery         the outbox: events to bots and flow triggers
     ├── recovery         wakes open conversations and busy queues after a restart
+    ├── retention        daily purge of closed conversations past retentionDays
     └── http             the HTTP + websocket server (started last, stopped first)
 
 A crash of the store restarts everything after it; the HTTP server stops accepting
@@ -31,6 +32,8 @@ from actors.delivery import DeliveryService
 from actors.hub import Livechat
 from actors.metrics import livechat_collector
 from actors.recovery import Recovery
+from actors.retention import RetentionSweep
+from adapters.attachments import open_attachment_storage, signing_secret
 from lcx.api.app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
@@ -56,6 +59,9 @@ class Lcx:
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
         self.store = StoreService(settings.store.url)
         self.verifier = build_verifier(settings.auth, Path.cwd())
+        self.attachments = open_attachment_storage(
+            settings.attachments, settings.server.public_url,
+            signing_secret(settings.auth, Path.cwd()))
         self.livechat = Livechat(store=lambda: self.store.store,
                                  tenants={t.id: t for t in settings.tenants},
                                  registry=self.registry, wake_delivery=self._wake_delivery,
@@ -78,6 +84,9 @@ class Lcx:
             *self.livechat.children(),
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("recovery", lambda: Recovery(self.livechat), kind="service"),
+            ChildSpec("retention", lambda: RetentionSweep(
+                lambda: self.livechat.store, self.livechat.org_settings,
+                storage=lambda: self.attachments), kind="service"),
             ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
         ]
@@ -88,7 +97,8 @@ class Lcx:
                        max_body_bytes=self.settings.server.max_body_bytes,
                        readiness=readiness_checks({"store": self.store.ping}),
                        metrics=self.metrics, draining=lambda: self._draining,
-                       verifier=self.verifier, livechat=self.livechat, config=self.settings)
+                       verifier=self.verifier, livechat=self.livechat, config=self.settings,
+                       attachments=self.attachments)
         return create_app(deps)
 
     def _start_delivery(self) -> DeliveryService:

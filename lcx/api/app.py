@@ -11,26 +11,29 @@ import importlib.metadata
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from quart import Blueprint, request
 from quart_trio import QuartTrio
+from quart_trio.wrappers import TrioRequest
 
 from lcx.api.errors import install_error_handlers
 from lcx.api.openapi import openapi_blueprint
 from lcx.api.ops import ops_blueprint
-from lcx.errors import PayloadTooLarge
+from lcx.api.spec import MAX_PATH_PARAMETER
+from lcx.errors import InvalidRequest, PayloadTooLarge
 from lcx.ids import new_id
 from lcx.logs import bind
 from lcx.metrics import Metrics
 
 if TYPE_CHECKING:
     from actors.hub import Livechat
+    from lcx.attachments import AttachmentStorage
     from lcx.auth import TokenVerifier
     from lcx.config import Settings
 
@@ -70,6 +73,8 @@ class AppDeps:
     """The livechat domain (actors, store, tenants); None in ops-only test apps."""
     config: Settings | None = None
     """The instance's settings (tenants, limits)."""
+    attachments: AttachmentStorage | None = None
+    """Where uploaded files live; None: no attachment routes."""
 
 
 @dataclass(slots=True)
@@ -78,6 +83,8 @@ class _Exchange:
 
     route: str = UNMATCHED_ROUTE
     status: int | None = None
+    body_limit: int | None = None
+    """The route's own body limit (:attr:`LcxApp.body_limits`), if it has one."""
 
 
 _exchange: ContextVar[_Exchange | None] = ContextVar("lcx_http_exchange", default=None)
@@ -93,10 +100,26 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return new_id()
 
 
+class _Request(TrioRequest):
+    """A request whose body limit is its route's own when the route has one."""
+
+    def __init__(self, *args: Any, max_content_length: int | None = None,
+                 **kwargs: Any) -> None:
+        exchange = _exchange.get()
+        limit = None if exchange is None else exchange.body_limit
+        super().__init__(*args, max_content_length=limit or max_content_length, **kwargs)
+        if limit is not None:
+            self.max_content_length = limit
+
+
 class LcxApp(QuartTrio):
     """QuartTrio with lcx's request plumbing around every HTTP exchange."""
 
     deps: AppDeps
+    request_class = _Request
+    body_limits: Mapping[tuple[str, str], int] = {}
+    """(method, path) -> body limit of routes that take more than ``max_body_bytes``
+    (uploads); decided before the request exists, so the body is never cut short."""
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -106,7 +129,7 @@ class LcxApp(QuartTrio):
             return
         request_id = request_id_from(scope["headers"])
         id_header = (_REQUEST_ID_KEY, request_id.encode("ascii"))
-        exchange = _Exchange()
+        exchange = _Exchange(body_limit=self.body_limits.get((scope["method"], scope["path"])))
 
         async def send_with_id(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.start":
@@ -159,6 +182,14 @@ async def _enforce_body_limit() -> None:
                               details={"maxBytes": limit})
 
 
+async def _check_path_parameters() -> None:
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and not 0 < len(value) <= MAX_PATH_PARAMETER:
+            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+            raise InvalidRequest(f"{camel} must be 1-{MAX_PATH_PARAMETER} characters",
+                                 details={"fields": [camel]})
+
+
 def _lcx_version() -> str:
     try:
         return importlib.metadata.version("lcx")
@@ -171,11 +202,26 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
     if deps.livechat is not None:
         from lcx.api.agent_ws import agent_ws_blueprint
         from lcx.api.bot import bot_blueprint
+        from lcx.api.business_hours import business_hours_blueprint
         from lcx.api.management import management_blueprint
+        from lcx.api.records import records_blueprint
 
         blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
-                       management_blueprint(deps)]
+                       management_blueprint(deps), business_hours_blueprint(deps)]
+        blueprints.append(records_blueprint(deps))
+        if deps.attachments is not None:
+            from lcx.api.attachments import attachments_blueprint
+
+            blueprints.append(attachments_blueprint(deps))
     return blueprints
+
+
+def _body_limits(deps: AppDeps) -> dict[tuple[str, str], int]:
+    if deps.livechat is None or deps.attachments is None:
+        return {}
+    from lcx.api.attachments import body_limits
+
+    return body_limits(deps)
 
 
 def create_app(deps: AppDeps) -> LcxApp:
@@ -190,8 +236,10 @@ def create_app(deps: AppDeps) -> LcxApp:
     # formats records off the request's task, where the logging context is gone.
     app.logger = logging.getLogger("lcx.api")
     app.config["MAX_CONTENT_LENGTH"] = deps.max_body_bytes
+    app.body_limits = _body_limits(deps)
     app.before_request(_note_route)
     app.before_request(_enforce_body_limit)
+    app.before_request(_check_path_parameters)
     install_error_handlers(app)
     for blueprint in _blueprints(deps):
         app.register_blueprint(blueprint)

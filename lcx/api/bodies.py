@@ -78,11 +78,30 @@ async def read_json(request: Request, type_: type[T]) -> T:
     try:
         return cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {exc}",
-                             details={"fields": [field_path(exc)]}) from exc
+        return _decode_leniently(body, type_, exc)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}",
                              details={"fields": ["$"]}) from exc
+
+
+def _decode_leniently(body: bytes, type_: type[T], error: msgspec.ValidationError) -> T:
+    """Second chance for a body the typed decoder refused: JSON does not tell ``120.0``
+    from ``120`` (JSON Schema calls both integers), so integral floats become ints."""
+    try:
+        return msgspec.convert(_integral_floats_as_ints(msgspec.json.decode(body)), type_)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raise InvalidRequest(f"invalid request body: {error}",
+                             details={"fields": [field_path(error)]}) from error
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    return value
 
 
 Timestamp = Annotated[str, msgspec.Meta(

@@ -33,9 +33,13 @@ Decisions where API.md is silent:
   has that provider's settings table (``helvia`` always works); else 422
   ``provider_not_configured``.
 * **Availability** counts online agents of the group (``?userGroupId=``, default the
-  tenant's default group; the whole organization when the tenant has none). Business hours
-  are not implemented yet: ``businessHours.open`` is always ``true`` with
-  ``"configured": false``, and ``outside_business_hours`` is never answered.
+  tenant's default group; the whole organization when the tenant has none), and
+  ``available`` is true when the group's business hours are open and someone is online.
+  A group without business hours (or no group) is always open (``"configured": false``);
+  ``nextChangeAt`` is when open flips next (up to 14 days ahead, else ``null``).
+* **Refusing** (``rejectWhenUnavailable``): closed business hours answer 422
+  ``outside_business_hours`` (with ``timezone`` and ``nextChangeAt``, when it opens), which
+  takes precedence over ``no_agents``.
 * ``HEAD .../requests`` without ``tenantId`` counts the whole organization, also for a
   token limited to some tenants (a count reveals no conversation).
 * ``HEAD .../metrics``: ``X-Agents-Online`` counts the tenant's default group (or the
@@ -65,8 +69,10 @@ from actors.messages import (
 )
 from lcx.api.auth import authenticate
 from lcx.api.bodies import field_path, json_response, read_json
+from lcx.api.business_hours import repo_for
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
+from lcx.business_hours import current_state
 from lcx.config import Provider, TenantConfig
 from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
 from lcx.ids import new_id
@@ -327,6 +333,7 @@ class BotApi:
         self.hub = hub
         self.verifier = verifier
         self.window = metrics_window_seconds
+        self.business_hours = repo_for(hub)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -351,11 +358,30 @@ class BotApi:
         return await self.hub.store.read(lambda tx: find_open(tx, tenant_id, sub_handle))
 
     async def refuse_when_unavailable(self, org_id: str, group: str) -> None:
-        """422 ``no_agents`` when the organization refuses requests nobody can take."""
+        """When the organization refuses requests nobody can take: 422
+        ``outside_business_hours`` if the group's hours are closed, else ``no_agents`` if
+        none of its agents is online."""
         settings = await self.hub.org_settings.get(org_id)
-        if settings.reject_when_unavailable and self.hub.agents_online(org_id, group) == 0:
+        if not settings.reject_when_unavailable:
+            return
+        hours = await self.hours_now(org_id, group)
+        if not hours.open:
+            raise Unprocessable("the user group is outside its business hours", details={
+                "reason": "outside_business_hours", "userGroupId": group,
+                "timezone": hours.timezone, "nextChangeAt": hours.next_change_at})
+        if self.hub.agents_online(org_id, group) == 0:
             raise Unprocessable("no agent of the user group is online",
                                 details={"reason": "no_agents", "userGroupId": group})
+
+    async def hours_now(self, org_id: str, group: str | None) -> BusinessHoursState:
+        """Whether the group's business hours are open now (always, without any)."""
+        hours = None if group is None else await self.business_hours.get(org_id, group)
+        if hours is None:
+            return BusinessHoursState(open=True, user_group_id=group)
+        state = current_state(hours, utc_now())
+        change = None if state.next_change is None else iso(state.next_change)
+        return BusinessHoursState(open=state.open, timezone=hours.timezone,
+                                  next_change_at=change, user_group_id=group, configured=True)
 
     # --- routes --------------------------------------------------------------------------
 
@@ -489,10 +515,10 @@ class BotApi:
         tenant = self.tenant_for(self.caller(), tenant_id)
         group = read_query(GroupQuery).user_group_id or tenant.default_user_group or None
         online = self.hub.agents_online(tenant.organization_id, group)
+        hours = await self.hours_now(tenant.organization_id, group)
         return json_response({
-            "available": online > 0, "agentsOnline": online, "userGroupId": group,
-            "businessHours": {"open": True, "configured": False, "timezone": None,
-                              "nextChangeAt": None, "userGroupId": group}})
+            "available": hours.open and online > 0, "agentsOnline": online,
+            "userGroupId": group, "businessHours": hours})
 
 
 ENDPOINTS = (

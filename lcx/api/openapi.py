@@ -17,11 +17,10 @@ from quart import Blueprint
 from quart_trio.wrappers import TrioResponse
 
 from lcx.api.bodies import json_response
-from lcx.api.spec import Endpoint, declare
+from lcx.api.spec import MAX_PATH_PARAMETER, Endpoint, declare
 
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _REF = "#/components/schemas/{name}"
-_MAX_PATH_PARAM = 256
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
@@ -102,7 +101,7 @@ def _operation(endpoint: Endpoint, schema_of: dict[int, Any]) -> dict[str, Any]:
 
 def _path_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     return [{"name": camel(name), "in": "path", "required": True,
-             "schema": {"type": "string", "minLength": 1, "maxLength": _MAX_PATH_PARAM}}
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAMETER}}
             for name in _PATH_PARAM.findall(endpoint.path)]
 
 

@@ -43,6 +43,9 @@ class Endpoint:
     """Error statuses it may answer (always with the error envelope)."""
 
 
+MAX_PATH_PARAMETER = 256
+"""The longest id a path segment may carry; longer ones are 400 (the schema says so)."""
+
 ENDPOINTS: list[Endpoint] = []
 """Every endpoint registered by a route module, in registration order."""
 

@@ -39,6 +39,16 @@ async def create_note() -> Any:
     return json_response({"text": note.text, "author": note.author.name}, 201)
 
 
+class Counted(msgspec.Struct):
+    count: int
+
+
+@test_routes.post("/counted")
+async def counted() -> Any:
+    body = await read_json(request, Counted)
+    return json_response({"count": body.count})
+
+
 @test_routes.get("/boom")
 async def boom() -> Any:
     raise RuntimeError("secret-internal-detail")
@@ -188,3 +198,17 @@ async def test_api_error_keeps_its_status_code_and_details() -> None:
     assert response.status_code == 409
     assert error_of(response) == {"code": "conflict", "message": "request already accepted",
                                   "details": {"requestId": "r1"}}
+
+
+async def test_integral_floats_are_integers() -> None:
+    """JSON Schema counts 120.0 as an integer, so an integer field takes it; 1.5 is refused."""
+    async with serving(make_app()) as client:
+        accepted = await client.post("/counted", json={"count": 120.0})
+        assert accepted.status_code == 200
+        assert accepted.json() == {"count": 120}
+        refused = await client.post("/counted", json={"count": 1.5})
+        assert error_of(refused)["details"]["fields"] == ["count"]
+        for broken in (b"[", b"[1,", b'{"count": 1'):
+            truncated = await client.post("/counted", content=broken,
+                                          headers={"Content-Type": "application/json"})
+            assert truncated.status_code == 400, broken

@@ -23,7 +23,14 @@ from actors.hub import Livechat, agent_key, queue_key
 from actors.messages import Accepted, AcceptRequest, Connect
 from lcx.app import Lcx
 from lcx.auth import mint_token
-from lcx.config import AuthConfig, ServerConfig, Settings, StoreConfig, TenantConfig
+from lcx.config import (
+    AttachmentsConfig,
+    AuthConfig,
+    ServerConfig,
+    Settings,
+    StoreConfig,
+    TenantConfig,
+)
 from lcx.model import AgentRef
 from lcx.org_settings import LivechatSettings
 
@@ -118,26 +125,35 @@ async def accept(hub: Livechat, conversation_id: str, agent_id: str, *, org: str
 
 
 def instance_settings(tmp_path: Path, tenants: Iterable[TenantConfig], *,
-                  max_body_bytes: int) -> Settings:
-    """Settings of a single instance on 127.0.0.1:0 with its SQLite file in ``tmp_path``."""
+                  max_body_bytes: int,
+                  attachments_config: AttachmentsConfig | None = None) -> Settings:
+    """Settings of a single instance on 127.0.0.1:0 with its SQLite file in ``tmp_path``.
+
+    Attachments default to the local backend in ``tmp_path / "attachments"``.
+    """
     return Settings(
         server=ServerConfig(host="127.0.0.1", port=0, max_body_bytes=max_body_bytes,
                             shutdown_timeout_seconds=2.0),
         store=StoreConfig(url=f"sqlite:///{tmp_path / 'lcx.db'}"),
-        auth=AuthConfig(jwt_secret=SECRET), tenants=tuple(tenants))
+        auth=AuthConfig(jwt_secret=SECRET), tenants=tuple(tenants),
+        attachments=attachments_config or AttachmentsConfig(dir=str(tmp_path / "attachments")))
 
 
 @asynccontextmanager
 async def livechat_app(tmp_path: Path, *, tenants: Iterable[TenantConfig] = DEFAULT_TENANTS,
                        settings_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                       max_body_bytes: int = 1_048_576) -> AsyncIterator[LivechatApp]:
+                       max_body_bytes: int = 1_048_576,
+                       attachments_config: AttachmentsConfig | None = None
+                       ) -> AsyncIterator[LivechatApp]:
     """Run a whole lcx instance on loopback; yield its client, token minter and hub.
 
     ``settings_overrides`` maps organization ids to ``livechat-settings`` fields
     (camelCase) stored before the first request. The instance is stopped gracefully on
-    exit; everything runs under a 20-second deadline.
+    exit; everything runs under a 20-second deadline. ``attachments_config`` replaces the
+    default local attachment store in ``tmp_path / "attachments"``.
     """
-    lcx = Lcx(instance_settings(tmp_path, tenants, max_body_bytes=max_body_bytes))
+    lcx = Lcx(instance_settings(tmp_path, tenants, max_body_bytes=max_body_bytes,
+                                attachments_config=attachments_config))
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(lcx.run)
