@@ -89,3 +89,33 @@ async def test_sigterm_closes_agent_sockets_with_1012(env: Env) -> None:
         await eventually(lambda: alice.closed_code is not None, timeout=10)
         assert alice.closed_code == 1012
     assert await trio.to_thread.run_sync(env.lcx.wait, 10) == 0
+
+
+async def test_transfer_to_an_agent_hands_the_conversation_over(env: Env) -> None:
+    """TRANSFER toAgentId hands the conversation to a connected colleague, who gets its
+    history; the first agent is out and the bot hears TRANSFER_REQUEST."""
+    async with agent_connection(env.url, env.agent_token("alice")) as alice, \
+            agent_connection(env.url, env.agent_token("bob")) as bob:
+        created = await env.create_request("u-hand")
+        accepted = await alice.call("REQUEST_ACCEPT", {"requestId": created["id"]})
+        conversation_id = accepted["data"]["conversationId"]
+        await env.post_message("u-hand", "h-1", "can bob help?")
+        refused = await alice.call("TRANSFER", {"conversationId": conversation_id,
+                                                "toAgentId": "nobody"})
+        assert refused["data"]["code"] == "conflict"
+        handed = await alice.call("TRANSFER", {"conversationId": conversation_id,
+                                               "toAgentId": "bob"})
+        assert handed["type"] == "ack", handed
+        note = await bob.notification("conversation_transferred",
+                                      conversationId=conversation_id)
+        assert [m["text"] for m in note["data"]["messages"]] == ["can bob help?"]
+        reply = await bob.call(None, {"conversationId": conversation_id, "text": "bob here"},
+                               kind="message")
+        assert reply["type"] == "ack", reply
+        gone = await alice.call(None, {"conversationId": conversation_id, "text": "me?"},
+                                kind="message")
+        assert gone["data"]["code"] == "forbidden"
+    await env.bot.wait_for(3)
+    transfer = env.bot.events_for(conversation_id)[1]
+    assert transfer["type"] == "TRANSFER_REQUEST"
+    assert transfer["data"]["toAgentId"] == "bob"
