@@ -187,7 +187,7 @@ def _clean(text: str) -> str:
 
 
 class _TranscriptPdf(FPDF):
-    """A4 portrait pages with a page-number footer; ``text()`` fits the chosen font."""
+    """A4 portrait pages, a page-number footer, and word wrap measured once per character."""
 
     def __init__(self, font_path: str | Path | None) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")

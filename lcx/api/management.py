@@ -28,9 +28,11 @@ Who may do what (every token must be of ``orgId``, ``admin`` excepted):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+import trio
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
@@ -169,8 +171,10 @@ class ManagementApi:
             return messages, {cid: c for cid, c in loaded.items() if c is not None}
 
         messages, conversations = await self.hub.store.read(read)
-        rendered = render(messages, conversations, query.format, org_id=org_id,
-                          generated_at=iso(utc_now()), conversation_id=query.conversation_id)
+        # rendering a PDF of thousands of messages is CPU work: keep it off the event loop
+        rendered = await trio.to_thread.run_sync(partial(
+            render, messages, conversations, query.format, org_id=org_id,
+            generated_at=iso(utc_now()), conversation_id=query.conversation_id))
         headers = {} if rendered.filename is None else {
             "Content-Disposition": content_disposition(rendered.filename)}
         return TrioResponse(rendered.body, status=200, headers=headers,
