@@ -1,0 +1,1 @@
+"""Clustering: the bus (membership, leadership, RPC, messages) and actor placement."""
