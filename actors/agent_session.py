@@ -4,6 +4,11 @@ It owns the agent's presence (online / away / offline), its sockets and its chat
 ``Reserve`` is the single place where ``maxConcurrentChats`` is enforced, so an agent never
 exceeds it even when several queues route to it at once. Frames for the agent are fanned
 out to every socket; a socket that cannot keep up is cut off (its sink refuses the frame).
+Sockets on other instances are reached through the bus (:class:`RemoteSink`).
+
+Every ``PRESENCE_REFRESH_SECONDS`` a connected session re-announces its presence (to the
+cluster and to its queues), forgets sockets of instances that left, and reloads its chat
+slots from the store: a lost hint is repaired within one period.
 """
 
 from __future__ import annotations
@@ -11,17 +16,21 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from actors.hub import Livechat, Presence
+import msgspec
+
+from actors.hub import PRESENCE_REFRESH_SECONDS, Livechat, Presence
 from actors.messages import (
     AgentPresence,
     AgentState,
     Connect,
     Disconnect,
+    Msg,
     Push,
     Release,
     Reserve,
     SetStatus,
 )
+from lcx.cluster.bus import Bus
 from lcx.model import AgentRef
 from lcx.runtime import Actor, ActorContext
 from lcx.store.conversations import active_for_agent
@@ -37,6 +46,41 @@ class FrameSink(Protocol):
 
     def cut(self, reason: str) -> None:
         """Close the socket because it cannot keep up."""
+
+
+FRAME_TOPIC = "agent.frame"
+CUT_TOPIC = "agent.cut"
+
+
+class RelayedFrame(msgspec.Struct, kw_only=True):
+    """A frame for a socket held by another instance."""
+
+    socket_id: str
+    frame: bytes = b""
+    reason: str = ""
+
+
+class RemoteSink:
+    """A socket on another instance: frames travel there on the bus."""
+
+    def __init__(self, bus: Bus, instance_id: str, socket_id: str) -> None:
+        self.bus = bus
+        self.instance_id = instance_id
+        self.socket_id = socket_id
+
+    def offer(self, frame: bytes) -> bool:
+        """Publish the frame to the socket's instance; False when the bus queue is full."""
+        payload = msgspec.msgpack.encode(RelayedFrame(socket_id=self.socket_id, frame=frame))
+        return self.bus.publish(self.instance_id, FRAME_TOPIC, payload)
+
+    def cut(self, reason: str) -> None:
+        """Ask the socket's instance to close it."""
+        payload = msgspec.msgpack.encode(RelayedFrame(socket_id=self.socket_id, reason=reason))
+        self.bus.publish(self.instance_id, CUT_TOPIC, payload)
+
+
+class Refresh(Msg, frozen=True, kw_only=True):
+    """Periodic self-repair of a connected session."""
 
 
 class AgentSessionActor(Actor):
@@ -59,7 +103,29 @@ class AgentSessionActor(Actor):
         self.active = set(rows)
 
     async def on_stop(self) -> None:
-        self.hub.presence.pop((self.org_id, self.agent_id), None)
+        if self.status != "offline":
+            self.status = "offline"
+            self._announce()
+
+    async def _refresh(self) -> None:
+        if not self.sockets:
+            return
+        members = self.hub.bus.members()
+        for socket_id, sink in list(self.sockets.items()):
+            if isinstance(sink, RemoteSink) and sink.instance_id not in members:
+                del self.sockets[socket_id]
+        if not self.sockets:
+            self._disconnect_all()
+            return
+        rows = await self.hub.store.read(
+            lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
+        self.active = set(rows)
+        self._announce()
+        self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
+
+    def _disconnect_all(self) -> None:
+        self.ctx.idle_seconds = 60.0
+        self._set_status("offline")
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -77,6 +143,8 @@ class AgentSessionActor(Actor):
                 return self._set_status(message.status)
             case AgentState():
                 return self.status, sorted(self.active)
+            case Refresh():
+                return await self._refresh()
         raise TypeError(f"agent session got {type(message).__name__}")
 
     def _ref(self) -> AgentRef:
@@ -90,7 +158,12 @@ class AgentSessionActor(Actor):
                 self._disconnect(socket_id)
 
     def _connect(self, connect: Connect) -> dict[str, Any]:
-        self.sockets[connect.socket_id] = connect.sink
+        sink = connect.sink if connect.instance_id is None else \
+            RemoteSink(self.hub.bus, connect.instance_id, connect.socket_id)
+        first = not self.sockets
+        self.sockets[connect.socket_id] = sink
+        if first:
+            self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
         self.name = connect.name or self.name
         self.groups = connect.groups
         self.ctx.idle_seconds = None  # connected sessions never passivate
@@ -101,22 +174,19 @@ class AgentSessionActor(Actor):
     def _disconnect(self, socket_id: str) -> None:
         if self.sockets.pop(socket_id, None) is None or self.sockets:
             return
-        self.ctx.idle_seconds = 60.0
-        self._set_status("offline")
+        self._disconnect_all()
 
     def _set_status(self, status: str) -> str:
         if status != "offline" and not self.sockets:
             return self.status
         self.status = status
-        if status == "offline":
-            self.hub.presence.pop((self.org_id, self.agent_id), None)
-        else:
-            self.hub.presence[(self.org_id, self.agent_id)] = Presence(status, self.groups,
-                                                                     self.name)
         self._announce()
         return status
 
     def _announce(self) -> None:
+        self.hub.announce_presence(Presence(org_id=self.org_id, agent_id=self.agent_id,
+                                            status=self.status, groups=self.groups,
+                                            name=self.name))
         presence = AgentPresence(agent=self._ref(), status=self.status,  # type: ignore[arg-type]
                                  active=len(self.active))
         for group in self.groups:

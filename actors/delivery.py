@@ -66,6 +66,9 @@ BotOpener = Callable[[], AbstractAsyncContextManager[BotClient]]
 """Opens the shared :class:`BotClient` for the life of one :meth:`DeliveryService.run`."""
 
 
+_CLUSTER_SCAN_FACTOR = 8
+
+
 @dataclass(frozen=True)
 class DeliveryLimits:
     """Concurrency and pacing of a :class:`DeliveryService`."""
@@ -131,8 +134,12 @@ class DeliveryService:
                  config: DeliveryConfig, client: BotClient | None = None, *,
                  open_client: BotOpener = open_bot_client,
                  limits: DeliveryLimits | None = None,
-                 now: Callable[[], datetime] = utc_now) -> None:
+                 now: Callable[[], datetime] = utc_now,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self._store = store
+        self._owns = owns
+        """In a cluster, whether this instance owns a conversation (and so delivers its
+        lanes: one deliverer per lane keeps its order); None: every lane is ours."""
         self._tenants = tenants
         self._config = config
         self._limits = limits or DeliveryLimits()
@@ -229,7 +236,9 @@ class DeliveryService:
             return None
         full = [t for t, n in self._per_tenant.items() if n >= self._limits.per_tenant]
         now = self._now()
-        limit = self._limits.scan_batch + len(self._active)
+        # in a cluster most due lanes belong to other instances: look further
+        reach = self._limits.scan_batch * (_CLUSTER_SCAN_FACTOR if self._owns else 1)
+        limit = reach + len(self._active)
 
         def scan(tx: Tx) -> tuple[list[Lane], str | None]:
             return (due_lanes(tx, iso(now), limit, exclude_tenants=full),
@@ -242,6 +251,8 @@ class DeliveryService:
 
     def _start_lane(self, nursery: trio.Nursery, lane: Lane) -> None:
         key = (lane.conversation_id, lane.target)
+        if self._owns is not None and not self._owns(lane.conversation_id):
+            return
         if (key in self._active or len(self._active) >= self._limits.total
                 or self._per_tenant[lane.tenant_id] >= self._limits.per_tenant):
             return

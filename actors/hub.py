@@ -1,9 +1,14 @@
 """The livechat domain of one instance: its actor supervisors and how actors reach each other.
 
 Actors never hold each other's refs for long: they address conversations, queues and agent
-sessions by key through this hub, which activates virtual actors on demand. Asks only go
-"downwards" (queue -> agent session, queue -> conversation, conversation -> agent session);
-upward notifications are ``tell``s, so no two actors can wait on each other.
+sessions by key through this hub's routers, which deliver to the owning instance (this one
+or another, over the bus) and activate virtual actors on demand. Asks only go "downwards"
+(queue -> agent session, queue -> conversation, conversation -> agent session); upward
+notifications are posts, so no two actors can wait on each other.
+
+Presence (which agents are connected, online or away) is a cluster-wide view: each agent
+session announces itself on the bus when it changes and every ``PRESENCE_REFRESH_SECONDS``;
+an entry not refreshed within ``PRESENCE_TTL_SECONDS`` is forgotten.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import msgspec
 import trio
 
 from actors.messages import Msg, Push
+from actors.routing import ActorRouter, ForwardServer
+from lcx.cluster.bus import Bus
+from lcx.cluster.placement import Placement
 from lcx.config import TenantConfig
-from lcx.errors import ActorStopped, MailboxFull
+from lcx.errors import ActorStopped
 from lcx.org_settings import OrgSettings
 from lcx.runtime import Actor, ChildSpec, KeyedSupervisor, Registry, Restart
 from lcx.store import Store
@@ -27,6 +35,9 @@ log = logging.getLogger("lcx.livechat")
 
 CONVERSATION_IDLE_SECONDS = 120.0
 AGENT_IDLE_SECONDS = 300.0
+PRESENCE_REFRESH_SECONDS = 10.0
+PRESENCE_TTL_SECONDS = 3 * PRESENCE_REFRESH_SECONDS
+PRESENCE_TOPIC = "presence"
 
 
 def agent_key(org_id: str, agent_id: str) -> str:
@@ -45,13 +56,17 @@ def split_key(key: str) -> tuple[str, str]:
     return org, rest
 
 
-@dataclass
-class Presence:
-    """What the hub knows of a connected agent, for availability and metrics."""
+class Presence(msgspec.Struct, kw_only=True):
+    """What the cluster knows of a connected agent, for routing, availability and metrics."""
 
+    org_id: str
+    agent_id: str
     status: str
-    groups: tuple[str, ...]
+    """online, away or offline (offline entries are removed)."""
+    groups: tuple[str, ...] = ()
     name: str | None = None
+    seen: float = 0.0
+    """Local ``trio.current_time()`` when this instance last heard of it."""
 
 
 @dataclass
@@ -71,7 +86,7 @@ class Livechat:
     """Owns the conversation, queue and agent-session supervisors and the shared services."""
 
     def __init__(self, *, store: Callable[[], Store], tenants: Mapping[str, TenantConfig],
-                 registry: Registry, wake_delivery: Callable[[str], None],
+                 registry: Registry, wake_delivery: Callable[[str], None], bus: Bus,
                  heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000) -> None:
         self._store = store
         self.tenants = tenants
@@ -80,18 +95,24 @@ class Livechat:
         self.heartbeat_seconds = heartbeat_seconds
         self.max_queued_frames = max_queued_frames
         self.org_settings = OrgSettings(store)
-        self.presence: dict[tuple[str, str], Presence] = {}
+        self.bus = bus
+        self.placement = Placement(bus)
+        self._presence: dict[tuple[str, str], Presence] = {}
         self.draining = trio.Event()
         """Set when the instance shuts down: agent sockets close with 1012."""
         self.counters = LivechatCounters()
-        self.conversations = KeyedSupervisor(
+        self.conversations = ActorRouter(KeyedSupervisor(
             "conversation", self._activate_conversation, idle_seconds=CONVERSATION_IDLE_SECONDS,
-            mailbox_size=512, registry=registry)
-        self.queues = KeyedSupervisor("queue", self._activate_queue, idle_seconds=None,
-                                      mailbox_size=4096, registry=registry)
-        self.agents = KeyedSupervisor("agent_session", self._activate_agent,
-                                      idle_seconds=AGENT_IDLE_SECONDS, mailbox_size=4096,
-                                      registry=registry)
+            mailbox_size=512, registry=registry), bus, self.placement)
+        self.queues = ActorRouter(KeyedSupervisor(
+            "queue", self._activate_queue, idle_seconds=None, mailbox_size=4096,
+            registry=registry), bus, self.placement)
+        self.agents = ActorRouter(KeyedSupervisor(
+            "agent_session", self._activate_agent, idle_seconds=AGENT_IDLE_SECONDS,
+            mailbox_size=4096, registry=registry), bus, self.placement)
+        self.routers = {r.kind: r for r in (self.conversations, self.queues, self.agents)}
+        ForwardServer(self.routers).install(bus)
+        bus.subscribe(PRESENCE_TOPIC, self._heard_presence)
 
     @property
     def store(self) -> Store:
@@ -101,10 +122,10 @@ class Livechat:
     def children(self) -> list[ChildSpec]:
         """Child specs for the root supervisor, in start order."""
         return [
-            ChildSpec("agent_sessions", lambda: self.agents, kind="supervisor",
+            ChildSpec("agent_sessions", lambda: self.agents.local, kind="supervisor",
                       restart=Restart.PERMANENT),
-            ChildSpec("conversations", lambda: self.conversations, kind="supervisor"),
-            ChildSpec("queues", lambda: self.queues, kind="supervisor"),
+            ChildSpec("conversations", lambda: self.conversations.local, kind="supervisor"),
+            ChildSpec("queues", lambda: self.queues.local, kind="supervisor"),
         ]
 
     async def _activate_conversation(self, key: str) -> Actor:
@@ -131,23 +152,44 @@ class Livechat:
 
     def push_to_agent(self, org_id: str, agent_id: str, frame: dict[str, Any]) -> None:
         """Send a frame to every socket of a connected agent (dropped if not connected)."""
-        ref = self.agents.get(agent_key(org_id, agent_id))
-        if ref is None:
-            return
-        try:
-            ref.tell(Push(frame=msgspec.json.encode(frame)))
-        except (MailboxFull, ActorStopped):
-            log.warning("frame to agent dropped", extra={"agent": agent_id, "org": org_id})
+        self.tell_agent(org_id, agent_id, Push(frame=msgspec.json.encode(frame)))
 
     def tell_agent(self, org_id: str, agent_id: str, message: Msg) -> None:
-        """Notify a live agent session without waiting (dropped when none is live)."""
-        ref = self.agents.get(agent_key(org_id, agent_id))
-        if ref is None:
+        """Notify an agent's session without waiting, wherever it lives; dropped when the
+        agent is connected nowhere (a session that wakes up later reloads from the store)."""
+        key = agent_key(org_id, agent_id)
+        if self.agents.get(key) is None and (org_id, agent_id) not in self._presence:
             return
         try:
-            ref.tell(message)
-        except (MailboxFull, ActorStopped):
+            self.agents.post(key, message)
+        except ActorStopped:
             log.warning("agent notification dropped", extra={"agent": agent_id})
+
+    # --- presence ------------------------------------------------------------------------
+
+    @property
+    def presence(self) -> dict[tuple[str, str], Presence]:
+        """Connected agents across the cluster, by (org, agent) (stale entries dropped)."""
+        horizon = trio.current_time() - PRESENCE_TTL_SECONDS
+        for key in [k for k, p in self._presence.items() if p.seen < horizon]:
+            del self._presence[key]
+        return self._presence
+
+    def announce_presence(self, presence: Presence) -> None:
+        """Record an agent's presence here and tell every other instance."""
+        self._note_presence(presence)
+        self.bus.publish(None, PRESENCE_TOPIC, msgspec.msgpack.encode(presence))
+
+    def _heard_presence(self, sender: str, payload: bytes) -> None:
+        if sender != self.bus.instance_id:
+            self._note_presence(msgspec.msgpack.decode(payload, type=Presence))
+
+    def _note_presence(self, presence: Presence) -> None:
+        key = (presence.org_id, presence.agent_id)
+        if presence.status == "offline":
+            self._presence.pop(key, None)
+        else:
+            self._presence[key] = msgspec.structs.replace(presence, seen=trio.current_time())
 
     async def settings_changed(self, org_id: str) -> None:
         """Apply new organization settings at once: open conversations re-arm their timers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -20,7 +20,10 @@ from lcx.model import (
 
 
 class Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="msg"):
-    """Base of actor messages."""
+    """Base of actor messages. ``reply`` is the type of the answer to an ``ask`` (what a
+    remote caller decodes it as when the actor lives on another instance)."""
+
+    reply: ClassVar[Any] = None
 
 
 # --- to a conversation actor ------------------------------------------------------------
@@ -31,12 +34,16 @@ class CreateRequest(Msg, frozen=True, kw_only=True):
     ``enqueue=False`` keeps it out of the queue (an agent-initiated conversation that its
     agent accepts at once)."""
 
+    reply: ClassVar[Any] = Conversation
+
     conversation: Conversation
     enqueue: bool = True
 
 
 class PostMessage(Msg, frozen=True, kw_only=True):
     """Add a message to the log (answer: PostResult); ``client_id`` makes it idempotent."""
+
+    reply: ClassVar[Any] = None  # PostResult, set below (defined after this class)
 
     author: Author
     type: MessageType = "text"
@@ -59,6 +66,8 @@ class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 class Accept(Msg, frozen=True, kw_only=True):
     """An agent takes the pending request (answer: Accepted)."""
 
+    reply: ClassVar[Any] = None  # Accepted, set below
+
     agent: AgentRef
     assigned: bool = False
 
@@ -72,6 +81,8 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
 
 class End(Msg, frozen=True, kw_only=True):
     """End the conversation, or cancel the pending request."""
+
+    reply: ClassVar[Any] = Conversation
 
     by: EndedBy
     reason: str | None = None
@@ -103,6 +114,8 @@ class Flag(Msg, frozen=True, kw_only=True):
 class Join(Msg, frozen=True, kw_only=True):
     """A supervisor or colleague joins."""
 
+    reply: ClassVar[Any] = Conversation
+
     agent: AgentRef
     role: str = "agent"
 
@@ -110,11 +123,15 @@ class Join(Msg, frozen=True, kw_only=True):
 class Leave(Msg, frozen=True, kw_only=True):
     """An agent leaves."""
 
+    reply: ClassVar[Any] = Conversation
+
     agent: AgentRef
 
 
 class Transfer(Msg, frozen=True, kw_only=True):
     """Re-queue to a user group, or hand to an agent."""
+
+    reply: ClassVar[Any] = Conversation
 
     agent: AgentRef
     to_user_group_id: str | None = None
@@ -124,6 +141,8 @@ class Transfer(Msg, frozen=True, kw_only=True):
 class UpdateRequest(Msg, frozen=True, kw_only=True):
     """Change the pending request (answer: Conversation)."""
 
+    reply: ClassVar[Any] = Conversation
+
     subscriber: Subscriber | None = None
     context: Context | None = None
     user_group_id: str | None = None
@@ -131,6 +150,8 @@ class UpdateRequest(Msg, frozen=True, kw_only=True):
 
 class GetState(Msg, frozen=True, kw_only=True):
     """Answer the current Conversation."""
+
+    reply: ClassVar[Any] = Conversation
 
 
 class Timeout(Msg, frozen=True, kw_only=True):
@@ -162,6 +183,8 @@ class Dequeue(Msg, frozen=True, kw_only=True):
 class AcceptRequest(Msg, frozen=True, kw_only=True):
     """An agent asks to take a pending request (answer: Accepted)."""
 
+    reply: ClassVar[Any] = None  # Accepted, set below
+
     conversation_id: str
     agent: AgentRef
 
@@ -177,11 +200,15 @@ class AgentPresence(Msg, frozen=True, kw_only=True):
 class Position(Msg, frozen=True, kw_only=True):
     """Answer (position, estimatedWaitSeconds) of a pending request."""
 
+    reply: ClassVar[Any] = tuple[int | None, int | None]
+
     conversation_id: str
 
 
 class QueueStats(Msg, frozen=True, kw_only=True):
     """Answer (pending, agents online) of the queue."""
+
+    reply: ClassVar[Any] = tuple[int, int]
 
 
 # --- to an agent session actor -------------------------------------------------------------
@@ -189,10 +216,15 @@ class QueueStats(Msg, frozen=True, kw_only=True):
 class Connect(Msg, frozen=True, kw_only=True):
     """A websocket of this agent opened (answer: the session id)."""
 
+    reply: ClassVar[Any] = dict[str, Any]
+
     socket_id: str
-    sink: Any
-    name: str | None
-    groups: tuple[str, ...]
+    sink: Any = None
+    """The socket's frame sink when it is on this instance."""
+    instance_id: str | None = None
+    """The instance holding the socket when it is elsewhere (frames are relayed)."""
+    name: str | None = None
+    groups: tuple[str, ...] = ()
 
 
 class Disconnect(Msg, frozen=True, kw_only=True):
@@ -210,6 +242,8 @@ class Push(Msg, frozen=True, kw_only=True):
 class Reserve(Msg, frozen=True, kw_only=True):
     """Take one chat slot for ``conversation_id`` if under ``limit`` (answer: bool)."""
 
+    reply: ClassVar[Any] = bool
+
     conversation_id: str
     limit: int
     assigned: bool
@@ -224,8 +258,17 @@ class Release(Msg, frozen=True, kw_only=True):
 class SetStatus(Msg, frozen=True, kw_only=True):
     """The agent goes online or away."""
 
+    reply: ClassVar[Any] = str
+
     status: Literal["online", "away"]
 
 
 class AgentState(Msg, frozen=True, kw_only=True):
     """Answer (status, active conversation ids)."""
+
+    reply: ClassVar[Any] = tuple[str, list[str]]
+
+
+PostMessage.reply = PostResult
+Accept.reply = Accepted
+AcceptRequest.reply = Accepted

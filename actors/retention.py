@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from actors.messages import End
-from lcx.errors import ActorError, NotFound, Unavailable
+from lcx.cluster.bus import Leadership
+from lcx.errors import ActorError, FencedOut, NotFound, Unavailable
 from lcx.model import iso, utc_now
 from lcx.org_settings import LivechatSettings
 from lcx.store import Store
 from lcx.store.attachments import AttachmentKey, keys_for_org
+from lcx.store.fencing import advance
 from lcx.store.retention import (
     OrgRows,
     Purged,
@@ -233,8 +235,11 @@ class RetentionSweep:
     def __init__(self, store: Callable[[], Store], settings: SettingsSource, *,
                  storage: Callable[[], AttachmentStorage | None] = lambda: None,
                  interval_seconds: float = DAY_SECONDS, first_delay_seconds: float = 60.0,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 leadership: Callable[[], Leadership | None] | None = None) -> None:
         self._store = store
+        self._leadership = leadership
+        """In a cluster only the leader sweeps (None: always sweep, a single instance)."""
         self._settings = settings
         self._storage = storage
         self.interval_seconds = interval_seconds
@@ -273,16 +278,29 @@ class RetentionSweep:
         Raises what the store raises when the organizations cannot be listed; errors of
         one organization are logged and skipped.
         """
+        lead = self._leadership() if self._leadership is not None else None
+        if self._leadership is not None and lead is None:
+            return {}  # another instance leads: it sweeps
         orgs = await self._store().read(orgs_with_records)
         done: dict[str, Purged] = {}
         for org_id in orgs:
             try:
+                if lead is not None:
+                    await self._fence(lead)
                 done[org_id] = await self._purge(org_id)
+            except FencedOut:
+                log.warning("retention sweep stopped: a newer leader took over")
+                break
             except Exception:
                 log.exception("retention purge of an organization failed",
                               extra={"org": org_id})
         self.sweeps += 1
         return done
+
+    async def _fence(self, lead: Leadership) -> None:
+        now = iso(self._clock())
+        await self._store().transaction(
+            lambda tx: advance(tx, "retention", lead.term, lead.instance_id, now))
 
     async def _purge(self, org_id: str) -> Purged:
         settings = await self._settings.get(org_id)

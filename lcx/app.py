@@ -4,13 +4,17 @@
 
     root (rest_for_one)
     ├── store            the store service (open + migrations)
+    ├── bus              membership, leadership, RPC (in-process, or Redis in a cluster)
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group
-    ├── delivery         the outbox: events to bots and flow triggers
-    ├── recovery         wakes open conversations and busy queues after a restart
-    ├── retention        daily purge of closed conversations past retentionDays
+    ├── delivery         the outbox: events to bots and flow triggers (owned lanes)
+    ├── ownership        hands off actors that moved, wakes those that came here
+    ├── retention        daily purge of closed conversations (the leader only)
     └── http             the HTTP + websocket server (started last, stopped first)
+
+In a cluster every keyed actor lives on the one instance that owns its key (rendezvous
+hashing over the live members); the hub's routers forward messages to it.
 
 A crash of the store restarts everything after it; the HTTP server stops accepting
 first on shutdown, so in-flight requests finish before the actors stop and the store
@@ -19,10 +23,11 @@ closes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -31,15 +36,19 @@ from hypercorn.typing import ASGIFramework
 from actors.delivery import DeliveryService
 from actors.hub import Livechat
 from actors.metrics import livechat_collector
-from actors.recovery import Recovery
+from actors.ownership import OwnershipService
 from actors.retention import RetentionSweep
 from adapters.attachments import open_attachment_storage, signing_secret
+from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.app import AppDeps, create_app
+from lcx.api.cluster import BusView, ClusterView, LeaderView, MemberView
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
 from lcx.auth import build_verifier
+from lcx.cluster.bus import Bus, Leadership
+from lcx.cluster.local_bus import LocalBus
 from lcx.config import Settings, effective_instance_id
-from lcx.errors import RestartIntensityExceeded
+from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.metrics import Metrics, runtime_collector
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
 from lcx.services import HttpService, StoreService
@@ -62,11 +71,15 @@ class Lcx:
         self.attachments = open_attachment_storage(
             settings.attachments, settings.server.public_url,
             signing_secret(settings.auth, Path.cwd()))
+        self.bus = open_bus(settings, self.instance_id)
+        self.bus.set_report(lambda: self.registry.snapshot().actors_by_kind)
         self.livechat = Livechat(store=lambda: self.store.store,
                                  tenants={t.id: t for t in settings.tenants},
                                  registry=self.registry, wake_delivery=self._wake_delivery,
-                                 heartbeat_seconds=settings.ws.heartbeat_seconds,
+                                 bus=self.bus, heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames)
+        self.sockets = SocketDirectory(self.livechat)
+        self.ownership = OwnershipService(self.livechat, sockets=self.sockets.resync)
         self.delivery: DeliveryService | None = None
         self.metrics.add_collector(livechat_collector(self.livechat, lambda: self.delivery))
         self._draining = False
@@ -81,12 +94,14 @@ class Lcx:
     def _children(self) -> list[ChildSpec]:
         return [
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
+            ChildSpec("bus", lambda: self.bus, kind="service", shutdown_timeout=5.0),
             *self.livechat.children(),
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
-            ChildSpec("recovery", lambda: Recovery(self.livechat), kind="service"),
+            ChildSpec("ownership", lambda: self.ownership, kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,
-                storage=lambda: self.attachments), kind="service"),
+                storage=lambda: self.attachments, leadership=self._leadership),
+                kind="service"),
             ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),
         ]
@@ -95,15 +110,45 @@ class Lcx:
         """A new ASGI app over this instance's services (the HTTP service serves one)."""
         deps = AppDeps(instance_id=self.instance_id,
                        max_body_bytes=self.settings.server.max_body_bytes,
-                       readiness=readiness_checks({"store": self.store.ping}),
+                       readiness=readiness_checks(self._readiness()),
                        metrics=self.metrics, draining=lambda: self._draining,
                        verifier=self.verifier, livechat=self.livechat, config=self.settings,
-                       attachments=self.attachments)
+                       attachments=self.attachments, sockets=self.sockets,
+                       cluster_status=self.cluster_view)
         return create_app(deps)
 
+    def _readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        checks: dict[str, Callable[[], Awaitable[None]]] = {"store": self.store.ping}
+        if self.settings.cluster.redis_url:
+            checks["redis"] = self._bus_ready
+        return checks
+
+    async def _bus_ready(self) -> None:
+        await self.bus.ping()
+
+    def _leadership(self) -> Leadership | None:
+        return self.bus.leadership() if self.bus.is_leader() else None
+
+    async def cluster_view(self) -> ClusterView:
+        """The ``GET /cluster`` document as this instance sees the cluster."""
+        try:
+            rtt: float | None = round(await self.bus.ping() * 1000, 3)
+        except LcxError:
+            rtt = None
+        leader = self.bus.leadership()
+        members = [MemberView(instance_id=m.instance_id, last_heartbeat_at=m.last_heartbeat_at,
+                              draining=m.draining, actors=dict(m.actors))
+                   for m in sorted(self.bus.members().values(), key=lambda m: m.instance_id)]
+        return ClusterView(instance_id=self.instance_id, members=members,
+                           leader=None if leader is None else LeaderView(
+                               instance_id=leader.instance_id, term=leader.term),
+                           bus=BusView(rtt_ms=rtt))
+
     def _start_delivery(self) -> DeliveryService:
+        owns = None if not self.settings.cluster.redis_url else \
+            (lambda cid: self.livechat.conversations.owner(cid) == self.instance_id)
         self.delivery = DeliveryService(self.store.store, self.livechat.tenants,
-                                        self.settings.delivery)
+                                        self.settings.delivery, owns=owns)
         return self.delivery
 
     def _wake_delivery(self, conversation_id: str) -> None:
@@ -119,6 +164,7 @@ class Lcx:
     def request_stop(self) -> None:
         """Begin a graceful shutdown: stop accepting, finish in-flight work, close the store."""
         self._draining = True
+        self.bus.set_draining(True)
         self.livechat.draining.set()
         self.root.request_stop()
 
@@ -130,6 +176,18 @@ class Lcx:
             RestartIntensityExceeded: the tree could not be kept up.
         """
         await self.root.run(task_status=task_status)
+
+
+def open_bus(settings: Settings, instance_id: str) -> Bus:
+    """The in-process bus, or the Redis bus when ``cluster.redis_url`` is set."""
+    if not settings.cluster.redis_url:
+        return LocalBus(instance_id)
+    redis_bus = importlib.import_module("lcx.cluster.redis_bus")
+    bus: Bus = redis_bus.RedisBus(instance_id, settings.cluster.redis_url,
+                                  heartbeat_ms=settings.cluster.heartbeat_ms,
+                                  lease_ms=settings.cluster.lease_ms,
+                                  url=settings.server.public_url)
+    return bus
 
 
 async def serve(settings: Settings, *, signals: bool = True,

@@ -27,10 +27,11 @@ of API.md section 1, and anything else into a 500 ``internal`` with a trace id.
     │   │   └── MailboxClosed        the message was never read: safe to resend
     │   ├── AskTimeout               no reply within the ask's timeout
     │   └── RestartIntensityExceeded a supervisor gave up and fails to its parent
-    └── StoreError                   the store failed
-        ├── StoreUnavailable         cannot reach the database
-        ├── IntegrityConflict        a uniqueness rule refused a write
-        └── MigrationError           a migration could not be applied
+    ├── StoreError                   the store failed
+    │   ├── StoreUnavailable         cannot reach the database
+    │   ├── IntegrityConflict        a uniqueness rule refused a write
+    │   └── MigrationError           a migration could not be applied
+    └── FencedOut                    a stale leader's write was refused by its fencing term
 
 An :class:`LcxError` raised by an actor while answering an ``ask`` is an expected
 outcome: the caller gets it and the actor carries on. Any other exception is a bug: the
@@ -180,3 +181,7 @@ class IntegrityConflict(StoreError):
 
 class MigrationError(StoreError):
     """A schema migration could not be applied."""
+
+
+class FencedOut(LcxError):
+    """A write on behalf of a leadership term older than one that already acted."""

@@ -16,9 +16,9 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from actors.hub import Livechat, agent_key
-from actors.messages import Connect, Disconnect
+from actors.hub import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
+from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.app import AppDeps
 from lcx.api.auth import principal_from_query_or_frame
 from lcx.auth import Principal, TokenVerifier
@@ -78,7 +78,8 @@ def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
         if principal is None:
             await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return
-        await _serve(hub, principal)
+        assert deps.sockets is not None
+        await _serve(hub, deps.sockets, principal)
 
     return blueprint
 
@@ -112,13 +113,11 @@ async def _first_frame_token() -> str | None:
     return None
 
 
-async def _serve(hub: Livechat, principal: Principal) -> None:
+async def _serve(hub: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
     assert principal.org is not None
     socket_id = new_id()
     sink = SocketSink(hub.max_queued_frames)
-    key = agent_key(principal.org, principal.sub)
-    await hub.agents.ask(key, Connect(socket_id=socket_id, sink=sink, name=principal.name,
-                                      groups=principal.groups))
+    await sockets.attach(socket_id, sink, principal)
     hub.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
         "agentId": principal.sub, "sessionId": socket_id,
@@ -140,7 +139,7 @@ async def _serve(hub: Livechat, principal: Principal) -> None:
             await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
     finally:
         hub.counters.ws_sessions -= 1
-        hub.tell_agent(principal.org, principal.sub, Disconnect(socket_id=socket_id))
+        sockets.detach(socket_id)
 
 
 async def _read(handler: FrameHandler) -> None:

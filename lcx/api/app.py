@@ -33,6 +33,7 @@ from lcx.metrics import Metrics
 
 if TYPE_CHECKING:
     from actors.hub import Livechat
+    from lcx.api.agent_sockets import SocketDirectory
     from lcx.attachments import AttachmentStorage
     from lcx.auth import TokenVerifier
     from lcx.config import Settings
@@ -73,6 +74,10 @@ class AppDeps:
     """The livechat domain (actors, store, tenants); None in ops-only test apps."""
     config: Settings | None = None
     """The instance's settings (tenants, limits)."""
+    sockets: SocketDirectory | None = None
+    """The agent sockets held by this instance (the websocket route registers them)."""
+    cluster_status: Callable[[], Awaitable[Any]] | None = None
+    """The ``GET /cluster`` document (members, leader, bus latency)."""
     attachments: AttachmentStorage | None = None
     """Where uploaded files live; None: no attachment routes."""
 
@@ -199,6 +204,10 @@ def _lcx_version() -> str:
 
 def _blueprints(deps: AppDeps) -> list[Blueprint]:
     blueprints = [ops_blueprint(deps), openapi_blueprint(_lcx_version())]
+    if deps.cluster_status is not None:
+        from lcx.api.cluster import cluster_blueprint
+
+        blueprints.append(cluster_blueprint(deps.cluster_status, deps.verifier))
     if deps.livechat is not None:
         from lcx.api.agent_ws import agent_ws_blueprint
         from lcx.api.bot import bot_blueprint

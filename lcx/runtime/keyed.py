@@ -154,6 +154,16 @@ class KeyedSupervisor:
         except MailboxClosed:
             log.warning("message dropped: supervisor stopped", extra={"actor": key})
 
+    def stop_actor(self, key: str) -> bool:
+        """Begin a graceful stop of the actor for ``key`` (it finishes its current message
+        and runs ``on_stop``; its mailbox closes, so new messages reactivate it afresh).
+        False when no actor for ``key`` is alive. Does not wait."""
+        entry = self._entries.get(key)
+        if entry is None or entry.passivating or entry.stopping or self._nursery is None:
+            return False
+        self._nursery.start_soon(self._stop_entry, entry)
+        return True
+
     def request_stop(self) -> None:
         """Stop every actor (each asked, then cancelled after its timeout). Idempotent."""
         self._stop.set()

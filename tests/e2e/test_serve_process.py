@@ -32,8 +32,8 @@ def test_serve_answers_ops_routes_and_stops_on_sigterm(lcx: LcxProcess,
             assert ready.status_code == 200
             metrics = client.get("/metrics")
             assert metrics.status_code == 200
-            # services: store, delivery, recovery, retention, http; supervisors: 3 keyed ones
-            assert 'lcx_actors_live{kind="service"} 5.0' in metrics.text
+            # services: store, bus, delivery, ownership, retention, http; 3 keyed supervisors
+            assert 'lcx_actors_live{kind="service"} 6.0' in metrics.text
             assert 'lcx_actors_live{kind="supervisor"} 3.0' in metrics.text
             assert "lcx_mailbox_depth" in metrics.text or "lcx_actor_restarts" in metrics.text
             assert 'lcx_http_requests_total{method="GET",route="/healthz",status="200"}' \

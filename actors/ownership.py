@@ -1,0 +1,103 @@
+"""Ownership upkeep: keep this instance's actors in line with the cluster's placement.
+
+At start, whenever membership changes, and every ``SWEEP_SECONDS``:
+
+- local actors whose key is now owned by another instance are stopped gracefully (their
+  state is in the store; the new owner rebuilds them on their next message);
+- open conversations this instance now owns are woken (their timers re-arm), and so are
+  queues with pending requests (they reload and route again): after an instance dies,
+  its conversations and queues come back on the survivors without waiting for traffic;
+- the local agent sockets are registered again with their agents' sessions, which may
+  have moved.
+
+This replaces a one-shot start-up recovery: a restart is just the first sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import trio
+
+from actors.hub import Livechat, queue_key
+from actors.messages import Recover
+from actors.queue import Resync
+from lcx.cluster.bus import MemberInfo
+from lcx.store.conversations import open_conversations
+
+log = logging.getLogger("lcx.ownership")
+
+SWEEP_SECONDS = 10.0
+
+
+class OwnershipService:
+    """A supervised service running the sweeps described in the module docstring."""
+
+    def __init__(self, hub: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
+                 sweep_seconds: float = SWEEP_SECONDS) -> None:
+        self.hub = hub
+        self.sweep_seconds = sweep_seconds
+        self._resync_sockets = sockets
+        self._stop = trio.Event()
+        self._changed = trio.Event()
+        self.sweeps = 0
+        hub.bus.on_membership(self._membership_changed)
+
+    def _membership_changed(self, members: Mapping[str, MemberInfo]) -> None:
+        self._changed.set()
+
+    def request_stop(self) -> None:
+        """Stop sweeping."""
+        self._stop.set()
+        self._changed.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Sweep once, report started, then sweep on every change and period."""
+        self._stop = trio.Event()
+        await self.sweep()
+        task_status.started()
+        while not self._stop.is_set():
+            with trio.move_on_after(self.sweep_seconds):
+                await self._changed.wait()
+            self._changed = trio.Event()
+            if not self._stop.is_set():
+                await self._sweep_safely()
+
+    async def _sweep_safely(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:
+            log.exception("ownership sweep failed; retrying at the next one")
+
+    async def sweep(self) -> None:
+        """Hand off what moved away, wake what moved here, re-register sockets."""
+        self.sweeps += 1
+        moved = self._hand_off()
+        rows = await self.hub.store.read(open_conversations)
+        woken = 0
+        for conversation in rows:
+            if self.hub.conversations.owner(conversation.id) != self.hub.bus.instance_id:
+                continue
+            if self.hub.conversations.get(conversation.id) is None:
+                self.hub.conversations.post(conversation.id, Recover())
+                woken += 1
+        queues = {queue_key(c.org_id, c.user_group_id) for c in rows if c.status == "pending"}
+        for key in sorted(queues):
+            if self.hub.queues.owner(key) == self.hub.bus.instance_id and \
+                    self.hub.queues.get(key) is None:
+                self.hub.queues.post(key, Resync())
+        if self._resync_sockets is not None:
+            await self._resync_sockets()
+        if moved or woken:
+            log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+
+    def _hand_off(self) -> int:
+        moved = 0
+        for router in self.hub.routers.values():
+            for key in router.live_keys():
+                if router.owner(key) != self.hub.bus.instance_id and \
+                        router.local.stop_actor(key):
+                    moved += 1
+        return moved

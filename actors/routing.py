@@ -1,0 +1,205 @@
+"""Routing actor messages to the instance that owns the actor (DESIGN.md "placement").
+
+An :class:`ActorRouter` stands in front of a local :class:`KeyedSupervisor`: for a key this
+instance owns it delivers locally; for a key owned elsewhere it forwards over the bus
+(``ask`` and ``send`` as RPC, ``post`` as a fire-and-forget message) and the owner
+delivers to its own supervisor. Answers are decoded as the message's ``reply`` type, and
+an :class:`~lcx.errors.LcxError` raised by the remote actor is raised again here with the
+same class (or its nearest known base), so callers never see the difference.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any, Literal
+
+import msgspec
+
+import lcx.errors
+from actors.messages import Msg
+from lcx.cluster.bus import Bus, BusError, MemberGone, RpcTimeout
+from lcx.cluster.placement import Placement
+from lcx.errors import ActorError, ApiError, AskTimeout, LcxError, MailboxClosed
+from lcx.runtime import DEFAULT_ASK_TIMEOUT, ActorRef, KeyedSupervisor
+
+log = logging.getLogger("lcx.routing")
+
+FORWARD = "actor.forward"
+"""The RPC method (and topic, for posts) that carries forwarded actor messages."""
+_MARGIN = 0.5
+"""Extra seconds the caller waits for a remote answer beyond the actor's own timeout."""
+
+
+def _all_messages() -> tuple[type[Msg], ...]:
+    import actors.queue  # noqa: F401 - defines Resync, a Msg too
+
+    found: list[type[Msg]] = []
+    pending = list(Msg.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return tuple(sorted(found, key=lambda c: c.__name__))
+
+
+class ErrorBox(msgspec.Struct, kw_only=True):
+    """An error raised by the remote actor: class names (most specific first) and content."""
+
+    kinds: list[str]
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    """The reply to a forwarded message: a value (msgpack of the reply) or an error."""
+
+    value: msgspec.Raw | None = None
+    error: ErrorBox | None = None
+
+
+@cache
+def _codec() -> tuple[msgspec.msgpack.Encoder, msgspec.msgpack.Decoder[Any]]:
+    union = _all_messages()
+    forward = msgspec.defstruct("Forward", [
+        ("kind", str), ("key", str), ("mode", Literal["ask", "send", "post"]),
+        ("timeout", float), ("message", union[0] if len(union) == 1 else
+                             _union(union))], kw_only=True)
+    return msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(forward)
+
+
+def _union(types: tuple[type[Msg], ...]) -> Any:
+    result: Any = types[0]
+    for item in types[1:]:
+        result = result | item
+    return result
+
+
+def box(exc: BaseException) -> ErrorBox:
+    """An exception as it travels back to the caller."""
+    kinds = [c.__name__ for c in type(exc).__mro__ if issubclass(c, LcxError)] or ["internal"]
+    if isinstance(exc, ApiError):
+        return ErrorBox(kinds=kinds, message=exc.message, details=exc.details)
+    return ErrorBox(kinds=kinds, message=str(exc) if kinds != ["internal"] else "internal error")
+
+
+def unbox(error: ErrorBox, origin: str) -> Exception:
+    """The exception to raise for a boxed error (the nearest class known here)."""
+    for name in error.kinds:
+        cls = getattr(lcx.errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, LcxError):
+            if issubclass(cls, ApiError):
+                return cls(error.message, details=error.details)
+            return cls(error.message)
+    return ActorError(f"the actor on {origin} failed: {error.message}")
+
+
+class ActorRouter:
+    """Delivers messages for ``kind`` actors to their owners; see the module docstring."""
+
+    def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement) -> None:
+        self.local = local
+        self.kind = local.kind
+        self.bus = bus
+        self.placement = placement
+
+    def owner(self, key: str) -> str:
+        """The instance that owns ``key``."""
+        return self.placement.owner(self.kind, key)
+
+    def get(self, key: str) -> ActorRef | None:
+        """The live local actor for ``key``, if this instance has one."""
+        return self.local.get(key)
+
+    def live_keys(self) -> list[str]:
+        """Keys of actors alive on this instance."""
+        return self.local.live_keys()
+
+    async def ask(self, key: str, message: Msg, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Ask the actor for ``key`` wherever it lives; see :meth:`ActorRef.ask`."""
+        owner = self.owner(key)
+        if owner == self.placement.instance_id:
+            return await self.local.ask(key, message, timeout)
+        return await self._forward(owner, key, message, "ask", timeout)
+
+    async def send(self, key: str, message: Msg) -> None:
+        """Enqueue for the actor for ``key`` wherever it lives (waits for mailbox room)."""
+        owner = self.owner(key)
+        if owner == self.placement.instance_id:
+            return await self.local.send(key, message)
+        await self._forward(owner, key, message, "send", DEFAULT_ASK_TIMEOUT)
+
+    def post(self, key: str, message: Msg) -> None:
+        """Deliver without waiting; a hint (may be lost if the owner is unreachable).
+
+        Raises:
+            MailboxClosed: this instance's supervisor is not running (local owner).
+        """
+        owner = self.owner(key)
+        if owner == self.placement.instance_id:
+            return self.local.post(key, message)
+        encoder, _ = _codec()
+        payload = encoder.encode({"kind": self.kind, "key": key, "mode": "post",
+                                  "timeout": 0.0, "message": message})
+        if not self.bus.publish(owner, FORWARD, payload):
+            log.warning("post dropped: bus queue full", extra={"kind": self.kind, "key": key})
+
+    async def _forward(self, owner: str, key: str, message: Msg, mode: str,
+                       timeout: float) -> Any:
+        encoder, _ = _codec()
+        payload = encoder.encode({"kind": self.kind, "key": key, "mode": mode,
+                                  "timeout": timeout, "message": message})
+        try:
+            raw = await self.bus.request(owner, FORWARD, payload, timeout=timeout + _MARGIN)
+        except RpcTimeout:
+            raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
+        except MemberGone:
+            raise MailboxClosed(f"{self.kind}:{key}: its owner {owner} left") from None
+        except BusError as exc:
+            raise MailboxClosed(f"{self.kind}:{key}: cannot reach {owner}: {exc}") from exc
+        answer = msgspec.msgpack.decode(raw, type=Answer)
+        if answer.error is not None:
+            raise unbox(answer.error, owner)
+        if answer.value is None or message.reply is None:
+            return None
+        return msgspec.msgpack.decode(answer.value, type=message.reply)
+
+
+class ForwardServer:
+    """Serves forwarded messages for the routers of this instance."""
+
+    def __init__(self, routers: dict[str, ActorRouter]) -> None:
+        self.routers = routers
+
+    def install(self, bus: Bus) -> None:
+        """Register the RPC method and the post topic on ``bus``."""
+        bus.handle(FORWARD, self.serve)
+        bus.subscribe(FORWARD, self.deliver_post)
+
+    def _decode(self, payload: bytes) -> Any:
+        _, decoder = _codec()
+        return decoder.decode(payload)
+
+    async def serve(self, sender: str, payload: bytes) -> bytes:
+        """Deliver an ask or send locally and encode the answer (errors boxed)."""
+        forward = self._decode(payload)
+        local = self.routers[forward.kind].local
+        try:
+            if forward.mode == "send":
+                await local.send(forward.key, forward.message)
+                value = None
+            else:
+                value = await local.ask(forward.key, forward.message, forward.timeout)
+        except LcxError as exc:
+            return msgspec.msgpack.encode(Answer(error=box(exc)))
+        raw = None if value is None else msgspec.Raw(msgspec.msgpack.encode(value))
+        return msgspec.msgpack.encode(Answer(value=raw))
+
+    def deliver_post(self, sender: str, payload: bytes) -> None:
+        """Deliver a posted message locally (never blocks)."""
+        forward = self._decode(payload)
+        try:
+            self.routers[forward.kind].local.post(forward.key, forward.message)
+        except LcxError:
+            log.warning("forwarded post dropped", extra={"kind": forward.kind,
+                                                         "key": forward.key})
