@@ -51,10 +51,13 @@ class ErrorBox(msgspec.Struct, kw_only=True):
     details: dict[str, Any] | None = None
 
 
+_NIL = msgspec.Raw(msgspec.msgpack.encode(None))
+
+
 class Answer(msgspec.Struct, kw_only=True):
     """The reply to a forwarded message: a value (msgpack of the reply) or an error."""
 
-    value: msgspec.Raw | None = None
+    value: msgspec.Raw = _NIL
     error: ErrorBox | None = None
 
 
@@ -160,7 +163,7 @@ class ActorRouter:
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
             raise unbox(answer.error, owner)
-        if answer.value is None or message.reply is None:
+        if message.reply is None:
             return None
         return msgspec.msgpack.decode(answer.value, type=message.reply)
 
@@ -192,8 +195,7 @@ class ForwardServer:
                 value = await local.ask(forward.key, forward.message, forward.timeout)
         except LcxError as exc:
             return msgspec.msgpack.encode(Answer(error=box(exc)))
-        raw = None if value is None else msgspec.Raw(msgspec.msgpack.encode(value))
-        return msgspec.msgpack.encode(Answer(value=raw))
+        return msgspec.msgpack.encode(Answer(value=msgspec.Raw(msgspec.msgpack.encode(value))))
 
     def deliver_post(self, sender: str, payload: bytes) -> None:
         """Deliver a posted message locally (never blocks)."""
