@@ -35,6 +35,7 @@ from actors.messages import (
     Transfer,
     Typing,
 )
+from lcx.api.bodies import refuse_nul
 from lcx.auth import Principal
 from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
 from lcx.ids import new_id
@@ -172,6 +173,7 @@ class FrameHandler:
         try:
             if len(raw) > 4 * MAX_TEXT:
                 raise InvalidRequest("frame too large")
+            refuse_nul(raw)
             frame = msgspec.json.decode(raw, type=Frame)
             ref = frame.ref
             reply = await self._dispatch(frame)

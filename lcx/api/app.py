@@ -22,6 +22,7 @@ from quart import Blueprint, request
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
 
+from lcx.api.bodies import refuse_nul
 from lcx.api.errors import install_error_handlers
 from lcx.api.openapi import openapi_blueprint
 from lcx.api.ops import ops_blueprint
@@ -189,10 +190,12 @@ async def _enforce_body_limit() -> None:
 
 async def _check_path_parameters() -> None:
     for name, value in (request.view_args or {}).items():
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
         if isinstance(value, str) and not 0 < len(value) <= MAX_PATH_PARAMETER:
-            camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
             raise InvalidRequest(f"{camel} must be 1-{MAX_PATH_PARAMETER} characters",
                                  details={"fields": [camel]})
+        if isinstance(value, str):
+            refuse_nul(value, camel)
 
 
 def _lcx_version() -> str:

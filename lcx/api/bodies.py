@@ -75,6 +75,7 @@ async def read_json(request: Request, type_: type[T]) -> T:
             f"expected a JSON body (application/json), got {request.mimetype or 'none'}",
             details={"expected": "application/json"})
     body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    refuse_nul(body)
     try:
         return cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
@@ -108,3 +109,18 @@ Timestamp = Annotated[str, msgspec.Meta(
     min_length=20, max_length=40, extra_json_schema={"format": "date-time"},
     description="RFC 3339 timestamp with a timezone, e.g. 2026-11-21T10:00:00.000Z")]
 """A timestamp as clients send it in queries and bodies (parsed by the handler)."""
+
+
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def refuse_nul(text: bytes | str, field: str = "$") -> None:
+    """Refuse text holding a NUL character (raw, or ``\\u0000`` in JSON): no store keeps
+    it the same way, and no client means it.
+
+    Raises:
+        InvalidRequest: naming ``field``.
+    """
+    raw = text.encode() if isinstance(text, str) else text
+    if b"\x00" in raw or _NUL_ESCAPE.search(raw):
+        raise InvalidRequest("text may not contain NUL characters", details={"fields": [field]})

@@ -68,7 +68,7 @@ from actors.messages import (
     UpdateRequest,
 )
 from lcx.api.auth import authenticate
-from lcx.api.bodies import field_path, json_response, read_json
+from lcx.api.bodies import field_path, json_response, read_json, refuse_nul
 from lcx.api.business_hours import repo_for
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
@@ -234,6 +234,8 @@ def read_query(type_: type[T], args: Mapping[str, str] | None = None) -> T:
             ``details.fields`` names it.
     """
     values = dict(request.args.items()) if args is None else dict(args)
+    for name, value in values.items():
+        refuse_nul(value, name)
     try:
         return msgspec.convert(values, type_)
     except msgspec.ValidationError as exc:

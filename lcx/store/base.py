@@ -7,11 +7,12 @@ Threading model
     Database work is plain synchronous code, ``fn(tx)``, that a backend runs in a worker
     thread (``trio.to_thread.run_sync``, never abandoned on cancel). ``fn`` must not call
     Trio, must not keep ``tx`` after it returns, and should have no side effects other than
-    through ``tx`` (a future backend may re-run it after a serialization failure).
+    through ``tx`` (the PostgreSQL backend re-runs it after a serialization failure).
 
 Durability
     ``await store.transaction(fn)`` returns only after the transaction is committed and
-    flushed to stable storage. A caller cancelled while its write runs gets the write either
+    flushed to stable storage (PostgreSQL: as the server's ``synchronous_commit`` says; its
+    default, ``on``, flushes). A caller cancelled while its write runs gets the write either
     fully committed or fully rolled back; the cancellation is delivered at its next
     checkpoint.
 
@@ -25,6 +26,20 @@ Portable SQL (write it once, run it on SQLite and PostgreSQL)
       timestamps as ISO-8601 UTC ``TEXT``; JSON documents as ``TEXT``.
     - Lower-case snake_case identifiers (PostgreSQL folds unquoted names); alias every
       computed column (``count(*) AS n``), since the two engines name them differently.
+    - Text compares by bytes on SQLite (``"B" < "Z" < "a"``) and by the column's collation
+      on PostgreSQL (a locale's: ``"a" < "B" < "Z"``, punctuation weighed last). Ids and
+      timestamps are compared and ordered as text, so the PostgreSQL migrations declare
+      every ``TEXT`` column ``COLLATE "C"``: a new migration with ``TEXT`` columns needs a
+      ``.postgres.sql`` override doing the same (a PostgreSQL test checks every column).
+    - ``ORDER BY`` puts NULLs first on SQLite and last on PostgreSQL (ascending): order
+      by a nullable column only with ``NULLS FIRST``/``NULLS LAST`` (both accept it).
+    - ``LIKE`` ignores ASCII case on SQLite and not on PostgreSQL, and only PostgreSQL has
+      a default escape (backslash): give ``ESCAPE ?`` whenever the pattern is built from
+      data, and check case-sensitive matches in Python (see :mod:`lcx.store.listings`).
+    - PostgreSQL text cannot hold the NUL character (U+0000): such a value fails there
+      with :class:`~lcx.errors.StoreError`; refuse it where it enters.
+    - A failed statement aborts a PostgreSQL transaction: do not catch a database error
+      inside ``fn`` to carry on (the store raises it when ``fn`` returns).
     - Where a dialect really differs, write a per-dialect migration override (see
       :mod:`lcx.store.migrate`), not a branch in Python.
 """
@@ -114,7 +129,10 @@ class Store(Protocol):
         (including a lock wait that timed out) as :class:`~lcx.errors.StoreUnavailable`,
         other database errors as :class:`~lcx.errors.StoreError` (always ``from`` the
         original); exceptions raised by ``fn`` itself propagate unchanged.
-        Writers are serialized; ``fn`` runs once per call (no retry).
+        Writers are serializable: the outcome is that of running them one at a time.
+        SQLite runs them one at a time and ``fn`` once per call; PostgreSQL runs them
+        concurrently (``SERIALIZABLE``) and may run ``fn`` again after a serialization
+        failure or deadlock (see :mod:`lcx.store.postgres`).
         """
         ...
 
@@ -151,7 +169,9 @@ def _open_sqlite(url: str) -> AbstractAsyncContextManager[Store]:
 
 
 def _open_postgres(url: str) -> AbstractAsyncContextManager[Store]:
-    raise StoreError("postgresql backend not available yet")
+    from lcx.store.postgres import open_postgres_store
+
+    return open_postgres_store(url)
 
 
 _OPENERS: dict[str, Opener] = {
@@ -178,9 +198,10 @@ async def open_store(url: str, *, migrations: bool = True) -> AsyncIterator[Stor
     """Open the store named by ``url``, apply pending migrations, yield it, close it.
 
     URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-    ``sqlite://:memory:`` (one private in-memory database per store) and, later,
-    ``postgresql://user@host/db``. Error messages name the scheme, never the whole URL
-    (it may carry a password).
+    ``sqlite://:memory:`` (one private in-memory database per store) and
+    ``postgresql://user[:password]@host[:port]/db[?libpq-parameters]`` (or
+    ``postgres://``). Error messages name the scheme or host and database, never the
+    whole URL (it may carry a password).
 
     Raises :class:`~lcx.errors.StoreError` for an unknown scheme or an unavailable
     backend, :class:`~lcx.errors.StoreUnavailable` when the database cannot be opened and

@@ -108,8 +108,11 @@ def _where(where: ListFilter, after: Position | None) -> tuple[str, list[Any]]:
         clauses.append("participants LIKE ? ESCAPE ?")
         params += [_like_fragment(where.participant), _LIKE_ESCAPE]
     if after is not None:
-        clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
-        params += [after.created_at, after.created_at, after.id]
+        # PostgreSQL text cannot hold NUL, and a cursor may name any id. For ids without
+        # NUL (every stored id), ``id < head + NUL + rest`` is exactly ``id <= head``.
+        head, nul, _ = after.id.partition("\x00")
+        clauses.append(f"(created_at < ? OR (created_at = ? AND id {'<=' if nul else '<'} ?))")
+        params += [after.created_at, after.created_at, head]
     return " AND ".join(clauses), params
 
 

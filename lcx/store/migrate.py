@@ -5,6 +5,8 @@ Adding a migration
     written in portable SQL (see :mod:`lcx.store.base`). Where the dialects must differ,
     add ``NNNN_short_name.sqlite.sql`` and/or ``NNNN_short_name.postgres.sql``: an override
     replaces the plain file for its dialect, and every dialect must end up with a file.
+    A migration creating ``TEXT`` columns needs the PostgreSQL override that declares them
+    ``COLLATE "C"`` (byte order, as on SQLite; see :mod:`lcx.store.base`).
     Never edit a file once it has been applied anywhere: write a new migration instead.
     A script may hold several statements; it runs through ``Tx.executescript`` inside the
     migration's transaction (SQLite and PostgreSQL both roll DDL back), so a failing
@@ -19,7 +21,12 @@ What is checked (each failure raises :class:`~lcx.errors.MigrationError`)
 Several processes may run :func:`apply_migrations` at once: every runner transaction first
 takes the migration lock (SQLite: the database write lock taken by ``BEGIN IMMEDIATE``;
 PostgreSQL: ``pg_advisory_xact_lock``, see :data:`_LOCK_SQL`) and then re-reads
-``schema_migrations``, so each migration is applied exactly once.
+``schema_migrations``, so each migration is applied exactly once. On PostgreSQL the lock
+statement fixes the transaction's snapshot before it waits, so a runner that queued
+behind another may read a ``schema_migrations`` without the other's row; it writes its
+own row before running the script, and that write fails with a serialization failure
+(the backend's write transactions are ``SERIALIZABLE``), which the backend retries with
+a fresh snapshot that sees the migration applied.
 """
 
 from __future__ import annotations
@@ -172,10 +179,14 @@ def _apply_one(tx: Tx, *, dialect: str, known: Sequence[Migration],
     if newest > migration.version:
         raise MigrationError(f"{migration.filename} is older than the newest applied "
                              f"migration {newest:04d}: give it a version above {newest:04d}")
-    tx.executescript(migration.sql)
+    # The row goes in before the script runs. On PostgreSQL a runner whose snapshot
+    # predates another runner's commit of this migration (it queued on the lock) then
+    # fails on this row with a serialization failure, which the backend retries with a
+    # fresh snapshot, instead of running the script a second time.
     tx.execute("INSERT INTO schema_migrations (version, name, checksum, applied_at) "
                "VALUES (?, ?, ?, ?)",
                (migration.version, migration.filename, migration.checksum, _now()))
+    tx.executescript(migration.sql)
     return True
 
 

@@ -45,6 +45,8 @@ BAD_FRAMES: list[tuple[Any, str]] = [
     ({"type": "message", "data": {"conversationId": "x"}}, "invalid_request"),
     ({"type": "message", "data": {"conversationId": "x", "text": "a" * 70_000}},
      "invalid_request"),
+    ({"type": "message", "data": {"conversationId": "x", "text": "nul\u0000here"}},
+     "invalid_request"),
 ]
 
 

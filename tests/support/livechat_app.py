@@ -129,12 +129,21 @@ def instance_settings(tmp_path: Path, tenants: Iterable[TenantConfig], *,
                   attachments_config: AttachmentsConfig | None = None) -> Settings:
     """Settings of a single instance on 127.0.0.1:0 with its SQLite file in ``tmp_path``.
 
-    Attachments default to the local backend in ``tmp_path / "attachments"``.
+    With ``LCX_TEST_STORE=postgres`` the store is a fresh PostgreSQL schema instead (see
+    :mod:`support.postgres`; skips without a server). Attachments default to the local
+    backend in ``tmp_path / "attachments"``.
     """
+    import os  # local: the store switch below is this function's only concern
+
+    store_url = f"sqlite:///{tmp_path / 'lcx.db'}"
+    if os.environ.get("LCX_TEST_STORE") == "postgres":
+        from support.postgres import scratch_url
+
+        store_url = scratch_url()
     return Settings(
         server=ServerConfig(host="127.0.0.1", port=0, max_body_bytes=max_body_bytes,
                             shutdown_timeout_seconds=2.0),
-        store=StoreConfig(url=f"sqlite:///{tmp_path / 'lcx.db'}"),
+        store=StoreConfig(url=store_url),
         auth=AuthConfig(jwt_secret=SECRET), tenants=tuple(tenants),
         attachments=attachments_config or AttachmentsConfig(dir=str(tmp_path / "attachments")))
 
