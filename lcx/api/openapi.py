@@ -76,7 +76,9 @@ def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, 
         "openapi": "3.1.0",
         "info": {"title": "lcx", "version": version,
                  "description": "The livechat exchange: bot API, management API, "
-                                "provider webhooks and operations (API.md)."},
+                                "provider webhooks and operations (API.md). Text anywhere "
+                                "(bodies, queries, paths) may not contain NUL characters "
+                                "(400 invalid_request)."},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
