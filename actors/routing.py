@@ -18,7 +18,7 @@ import msgspec
 
 import lcx.errors
 from actors.messages import Msg
-from lcx.cluster.bus import Bus, BusError, MemberGone, RpcTimeout
+from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
 from lcx.cluster.placement import Placement
 from lcx.errors import ActorError, ApiError, AskTimeout, LcxError, MailboxClosed
 from lcx.runtime import DEFAULT_ASK_TIMEOUT, ActorRef, KeyedSupervisor
@@ -158,6 +158,8 @@ class ActorRouter:
             raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
         except MemberGone:
             raise MailboxClosed(f"{self.kind}:{key}: its owner {owner} left") from None
+        except RemoteError as exc:  # a bug on the owner (LcxErrors come back boxed)
+            raise ActorError(f"{self.kind}:{key} failed on {owner}") from exc
         except BusError as exc:
             raise MailboxClosed(f"{self.kind}:{key}: cannot reach {owner}: {exc}") from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)

@@ -23,7 +23,6 @@ closes.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import signal
@@ -182,12 +181,11 @@ def open_bus(settings: Settings, instance_id: str) -> Bus:
     """The in-process bus, or the Redis bus when ``cluster.redis_url`` is set."""
     if not settings.cluster.redis_url:
         return LocalBus(instance_id)
-    redis_bus = importlib.import_module("lcx.cluster.redis_bus")
-    bus: Bus = redis_bus.RedisBus(instance_id, settings.cluster.redis_url,
-                                  heartbeat_ms=settings.cluster.heartbeat_ms,
-                                  lease_ms=settings.cluster.lease_ms,
-                                  url=settings.server.public_url)
-    return bus
+    from lcx.cluster.redis_bus import RedisBus
+
+    return RedisBus(instance_id, settings.cluster.redis_url,
+                    heartbeat_ms=settings.cluster.heartbeat_ms,
+                    lease_ms=settings.cluster.lease_ms, url=settings.server.public_url)
 
 
 async def serve(settings: Settings, *, signals: bool = True,

@@ -127,6 +127,18 @@ def _after(conversation_id: str, seq: int, tx: Tx) -> list[Message]:
     return messages_after(tx, conversation_id, seq)
 
 
+class _RefOnly(msgspec.Struct):
+    ref: str | None = None
+
+
+def _ref_of(raw: str | bytes) -> str | None:
+    """The client's ``ref`` of a frame that is JSON but not a valid frame, if it has one."""
+    try:
+        return msgspec.json.decode(raw, type=_RefOnly).ref
+    except msgspec.DecodeError:
+        return None
+
+
 def error_frame(ref: str | None, exc: BaseException) -> dict[str, Any]:
     """The ``ERROR`` event for an exception (codes as in API.md section 1)."""
     if isinstance(exc, ApiError):
@@ -178,9 +190,9 @@ class FrameHandler:
             ref = frame.ref
             reply = await self._dispatch(frame)
         except msgspec.DecodeError as exc:
-            self.send(error_frame(ref, InvalidRequest(f"malformed frame: {exc}")))
+            self.send(error_frame(_ref_of(raw), InvalidRequest(f"malformed frame: {exc}")))
         except LcxError as exc:
-            self.send(error_frame(ref, exc))
+            self.send(error_frame(ref if ref is not None else _ref_of(raw), exc))
         except Exception as exc:
             log.exception("agent frame failed", extra={"agent": self.agent.id})
             self.send(error_frame(ref, exc))

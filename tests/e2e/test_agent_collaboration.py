@@ -3,7 +3,7 @@ the inactivity timeout."""
 
 from __future__ import annotations
 
-from conftest import ORG, Env
+from e2e_env import ORG, Env
 from support.agent_client import agent_connection
 
 

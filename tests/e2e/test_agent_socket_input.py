@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import Env
+from e2e_env import Env
 from support.agent_client import agent_connection
 from trio_websocket import ConnectionClosed, open_websocket_url
 

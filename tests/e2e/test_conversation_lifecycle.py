@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import trio
-from conftest import Env
+from e2e_env import Env
 from support.agent_client import agent_connection
 from support.waiting import eventually
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import trio
-from conftest import Env
+from e2e_env import Env
 from fakes.bot import Reply
 from support.agent_client import agent_connection
 from support.waiting import eventually

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import FLOW_TOKEN, ORG, Env
+from e2e_env import FLOW_TOKEN, ORG, Env
 from support.agent_client import agent_connection
 from support.waiting import eventually
 

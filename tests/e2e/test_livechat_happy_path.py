@@ -3,7 +3,7 @@ about everything in order, once per event id."""
 
 from __future__ import annotations
 
-from conftest import Env
+from e2e_env import Env
 from support.agent_client import agent_connection
 
 

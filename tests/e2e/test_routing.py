@@ -6,7 +6,7 @@ from collections import Counter
 from contextlib import AsyncExitStack
 
 import trio
-from conftest import ORG, Env
+from e2e_env import ORG, Env
 from support.agent_client import AgentClient, agent_connection
 from support.waiting import eventually
 

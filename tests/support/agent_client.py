@@ -76,15 +76,23 @@ class AgentClient:
 
 @asynccontextmanager
 async def agent_connection(base_url: str, token: str) -> AsyncIterator[AgentClient]:
-    """Connect an agent to ``/ws`` (token in the query) and wait for AUTHORIZATION_GRANTED."""
+    """Connect an agent to ``/ws`` (token in the query) and wait for AUTHORIZATION_GRANTED.
+
+    Whatever the block raises propagates unchanged.
+    """
     url = base_url.replace("http://", "ws://") + f"/ws?token={token}"
-    async with open_websocket_url(url) as ws, trio.open_nursery() as nursery:
-        client = AgentClient(ws)
-        nursery.start_soon(client._read)
-        await client.wait_for(lambda f: f.get("event") in ("AUTHORIZATION_GRANTED", "ERROR"))
+    async with open_websocket_url(url) as ws:
         try:
-            yield client
+            async with trio.open_nursery() as nursery:
+                client = AgentClient(ws)
+                nursery.start_soon(client._read)
+                await client.wait_for(
+                    lambda f: f.get("event") in ("AUTHORIZATION_GRANTED", "ERROR"))
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
-            nursery.cancel_scope.cancel()
             # trio-websocket 0.12 leaves its TCP stream open when the server closed first
-            await ws._stream.aclose()
+            with trio.CancelScope(shield=True):
+                await ws._stream.aclose()

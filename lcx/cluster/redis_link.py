@@ -1,0 +1,113 @@
+"""The Redis bus's one coredis client, its Lua scripts, and the mapping of its errors.
+
+:func:`open_link` enters one ``coredis.Redis`` (and so its connection pool) for the whole
+life of a bus; every command goes through :meth:`RedisLink.call`, which bounds it by the
+link's command timeout and maps what coredis raises onto the bus error tree::
+
+    coredis ConnectionError, TimeoutError,   ->  BusUnavailable   (retry later)
+    OSError, TryAgain / ClusterDown,
+    ReadOnly (failover), a command timeout
+    any other RedisError (OOM, WRONGTYPE...) ->  BusError         (surfaced, not swallowed)
+
+A command that times out invalidates every pooled connection: a silent (half-open)
+connection must not be handed out again; the next command connects afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import coredis
+import trio
+from coredis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.retry import ConstantRetryPolicy
+
+from lcx.cluster.bus import BusError, BusUnavailable
+
+log = logging.getLogger("lcx.cluster")
+
+T = TypeVar("T")
+Client = coredis.Redis[bytes]
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError, TimeoutError, OSError, TryAgainError, ClusterDownError,
+    ReadOnlyError,
+)
+SCRIPTS = ("acquire", "renew", "release", "heartbeat")
+
+
+def load_script(name: str) -> str:
+    """The source of ``lcx/cluster/lua/<name>.lua``."""
+    return resources.files("lcx.cluster").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+class RedisLink:
+    """A connected client plus its scripts; tracks whether Redis answers (``healthy``)."""
+
+    def __init__(self, client: Client, *, timeout: float, name: str) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.name = name
+        self.healthy = True
+        self.scripts = {script: client.register_script(load_script(script))
+                        for script in SCRIPTS}
+
+    async def call(self, what: str, op: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``op(client)`` within the command timeout.
+
+        Raises:
+            BusUnavailable: Redis cannot be reached, or did not answer in time.
+            BusError: Redis refused the command.
+        """
+        try:
+            with trio.fail_after(self.timeout):
+                result = await op(self.client)
+        except trio.TooSlowError as exc:
+            self.client.connection_pool.disconnect()
+            raise self._down(f"redis did not answer {what} within {self.timeout:g}s") from exc
+        except _UNAVAILABLE as exc:
+            raise self._down(f"redis unavailable during {what}: {exc}") from exc
+        except RedisError as exc:
+            raise BusError(f"redis refused {what}: {exc}") from exc
+        if not self.healthy:
+            log.info("redis reachable again", extra={"bus": self.name})
+            self.healthy = True
+        return result
+
+    async def script(self, name: str, keys: list[str], args: list[str | int | bytes]) -> Any:
+        """Run the Lua script ``name`` (loaded on first use, reloaded after a restart)."""
+        script = self.scripts[name]
+        return await self.call(name, lambda _client: script(keys=keys, args=args))
+
+    def _down(self, message: str) -> BusUnavailable:
+        if self.healthy:
+            log.warning(message, extra={"bus": self.name})
+            self.healthy = False
+        return BusUnavailable(message)
+
+
+@asynccontextmanager
+async def open_link(url: str, *, timeout: float, name: str) -> AsyncIterator[RedisLink]:
+    """Enter one coredis client for ``url`` and yield its link; the pool closes on exit.
+
+    No command is sent here: an unreachable Redis is noticed by the first command.
+    """
+    client: Client = coredis.Redis.from_url(
+        url, decode_responses=False, stream_timeout=timeout, connect_timeout=timeout,
+        client_name=name,
+        # one immediate retry on a fresh connection (a pooled one may have been killed);
+        # longer outages are the bus's business (heartbeat backoff), not a hidden wait here
+        retry_policy=ConstantRetryPolicy((RedisConnectionError,), retries=1, delay=0.0),
+    )
+    async with client:
+        yield RedisLink(client, timeout=timeout, name=name)

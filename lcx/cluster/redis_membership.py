@@ -1,0 +1,124 @@
+"""Membership: heartbeats with a server-side expiry, and the live view built from them.
+
+Each beat runs ``heartbeat.lua``: it writes this member's record under its own key with
+``PX lease_ms``, adds the id to the members set, and returns the records of every member
+whose key still exists, pruning the ids whose key expired. Expiry is Redis's own clock, so
+no two hosts' clocks are ever compared: a member that stops heartbeating is gone
+``lease_ms`` after its last beat.
+
+When Redis cannot be reached the last view is kept (a blip must not reshuffle every actor)
+but it ages; once it is older than ``lease_ms`` every peer has dropped us too, so the view
+is emptied: an isolated instance sees no cluster, not a stale one. ``view_age()`` tells how
+old the view is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import trio
+
+from lcx.cluster.bus import BusError, MemberInfo, MembershipHandler
+from lcx.cluster.redis_frames import MemberRecord, decode_record, encode
+from lcx.cluster.redis_keys import Keys
+from lcx.cluster.redis_link import Client, RedisLink
+
+log = logging.getLogger("lcx.cluster")
+
+
+class Membership:
+    """The live members as this instance last read them, and the handlers to tell."""
+
+    def __init__(self, instance_id: str, keys: Keys, *, lease_ms: int) -> None:
+        self.instance_id = instance_id
+        self._keys = keys
+        self._lease_ms = lease_ms
+        self._view: dict[str, MemberInfo] = {}
+        self._read_at: float | None = None
+        self._handlers: list[MembershipHandler] = []
+        self._told = False
+
+    def members(self) -> Mapping[str, MemberInfo]:
+        """The live members (empty once the view is older than the lease)."""
+        if self._expired():
+            return {}
+        return dict(self._view)
+
+    def view_age(self) -> float | None:
+        """Seconds since the view was last read from Redis (None: never, or left)."""
+        if self._read_at is None:
+            return None
+        return trio.current_time() - self._read_at
+
+    def on_membership(self, handler: MembershipHandler) -> None:
+        """Call ``handler`` with the new view when members join, leave, die or drain."""
+        self._handlers.append(handler)
+
+    async def beat(self, link: RedisLink, record: MemberRecord) -> None:
+        """Write our record, read everyone's; notify handlers if the view changed.
+
+        Raises:
+            BusUnavailable: Redis did not answer.
+        """
+        records = await link.script(
+            "heartbeat", [self._keys.members, self._keys.member(self.instance_id)],
+            [self.instance_id, encode(record), self._lease_ms, self._keys.member_prefix])
+        self._read_at = trio.current_time()
+        view: dict[str, MemberInfo] = {}
+        for raw in records:
+            try:
+                info = decode_record(raw).info()
+            except BusError:
+                log.warning("unreadable member record skipped", exc_info=True)
+                continue
+            view[info.instance_id] = info
+        self._apply(view)
+
+    def expire(self) -> None:
+        """Empty the view if it is older than the lease (called when a beat failed)."""
+        if self._expired() and self._view:
+            log.warning("membership view expired: redis unreachable for longer than the lease",
+                        extra={"instance": self.instance_id})
+            self._apply({})
+
+    async def leave(self, link: RedisLink) -> None:
+        """Deregister at once (delete our record, leave the set) and forget the view.
+
+        Raises:
+            BusUnavailable: Redis did not answer (the record then expires by itself).
+        """
+        self.forget()
+
+        async def deregister(client: Client) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete([self._keys.member(self.instance_id)])
+                pipe.srem(self._keys.members, [self.instance_id])
+
+        await link.call("deregister", deregister)
+
+    def forget(self) -> None:
+        """Forget the view without telling anyone (the bus stopped)."""
+        self._view = {}
+        self._read_at = None
+        self._told = False
+
+    def _expired(self) -> bool:
+        age = self.view_age()
+        return age is not None and age * 1000 > self._lease_ms
+
+    def _apply(self, view: dict[str, MemberInfo]) -> None:
+        changed = _shape(view) != _shape(self._view) or not self._told
+        self._view = view
+        if changed:
+            self._told = True
+            for handler in self._handlers:
+                try:
+                    handler(dict(view))
+                except Exception:
+                    log.exception("membership handler failed")
+
+
+def _shape(view: Mapping[str, MemberInfo]) -> set[tuple[str, bool, str]]:
+    """What counts as a membership change: who, draining or not, and where (not load)."""
+    return {(info.instance_id, info.draining, info.url) for info in view.values()}

@@ -1,0 +1,180 @@
+"""Correlated request/reply over pub/sub: one request channel and one reply channel per
+instance, a correlation id per call, the caller's deadline carried along.
+
+Caller: registers a waiter under a fresh correlation id, publishes the request to the
+target's request channel (no subscriber there: the target is gone, fail at once), waits
+for the reply until its deadline, and always removes the waiter. A reply that arrives
+after that finds no waiter: it is dropped and counted (``late_replies``).
+
+Responder: the bus reader hands each request to :meth:`Rpc.serve_soon`, which starts a
+task and returns at once; tasks run at most ``max_concurrent`` handlers at a time (a
+:class:`trio.CapacityLimiter`), and beyond ``max_queued`` waiting requests it answers
+``Unavailable`` instead of queueing. A handler is cancelled at the caller's deadline
+(nobody is waiting any more); an exception is boxed (:mod:`lcx.cluster.errors`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from dataclasses import dataclass
+
+import trio
+
+from lcx.cluster.bus import BusError, BusUnavailable, MemberGone, RpcHandler, RpcTimeout
+from lcx.cluster.errors import ErrorBox, box, to_remote
+from lcx.cluster.redis_frames import Failure, Reply, Request, encode
+from lcx.cluster.redis_keys import Keys
+from lcx.cluster.redis_link import RedisLink
+from lcx.errors import Unavailable
+
+log = logging.getLogger("lcx.cluster")
+
+
+@dataclass
+class _Waiter:
+    """One caller waiting for its reply."""
+
+    done: trio.Event
+    reply: bytes | None = None
+    error: BusError | None = None
+
+
+class Rpc:
+    """Pending calls of this instance, and the handlers it serves."""
+
+    def __init__(self, instance_id: str, keys: Keys, *, max_concurrent: int = 64,
+                 max_queued: int = 1024) -> None:
+        self.instance_id = instance_id
+        self._keys = keys
+        self._handlers: dict[str, RpcHandler] = {}
+        self._pending: dict[str, _Waiter] = {}
+        self._limiter = trio.CapacityLimiter(max_concurrent)
+        self._max_queued = max_queued
+        self._ids = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
+        self.serving = 0
+        self.late_replies = 0
+        self.refused = 0
+
+    @property
+    def pending(self) -> int:
+        """Calls waiting for a reply now."""
+        return len(self._pending)
+
+    def handle(self, method: str, handler: RpcHandler) -> None:
+        """Serve ``method``."""
+        self._handlers[method] = handler
+
+    # --- caller side --------------------------------------------------------------------
+    async def call_local(self, method: str, payload: bytes, timeout: float) -> bytes:
+        """Run our own handler for ``method`` (no Redis), with the same error boxing.
+
+        Raises:
+            RpcTimeout, RemoteError: as :meth:`call`.
+        """
+        with trio.move_on_after(timeout):
+            outcome = await self._run(self.instance_id, method, payload)
+            if isinstance(outcome, ErrorBox):
+                raise to_remote(outcome)
+            return outcome
+        raise RpcTimeout(f"{method} on {self.instance_id} did not answer within {timeout:g}s")
+
+    async def call(self, link: RedisLink, target: str, method: str, payload: bytes,
+                   timeout: float) -> bytes:
+        """Call ``method`` on ``target`` and wait for its reply until ``timeout``.
+
+        Raises:
+            RpcTimeout: no reply in time (the waiter is removed either way).
+            MemberGone: nobody listens on ``target``'s request channel.
+            RemoteError: the handler raised.
+            BusUnavailable: Redis cannot be reached, or our reply channel was lost.
+        """
+        call_id = f"{self._nonce}:{next(self._ids)}"
+        waiter = _Waiter(trio.Event())
+        self._pending[call_id] = waiter
+        try:
+            with trio.move_on_after(timeout):
+                frame = Request(call_id, self.instance_id, method, int(timeout * 1000), payload)
+                channel = self._keys.requests(target)
+                receivers = await link.call(
+                    "publish request", lambda client: client.publish(channel, encode(frame)))
+                if not receivers:
+                    raise MemberGone(f"{target} does not listen for requests")
+                await waiter.done.wait()
+        finally:
+            self._pending.pop(call_id, None)
+        if not waiter.done.is_set():
+            raise RpcTimeout(f"{method} on {target} did not answer within {timeout:g}s")
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return waiter.reply
+
+    def on_reply(self, frame: Reply | Failure) -> None:
+        """Hand a reply to its waiter (the bus reader calls this; never blocks)."""
+        waiter = self._pending.pop(frame.id, None)
+        if waiter is None:
+            self.late_replies += 1
+            log.debug("late reply dropped", extra={"call": frame.id, "from": frame.sender})
+            return
+        if isinstance(frame, Reply):
+            waiter.reply = frame.payload
+        else:
+            waiter.error = to_remote(frame.error)
+        waiter.done.set()
+
+    def fail_all(self, reason: str) -> None:
+        """Fail every pending call with BusUnavailable (our reply channel was lost)."""
+        for waiter in self._pending.values():
+            waiter.error = BusUnavailable(reason)
+            waiter.done.set()
+        self._pending.clear()
+
+    # --- responder side -----------------------------------------------------------------
+    def serve_soon(self, nursery: trio.Nursery, link: RedisLink, frame: Request) -> None:
+        """Start serving ``frame`` in ``nursery`` (never blocks the caller)."""
+        deadline = trio.current_time() + frame.timeout_ms / 1000
+        if self.serving >= self._max_queued:
+            self.refused += 1
+            busy = Unavailable(f"{self.instance_id} is busy ({self.serving} requests)")
+            failure = Failure(frame.id, self.instance_id, box(busy, origin=self.instance_id))
+            nursery.start_soon(self._answer, link, frame, failure, deadline)
+            return
+        self.serving += 1
+        nursery.start_soon(self._serve, link, frame, deadline)
+
+    async def _serve(self, link: RedisLink, frame: Request, deadline: float) -> None:
+        try:
+            with trio.move_on_at(deadline):
+                async with self._limiter:
+                    outcome = await self._run(frame.sender, frame.method, frame.payload)
+                answer: Reply | Failure = (
+                    Failure(frame.id, self.instance_id, outcome)
+                    if isinstance(outcome, ErrorBox)
+                    else Reply(frame.id, self.instance_id, outcome))
+                await self._answer(link, frame, answer, deadline)
+        finally:
+            self.serving -= 1
+
+    async def _answer(self, link: RedisLink, frame: Request, answer: Reply | Failure,
+                      deadline: float) -> None:
+        channel = self._keys.replies(frame.sender)
+        with trio.move_on_at(deadline):
+            try:
+                await link.call("publish reply",
+                                lambda client: client.publish(channel, encode(answer)))
+            except BusError as exc:
+                log.info("reply not sent: %s", exc, extra={"call": frame.id})
+
+    async def _run(self, sender: str, method: str, payload: bytes) -> bytes | ErrorBox:
+        """The handler's reply, or its boxed exception."""
+        handler = self._handlers.get(method)
+        if handler is None:
+            return ErrorBox(origin=self.instance_id, kind="NotFound",
+                            message=f"no handler for {method}")
+        try:
+            return await handler(sender, payload)
+        except Exception as exc:
+            return box(exc, origin=self.instance_id)
