@@ -14,6 +14,7 @@ import trio
 
 from lcx.api.http_server import HttpBinding
 from lcx.auth import SCOPES, mint_token, resolve_secret
+from lcx.cli_status import add_status_parser, status_command
 from lcx.config import Settings, effective_instance_id, load_settings, resolve_config_path
 from lcx.errors import ConfigError, LcxError
 from lcx.logs import bind_global, configure_logging
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "else the embedded defaults)")
     _add_token_parser(commands)
     _add_dlq_parser(commands)
+    add_status_parser(commands)
     return parser
 
 
@@ -239,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token_command(args)
         if args.command == "dlq":
             return dlq_command(args)
+        if args.command == "status":
+            return status_command(args)
     except ConfigError as exc:
         print(f"lcx: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -36,10 +36,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def conversation_on(cluster: Cluster, agent: AgentClient, owner: str) -> tuple[str, str]:
+async def conversation_on(cluster: Cluster, agent: AgentClient, owner: str,
+                          prefix: str) -> tuple[str, str]:
     """A conversation accepted by ``agent`` and owned by ``owner``: (subHandle, id)."""
     for attempt in range(60):
-        sub = f"bench-{owner}-{attempt}"
+        sub = f"{prefix}-{attempt}"
         created = await cluster.create_request("a", sub)
         ack = await agent.call("REQUEST_ACCEPT", {"requestId": created["id"]})
         conversation_id = ack["data"]["conversationId"]
@@ -55,7 +56,7 @@ async def relay_latency(cluster: Cluster, rate: float, seconds: float) -> list[f
     alice = token("alice2", "agent", groups=["g1"], name="Alice")
     samples: list[float] = []
     async with agent_connection(cluster.url("b"), alice) as agent:
-        sub, _ = await conversation_on(cluster, agent, "c")
+        sub, _ = await conversation_on(cluster, agent, "c", "relay")
         for index in range(int(rate * seconds)):
             began = time.perf_counter()
             mark = len(agent.frames)
@@ -88,7 +89,7 @@ async def takeover(cluster: Cluster) -> float:
     entry = sorted(cluster.alive - {owner})[0]
     alice = token("alice3", "agent", groups=["g1"], name="Alice")
     async with agent_connection(cluster.url(entry), alice) as agent:
-        sub, _ = await conversation_on(cluster, agent, owner)
+        sub, _ = await conversation_on(cluster, agent, owner, "takeover")
     began = time.perf_counter()
     await cluster.kill(owner)
     index = 0

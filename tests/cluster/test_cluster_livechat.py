@@ -4,6 +4,7 @@ them loses no acknowledged message and strands no visitor."""
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,9 @@ async def test_leader_killed_new_leader_within_two_leases(tmp_path: Path) -> Non
     async with running_cluster(tmp_path) as cluster:
         status = await cluster.status("a")
         leader, term = status["leader"]["instanceId"], status["leader"]["term"]
+        shown = await lcx_status(cluster, "b")
+        assert f"leader {leader} (term {term})" in shown
+        assert all(f"\n{name} " in shown for name in ("a", "b", "c"))
         await cluster.kill(leader)
         survivor = next(iter(cluster.alive))
         began = trio.current_time()
@@ -143,6 +147,17 @@ async def test_leader_killed_new_leader_within_two_leases(tmp_path: Path) -> Non
         view = await eventually_async(new_leader, timeout=2 * 1.2 + 2)
         assert view["term"] > term
         assert trio.current_time() - began <= 2 * 1.2 + 0.5
+
+
+async def lcx_status(cluster: Cluster, name: str) -> str:
+    """What ``lcx status`` prints for instance ``name`` (its own config and URL)."""
+    process = cluster.instances[name]
+    result = await trio.run_process(
+        [sys.executable, "-m", "lcx", "status", "--config", str(process.config_path),
+         "--url", process.url], capture_stdout=True, capture_stderr=True,
+        cwd=process.workdir, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
 
 
 async def test_sigterm_drains_and_hands_over(tmp_path: Path) -> None:
