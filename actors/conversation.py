@@ -17,19 +17,21 @@ from typing import Any, Literal
 import msgspec
 
 from actors import frames
-from actors.events import build_events
+from actors.events import build_events, edge_command_row
 from actors.hub import Livechat
 from actors.messages import (
     Accept,
     Accepted,
     CreateRequest,
     Dequeue,
+    EdgeInbound,
     End,
     Enqueue,
     Flag,
     GetState,
     Join,
     Leave,
+    OpenLink,
     PostMessage,
     PostResult,
     Read,
@@ -40,6 +42,19 @@ from actors.messages import (
     Transfer,
     Typing,
     UpdateRequest,
+)
+from adapters.edges import (
+    AgentJoined,
+    AgentLeft,
+    AnyEdgeEvent,
+    EdgeCommand,
+    EdgeEnded,
+    EdgeMessage,
+    EdgeTransferred,
+    EdgeTyping,
+    EndSession,
+    SendMessage,
+    SendTyping,
 )
 from lcx.errors import Conflict, IntegrityConflict, NotFound
 from lcx.ids import new_id
@@ -55,9 +70,15 @@ from lcx.store.conversations import (
     remembered,
     save_conversation,
 )
+from lcx.store.edges import SIDE_CHANNEL, SIDE_PROVIDER
 from lcx.store.outbox import OutboxEvent, enqueue
 
 log = logging.getLogger("lcx.conversation")
+
+NATIVE_PROVIDER = "helvia"
+"""lcx's own agents."""
+BOT_CHANNEL = "bot"
+"""Customers who come through the bot API."""
 replace = msgspec.structs.replace
 
 
@@ -69,6 +90,8 @@ class _Change:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     remember: tuple[str, str, bytes] | None = None
     insert: bool = False
+    commands: list[tuple[str, EdgeCommand]] = field(default_factory=list)
+    """(side, command) for the conversation's channel or provider, via the outbox."""
 
 
 class ConversationActor(Actor):
@@ -109,7 +132,9 @@ class ConversationActor(Actor):
             case UpdateRequest():
                 return await self._update(message)
             case Recover():
-                return await self._arm_timers()
+                return await self._recover()
+            case EdgeInbound():
+                return await self._edge(message)
         raise TypeError(f"conversation actor got {type(message).__name__}")
 
     # --- helpers -------------------------------------------------------------------------
@@ -127,6 +152,9 @@ class ConversationActor(Actor):
         for event_type, data in change.events:
             event_no += 1
             outbox += build_events(new, tenant, event_no, event_type, data)
+        for side, command in change.commands:
+            event_no += 1
+            outbox.append(edge_command_row(new, side, event_no, command))
         new = replace(new, last_event_no=event_no)
 
         def write(tx: Tx) -> None:
@@ -183,7 +211,9 @@ class ConversationActor(Actor):
             raise Conflict("the subscriber already has an open request or conversation") \
                 from None
         self.hub.counters.requests_created += 1
-        if enqueue:
+        if created.provider != NATIVE_PROVIDER:
+            self.hub.links.post(created.id, OpenLink())
+        elif enqueue:
             self.hub.tell_queue(created.org_id, created.user_group_id,
                                 Enqueue(conversation=created))
         return created
@@ -212,6 +242,7 @@ class ConversationActor(Actor):
                                msgspec.json.encode(result))
         if post.author.type in ("agent", "system"):
             change.events.append(("MESSAGE", _message_event_data(message)))
+        change.commands += _message_commands(state, message)
         activity = now if state.status == "active" else state.last_activity_at
         new = replace(state, last_seq=message.seq, last_activity_at=activity)
         try:
@@ -257,17 +288,19 @@ class ConversationActor(Actor):
         if not state.is_open:
             raise NotFound("the conversation is not open")
         now = iso(utc_now())
+        commands = _end_commands(state, end.by, end.reason)
         if state.status == "pending":
             new = replace(state, status="cancelled", ended_at=now, ended_by=end.by,
                           end_reason=end.reason)
-            new = await self._commit(new, _Change())
+            new = await self._commit(new, _Change(commands=commands))
             self.hub.tell_queue(new.org_id, new.user_group_id,
                                 Dequeue(conversation_id=new.id, why="cancelled"))
             return new
         new = replace(state, status="ended", ended_at=now, ended_by=end.by,
                       end_reason=end.reason)
         data = {"endedBy": end.by, "reason": end.reason}
-        new = await self._commit(new, _Change(events=[("CONVERSATION_END", data)]))
+        new = await self._commit(new, _Change(events=[("CONVERSATION_END", data)],
+                                              commands=commands))
         self.hub.counters.conversations_ended += 1
         ended = frames.event("CONVERSATION_END", {"conversationId": new.id, **data})
         self._push(new, ended)
@@ -296,7 +329,9 @@ class ConversationActor(Actor):
         waited = round((now - parse_iso(state.queued_at)).total_seconds())
         new = replace(state, status="missed", ended_at=iso(now), ended_by="system",
                       end_reason="request_timeout")
-        await self._commit(new, _Change(events=[("REQUEST_MISSED", {"waitedSeconds": waited})]))
+        await self._commit(new, _Change(
+            events=[("REQUEST_MISSED", {"waitedSeconds": waited})],
+            commands=_end_commands(state, "system", "request_timeout")))
         self.hub.counters.requests_missed += 1
         self.hub.tell_queue(new.org_id, new.user_group_id,
                             Dequeue(conversation_id=new.id, why="missed"))
@@ -314,6 +349,9 @@ class ConversationActor(Actor):
             data["typing"] = signal.typing
             change.events.append(("CONVERSATION_TYPING", {"agent": frames.plain(signal.agent),
                                                           "typing": signal.typing}))
+            if state.channel != BOT_CHANNEL:
+                change.commands.append((SIDE_CHANNEL, SendTyping(
+                    conversation_id=state.id, typing=signal.typing)))
         elif isinstance(signal, Read):
             name = "CONVERSATION_READ"
             data["seq"] = signal.seq
@@ -416,6 +454,63 @@ class ConversationActor(Actor):
                                          transfer.agent.id, "messages": frames.plain(history)}))
         return new
 
+    async def _recover(self) -> None:
+        await self._arm_timers()
+        state = self.state
+        if state is not None and state.is_open and state.provider != NATIVE_PROVIDER:
+            self.hub.links.post(state.id, OpenLink())
+
+    async def _edge(self, inbound: EdgeInbound) -> None:
+        """Apply one normalized edge event (once: messages dedupe on their external id)."""
+        state = self.state
+        if state is None or not state.is_open:
+            return  # late events of an ended conversation change nothing
+        event = inbound.event
+        if inbound.side == "channel":
+            await self._from_customer(state, event)
+        else:
+            await self._from_provider(state, event)
+
+    async def _from_customer(self, state: Conversation, event: AnyEdgeEvent) -> None:
+        match event:
+            case EdgeMessage():
+                author = Author(type="subscriber", id=state.sub_handle,
+                                name=state.subscriber.name)
+                await self._post(_edge_post(state, event, author))
+            case EdgeEnded():
+                await self._end(End(by="subscriber", reason=event.reason))
+            case EdgeTransferred():
+                await self._commit(replace(state, flags={**state.flags,
+                                                         "channelTransfer": event.to}),
+                                   _Change())
+
+    async def _from_provider(self, state: Conversation, event: AnyEdgeEvent) -> None:
+        match event:
+            case AgentJoined():
+                if state.status == "pending":
+                    await self._accept(event.agent)
+                elif not any(p.id == event.agent.id for p in state.active_agents()):
+                    await self._join(Join(agent=event.agent))
+            case EdgeMessage():
+                agent = event.author or AgentRef(id=state.provider, name=None)
+                if state.status == "pending":
+                    await self._accept(agent)
+                await self._post(_edge_post(self._current(), event, Author(
+                    type="agent", id=agent.id, name=agent.name)))
+            case EdgeTyping() if state.status == "active":
+                await self._signal(Typing(agent=event.agent or AgentRef(id=state.provider),
+                                          typing=event.typing))
+            case AgentLeft() if state.status == "active":
+                await self._provider_agent_left(state, event.agent)
+            case EdgeEnded():
+                await self._end(End(by="provider", reason=event.reason))
+
+    async def _provider_agent_left(self, state: Conversation, agent: AgentRef) -> None:
+        now = iso(utc_now())
+        participants = [replace(p, left_at=now) if p.id == agent.id and p.left_at is None
+                        else p for p in state.participants]
+        await self._commit(replace(state, participants=participants), _Change())
+
     async def _update(self, update: UpdateRequest) -> Conversation:
         state = self._current()
         if state.status != "pending":
@@ -434,6 +529,36 @@ class ConversationActor(Actor):
                                 Dequeue(conversation_id=state.id, why="moved"))
         self.hub.tell_queue(new.org_id, new.user_group_id, Enqueue(conversation=new))
         return new
+
+
+def _edge_post(state: Conversation, event: EdgeMessage, author: Author) -> PostMessage:
+    """The message an edge event becomes, idempotent on the edge's own message id."""
+    return PostMessage(author=author, type=event.type, text=event.text, payload=event.payload,
+                       attachments=event.attachments, client_id=event.external_id,
+                       idempotency_scope=f"edge:{state.id}" if event.external_id else None)
+
+
+def _message_commands(state: Conversation, message: Message) -> list[tuple[str, EdgeCommand]]:
+    """Where a stored message must also go: the customer's message to an external
+    provider; an agent's (or system) message to an external channel."""
+    command = SendMessage(conversation_id=state.id, message_id=message.message_id,
+                          text=message.text, type=message.type, payload=message.payload,
+                          attachments=tuple(message.attachments),
+                          author_name=message.author.name)
+    if message.author.type == "subscriber":
+        return [(SIDE_PROVIDER, command)] if state.provider != NATIVE_PROVIDER else []
+    return [(SIDE_CHANNEL, command)] if state.channel != BOT_CHANNEL else []
+
+
+def _end_commands(state: Conversation, by: str, reason: str | None
+                  ) -> list[tuple[str, EdgeCommand]]:
+    """End the external sides that did not end it themselves."""
+    commands: list[tuple[str, EdgeCommand]] = []
+    if state.provider != NATIVE_PROVIDER and by != "provider":
+        commands.append((SIDE_PROVIDER, EndSession(conversation_id=state.id, reason=reason)))
+    if state.channel != BOT_CHANNEL and by != "subscriber":
+        commands.append((SIDE_CHANNEL, EndSession(conversation_id=state.id, reason=reason)))
+    return commands
 
 
 def _merged_context(state: Conversation, update: UpdateRequest) -> Any:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,6 +67,9 @@ BotOpener = Callable[[], AbstractAsyncContextManager[BotClient]]
 
 
 _CLUSTER_SCAN_FACTOR = 8
+
+Sender = Callable[[OutboxRow], Awaitable[Outcome]]
+"""Carries out one outbox row of a non-HTTP target; never raises for the edge's failures."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,12 @@ class DeliveryService:
                  open_client: BotOpener = open_bot_client,
                  limits: DeliveryLimits | None = None,
                  now: Callable[[], datetime] = utc_now,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 senders: Mapping[str, Sender] | None = None) -> None:
         self._store = store
+        self._senders = dict(senders or {})
+        """Targets other than the bot and the flows (edge commands for channels and
+        providers), each with the function that carries a row out."""
         self._owns = owns
         """In a cluster, whether this instance owns a conversation (and so delivers its
         lanes: one deliverer per lane keeps its order); None: every lane is ours."""
@@ -291,6 +298,13 @@ class DeliveryService:
                 self._release(lane)
 
     async def _attempt(self, row: OutboxRow) -> Outcome:
+        sender = self._senders.get(row.target)
+        if sender is not None:
+            self._counters.in_flight += 1
+            try:
+                return await sender(row)
+            finally:
+                self._counters.in_flight -= 1
         target = self._resolve(row)
         if isinstance(target, Reject):
             return target

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
+from adapters.edges import EdgeCommand
 from lcx.config import TenantConfig
 from lcx.ids import new_id
 from lcx.model import BotEvent, Conversation, EventType, iso, utc_now
@@ -57,3 +58,13 @@ def build_events(conversation: Conversation, tenant: TenantConfig | None, event_
 def _event_type(name: str) -> EventType:
     event_type: EventType = msgspec.convert(name, EventType)
     return event_type
+
+
+def edge_command_row(conversation: Conversation, side: str, event_no: int,
+                     command: EdgeCommand) -> OutboxEvent:
+    """The outbox row of a command for the conversation's channel or provider (the lane
+    ``(conversation, side)`` keeps commands in order, and the outbox retries them)."""
+    now = iso(utc_now())
+    tag = type(command).__name__
+    return OutboxEvent(new_id(), conversation.org_id, conversation.tenant_id, conversation.id,
+                       event_no, side, "", tag, msgspec.json.encode(command), now)

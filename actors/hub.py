@@ -23,6 +23,7 @@ import trio
 
 from actors.messages import Msg, Push
 from actors.routing import ActorRouter, ForwardServer
+from adapters.edges import Channel, Provider
 from lcx.cluster.bus import Bus
 from lcx.cluster.placement import Placement
 from lcx.config import TenantConfig
@@ -110,7 +111,15 @@ class Livechat:
         self.agents = ActorRouter(KeyedSupervisor(
             "agent_session", self._activate_agent, idle_seconds=AGENT_IDLE_SECONDS,
             mailbox_size=4096, registry=registry), bus, self.placement)
-        self.routers = {r.kind: r for r in (self.conversations, self.queues, self.agents)}
+        self.links = ActorRouter(KeyedSupervisor(
+            "provider_link", self._activate_link, idle_seconds=60.0, mailbox_size=1024,
+            registry=registry), bus, self.placement)
+        self.providers: dict[str, Provider] = {}
+        """Configured providers by name (``helvia``, lcx itself, is not one of them)."""
+        self.channels: dict[str, Channel] = {}
+        """Configured channels by name (``bot``, the bot API, is not one of them)."""
+        self.routers = {r.kind: r for r in (self.conversations, self.queues, self.agents,
+                                            self.links)}
         ForwardServer(self.routers).install(bus)
         bus.subscribe(PRESENCE_TOPIC, self._heard_presence)
 
@@ -126,6 +135,7 @@ class Livechat:
                       restart=Restart.PERMANENT),
             ChildSpec("conversations", lambda: self.conversations.local, kind="supervisor"),
             ChildSpec("queues", lambda: self.queues.local, kind="supervisor"),
+            ChildSpec("provider_links", lambda: self.links.local, kind="supervisor"),
         ]
 
     async def _activate_conversation(self, key: str) -> Actor:
@@ -136,6 +146,10 @@ class Livechat:
         from actors.queue import QueueActor
         org, group = split_key(key)
         return QueueActor(self, org, group)
+
+    async def _activate_link(self, key: str) -> Actor:
+        from actors.provider_link import ProviderLinkActor
+        return ProviderLinkActor(self, key)
 
     async def _activate_agent(self, key: str) -> Actor:
         from actors.agent_session import AgentSessionActor

@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from adapters.edges import AnyEdgeCommand, AnyEdgeEvent
 from lcx.model import (
     AgentRef,
     Attachment,
@@ -272,3 +273,24 @@ class AgentState(Msg, frozen=True, kw_only=True):
 PostMessage.reply = PostResult
 Accept.reply = Accepted
 AcceptRequest.reply = Accepted
+
+
+# --- edges (channels and providers) ---------------------------------------------------------
+
+class EdgeInbound(Msg, frozen=True, kw_only=True):
+    """A normalized event from the conversation's channel or provider (to the
+    conversation actor); applied once (messages deduplicated by their external id)."""
+
+    side: Literal["channel", "provider"]
+    event: AnyEdgeEvent
+
+
+class OpenLink(Msg, frozen=True, kw_only=True):
+    """Open (or resume, after a takeover) the provider session of a conversation."""
+
+
+class DeliverEdge(Msg, frozen=True, kw_only=True):
+    """Carry out an outbox edge command on the provider session (answer: None, or the
+    failure is raised)."""
+
+    command: AnyEdgeCommand

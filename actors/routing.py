@@ -18,6 +18,7 @@ import msgspec
 
 import lcx.errors
 from actors.messages import Msg
+from adapters.edges import EdgeCallFailed
 from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
 from lcx.cluster.placement import Placement
 from lcx.errors import ActorError, ApiError, AskTimeout, LcxError, MailboxClosed
@@ -81,6 +82,10 @@ def _union(types: tuple[type[Msg], ...]) -> Any:
 def box(exc: BaseException) -> ErrorBox:
     """An exception as it travels back to the caller."""
     kinds = [c.__name__ for c in type(exc).__mro__ if issubclass(c, LcxError)] or ["internal"]
+    if isinstance(exc, EdgeCallFailed):
+        return ErrorBox(kinds=kinds, message=str(exc), details={
+            "retry": exc.retry, "retryAfter": exc.retry_after, "auth": exc.auth,
+            "status": exc.status})
     if isinstance(exc, ApiError):
         return ErrorBox(kinds=kinds, message=exc.message, details=exc.details)
     return ErrorBox(kinds=kinds, message=str(exc) if kinds != ["internal"] else "internal error")
@@ -88,6 +93,11 @@ def box(exc: BaseException) -> ErrorBox:
 
 def unbox(error: ErrorBox, origin: str) -> Exception:
     """The exception to raise for a boxed error (the nearest class known here)."""
+    if error.kinds[0] == EdgeCallFailed.__name__:
+        details = error.details or {}
+        return EdgeCallFailed(error.message, retry=bool(details.get("retry")),
+                              retry_after=details.get("retryAfter"),
+                              auth=bool(details.get("auth")), status=details.get("status"))
     for name in error.kinds:
         cls = getattr(lcx.errors, name, None)
         if isinstance(cls, type) and issubclass(cls, LcxError):

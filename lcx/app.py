@@ -8,8 +8,11 @@
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group
+    ├── provider_links   keyed: one external session (e.g. a Genesys chat) per conversation
     ├── delivery         the outbox: events to bots and flow triggers (owned lanes)
     ├── ownership        hands off actors that moved, wakes those that came here
+    ├── edge_inbox       applies stored channel/provider webhooks, once, in order
+    ├── edge_client      the HTTP client of provider and channel calls (closed last)
     ├── retention        daily purge of closed conversations (the leader only)
     └── http             the HTTP + websocket server (started last, stopped first)
 
@@ -29,15 +32,20 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import trio
 from hypercorn.typing import ASGIFramework
 
 from actors.delivery import DeliveryService
+from actors.edge_delivery import channel_sender, provider_sender
+from actors.edge_inbox import EdgeInboxService
 from actors.hub import Livechat
 from actors.metrics import livechat_collector
 from actors.ownership import OwnershipService
 from actors.retention import RetentionSweep
 from adapters.attachments import open_attachment_storage, signing_secret
+from adapters.policy import EdgeHttp
+from adapters.registry import build_edges
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.app import AppDeps, create_app
 from lcx.api.cluster import BusView, ClusterView, LeaderView, MemberView
@@ -50,7 +58,8 @@ from lcx.config import Settings, effective_instance_id
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.metrics import Metrics, runtime_collector
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
-from lcx.services import HttpService, StoreService
+from lcx.services import ClientCloser, HttpService, StoreService
+from lcx.store.edges import SIDE_CHANNEL, SIDE_PROVIDER
 
 log = logging.getLogger("lcx")
 
@@ -77,6 +86,11 @@ class Lcx:
                                  registry=self.registry, wake_delivery=self._wake_delivery,
                                  bus=self.bus, heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames)
+        self.edge_client = httpx.AsyncClient(follow_redirects=False)
+        self.edge_http = EdgeHttp(self.edge_client)
+        self.livechat.providers, self.livechat.channels = build_edges(
+            self.edge_http, self.livechat.tenants)
+        self.edge_inbox = EdgeInboxService(self.livechat)
         self.sockets = SocketDirectory(self.livechat)
         self.ownership = OwnershipService(self.livechat, sockets=self.sockets.resync)
         self.delivery: DeliveryService | None = None
@@ -97,6 +111,8 @@ class Lcx:
             *self.livechat.children(),
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("ownership", lambda: self.ownership, kind="service"),
+            ChildSpec("edge_inbox", lambda: self.edge_inbox, kind="service"),
+            ChildSpec("edge_client", lambda: ClientCloser(self.edge_client), kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,
                 storage=lambda: self.attachments, leadership=self._leadership),
@@ -113,7 +129,8 @@ class Lcx:
                        metrics=self.metrics, draining=lambda: self._draining,
                        verifier=self.verifier, livechat=self.livechat, config=self.settings,
                        attachments=self.attachments, sockets=self.sockets,
-                       cluster_status=self.cluster_view)
+                       cluster_status=self.cluster_view,
+                       webhooks=(self.livechat.channels, self.edge_inbox.wake))
         return create_app(deps)
 
     def _readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
@@ -146,8 +163,10 @@ class Lcx:
     def _start_delivery(self) -> DeliveryService:
         owns = None if not self.settings.cluster.redis_url else \
             (lambda cid: self.livechat.conversations.owner(cid) == self.instance_id)
-        self.delivery = DeliveryService(self.store.store, self.livechat.tenants,
-                                        self.settings.delivery, owns=owns)
+        self.delivery = DeliveryService(
+            self.store.store, self.livechat.tenants, self.settings.delivery, owns=owns,
+            senders={SIDE_PROVIDER: provider_sender(self.livechat),
+                     SIDE_CHANNEL: channel_sender(self.livechat)})
         return self.delivery
 
     def _wake_delivery(self, conversation_id: str) -> None:

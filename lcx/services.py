@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import httpx
 import trio
 from hypercorn.typing import ASGIFramework
 
@@ -103,3 +104,26 @@ class HttpService:
         await serve_http(self._app(), host=self.host, port=self.port,
                          shutdown_trigger=self._stop.wait,
                          graceful_timeout=self.graceful_timeout, task_status=task_status)
+
+
+class ClientCloser:
+    """Keeps a shared HTTP client for the life of the tree and closes it on stop."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._stop = trio.Event()
+
+    def request_stop(self) -> None:
+        """Close the client."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Report started at once; close the client when stopped."""
+        self._stop = trio.Event()
+        task_status.started()
+        try:
+            await self._stop.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()

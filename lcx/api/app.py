@@ -78,6 +78,8 @@ class AppDeps:
     sockets: SocketDirectory | None = None
     """The agent sockets held by this instance (the websocket route registers them)."""
     cluster_status: Callable[[], Awaitable[Any]] | None = None
+    webhooks: tuple[Mapping[str, Any], Callable[[], None]] | None = None
+    """The configured channels (by name) and the hint that wakes the inbox processor."""
     """The ``GET /cluster`` document (members, leader, bus latency)."""
     attachments: AttachmentStorage | None = None
     """Where uploaded files live; None: no attachment routes."""
@@ -218,6 +220,12 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
         from lcx.api.management import management_blueprint
         from lcx.api.records import records_blueprint
 
+        if deps.webhooks is not None:
+            from lcx.api.webhooks import webhooks_blueprint
+
+            hub = deps.livechat
+            blueprints.append(webhooks_blueprint(deps.webhooks[0], lambda: hub.store,
+                                                 deps.webhooks[1]))
         blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
                        management_blueprint(deps), business_hours_blueprint(deps)]
         blueprints.append(records_blueprint(deps))

@@ -1,0 +1,68 @@
+"""Carrying out edge commands from the outbox: to providers through their link actors,
+to channels through their adapters; failures classified for the outbox's retry policy."""
+
+from __future__ import annotations
+
+import logging
+
+from actors.delivery import Sender
+from actors.hub import Livechat
+from actors.messages import DeliverEdge
+from adapters.bot import Delivered, Outcome, Reject, Retry
+from adapters.edges import EDGE_COMMANDS, EdgeCallFailed
+from lcx.errors import LcxError
+from lcx.store.conversations import load_conversation
+from lcx.store.edges import SIDE_CHANNEL, load_session
+from lcx.store.outbox import OutboxRow
+
+log = logging.getLogger("lcx.edges")
+
+LINK_TIMEOUT = 30.0
+
+
+def outcome_of(failure: EdgeCallFailed) -> Outcome:
+    """The outbox outcome of a failed edge call."""
+    if failure.retry:
+        return Retry(str(failure), failure.retry_after)
+    return Reject(str(failure), auth=failure.auth)
+
+
+def provider_sender(hub: Livechat) -> Sender:
+    """Send provider commands through the conversation's link (wherever it lives)."""
+
+    async def send(row: OutboxRow) -> Outcome:
+        command = EDGE_COMMANDS.decode(row.body)
+        try:
+            await hub.links.ask(row.conversation_id, DeliverEdge(command=command),
+                                timeout=LINK_TIMEOUT)
+        except EdgeCallFailed as failure:
+            return outcome_of(failure)
+        except LcxError as exc:  # the link is moving or busy: try again later
+            return Retry(f"provider link unavailable: {exc}", None)
+        return Delivered(200)
+
+    return send
+
+
+def channel_sender(hub: Livechat) -> Sender:
+    """Send channel commands with the channel's adapter and the stored chat session."""
+
+    async def send(row: OutboxRow) -> Outcome:
+        command = EDGE_COMMANDS.decode(row.body)
+        conversation = await hub.store.read(
+            lambda tx: load_conversation(tx, row.conversation_id))
+        session = await hub.store.read(
+            lambda tx: load_session(tx, row.conversation_id, SIDE_CHANNEL))
+        if conversation is None or session is None:
+            return Reject("no channel session for this conversation")
+        channel = hub.channels.get(conversation.channel)
+        tenant = hub.tenant(conversation.tenant_id)
+        if channel is None or tenant is None:
+            return Reject(f"channel {conversation.channel!r} is not configured")
+        try:
+            await channel.send(tenant, session, command)
+        except EdgeCallFailed as failure:
+            return outcome_of(failure)
+        return Delivered(200)
+
+    return send

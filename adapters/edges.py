@@ -1,0 +1,212 @@
+"""The two edges of lcx: *channels* (where customers come from) and *providers* (where the
+humans are), behind two small interfaces and one vocabulary of normalized events.
+
+Every conversation has one channel (``bot``: the bot API; ``livechat``; ...) and one
+provider (``helvia``: lcx's own agents; ``genesys``; ...). The conversation actor never
+knows which: it receives :class:`EdgeEvent`s and emits :class:`EdgeCommand`s, which travel
+through the outbox (so they get the one outbound policy: ordered per conversation,
+retried with backoff and ``Retry-After``, dead-lettered after the last attempt).
+
+Adapters know nothing of actors: they turn wire traffic into these events and commands
+into wire calls, and raise :class:`EdgeCallFailed` with a retry classification.
+
+Adding a channel or a provider is one module plus one line in :mod:`adapters.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from lcx.config import TenantConfig
+from lcx.errors import LcxError
+from lcx.model import AgentRef, Attachment, Conversation
+
+
+class EdgeEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="event"):
+    """Something that happened on an edge, normalized."""
+
+    external_id: str | None = None
+    """The edge's own id of the event (for deduplication), when it has one."""
+
+
+class AgentJoined(EdgeEvent, frozen=True, kw_only=True):
+    """A human agent of the provider joined (the conversation begins)."""
+
+    agent: AgentRef
+
+
+class AgentLeft(EdgeEvent, frozen=True, kw_only=True):
+    """A human agent of the provider left."""
+
+    agent: AgentRef
+
+
+class EdgeMessage(EdgeEvent, frozen=True, kw_only=True):
+    """A message from the other side (agent for providers, customer for channels)."""
+
+    author: AgentRef | None = None
+    type: Literal["text", "file", "rich", "postback"] = "text"
+    text: str | None = None
+    payload: Any = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+class EdgeTyping(EdgeEvent, frozen=True, kw_only=True):
+    """The other side is typing (or stopped)."""
+
+    agent: AgentRef | None = None
+    typing: bool = True
+
+
+class EdgeEnded(EdgeEvent, frozen=True, kw_only=True):
+    """The other side ended the conversation."""
+
+    reason: str | None = None
+
+
+class EdgeTransferred(EdgeEvent, frozen=True, kw_only=True):
+    """The edge moved the conversation (recorded; routing stays the edge's business)."""
+
+    to: dict[str, Any] = {}
+
+
+AnyEdgeEvent = AgentJoined | AgentLeft | EdgeMessage | EdgeTyping | EdgeEnded | \
+    EdgeTransferred
+
+
+class EdgeCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="command"):
+    """Something lcx asks an edge to do (stored in the outbox, so it survives crashes)."""
+
+    conversation_id: str
+
+
+class SendMessage(EdgeCommand, frozen=True, kw_only=True):
+    """Deliver a message to the other side (as the guest for providers, as the agent for
+    channels)."""
+
+    message_id: str
+    text: str | None = None
+    type: str = "text"
+    payload: Any = None
+    attachments: tuple[Attachment, ...] = ()
+    author_name: str | None = None
+
+
+class SendTyping(EdgeCommand, frozen=True, kw_only=True):
+    """Show or hide a typing indicator on the other side."""
+
+    typing: bool = True
+
+
+class EndSession(EdgeCommand, frozen=True, kw_only=True):
+    """End the conversation on the other side."""
+
+    reason: str | None = None
+
+
+AnyEdgeCommand = SendMessage | SendTyping | EndSession
+
+EDGE_COMMANDS: msgspec.json.Decoder[AnyEdgeCommand] = msgspec.json.Decoder(AnyEdgeCommand)
+"""Decodes an outbox body back into its command."""
+
+
+class EdgeCallFailed(LcxError):
+    """An edge call failed. ``retry``: worth trying again (429, 5xx, network) after
+    ``retry_after`` seconds when the edge said so; ``auth``: credentials were refused
+    (401/403: counted as an alert)."""
+
+    def __init__(self, message: str, *, retry: bool, retry_after: float | None = None,
+                 auth: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.retry_after = retry_after
+        self.auth = auth
+        self.status = status
+
+
+Session = dict[str, Any]
+"""What an edge remembers about one external conversation (ids, tokens, stream URLs),
+stored in ``edge_sessions`` as JSON and handed back to every call."""
+
+Emit = Callable[[AnyEdgeEvent], Awaitable[None]]
+"""Hands one normalized event to the conversation (returns once it is durably applied)."""
+
+
+class Provider(Protocol):
+    """Where the humans are, when they are not lcx's own agents."""
+
+    name: str
+
+    async def open(self, conversation: Conversation, tenant: TenantConfig) -> Session:
+        """Start the external conversation (e.g. create a guest chat); its session.
+
+        Raises:
+            EdgeCallFailed: the provider refused or is unreachable.
+        """
+
+    async def stream(self, session: Session, emit: Emit) -> None:
+        """Follow the external conversation, emitting events, until it ends (returns) or
+        the caller cancels; reconnects by itself when a connection drops.
+
+        Raises:
+            EdgeCallFailed: the session is gone for good (e.g. rejected credentials).
+        """
+
+    async def send(self, session: Session, command: AnyEdgeCommand) -> None:
+        """Carry out a command (message, typing, end) on the external conversation.
+
+        Raises:
+            EdgeCallFailed: with its retry classification.
+        """
+
+
+class WebhookItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of a webhook: for which tenant and external conversation."""
+
+    event_id: str
+    tenant_id: str
+    external_id: str
+    """The edge's id of the conversation (e.g. a LiveChat chat id)."""
+    kind: Literal["started", "event"]
+    event: AnyEdgeEvent | None = None
+    customer: dict[str, Any] = {}
+    """For ``started``: who the customer is (name, email, ...), as the edge knows it."""
+
+
+class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one verified webhook delivery means: events for external conversations."""
+
+    items: tuple[WebhookItem, ...] = ()
+
+
+class Channel(Protocol):
+    """Where customers come from, when not through the bot API."""
+
+    name: str
+    alias: str
+    """The ``/events/{alias}`` path its webhooks arrive on."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Check the webhook's signature or secret before anything else.
+
+        Raises:
+            lcx.errors.Unauthorized: bad or missing signature (nothing is stored).
+        """
+
+    def parse(self, body: bytes) -> WebhookBatch:
+        """The events of a verified webhook body (unknown actions give no items).
+
+        Raises:
+            lcx.errors.InvalidRequest: the body is not what the edge sends.
+        """
+
+    async def send(self, tenant: TenantConfig, session: Session,
+                   command: AnyEdgeCommand) -> None:
+        """Carry out a command on the customer's side (agent message, typing, end).
+
+        Raises:
+            EdgeCallFailed: with its retry classification.
+        """

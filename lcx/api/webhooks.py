@@ -1,0 +1,89 @@
+"""Provider and channel webhooks (API.md section 7): ``POST`` and ``HEAD /events/{alias}``.
+
+The signature (or shared secret) is checked before anything else: a bad one is 401 and
+nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
+edge's own event ids make repeats and duplicates disappear) and only then answered 200;
+the inbox processor applies the events once, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+from quart import Blueprint, request
+from quart_trio.wrappers import TrioResponse
+
+from adapters.edges import Channel
+from lcx.api.bodies import json_response
+from lcx.api.spec import Endpoint, register
+from lcx.errors import NotFound
+from lcx.model import iso, utc_now
+from lcx.store import Store, Tx
+from lcx.store.edges import store_inbox
+
+
+class WebhookAccepted(msgspec.Struct, kw_only=True):
+    """The answer to a stored webhook delivery."""
+
+    received: int
+    """Events in the delivery."""
+    stored: int
+    """Events not seen before (the rest were repeats)."""
+
+
+class WebhookRoutes:
+    """Serves ``/events/{alias}`` for the configured channels."""
+
+    def __init__(self, channels: Mapping[str, Channel], store: Callable[[], Store],
+                 wake: Callable[[], None]) -> None:
+        self._by_alias = {channel.alias: channel for channel in channels.values()}
+        self._store = store
+        self._wake = wake
+
+    def _channel(self, alias: str) -> Channel:
+        channel = self._by_alias.get(alias)
+        if channel is None:
+            raise NotFound(f"no webhook endpoint {alias!r}")
+        return channel
+
+    async def health(self, alias: str) -> TrioResponse:
+        """``HEAD /events/{alias}``: 200 for a known alias, 404 otherwise."""
+        self._channel(alias)
+        return TrioResponse(b"", status=200)
+
+    async def receive(self, alias: str) -> TrioResponse:
+        """``POST /events/{alias}``: verify, store, answer; processing happens after."""
+        channel = self._channel(alias)
+        body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        channel.verify(dict(request.headers), body)
+        batch = channel.parse(body)
+        rows = [(item.event_id, item.tenant_id, item.external_id, msgspec.json.encode(item))
+                for item in batch.items]
+        now = iso(utc_now())
+
+        def store(tx: Tx) -> int:
+            return store_inbox(tx, alias, rows, now)
+
+        stored = await self._store().transaction(store) if rows else 0
+        if stored:
+            self._wake()
+        return json_response(WebhookAccepted(received=len(rows), stored=stored))
+
+
+ENDPOINTS = (
+    Endpoint("/events/<alias>", "POST", "receive", "Receive a provider or channel webhook",
+             "webhooks", body=dict[str, Any], responses={200: WebhookAccepted},
+             errors=(400, 401, 404, 413)),
+    Endpoint("/events/<alias>", "HEAD", "health", "Webhook endpoint health check",
+             "webhooks", responses={200: None}, errors=(404,)),
+)
+
+
+def webhooks_blueprint(channels: Mapping[str, Channel], store: Callable[[], Store],
+                       wake: Callable[[], None]) -> Blueprint:
+    """The blueprint serving ``/events/{alias}``."""
+    blueprint = Blueprint("webhooks", __name__)
+    register(blueprint, WebhookRoutes(channels, store, wake), ENDPOINTS)
+    return blueprint
