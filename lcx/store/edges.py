@@ -58,19 +58,20 @@ def store_inbox(tx: Tx, alias: str, rows: list[tuple[str, str, str, bytes]], at:
     """Store webhook events (event id, tenant, external id, item JSON); duplicates of
     events already stored are dropped. How many were new."""
     stored = 0
-    for event_id, tenant_id, external_id, item in rows:
+    for position, (event_id, tenant_id, external_id, item) in enumerate(rows):
         stored += tx.execute(
             "INSERT INTO edge_inbox (alias, event_id, tenant_id, external_id, item, status, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alias, event_id) "
-            "DO NOTHING", (alias, event_id, tenant_id, external_id, item.decode(), "pending",
-                           at))
+            "received_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (alias, event_id) DO NOTHING",
+            (alias, event_id, tenant_id, external_id, item.decode(), "pending", at, position))
     return stored
 
 
 def pending_inbox(tx: Tx, limit: int = 500) -> list[InboxRow]:
-    """Pending events, oldest first (in arrival order within an external conversation)."""
+    """Pending events in arrival order (within one delivery, in the delivery's order)."""
     rows = tx.fetchall("SELECT alias, event_id, tenant_id, external_id, item, attempts "
-                       "FROM edge_inbox WHERE status = ? ORDER BY received_at, event_id "
+                       "FROM edge_inbox WHERE status = ? ORDER BY received_at, position, "
+                       "event_id "
                        "LIMIT ?", ("pending", limit))
     return [InboxRow(r["alias"], r["event_id"], r["tenant_id"], r["external_id"],
                      str(r["item"]).encode(), int(r["attempts"])) for r in rows]

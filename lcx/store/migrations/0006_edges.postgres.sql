@@ -16,7 +16,8 @@ CREATE TABLE edge_sessions (
 );
 
 -- Webhook events, stored before the edge gets its 2xx and processed once: the
--- (alias, event_id) key drops the edge's retries and duplicates.
+-- (alias, event_id) key drops the edge's retries and duplicates; position keeps the order
+-- of the events within one delivery.
 -- status: pending | processed | failed.
 CREATE TABLE edge_inbox (
     alias        TEXT COLLATE "C" NOT NULL,
@@ -28,7 +29,8 @@ CREATE TABLE edge_inbox (
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT COLLATE "C",
     received_at  TEXT COLLATE "C" NOT NULL,
+    position     INTEGER NOT NULL DEFAULT 0,
     processed_at TEXT COLLATE "C",
     PRIMARY KEY (alias, event_id)
 );
-CREATE INDEX edge_inbox_pending ON edge_inbox (status, received_at);
+CREATE INDEX edge_inbox_pending ON edge_inbox (status, received_at, position);

@@ -14,7 +14,8 @@ CREATE TABLE edge_sessions (
 );
 
 -- Webhook events, stored before the edge gets its 2xx and processed once: the
--- (alias, event_id) key drops the edge's retries and duplicates.
+-- (alias, event_id) key drops the edge's retries and duplicates; position keeps the order
+-- of the events within one delivery.
 -- status: pending | processed | failed.
 CREATE TABLE edge_inbox (
     alias        TEXT NOT NULL,
@@ -26,7 +27,8 @@ CREATE TABLE edge_inbox (
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,
     received_at  TEXT NOT NULL,
+    position     INTEGER NOT NULL DEFAULT 0,
     processed_at TEXT,
     PRIMARY KEY (alias, event_id)
 );
-CREATE INDEX edge_inbox_pending ON edge_inbox (status, received_at);
+CREATE INDEX edge_inbox_pending ON edge_inbox (status, received_at, position);
