@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from actors.delivery import DeliveryService
+from actors.edge_inbox import EdgeInboxService
 from actors.hub import Livechat
+from adapters.policy import EdgeHttp
 
 
 def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | None]
@@ -51,5 +53,27 @@ def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | N
             in_flight.add_metric([], stats.in_flight)
             families += [outcomes, in_flight]
         return families
+
+    return collect
+
+
+def edge_collector(http: EdgeHttp, inbox: EdgeInboxService) -> Callable[[], Iterable[Metric]]:
+    """A metrics source for the edges: credential refusals (an alert), open circuit
+    breakers by account, and webhook events applied."""
+
+    def collect() -> Iterable[Metric]:
+        refused = CounterMetricFamily(
+            "lcx_edge_auth_failures", "Provider/channel calls refused for credentials "
+            "(401/403): alert on any increase.")
+        refused.add_metric([], http.auth_failures)
+        open_breakers = GaugeMetricFamily("lcx_edge_circuit_open",
+                                          "Whether an account's circuit breaker is open.",
+                                          labels=["account"])
+        for account, breaker in sorted(http.breakers().items()):
+            open_breakers.add_metric([account], 1.0 if breaker.open else 0.0)
+        applied = CounterMetricFamily("lcx_edge_webhook_events_applied",
+                                      "Webhook events applied from the edge inbox.")
+        applied.add_metric([], inbox.applied)
+        return [refused, open_breakers, applied]
 
     return collect

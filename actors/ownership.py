@@ -5,8 +5,9 @@ At start, whenever membership changes, and every ``SWEEP_SECONDS``:
 - local actors whose key is now owned by another instance are stopped gracefully (their
   state is in the store; the new owner rebuilds them on their next message);
 - open conversations this instance now owns are woken (their timers re-arm), and so are
-  queues with pending requests (they reload and route again): after an instance dies,
-  its conversations and queues come back on the survivors without waiting for traffic;
+  queues with pending requests (they reload and route again) and provider links (their
+  stream resumes from the stored session): after an instance dies, its conversations,
+  queues and provider streams come back on the survivors without waiting for traffic;
 - the local agent sockets are registered again with their agents' sessions, which may
   have moved.
 
@@ -20,8 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import trio
 
+from actors.conversation import NATIVE_PROVIDER
 from actors.hub import Livechat, queue_key
-from actors.messages import Recover
+from actors.messages import OpenLink, Recover
 from actors.queue import Resync
 from lcx.cluster.bus import MemberInfo
 from lcx.store.conversations import open_conversations
@@ -77,8 +79,14 @@ class OwnershipService:
         moved = self._hand_off()
         rows = await self.hub.store.read(open_conversations)
         woken = 0
+        me = self.hub.bus.instance_id
         for conversation in rows:
-            if self.hub.conversations.owner(conversation.id) != self.hub.bus.instance_id:
+            if conversation.provider != NATIVE_PROVIDER and \
+                    self.hub.links.owner(conversation.id) == me and \
+                    self.hub.links.get(conversation.id) is None:
+                self.hub.links.post(conversation.id, OpenLink())  # its stream resumes here
+                woken += 1
+            if self.hub.conversations.owner(conversation.id) != me:
                 continue
             if self.hub.conversations.get(conversation.id) is None:
                 self.hub.conversations.post(conversation.id, Recover())

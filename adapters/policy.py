@@ -134,6 +134,10 @@ class EdgeHttp:
             self._breakers[account] = CircuitBreaker(*self._breaker_args)
         return self._breakers[account]
 
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The circuit breakers by account (for metrics)."""
+        return dict(self._breakers)
+
     def limit(self, account: str, per_second: float) -> None:
         """Allow at most ``per_second`` calls a second for ``account``."""
         if account not in self._limiters:

@@ -40,7 +40,7 @@ from actors.delivery import DeliveryService
 from actors.edge_delivery import channel_sender, provider_sender
 from actors.edge_inbox import EdgeInboxService
 from actors.hub import Livechat
-from actors.metrics import livechat_collector
+from actors.metrics import edge_collector, livechat_collector
 from actors.ownership import OwnershipService
 from actors.retention import RetentionSweep
 from adapters.attachments import open_attachment_storage, signing_secret
@@ -91,6 +91,7 @@ class Lcx:
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
         self.edge_inbox = EdgeInboxService(self.livechat)
+        self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox))
         self.sockets = SocketDirectory(self.livechat)
         self.ownership = OwnershipService(self.livechat, sockets=self.sockets.resync)
         self.delivery: DeliveryService | None = None

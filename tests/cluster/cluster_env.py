@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ NAMES = ("a", "b", "c")
 
 
 def instance_config(workdir: Path, name: str, redis_url: str, store_url: str,
-                    bot_url: str) -> str:
+                    bot_url: str, extra: str = "") -> str:
     """The config of one instance of the test cluster."""
     return f"""
 [server]
@@ -60,7 +60,7 @@ organization_id = "o1"
 default_user_group = "g1"
 bot_events_url = "{bot_url}"
 webhook_secret = "{WEBHOOK_SECRET}"
-"""
+{extra}"""
 
 
 def token(sub: str, scope: str, **claims: Any) -> str:
@@ -142,26 +142,30 @@ class Cluster:
 
 
 @asynccontextmanager
-async def running_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Start Redis, the bot and three instances; kill everything on exit."""
+async def running_cluster(tmp_path: Path, names: tuple[str, ...] = NAMES,
+                          extra: Callable[[str], str] | None = None
+                          ) -> AsyncIterator[Cluster]:
+    """Start Redis, the bot and the instances (``extra(bot_url)``: more config, e.g.
+    tenants pointing at fake providers); kill everything on exit."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(private_redis())
         store_url = stack.enter_context(scratch_schema())
         bot = await stack.enter_async_context(open_fake_bot(WEBHOOK_SECRET))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         instances: dict[str, LcxProcess] = {}
-        for name in NAMES:
+        for name in names:
             workdir = tmp_path / name
             workdir.mkdir(parents=True)
-            process = LcxProcess(workdir, instance_config(workdir, name, redis.url, store_url,
-                                                          bot.url), name=name)
+            process = LcxProcess(workdir, instance_config(
+                workdir, name, redis.url, store_url, bot.url, extra(bot.url) if extra else ""),
+                name=name)
             instances[name] = process
             stack.callback(process.kill)
         async with trio.open_nursery() as nursery:
             for process in instances.values():
                 nursery.start_soon(trio.to_thread.run_sync, process.start)
-        cluster = Cluster(instances, redis, bot, http, alive=set(NAMES))
-        await cluster.wait_members(set(NAMES))
+        cluster = Cluster(instances, redis, bot, http, alive=set(names))
+        await cluster.wait_members(set(names))
         yield cluster
 
 

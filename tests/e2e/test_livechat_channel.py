@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 from e2e_env import JWT_SECRET
-from fakes.livechat import FakeLiveChat, open_fake_livechat
+from fakes.livechat import ApiFailure, FakeLiveChat, open_fake_livechat
 from support.agent_client import agent_connection
 from support.lcx_process import LcxProcess, basic_config
 from support.waiting import eventually
@@ -138,3 +138,28 @@ async def test_webhooks_are_verified_stored_and_applied_once(
         assert [m["text"] for m in alice.messages(conversation_id)] == ["only once"]
         assert refused.id not in {f["data"].get("subHandle") for f in alice.frames
                                   if f.get("event") == "NOTIFICATION"}
+
+
+async def test_livechat_outage_delivers_every_answer_once_in_order(
+        livechat_env: LiveChatEnv) -> None:
+    """While LiveChat refuses (too_many_requests, then internal), the agent's answers wait
+    in the outbox; they then arrive once each, in order; /metrics shows the edges."""
+    env = livechat_env
+    async with agent_connection(env.lcx.url, env.agent_token()) as alice:
+        chat = await env.livechat.start_chat(customer_name="Jane")
+        offer = await alice.notification("request_created", timeout=10)
+        accepted = await alice.call("REQUEST_ACCEPT", {"requestId": offer["data"]["requestId"]})
+        conversation_id = accepted["data"]["conversationId"]
+        env.livechat.fail(ApiFailure("too_many_requests", retry_after=1),
+                          ApiFailure("internal"), action="send_event")
+        for index in range(3):
+            ack = await alice.call(None, {"conversationId": conversation_id,
+                                          "text": f"answer {index}"}, kind="message")
+            assert ack["type"] == "ack", ack
+        await eventually(lambda: len(env.livechat.events_sent(chat.id)) >= 3, timeout=15)
+        assert [e["text"] for e in env.livechat.events_sent(chat.id)] == [
+            "answer 0", "answer 1", "answer 2"]
+    async with httpx.AsyncClient(base_url=env.lcx.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "lcx_edge_webhook_events_applied_total" in metrics
+    assert 'lcx_edge_circuit_open{account="livechat:acc-1"} 0.0' in metrics
