@@ -89,7 +89,7 @@ class ProviderLinkActor(Actor):
 
     async def _follow(self, provider: Provider, session: Session) -> None:
         try:
-            await provider.stream(session, self._emit)
+            await provider.stream(session, self._emit, self._save)
         except EdgeCallFailed as exc:
             log.warning("provider stream failed for good", extra={
                 "conversationId": self.conversation_id, "error": str(exc)})
@@ -98,6 +98,13 @@ class ProviderLinkActor(Actor):
         finally:
             self._streaming = False
             self.ctx.idle_seconds = 60.0
+
+    async def _save(self, session: Session) -> None:
+        conversation = await self._conversation()
+        if conversation is None:
+            return
+        self.session = session
+        await self._store_session(conversation, session)
 
     async def _emit(self, event: AnyEdgeEvent) -> None:
         await self.hub.conversations.ask(self.conversation_id,

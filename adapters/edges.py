@@ -133,6 +133,8 @@ stored in ``edge_sessions`` as JSON and handed back to every call."""
 
 Emit = Callable[[AnyEdgeEvent], Awaitable[None]]
 """Hands one normalized event to the conversation (returns once it is durably applied)."""
+Save = Callable[[Session], Awaitable[None]]
+"""Stores an updated session durably (returns once it is stored)."""
 
 
 class Provider(Protocol):
@@ -147,9 +149,11 @@ class Provider(Protocol):
             EdgeCallFailed: the provider refused or is unreachable.
         """
 
-    async def stream(self, session: Session, emit: Emit) -> None:
+    async def stream(self, session: Session, emit: Emit, save: Save) -> None:
         """Follow the external conversation, emitting events, until it ends (returns) or
-        the caller cancels; reconnects by itself when a connection drops.
+        the caller cancels; reconnects by itself when a connection drops. A provider that
+        keeps a cursor (e.g. the last polled event id) calls ``save`` with the updated
+        session after each processed batch, so another instance resumes from there.
 
         Raises:
             EdgeCallFailed: the session is gone for good (e.g. rejected credentials).
@@ -166,6 +170,8 @@ class Provider(Protocol):
 class WebhookItem(msgspec.Struct, frozen=True, kw_only=True):
     """One event of a webhook: for which tenant and external conversation."""
 
+    side: Literal["channel", "provider"] = "channel"
+    """Whose event it is: the customer's (a channel) or the humans' (a provider)."""
     event_id: str
     tenant_id: str
     external_id: str
@@ -180,6 +186,43 @@ class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
     """What one verified webhook delivery means: events for external conversations."""
 
     items: tuple[WebhookItem, ...] = ()
+
+
+class TenantPoller(Protocol):
+    """A provider whose agents' messages are fetched per tenant (e.g. Zendesk Sunshine
+    Conversations): one poll covers every open conversation of the tenant."""
+
+    name: str
+
+    async def poll(self, tenant: TenantConfig, sessions: Mapping[str, Session]
+                   ) -> PollBatch:
+        """New events of the given open conversations (by lcx conversation id), and each
+        conversation's session with its cursor moved past them.
+
+        Raises:
+            EdgeCallFailed: the provider is unreachable or refused (classified).
+        """
+
+
+class PollBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one poll found: events per lcx conversation (in order), and the updated
+    sessions to store once those events are applied."""
+
+    events: tuple[tuple[str, AnyEdgeEvent], ...] = ()
+    sessions: dict[str, Session] = {}
+
+
+class WebhookReceiver(Protocol):
+    """Anything that receives webhooks on ``/events/{alias}`` (channels, and providers
+    that push their agents' events)."""
+
+    alias: str
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Check the signature or secret; raise Unauthorized otherwise."""
+
+    def parse(self, body: bytes) -> WebhookBatch:
+        """The events of a verified body."""
 
 
 class Channel(Protocol):

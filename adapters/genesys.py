@@ -37,6 +37,7 @@ from adapters.edges import (
     EdgeCallFailed,
     Emit,
     EndSession,
+    Save,
     SendMessage,
     SendTyping,
     Session,
@@ -288,8 +289,9 @@ class GenesysProvider:
                 "tenantId": tenant.id, "apiUrl": config.api_url,
                 "organizationId": config.organization_id}
 
-    async def stream(self, session: Session, emit: Emit) -> None:
+    async def stream(self, session: Session, emit: Emit, save: Save) -> None:
         """Follow the chat (:class:`~adapters.genesys_stream.GuestStream`) until it ends.
+        (Genesys catches up by message id on every connect, so nothing is saved.)
 
         Raises:
             EdgeCallFailed: the session is gone for good (socket or reads refused).

@@ -49,12 +49,16 @@ class Events:
 
     def __init__(self) -> None:
         self.items: list[AnyEdgeEvent] = []
+        self.saved: list[Session] = []
         self._changed = trio.Event()
 
     async def emit(self, event: AnyEdgeEvent) -> None:
         self.items.append(event)
         self._changed.set()
         self._changed = trio.Event()
+
+    async def save(self, session: Session) -> None:
+        self.saved.append(dict(session))
 
     async def wait_for(self, predicate: Callable[[list[AnyEdgeEvent]], bool]) -> None:
         with trio.fail_after(5):
@@ -97,7 +101,7 @@ async def start_stream(nursery: trio.Nursery, provider: GenesysProvider, genesys
     members = ("GET", f"{GUEST}/{session['conversationId']}/members")
 
     async def follow() -> None:
-        await provider.stream(session, events.emit)
+        await provider.stream(session, events.emit, events.save)
         done.set()
 
     nursery.start_soon(follow)
@@ -331,7 +335,7 @@ async def test_dropped_socket_reconnects_without_loss(provider: GenesysProvider,
             await events.wait_for(lambda items: len(events.texts()) == 4)
             nursery.cancel_scope.cancel()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(provider.stream, session, replay.emit))
+            nursery.start_soon(partial(provider.stream, session, replay.emit, replay.save))
             await replay.wait_for(lambda items: len(replay.texts()) == 4)
             nursery.cancel_scope.cancel()
     assert events.texts() == ["one", "two", "three", "four"]
@@ -367,5 +371,5 @@ async def test_refused_socket_is_permanent(provider: GenesysProvider,
         session = await opened(provider, genesys)
         bad = session | {"eventStreamUri": session["eventStreamUri"] + "x"}
         with pytest.raises(EdgeCallFailed) as failed:
-            await provider.stream(bad, Events().emit)
+            await provider.stream(bad, Events().emit, Events().save)
     assert (failed.value.retry, failed.value.auth, failed.value.status) == (False, True, 401)
