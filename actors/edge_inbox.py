@@ -125,13 +125,14 @@ class EdgeInboxService:
             raise LcxError(f"unknown tenant {item.tenant_id}")
         if item.kind == "started":
             return await self._start(alias, item)
+        # the alias names the edge (a channel, or a provider that pushes its agents' events)
         conversation_id = await self.hub.store.read(
-            lambda tx: conversation_for(tx, tenant.channel, item.external_id))
+            lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:
             await self.hub.conversations.ask(conversation_id, EdgeInbound(
-                side="channel", event=item.event), timeout=30.0)
+                side=item.side, event=item.event), timeout=30.0)
 
     async def _start(self, alias: str, item: WebhookItem) -> None:
         tenant = self.hub.tenant(item.tenant_id)

@@ -16,7 +16,7 @@ Adding a channel or a provider is one module plus one line in :mod:`adapters.reg
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -188,6 +188,7 @@ class WebhookBatch(msgspec.Struct, frozen=True, kw_only=True):
     items: tuple[WebhookItem, ...] = ()
 
 
+@runtime_checkable
 class TenantPoller(Protocol):
     """A provider whose agents' messages are fetched per tenant (e.g. Zendesk Sunshine
     Conversations): one poll covers every open conversation of the tenant."""
@@ -212,6 +213,7 @@ class PollBatch(msgspec.Struct, frozen=True, kw_only=True):
     sessions: dict[str, Session] = {}
 
 
+@runtime_checkable
 class WebhookReceiver(Protocol):
     """Anything that receives webhooks on ``/events/{alias}`` (channels, and providers
     that push their agents' events)."""

@@ -12,6 +12,7 @@
     ├── delivery         the outbox: events to bots and flow triggers (owned lanes)
     ├── ownership        hands off actors that moved, wakes those that came here
     ├── edge_inbox       applies stored channel/provider webhooks, once, in order
+    ├── pollers          tenant pollers of polling providers (the leader only, fenced)
     ├── edge_client      the HTTP client of provider and channel calls (closed last)
     ├── retention        daily purge of closed conversations (the leader only)
     └── http             the HTTP + websocket server (started last, stopped first)
@@ -42,8 +43,10 @@ from actors.edge_inbox import EdgeInboxService
 from actors.hub import Livechat
 from actors.metrics import edge_collector, livechat_collector
 from actors.ownership import OwnershipService
+from actors.pollers import TenantPollers
 from actors.retention import RetentionSweep
 from adapters.attachments import open_attachment_storage, signing_secret
+from adapters.edges import WebhookReceiver
 from adapters.policy import EdgeHttp
 from adapters.registry import build_edges
 from lcx.api.agent_sockets import SocketDirectory
@@ -113,6 +116,8 @@ class Lcx:
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("ownership", lambda: self.ownership, kind="service"),
             ChildSpec("edge_inbox", lambda: self.edge_inbox, kind="service"),
+            ChildSpec("pollers", lambda: TenantPollers(self.livechat, self._leadership),
+                      kind="service"),
             ChildSpec("edge_client", lambda: ClientCloser(self.edge_client), kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,
@@ -131,8 +136,15 @@ class Lcx:
                        verifier=self.verifier, livechat=self.livechat, config=self.settings,
                        attachments=self.attachments, sockets=self.sockets,
                        cluster_status=self.cluster_view,
-                       webhooks=(self.livechat.channels, self.edge_inbox.wake))
+                       webhooks=(self._webhook_receivers(), self.edge_inbox.wake))
         return create_app(deps)
+
+    def _webhook_receivers(self) -> dict[str, object]:
+        """Channels, and providers that push their agents' events, by name."""
+        receivers: dict[str, object] = dict(self.livechat.channels)
+        receivers.update({name: provider for name, provider in self.livechat.providers.items()
+                          if isinstance(provider, WebhookReceiver)})
+        return receivers
 
     def _readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
         checks: dict[str, Callable[[], Awaitable[None]]] = {"store": self.store.ping}

@@ -15,7 +15,7 @@ import msgspec
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from adapters.edges import Channel
+from adapters.edges import WebhookReceiver
 from lcx.api.bodies import json_response
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
@@ -36,13 +36,13 @@ class WebhookAccepted(msgspec.Struct, kw_only=True):
 class WebhookRoutes:
     """Serves ``/events/{alias}`` for the configured channels."""
 
-    def __init__(self, channels: Mapping[str, Channel], store: Callable[[], Store],
+    def __init__(self, receivers: Mapping[str, WebhookReceiver], store: Callable[[], Store],
                  wake: Callable[[], None]) -> None:
-        self._by_alias = {channel.alias: channel for channel in channels.values()}
+        self._by_alias = {receiver.alias: receiver for receiver in receivers.values()}
         self._store = store
         self._wake = wake
 
-    def _channel(self, alias: str) -> Channel:
+    def _channel(self, alias: str) -> WebhookReceiver:
         channel = self._by_alias.get(alias)
         if channel is None:
             raise NotFound(f"no webhook endpoint {alias!r}")
@@ -81,9 +81,9 @@ ENDPOINTS = (
 )
 
 
-def webhooks_blueprint(channels: Mapping[str, Channel], store: Callable[[], Store],
+def webhooks_blueprint(receivers: Mapping[str, WebhookReceiver], store: Callable[[], Store],
                        wake: Callable[[], None]) -> Blueprint:
-    """The blueprint serving ``/events/{alias}``."""
+    """The blueprint serving ``/events/{alias}`` for channels and pushing providers."""
     blueprint = Blueprint("webhooks", __name__)
-    register(blueprint, WebhookRoutes(channels, store, wake), ENDPOINTS)
+    register(blueprint, WebhookRoutes(receivers, store, wake), ENDPOINTS)
     return blueprint
