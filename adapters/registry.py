@@ -20,6 +20,18 @@ def _genesys(http: EdgeHttp, tenants: Tenants) -> Provider:
     return GenesysProvider(http)
 
 
+def _cisco(http: EdgeHttp, tenants: Tenants) -> Provider:
+    from adapters.cisco import CiscoProvider
+
+    return CiscoProvider(http)
+
+
+def _zendesk(http: EdgeHttp, tenants: Tenants) -> Provider:
+    from adapters.zendesk import ZendeskProvider
+
+    return ZendeskProvider(tenants, http)
+
+
 def _livechat(http: EdgeHttp, tenants: Tenants) -> Channel:
     from adapters.livechat import LiveChatChannel
 
@@ -28,6 +40,8 @@ def _livechat(http: EdgeHttp, tenants: Tenants) -> Channel:
 
 PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
     "genesys": _genesys,
+    "zendesk": _zendesk,
+    "cisco": _cisco,
 }
 """External providers by the name tenants and requests use (``helvia`` is lcx itself)."""
 
