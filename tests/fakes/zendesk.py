@@ -181,6 +181,10 @@ class FakeSunshine:
         """The next ``times`` requests whose path ends with ``path_suffix`` fail."""
         self._failures.extend([(path_suffix, status)] * times)
 
+    def clear_failures(self) -> None:
+        """Forget the scripted failures not used yet (the outage is over)."""
+        self._failures.clear()
+
     async def emit_message_webhook(self, conversation_id: str, message_id: str) -> int:
         """POST one ``conversation:message`` webhook; the last attempt's status."""
         return await self.emit_batch([(conversation_id, message_id)])
