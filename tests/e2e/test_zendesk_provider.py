@@ -126,7 +126,9 @@ async def test_message_seen_by_webhook_and_poll_counts_once(zendesk_env: Zendesk
 
 
 async def test_zendesk_down_costs_one_poll_per_interval(zendesk_env: ZendeskEnv) -> None:
-    """While Zendesk answers 503 the poller tries once per interval, then catches up."""
+    """While Zendesk answers 503 the poller tries once per interval, then catches up.
+    (The outage is kept shorter than the circuit breaker's threshold of 5 failures: past
+    it, polls stop for the 30 s cooldown, tested in tests/unit/test_edge_policy.py.)"""
     env = zendesk_env
     await env.http.post("/requests", json={"tenantId": "z1", "subHandle": "u-down"})
     conversation = await env.conversation()
@@ -134,8 +136,8 @@ async def test_zendesk_down_costs_one_poll_per_interval(zendesk_env: ZendeskEnv)
     env.sunshine.fail_next("/messages", 503, times=1000)
     env.sunshine.agent_says(conversation, "during the outage")
     before = env.sunshine.gets
-    await trio.sleep(1.0)
-    assert env.sunshine.gets - before <= 7  # 0.2 s interval: about 5 in one second
+    await trio.sleep(0.3)
+    assert env.sunshine.gets - before <= 3  # 0.2 s interval: at most 2 in 0.3 s (+1 slack)
     env.sunshine.clear_failures()
     await eventually(lambda: env.events("MESSAGE"), timeout=10)
     assert env.events("MESSAGE")[0]["data"]["text"] == "during the outage"
