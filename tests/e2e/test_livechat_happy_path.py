@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from e2e_env import Env
 from support.agent_client import agent_connection
+from support.waiting import eventually_async
 
 
 async def test_bot_to_agent_and_back(env: Env) -> None:
@@ -64,10 +65,14 @@ async def test_bot_to_agent_and_back(env: Env) -> None:
     transcript = await env.transcript(conversation_id)
     assert [(m["seq"], m["text"]) for m in transcript] == [
         (1, "hello?"), (2, "are you there?"), (3, "Hi Ada")]
-    metrics = (await env.http.get("/metrics")).text
+    async def delivered_counted() -> str | None:
+        # the bot has the 4th event a moment before lcx has recorded its delivery
+        text = (await env.http.get("/metrics")).text
+        return text if 'lcx_deliveries_total{outcome="delivered"} 4.0' in text else None
+
+    metrics = await eventually_async(delivered_counted, timeout=5)
     assert "lcx_requests_created_total 1.0" in metrics
     assert "lcx_messages_stored_total 3.0" in metrics
-    assert 'lcx_deliveries_total{outcome="delivered"} 4.0' in metrics
 
 
 async def test_idempotent_resend_is_stored_once(env: Env) -> None:
