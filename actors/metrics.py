@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from actors.delivery import DeliveryService
 from actors.edge_inbox import EdgeInboxService
 from actors.hub import Livechat
+from actors.pollers import TenantPollers
 from adapters.policy import EdgeHttp
 
 
@@ -57,9 +58,10 @@ def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | N
     return collect
 
 
-def edge_collector(http: EdgeHttp, inbox: EdgeInboxService) -> Callable[[], Iterable[Metric]]:
+def edge_collector(http: EdgeHttp, inbox: EdgeInboxService, pollers: TenantPollers
+                   ) -> Callable[[], Iterable[Metric]]:
     """A metrics source for the edges: credential refusals (an alert), open circuit
-    breakers by account, and webhook events applied."""
+    breakers by account, webhook events applied, and tenant polls (and their failures)."""
 
     def collect() -> Iterable[Metric]:
         refused = CounterMetricFamily(
@@ -74,6 +76,11 @@ def edge_collector(http: EdgeHttp, inbox: EdgeInboxService) -> Callable[[], Iter
         applied = CounterMetricFamily("lcx_edge_webhook_events_applied",
                                       "Webhook events applied from the edge inbox.")
         applied.add_metric([], inbox.applied)
-        return [refused, open_breakers, applied]
+        polls = CounterMetricFamily("lcx_tenant_polls", "Tenant polls of polling providers "
+                                    "by outcome (this instance, while it leads).",
+                                    labels=["outcome"])
+        polls.add_metric(["ok"], pollers.stats.polls - pollers.stats.failures)
+        polls.add_metric(["failed"], pollers.stats.failures)
+        return [refused, open_breakers, applied, polls]
 
     return collect

@@ -94,7 +94,9 @@ class Lcx:
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
         self.edge_inbox = EdgeInboxService(self.livechat)
-        self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox))
+        self.pollers = TenantPollers(self.livechat, self._leadership)
+        self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox,
+                                                  self.pollers))
         self.sockets = SocketDirectory(self.livechat)
         self.ownership = OwnershipService(self.livechat, sockets=self.sockets.resync)
         self.delivery: DeliveryService | None = None
@@ -116,8 +118,7 @@ class Lcx:
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("ownership", lambda: self.ownership, kind="service"),
             ChildSpec("edge_inbox", lambda: self.edge_inbox, kind="service"),
-            ChildSpec("pollers", lambda: TenantPollers(self.livechat, self._leadership),
-                      kind="service"),
+            ChildSpec("pollers", lambda: self.pollers, kind="service"),
             ChildSpec("edge_client", lambda: ClientCloser(self.edge_client), kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,

@@ -3,6 +3,7 @@ go to Zendesk, the agents' come back by polling and by webhook, once each."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,6 @@ async def test_zendesk_down_costs_one_poll_per_interval(zendesk_env: ZendeskEnv)
     assert env.events("MESSAGE")[0]["data"]["text"] == "during the outage"
     metrics = (await env.http.get("/metrics")).text
     assert 'lcx_edge_circuit_open{account="zendesk:app-1"}' in metrics
+    failed = re.search(r'lcx_tenant_polls_total\{outcome="failed"\} (\d+)', metrics)
+    assert failed is not None
+    assert int(failed.group(1)) >= 1
