@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
+import trio
 from msgspec import Meta
 
 from lcx.model import iso, utc_now
@@ -27,6 +28,8 @@ class LivechatSettings(msgspec.Struct, rename="camel", kw_only=True, frozen=True
 
 
 DEFAULT_SETTINGS = LivechatSettings()
+CACHE_SECONDS = 5.0
+"""How long an instance trusts its cached copy (another instance may have changed it)."""
 
 
 def _load(tx: Tx, org_id: str) -> LivechatSettings:
@@ -41,15 +44,19 @@ class OrgSettings:
 
     def __init__(self, store: Callable[[], Store]) -> None:
         self._current_store = store
-        self._cache: dict[str, LivechatSettings] = {}
+        self._cache: dict[str, tuple[LivechatSettings, float]] = {}
+        """Settings by organization, with the time they expire (other instances may change
+        them: a cached value is trusted for ``CACHE_SECONDS`` only)."""
 
     async def get(self, org_id: str) -> LivechatSettings:
         """The organization's settings (defaults when never set)."""
+        now = trio.current_time()
         cached = self._cache.get(org_id)
-        if cached is None:
-            cached = await self._current_store().read(lambda tx: _load(tx, org_id))
-            self._cache[org_id] = cached
-        return cached
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        loaded = await self._current_store().read(lambda tx: _load(tx, org_id))
+        self._cache[org_id] = (loaded, now + CACHE_SECONDS)
+        return loaded
 
     async def put(self, org_id: str, settings: LivechatSettings) -> None:
         """Replace the organization's settings, durably, and use them from now on."""
@@ -62,7 +69,7 @@ class OrgSettings:
                        "updated_at = excluded.updated_at", (org_id, body, now))
 
         await self._current_store().transaction(write)
-        self._cache[org_id] = settings
+        self._cache[org_id] = (settings, trio.current_time() + CACHE_SECONDS)
 
     def forget(self, org_id: str) -> None:
         """Drop the cached value (after the store changed behind our back)."""

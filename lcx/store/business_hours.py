@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
+import trio
 
 from lcx.business_hours import BusinessHours
 from lcx.model import iso, utc_now
@@ -71,6 +72,10 @@ def _body(hours: BusinessHours) -> str:
     return msgspec.json.encode(hours).decode()
 
 
+CACHE_SECONDS = 5.0
+"""How long an instance trusts its cached hours (another instance may change them)."""
+
+
 class BusinessHoursRepo:
     """Business hours through a cache that also remembers groups without any.
 
@@ -82,15 +87,18 @@ class BusinessHoursRepo:
 
     def __init__(self, store: Callable[[], Store], *, max_cached: int = MAX_CACHED) -> None:
         self._current_store = store
-        self._cache: dict[_Key, BusinessHours | None] = {}
+        self._cache: dict[_Key, tuple[BusinessHours | None, float]] = {}
+        """Hours by group with their expiry: trusted for ``CACHE_SECONDS`` only, since
+        another instance may change them."""
         self._max_cached = max_cached
         self._writes = 0
 
     async def get(self, org_id: str, user_group_id: str) -> BusinessHours | None:
         """The group's hours, or ``None`` when none are set."""
         key = (org_id, user_group_id)
-        if key in self._cache:
-            return self._cache[key]
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > trio.current_time():
+            return cached[0]
         writes = self._writes
         found = await self._current_store().read(lambda tx: get(tx, *key))
         if writes == self._writes:
@@ -160,4 +168,4 @@ class BusinessHoursRepo:
         self._cache.pop(key, None)
         if len(self._cache) >= self._max_cached:
             del self._cache[next(iter(self._cache))]
-        self._cache[key] = hours
+        self._cache[key] = (hours, trio.current_time() + CACHE_SECONDS)
