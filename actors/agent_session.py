@@ -1,8 +1,9 @@
 """The agent session actor: one per connected agent (all its tabs), keyed ``org/agent``.
 
-It owns the agent's presence (online / away / offline), its sockets and its chat slots:
-``Reserve`` is the single place where ``maxConcurrentChats`` is enforced, so an agent never
-exceeds it even when several queues route to it at once. Frames for the agent are fanned
+It owns the agent's presence (online / away / offline), its sockets and its chat slots
+(:class:`~lcx.livechat.agent_slots.ChatSlots`: ``Reserve`` is the single place where
+``maxConcurrentChats`` is enforced, so an agent never exceeds it even when several queues
+route to it at once). Frames for the agent are fanned
 out to every socket; a socket that cannot keep up is cut off (its sink refuses the frame).
 Sockets on other instances are reached through the bus (:class:`RemoteSink`).
 
@@ -18,7 +19,6 @@ from typing import Any, Protocol
 
 import msgspec
 
-from actors.hub import PRESENCE_REFRESH_SECONDS, Livechat, Presence
 from actors.messages import (
     AgentPresence,
     AgentState,
@@ -30,7 +30,10 @@ from actors.messages import (
     Reserve,
     SetStatus,
 )
+from actors.ports import SessionPorts
+from actors.presence import PRESENCE_REFRESH_SECONDS, Presence
 from lcx.cluster.bus import Bus
+from lcx.livechat.agent_slots import ChatSlots
 from lcx.model import AgentRef
 from lcx.runtime import Actor, ActorContext
 from lcx.store.conversations import active_for_agent
@@ -86,21 +89,21 @@ class Refresh(Msg, frozen=True, kw_only=True):
 class AgentSessionActor(Actor):
     """Presence, sockets and chat slots of one agent; see the module docstring."""
 
-    def __init__(self, hub: Livechat, org_id: str, agent_id: str) -> None:
-        self.hub = hub
+    def __init__(self, ports: SessionPorts, org_id: str, agent_id: str) -> None:
+        self.ports = ports
         self.org_id = org_id
         self.agent_id = agent_id
         self.name: str | None = None
         self.groups: tuple[str, ...] = ()
         self.sockets: dict[str, FrameSink] = {}
         self.status = "offline"
-        self.active: set[str] = set()
+        self.slots = ChatSlots()
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
-        rows = await self.hub.store.read(
+        rows = await self.ports.store.read(
             lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
-        self.active = set(rows)
+        self.slots.active = set(rows)
 
     async def on_stop(self) -> None:
         if self.status != "offline":
@@ -110,16 +113,16 @@ class AgentSessionActor(Actor):
     async def _refresh(self) -> None:
         if not self.sockets:
             return
-        members = self.hub.bus.members()
+        members = self.ports.bus.members()
         for socket_id, sink in list(self.sockets.items()):
             if isinstance(sink, RemoteSink) and sink.instance_id not in members:
                 del self.sockets[socket_id]
         if not self.sockets:
             self._disconnect_all()
             return
-        rows = await self.hub.store.read(
+        rows = await self.ports.store.read(
             lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
-        self.active = set(rows)
+        self.slots.active = set(rows)
         self._announce()
         self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
 
@@ -142,7 +145,7 @@ class AgentSessionActor(Actor):
             case SetStatus():
                 return self._set_status(message.status)
             case AgentState():
-                return self.status, sorted(self.active)
+                return self.status, sorted(self.slots.active)
             case Refresh():
                 return await self._refresh()
         raise TypeError(f"agent session got {type(message).__name__}")
@@ -153,13 +156,13 @@ class AgentSessionActor(Actor):
     def _fan_out(self, frame: bytes) -> None:
         for socket_id, sink in list(self.sockets.items()):
             if not sink.offer(frame):
-                self.hub.counters.slow_consumers_cut += 1
+                self.ports.count_slow_consumer()
                 sink.cut("too many frames queued")
                 self._disconnect(socket_id)
 
     def _connect(self, connect: Connect) -> dict[str, Any]:
         sink = connect.sink if connect.instance_id is None else \
-            RemoteSink(self.hub.bus, connect.instance_id, connect.socket_id)
+            RemoteSink(self.ports.bus, connect.instance_id, connect.socket_id)
         first = not self.sockets
         self.sockets[connect.socket_id] = sink
         if first:
@@ -169,7 +172,7 @@ class AgentSessionActor(Actor):
         self.ctx.idle_seconds = None  # connected sessions never passivate
         if self.status == "offline":
             self._set_status("online")
-        return {"status": self.status, "active": sorted(self.active)}
+        return {"status": self.status, "active": sorted(self.slots.active)}
 
     def _disconnect(self, socket_id: str) -> None:
         if self.sockets.pop(socket_id, None) is None or self.sockets:
@@ -184,24 +187,18 @@ class AgentSessionActor(Actor):
         return status
 
     def _announce(self) -> None:
-        self.hub.announce_presence(Presence(org_id=self.org_id, agent_id=self.agent_id,
+        self.ports.announce_presence(Presence(org_id=self.org_id, agent_id=self.agent_id,
                                             status=self.status, groups=self.groups,
                                             name=self.name))
         presence = AgentPresence(agent=self._ref(), status=self.status,  # type: ignore[arg-type]
-                                 active=len(self.active))
+                                 active=len(self.slots.active))
         for group in self.groups:
-            self.hub.tell_queue(self.org_id, group, presence)
+            self.ports.tell_queue(self.org_id, group, presence)
 
     def _reserve(self, reserve: Reserve) -> bool:
-        if reserve.conversation_id in self.active:
-            return True
-        allowed = self.status == "online" if reserve.assigned else self.status != "offline"
-        if not allowed or len(self.active) >= reserve.limit:
-            return False
-        self.active.add(reserve.conversation_id)
-        return True
+        return self.slots.reserve(reserve.conversation_id, status=self.status,
+                                  limit=reserve.limit, assigned=reserve.assigned)
 
     def _release(self, conversation_id: str) -> None:
-        if conversation_id in self.active:
-            self.active.discard(conversation_id)
+        if self.slots.release(conversation_id):
             self._announce()

@@ -1,170 +1,37 @@
-"""The messages livechat actors exchange, in one module (frozen msgspec Structs, tagged)."""
+"""The messages livechat actors exchange (frozen msgspec Structs, tagged).
+
+A conversation's commands are the pure core's (:mod:`lcx.livechat.commands`), imported here
+so that every actor message can be named from one module; queue, agent-session and
+provider-link messages are defined below. :data:`WIRE_MESSAGES` lists, explicitly, every
+message that may travel between instances: the bus codec is built from it.
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import msgspec
-
-from adapters.edges import AnyEdgeCommand, AnyEdgeEvent
-from lcx.model import (
-    AgentRef,
-    Attachment,
-    Author,
-    Context,
-    Conversation,
-    EndedBy,
-    Message,
-    MessageType,
-    Subscriber,
+from lcx.livechat.commands import (
+    Accept,
+    Accepted,
+    CreateRequest,
+    EdgeInbound,
+    End,
+    Flag,
+    GetState,
+    Join,
+    Leave,
+    Msg,
+    PostMessage,
+    PostResult,
+    Read,
+    Recover,
+    Timeout,
+    Transfer,
+    Typing,
+    UpdateRequest,
 )
-
-
-class Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="msg"):
-    """Base of actor messages. ``reply`` is the type of the answer to an ``ask`` (what a
-    remote caller decodes it as when the actor lives on another instance)."""
-
-    reply: ClassVar[Any] = None
-
-
-# --- to a conversation actor ------------------------------------------------------------
-
-class CreateRequest(Msg, frozen=True, kw_only=True):
-    """Open a new request for a subscriber (answer: the stored Conversation).
-
-    ``enqueue=False`` keeps it out of the queue (an agent-initiated conversation that its
-    agent accepts at once)."""
-
-    reply: ClassVar[Any] = Conversation
-
-    conversation: Conversation
-    enqueue: bool = True
-
-
-class PostMessage(Msg, frozen=True, kw_only=True):
-    """Add a message to the log (answer: PostResult); ``client_id`` makes it idempotent."""
-
-    reply: ClassVar[Any] = None  # PostResult, set below (defined after this class)
-
-    author: Author
-    type: MessageType = "text"
-    text: str | None = None
-    payload: Any = None
-    attachments: tuple[Attachment, ...] = ()
-    client_id: str | None = None
-    idempotency_scope: str | None = None
-
-
-class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """What a stored message answers (the 202 body of ``POST /messages``)."""
-
-    id: str
-    conversation_id: str
-    request_id: str
-    seq: int
-
-
-class Accept(Msg, frozen=True, kw_only=True):
-    """An agent takes the pending request (answer: Accepted)."""
-
-    reply: ClassVar[Any] = None  # Accepted, set below
-
-    agent: AgentRef
-    assigned: bool = False
-
-
-class Accepted(msgspec.Struct, frozen=True, kw_only=True):
-    """The conversation after an accept, with the messages queued while it was pending."""
-
-    conversation: Conversation
-    messages: tuple[Message, ...]
-
-
-class End(Msg, frozen=True, kw_only=True):
-    """End the conversation, or cancel the pending request."""
-
-    reply: ClassVar[Any] = Conversation
-
-    by: EndedBy
-    reason: str | None = None
-    agent: AgentRef | None = None
-
-
-class Typing(Msg, frozen=True, kw_only=True):
-    """An agent starts or stops typing."""
-
-    agent: AgentRef
-    typing: bool
-
-
-class Read(Msg, frozen=True, kw_only=True):
-    """An agent read up to ``seq``."""
-
-    agent: AgentRef
-    seq: int
-
-
-class Flag(Msg, frozen=True, kw_only=True):
-    """Store a flag on the conversation."""
-
-    agent: AgentRef
-    flag: str
-    value: Any
-
-
-class Join(Msg, frozen=True, kw_only=True):
-    """A supervisor or colleague joins."""
-
-    reply: ClassVar[Any] = Conversation
-
-    agent: AgentRef
-    role: str = "agent"
-
-
-class Leave(Msg, frozen=True, kw_only=True):
-    """An agent leaves."""
-
-    reply: ClassVar[Any] = Conversation
-
-    agent: AgentRef
-
-
-class Transfer(Msg, frozen=True, kw_only=True):
-    """Re-queue to a user group, or hand to an agent."""
-
-    reply: ClassVar[Any] = Conversation
-
-    agent: AgentRef
-    to_user_group_id: str | None = None
-    to_agent_id: str | None = None
-
-
-class UpdateRequest(Msg, frozen=True, kw_only=True):
-    """Change the pending request (answer: Conversation)."""
-
-    reply: ClassVar[Any] = Conversation
-
-    subscriber: Subscriber | None = None
-    context: Context | None = None
-    user_group_id: str | None = None
-
-
-class GetState(Msg, frozen=True, kw_only=True):
-    """Answer the current Conversation."""
-
-    reply: ClassVar[Any] = Conversation
-
-
-class Timeout(Msg, frozen=True, kw_only=True):
-    """A timer fired: ``request`` (pending too long) or ``inactivity``."""
-
-    kind: Literal["request", "inactivity"]
-    deadline: str
-
-
-class Recover(Msg, frozen=True, kw_only=True):
-    """Re-arm timers after a restart (sent to every open conversation at start)."""
-
+from lcx.livechat.edges import AnyEdgeCommand
+from lcx.model import AgentRef, Conversation
 
 # --- to a queue actor ---------------------------------------------------------------------
 
@@ -204,6 +71,10 @@ class Position(Msg, frozen=True, kw_only=True):
     reply: ClassVar[Any] = tuple[int | None, int | None]
 
     conversation_id: str
+
+
+class Resync(Msg, frozen=True, kw_only=True):
+    """Reload the pending list from the store (and route again)."""
 
 
 class QueueStats(Msg, frozen=True, kw_only=True):
@@ -270,20 +141,10 @@ class AgentState(Msg, frozen=True, kw_only=True):
     reply: ClassVar[Any] = tuple[str, list[str]]
 
 
-PostMessage.reply = PostResult
-Accept.reply = Accepted
 AcceptRequest.reply = Accepted
 
 
 # --- edges (channels and providers) ---------------------------------------------------------
-
-class EdgeInbound(Msg, frozen=True, kw_only=True):
-    """A normalized event from the conversation's channel or provider (to the
-    conversation actor); applied once (messages deduplicated by their external id)."""
-
-    side: Literal["channel", "provider"]
-    event: AnyEdgeEvent
-
 
 class OpenLink(Msg, frozen=True, kw_only=True):
     """Open (or resume, after a takeover) the provider session of a conversation."""
@@ -294,3 +155,25 @@ class DeliverEdge(Msg, frozen=True, kw_only=True):
     failure is raised)."""
 
     command: AnyEdgeCommand
+
+
+WIRE_MESSAGES: tuple[type[Msg], ...] = (
+    # to a conversation
+    CreateRequest, PostMessage, Accept, End, Typing, Read, Flag, Join, Leave, Transfer,
+    UpdateRequest, GetState, Timeout, Recover, EdgeInbound,
+    # to a queue
+    Enqueue, Dequeue, AcceptRequest, AgentPresence, Position, Resync, QueueStats,
+    # to an agent session
+    Connect, Disconnect, Push, Reserve, Release, SetStatus, AgentState,
+    # to a provider link
+    OpenLink, DeliverEdge,
+)
+"""Every message that may be forwarded to another instance (the bus codec's union)."""
+
+__all__ = [
+    "WIRE_MESSAGES", "Accept", "AcceptRequest", "Accepted", "AgentPresence", "AgentState",
+    "Connect", "CreateRequest", "DeliverEdge", "Dequeue", "EdgeInbound", "End", "Enqueue",
+    "Flag", "GetState", "Join", "Leave", "Msg", "OpenLink", "Position", "PostMessage",
+    "PostResult", "Push", "QueueStats", "Read", "Recover", "Release", "Reserve", "Resync",
+    "SetStatus", "Timeout", "Transfer", "Typing", "UpdateRequest",
+]

@@ -18,14 +18,15 @@ import contextlib
 import logging
 from typing import Any
 
-from actors.hub import Livechat
 from actors.messages import DeliverEdge, EdgeInbound, End, OpenLink
+from actors.ports import LinkPorts
 from adapters.edges import AnyEdgeEvent, EdgeCallFailed, Provider, Session
 from lcx.errors import LcxError
+from lcx.livechat.edges import SIDE_PROVIDER
 from lcx.model import Conversation, iso, utc_now
 from lcx.runtime import Actor, ActorContext
 from lcx.store.conversations import load_conversation
-from lcx.store.edges import SIDE_PROVIDER, load_session, save_session
+from lcx.store.edges import load_session, save_session
 
 log = logging.getLogger("lcx.provider")
 
@@ -33,8 +34,8 @@ log = logging.getLogger("lcx.provider")
 class ProviderLinkActor(Actor):
     """Holds one conversation's provider session and stream; see the module docstring."""
 
-    def __init__(self, hub: Livechat, conversation_id: str) -> None:
-        self.hub = hub
+    def __init__(self, ports: LinkPorts, conversation_id: str) -> None:
+        self.ports = ports
         self.conversation_id = conversation_id
         self.session: Session | None = None
         self.provider: Provider | None = None
@@ -42,7 +43,7 @@ class ProviderLinkActor(Actor):
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
-        self.session = await self.hub.store.read(
+        self.session = await self.ports.store.read(
             lambda tx: load_session(tx, self.conversation_id, SIDE_PROVIDER))
 
     async def receive(self, message: Any) -> Any:
@@ -54,15 +55,15 @@ class ProviderLinkActor(Actor):
         raise TypeError(f"provider link got {type(message).__name__}")
 
     async def _conversation(self) -> Conversation | None:
-        return await self.hub.store.read(
+        return await self.ports.store.read(
             lambda tx: load_conversation(tx, self.conversation_id))
 
     async def _open(self) -> None:
         conversation = await self._conversation()
         if conversation is None or not conversation.is_open:
             return
-        provider = self.hub.providers.get(conversation.provider)
-        tenant = self.hub.tenant(conversation.tenant_id)
+        provider = self.ports.providers.get(conversation.provider)
+        tenant = self.ports.tenant(conversation.tenant_id)
         if provider is None or tenant is None:
             await self._give_up(f"provider {conversation.provider!r} is not configured")
             return
@@ -84,7 +85,7 @@ class ProviderLinkActor(Actor):
     async def _store_session(self, conversation: Conversation, session: Session) -> None:
         external = str(session.get("conversationId") or conversation.id)
         now = iso(utc_now())
-        await self.hub.store.transaction(lambda tx: save_session(
+        await self.ports.store.transaction(lambda tx: save_session(
             tx, conversation.id, SIDE_PROVIDER, conversation.provider, external, session, now))
 
     async def _follow(self, provider: Provider, session: Session) -> None:
@@ -107,7 +108,7 @@ class ProviderLinkActor(Actor):
         await self._store_session(conversation, session)
 
     async def _emit(self, event: AnyEdgeEvent) -> None:
-        await self.hub.conversations.ask(self.conversation_id,
+        await self.ports.tell_conversation(self.conversation_id,
                                          EdgeInbound(side="provider", event=event),
                                          timeout=30.0)
 
@@ -121,5 +122,5 @@ class ProviderLinkActor(Actor):
     async def _give_up(self, reason: str) -> None:
         # already ended, or its owner is moving (the sweep tries again): nothing to do
         with contextlib.suppress(LcxError):
-            await self.hub.conversations.ask(self.conversation_id, End(
+            await self.ports.tell_conversation(self.conversation_id, End(
                 by="provider", reason=f"provider error: {reason}"[:500]))

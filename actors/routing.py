@@ -5,7 +5,8 @@ instance owns it delivers locally; for a key owned elsewhere it forwards over th
 (``ask`` and ``send`` as RPC, ``post`` as a fire-and-forget message) and the owner
 delivers to its own supervisor. Answers are decoded as the message's ``reply`` type, and
 an :class:`~lcx.errors.LcxError` raised by the remote actor is raised again here with the
-same class (or its nearest known base), so callers never see the difference.
+same class (or its nearest known base; :mod:`lcx.cluster.errors` is the one codec), so
+callers never see the difference.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any, Literal
 
 import msgspec
 
-import lcx.errors
-from actors.messages import Msg
-from adapters.edges import EdgeCallFailed
+from actors.messages import WIRE_MESSAGES, Msg
 from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
+from lcx.cluster.errors import ErrorBox, box, rebuild
 from lcx.cluster.placement import Placement
-from lcx.errors import ActorError, ApiError, AskTimeout, LcxError, MailboxClosed
+from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed
 from lcx.runtime import DEFAULT_ASK_TIMEOUT, ActorRef, KeyedSupervisor
 
 log = logging.getLogger("lcx.routing")
@@ -30,26 +30,6 @@ FORWARD = "actor.forward"
 """The RPC method (and topic, for posts) that carries forwarded actor messages."""
 _MARGIN = 0.5
 """Extra seconds the caller waits for a remote answer beyond the actor's own timeout."""
-
-
-def _all_messages() -> tuple[type[Msg], ...]:
-    import actors.queue  # noqa: F401 - defines Resync, a Msg too
-
-    found: list[type[Msg]] = []
-    pending = list(Msg.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return tuple(sorted(found, key=lambda c: c.__name__))
-
-
-class ErrorBox(msgspec.Struct, kw_only=True):
-    """An error raised by the remote actor: class names (most specific first) and content."""
-
-    kinds: list[str]
-    message: str
-    details: dict[str, Any] | None = None
 
 
 _NIL = msgspec.Raw(msgspec.msgpack.encode(None))
@@ -64,7 +44,7 @@ class Answer(msgspec.Struct, kw_only=True):
 
 @cache
 def _codec() -> tuple[msgspec.msgpack.Encoder, msgspec.msgpack.Decoder[Any]]:
-    union = _all_messages()
+    union = WIRE_MESSAGES
     forward = msgspec.defstruct("Forward", [
         ("kind", str), ("key", str), ("mode", Literal["ask", "send", "post"]),
         ("timeout", float), ("message", union[0] if len(union) == 1 else
@@ -77,34 +57,6 @@ def _union(types: tuple[type[Msg], ...]) -> Any:
     for item in types[1:]:
         result = result | item
     return result
-
-
-def box(exc: BaseException) -> ErrorBox:
-    """An exception as it travels back to the caller."""
-    kinds = [c.__name__ for c in type(exc).__mro__ if issubclass(c, LcxError)] or ["internal"]
-    if isinstance(exc, EdgeCallFailed):
-        return ErrorBox(kinds=kinds, message=str(exc), details={
-            "retry": exc.retry, "retryAfter": exc.retry_after, "auth": exc.auth,
-            "status": exc.status})
-    if isinstance(exc, ApiError):
-        return ErrorBox(kinds=kinds, message=exc.message, details=exc.details)
-    return ErrorBox(kinds=kinds, message=str(exc) if kinds != ["internal"] else "internal error")
-
-
-def unbox(error: ErrorBox, origin: str) -> Exception:
-    """The exception to raise for a boxed error (the nearest class known here)."""
-    if error.kinds[0] == EdgeCallFailed.__name__:
-        details = error.details or {}
-        return EdgeCallFailed(error.message, retry=bool(details.get("retry")),
-                              retry_after=details.get("retryAfter"),
-                              auth=bool(details.get("auth")), status=details.get("status"))
-    for name in error.kinds:
-        cls = getattr(lcx.errors, name, None)
-        if isinstance(cls, type) and issubclass(cls, LcxError):
-            if issubclass(cls, ApiError):
-                return cls(error.message, details=error.details)
-            return cls(error.message)
-    return ActorError(f"the actor on {origin} failed: {error.message}")
 
 
 class ActorRouter:
@@ -174,7 +126,10 @@ class ActorRouter:
             raise MailboxClosed(f"{self.kind}:{key}: cannot reach {owner}: {exc}") from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
-            raise unbox(answer.error, owner)
+            rebuilt = rebuild(answer.error)
+            if isinstance(rebuilt, RemoteError):  # an error class unknown here
+                raise ActorError(f"the actor on {owner} failed: {answer.error.message}")
+            raise rebuilt
         if message.reply is None:
             return None
         return msgspec.msgpack.decode(answer.value, type=message.reply)
@@ -183,8 +138,9 @@ class ActorRouter:
 class ForwardServer:
     """Serves forwarded messages for the routers of this instance."""
 
-    def __init__(self, routers: dict[str, ActorRouter]) -> None:
+    def __init__(self, routers: dict[str, ActorRouter], instance_id: str) -> None:
         self.routers = routers
+        self.instance_id = instance_id
 
     def install(self, bus: Bus) -> None:
         """Register the RPC method and the post topic on ``bus``."""
@@ -206,7 +162,7 @@ class ForwardServer:
             else:
                 value = await local.ask(forward.key, forward.message, forward.timeout)
         except LcxError as exc:
-            return msgspec.msgpack.encode(Answer(error=box(exc)))
+            return msgspec.msgpack.encode(Answer(error=box(exc, origin=self.instance_id)))
         return msgspec.msgpack.encode(Answer(value=msgspec.Raw(msgspec.msgpack.encode(value))))
 
     def deliver_post(self, sender: str, payload: bytes) -> None:

@@ -21,111 +21,52 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import msgspec
 
 from lcx.config import TenantConfig
-from lcx.errors import LcxError
-from lcx.model import AgentRef, Attachment, Conversation
+from lcx.errors import EdgeCallFailed
+from lcx.livechat.edges import (
+    EDGE_COMMANDS,
+    AgentJoined,
+    AgentLeft,
+    AnyEdgeCommand,
+    AnyEdgeEvent,
+    EdgeCommand,
+    EdgeEnded,
+    EdgeEvent,
+    EdgeMessage,
+    EdgeTransferred,
+    EdgeTyping,
+    EndSession,
+    SendMessage,
+    SendTyping,
+)
+from lcx.model import Conversation
 
-
-class EdgeEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="event"):
-    """Something that happened on an edge, normalized."""
-
-    external_id: str | None = None
-    """The edge's own id of the event (for deduplication), when it has one."""
-
-
-class AgentJoined(EdgeEvent, frozen=True, kw_only=True):
-    """A human agent of the provider joined (the conversation begins)."""
-
-    agent: AgentRef
-
-
-class AgentLeft(EdgeEvent, frozen=True, kw_only=True):
-    """A human agent of the provider left."""
-
-    agent: AgentRef
-
-
-class EdgeMessage(EdgeEvent, frozen=True, kw_only=True):
-    """A message from the other side (agent for providers, customer for channels)."""
-
-    author: AgentRef | None = None
-    type: Literal["text", "file", "rich", "postback"] = "text"
-    text: str | None = None
-    payload: Any = None
-    attachments: tuple[Attachment, ...] = ()
-
-
-class EdgeTyping(EdgeEvent, frozen=True, kw_only=True):
-    """The other side is typing (or stopped)."""
-
-    agent: AgentRef | None = None
-    typing: bool = True
-
-
-class EdgeEnded(EdgeEvent, frozen=True, kw_only=True):
-    """The other side ended the conversation."""
-
-    reason: str | None = None
-
-
-class EdgeTransferred(EdgeEvent, frozen=True, kw_only=True):
-    """The edge moved the conversation (recorded; routing stays the edge's business)."""
-
-    to: dict[str, Any] = {}
-
-
-AnyEdgeEvent = AgentJoined | AgentLeft | EdgeMessage | EdgeTyping | EdgeEnded | \
-    EdgeTransferred
-
-
-class EdgeCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="command"):
-    """Something lcx asks an edge to do (stored in the outbox, so it survives crashes)."""
-
-    conversation_id: str
-
-
-class SendMessage(EdgeCommand, frozen=True, kw_only=True):
-    """Deliver a message to the other side (as the guest for providers, as the agent for
-    channels)."""
-
-    message_id: str
-    text: str | None = None
-    type: str = "text"
-    payload: Any = None
-    attachments: tuple[Attachment, ...] = ()
-    author_name: str | None = None
-
-
-class SendTyping(EdgeCommand, frozen=True, kw_only=True):
-    """Show or hide a typing indicator on the other side."""
-
-    typing: bool = True
-
-
-class EndSession(EdgeCommand, frozen=True, kw_only=True):
-    """End the conversation on the other side."""
-
-    reason: str | None = None
-
-
-AnyEdgeCommand = SendMessage | SendTyping | EndSession
-
-EDGE_COMMANDS: msgspec.json.Decoder[AnyEdgeCommand] = msgspec.json.Decoder(AnyEdgeCommand)
-"""Decodes an outbox body back into its command."""
-
-
-class EdgeCallFailed(LcxError):
-    """An edge call failed. ``retry``: worth trying again (429, 5xx, network) after
-    ``retry_after`` seconds when the edge said so; ``auth``: credentials were refused
-    (401/403: counted as an alert)."""
-
-    def __init__(self, message: str, *, retry: bool, retry_after: float | None = None,
-                 auth: bool = False, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.retry_after = retry_after
-        self.auth = auth
-        self.status = status
-
+__all__ = [
+    "EDGE_COMMANDS",
+    "AgentJoined",
+    "AgentLeft",
+    "AnyEdgeCommand",
+    "AnyEdgeEvent",
+    "Channel",
+    "EdgeCallFailed",
+    "EdgeCommand",
+    "EdgeEnded",
+    "EdgeEvent",
+    "EdgeMessage",
+    "EdgeTransferred",
+    "EdgeTyping",
+    "Emit",
+    "EndSession",
+    "PollBatch",
+    "Provider",
+    "Save",
+    "SendMessage",
+    "SendTyping",
+    "Session",
+    "TenantPoller",
+    "WebhookBatch",
+    "WebhookItem",
+    "WebhookReceiver",
+]
 
 Session = dict[str, Any]
 """What an edge remembers about one external conversation (ids, tokens, stream URLs),

@@ -13,7 +13,7 @@ from the Zendesk agent workspace. Every call is Basic ``key_id:key_secret`` thro
   opens a ticket). The metadata (``lcxConversationId``, ``lcxTenantId``) goes with it.
   Not idempotent: each call creates another conversation (the user is reused).
 - :meth:`ZendeskProvider.stream` returns at once: Zendesk is *polled per tenant*
-  (:meth:`ZendeskProvider.poll`, run by :mod:`actors.pollers`), not followed per chat.
+  (:meth:`ZendeskProvider.poll`, run by :mod:`services.tenant_pollers`), not followed per chat.
 - :meth:`ZendeskProvider.poll`: for each open conversation, the newest page of
   ``GET .../messages`` (fixed 100, chronological within the page), followed backwards with
   ``page[before]`` until the cursor (``lastMessageId``) is found, the page starts before

@@ -104,7 +104,7 @@ def _announce(binding: HttpBinding) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``lcx serve``; returns the exit code."""
-    from lcx.app import serve
+    from lcx.instance import serve
 
     settings = load(args.config)
     configure_logging(settings.log.level, settings.log.format)

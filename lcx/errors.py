@@ -31,7 +31,8 @@ of API.md section 1, and anything else into a 500 ``internal`` with a trace id.
     │   ├── StoreUnavailable         cannot reach the database
     │   ├── IntegrityConflict        a uniqueness rule refused a write
     │   └── MigrationError           a migration could not be applied
-    └── FencedOut                    a stale leader's write was refused by its fencing term
+    ├── FencedOut                    a stale leader's write was refused by its fencing term
+    └── EdgeCallFailed               a channel or provider call failed (with its retry class)
 
 An :class:`LcxError` raised by an actor while answering an ``ask`` is an expected
 outcome: the caller gets it and the actor carries on. Any other exception is a bug: the
@@ -185,3 +186,17 @@ class MigrationError(StoreError):
 
 class FencedOut(LcxError):
     """A write on behalf of a leadership term older than one that already acted."""
+
+
+class EdgeCallFailed(LcxError):
+    """An edge call failed. ``retry``: worth trying again (429, 5xx, network) after
+    ``retry_after`` seconds when the edge said so; ``auth``: credentials were refused
+    (401/403: counted as an alert)."""
+
+    def __init__(self, message: str, *, retry: bool, retry_after: float | None = None,
+                 auth: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.retry_after = retry_after
+        self.auth = auth
+        self.status = status

@@ -1,33 +1,21 @@
-"""Organization livechat settings (``livechat-settings``): shape, defaults, store, cache."""
+"""Organization livechat settings (``livechat-settings``): stored, and read through a cache.
+
+The shape and defaults are :mod:`lcx.livechat.settings`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
 
 import msgspec
 import trio
-from msgspec import Meta
 
+from lcx.livechat.settings import DEFAULT_SETTINGS, LivechatSettings
 from lcx.model import iso, utc_now
 from lcx.store import Store, Tx
 
-
-class LivechatSettings(msgspec.Struct, rename="camel", kw_only=True, frozen=True,
-                       forbid_unknown_fields=True):
-    """How an organization's livechat behaves; the defaults apply until it is changed."""
-
-    routing: Literal["broadcast", "auto"] = "broadcast"
-    max_concurrent_chats: Annotated[int, Meta(ge=1, le=1000)] = 3
-    request_timeout_seconds: Annotated[int, Meta(ge=1, le=7 * 86_400)] = 120
-    inactivity_timeout_seconds: Annotated[int, Meta(ge=1, le=30 * 86_400)] = 900
-    reject_when_unavailable: bool = False
-    end_on_last_leave: bool = True
-    retention_days: Annotated[int, Meta(ge=1, le=36_500)] = 365
-    greeting: Annotated[str, Meta(max_length=2000)] | None = None
+__all__ = ["CACHE_SECONDS", "DEFAULT_SETTINGS", "LivechatSettings", "OrgSettings"]
 
 
-DEFAULT_SETTINGS = LivechatSettings()
 CACHE_SECONDS = 5.0
 """How long an instance trusts its cached copy (another instance may have changed it)."""
 

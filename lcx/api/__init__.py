@@ -1,3 +1,3 @@
-"""The HTTP edge of lcx: the quart-trio app (:mod:`lcx.api.app`), its error envelope
+"""The HTTP edge of lcx: the quart-trio app (:mod:`lcx.api.http_app`), its error envelope
 (:mod:`lcx.api.errors`), JSON bodies (:mod:`lcx.api.bodies`), the operations routes
 (:mod:`lcx.api.ops`) and the hypercorn server loop (:mod:`lcx.api.http_server`)."""

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from actors import frames
-from actors.hub import Livechat, agent_key, queue_key
+from actors.keys import agent_key, queue_key
+from actors.livechat import Livechat
 from actors.messages import (
     Accept,
     Accepted,
@@ -38,16 +38,14 @@ from actors.messages import (
 from lcx.api.bodies import refuse_nul
 from lcx.auth import Principal
 from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
-from lcx.ids import new_id
+from lcx.livechat import frames
+from lcx.livechat.conversation import new_request
 from lcx.model import (
     AgentRef,
     Attachment,
     Author,
-    Context,
     Conversation,
     Message,
-    Subscriber,
-    iso,
     utc_now,
 )
 from lcx.store import Tx
@@ -252,13 +250,10 @@ class FrameHandler:
         group = create.user_group_id or tenant.default_user_group
         if not group:
             raise InvalidRequest("userGroupId is required for this tenant")
-        now = iso(utc_now())
-        conversation = Conversation(
-            id=new_id(), request_id=new_id(), org_id=self.org, tenant_id=tenant.id,
-            sub_handle=create.sub_handle, user_group_id=group, provider=tenant.provider,
-            channel=tenant.channel, status="pending", subscriber=Subscriber(),
-            context=Context(), participants=[], flags={"agentInitiated": True},
-            created_at=now, queued_at=now, last_activity_at=now)
+        conversation = new_request(
+            org_id=self.org, tenant_id=tenant.id, sub_handle=create.sub_handle,
+            user_group_id=group, provider=tenant.provider, channel=tenant.channel,
+            now=utc_now(), flags={"agentInitiated": True})
         settings = await self.hub.org_settings.get(self.org)
         if not await self.hub.agents.ask(agent_key(self.org, self.agent.id), Reserve(
                 conversation_id=conversation.id, limit=settings.max_concurrent_chats,

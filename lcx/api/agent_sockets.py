@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import msgspec
 
 from actors.agent_session import CUT_TOPIC, FRAME_TOPIC, FrameSink, RelayedFrame
-from actors.hub import Livechat, agent_key
+from actors.keys import agent_key
+from actors.livechat import Livechat
 from actors.messages import Connect, Disconnect
 from lcx.auth import Principal
 from lcx.errors import LcxError

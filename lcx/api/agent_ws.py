@@ -16,11 +16,11 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from actors.hub import Livechat
+from actors.livechat import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
-from lcx.api.app import AppDeps
 from lcx.api.auth import principal_from_query_or_frame
+from lcx.api.http_app import AppDeps
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, LcxError, Unauthorized
 from lcx.ids import new_id

@@ -55,7 +55,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response
-from lcx.api.bot import MAX_ID_CHARS, Id, require_livechat
+from lcx.api.bot_api import MAX_ID_CHARS, Id, require_livechat
 from lcx.api.spec import Endpoint, register
 from lcx.attachments import (
     DOWNLOAD_PATH,
@@ -84,8 +84,8 @@ from lcx.store.conversations import load_conversation
 from lcx.transcripts import content_disposition
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
-    from lcx.api.app import AppDeps
+    from actors.livechat import Livechat
+    from lcx.api.http_app import AppDeps
 
 __all__ = ["MULTIPART_OVERHEAD", "UPLOAD_PATH", "AttachmentsApi", "UploadParser",
            "attachments_blueprint", "body_limits", "upload_body_limit"]

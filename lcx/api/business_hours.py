@@ -42,8 +42,8 @@ from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unproce
 from lcx.store.business_hours import BusinessHoursRepo
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
-    from lcx.api.app import AppDeps
+    from actors.livechat import Livechat
+    from lcx.api.http_app import AppDeps
     from lcx.store import Store
 
 __all__ = ["BusinessHoursApi", "business_hours_blueprint", "repo_for"]
@@ -175,7 +175,7 @@ ENDPOINTS = (
 
 def business_hours_blueprint(deps: AppDeps) -> Blueprint:
     """Return the blueprint of the business-hours routes, over ``deps.livechat``'s repo."""
-    from lcx.api.bot import require_livechat  # here: lcx.api.bot imports this module
+    from lcx.api.bot_api import require_livechat  # here: lcx.api.bot_api imports this module
 
     api = BusinessHoursApi(repo_for(require_livechat(deps)), deps.verifier)
     blueprint = Blueprint("business_hours", __name__)

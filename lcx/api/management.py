@@ -36,14 +36,14 @@ import trio
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from actors import frames
 from actors.messages import PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response, read_json
-from lcx.api.bot import MAX_TEXT_CHARS, Id, read_query, require_livechat
+from lcx.api.bot_api import MAX_TEXT_CHARS, Id, read_query, require_livechat
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from lcx.livechat import frames
 from lcx.model import Attachment, Author, Conversation, Message, iso, parse_iso, utc_now
 from lcx.org_settings import LivechatSettings
 from lcx.store import Tx
@@ -51,8 +51,8 @@ from lcx.store.conversations import load_conversation, messages_between, remembe
 from lcx.transcripts import TranscriptFormat, content_disposition, render
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
-    from lcx.api.app import AppDeps
+    from actors.livechat import Livechat
+    from lcx.api.http_app import AppDeps
 
 __all__ = ["ManagementApi", "management_blueprint"]
 

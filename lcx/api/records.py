@@ -61,16 +61,15 @@ import msgspec
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from actors import frames
-from actors.retention import delete_organization, purge_closed, retention_cutoff
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, field_path, json_response
-from lcx.api.bot import Id, require_livechat
+from lcx.api.bot_api import Id, require_livechat
 from lcx.api.business_hours import repo_for
 from lcx.api.management import _timestamp
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Forbidden, InvalidRequest, Unauthorized
+from lcx.livechat import frames
 from lcx.model import (
     AgentRef,
     Context,
@@ -90,10 +89,11 @@ from lcx.store.listings import (
     list_conversations,
     statuses_of_requests,
 )
+from services.retention import delete_organization, purge_closed, retention_cutoff
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
-    from lcx.api.app import AppDeps
+    from actors.livechat import Livechat
+    from lcx.api.http_app import AppDeps
     from lcx.attachments import AttachmentStorage
 
 __all__ = ["RecordsApi", "decode_cursor", "encode_cursor", "records_blueprint"]

@@ -9,9 +9,6 @@ import msgspec
 
 from lcx.store.base import Tx
 
-SIDE_CHANNEL = "channel"
-SIDE_PROVIDER = "provider"
-
 
 def save_session(tx: Tx, conversation_id: str, side: str, edge: str, external_id: str,
                  data: dict[str, Any], at: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import trio
 from support.livechat_app import RecordingSink, livechat_app
 
-from actors.hub import agent_key
+from actors.keys import agent_key
 from actors.messages import AgentState, Connect
 from lcx.api.agent_ws import SocketSink
 
@@ -22,7 +23,8 @@ async def test_slow_socket_is_cut_and_other_tabs_keep_receiving(tmp_path: Path) 
             await hub.agents.ask(key, Connect(socket_id=socket_id, sink=sink, name="Alice",
                                               groups=("g1",)))
         for index in range(10):
-            hub.push_to_agent("o1", "alice", {"type": "event", "event": "TEST", "n": index})
+            hub.push_to_agent("o1", "alice", msgspec.json.encode(
+                {"type": "event", "event": "TEST", "n": index}))
         status, _ = await hub.agents.ask(key, AgentState())
         assert slow.cut_reason == "too many frames queued"
         assert slow.scope.cancel_called

@@ -13,9 +13,9 @@ import pytest
 from quart import Blueprint, request
 from support.http import always_ready, serving
 
-from lcx.api.app import AppDeps, LcxApp, create_app
 from lcx.api.auth import bearer_principal
 from lcx.api.bodies import json_response
+from lcx.api.http_app import AppDeps, LcxApp, create_app
 from lcx.auth import DEV_SECRET_FILE, TokenVerifier, mint_token, require_org, require_scope
 from lcx.config import AuthConfig
 from lcx.metrics import Metrics

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from support.livechat_app import LivechatApp, accept, connect_agent, livechat_app
 
-from actors.hub import Livechat
+from actors.livechat import Livechat
 from lcx.store.conversations import find_open, messages_after
 
 RequestBody = dict[str, Any]

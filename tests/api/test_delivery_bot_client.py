@@ -7,7 +7,7 @@ import socket
 import trio
 from fakes.bot import Reply, open_fake_bot
 
-from adapters.bot import Delivered, Reject, Retry, open_bot_client, sign
+from adapters.bot_events import Delivered, Reject, Retry, open_bot_client, sign
 
 
 def closed_port_url() -> str:

@@ -12,8 +12,7 @@ import pytest
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
 
-from actors.delivery import DeliveryLimits, DeliveryService
-from adapters.bot import open_bot_client
+from adapters.bot_events import open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
 from lcx.store import Store, Tx, open_store
 from lcx.store.outbox import (
@@ -26,6 +25,7 @@ from lcx.store.outbox import (
     pending_count,
     replay_dead,
 )
+from services.bot_delivery import DeliveryLimits, DeliveryService
 
 FAST = DeliveryConfig(max_attempts=5, initial_backoff_ms=10, max_backoff_ms=40)
 LIMITS = DeliveryLimits(scan_interval=0.05, stop_grace=0.2)

@@ -12,8 +12,8 @@ import pytest
 from quart import Blueprint, request
 from support.http import always_ready, serving
 
-from lcx.api.app import AppDeps, LcxApp, create_app
 from lcx.api.bodies import json_response, read_json
+from lcx.api.http_app import AppDeps, LcxApp, create_app
 from lcx.errors import Conflict, MailboxFull
 from lcx.metrics import Metrics
 

@@ -13,9 +13,9 @@ from support.lcx_process import LcxProcess, basic_config
 from support.livechat_app import instance_settings, livechat_app
 
 from lcx.api.openapi import openapi_path
-from lcx.app import Lcx
 from lcx.auth import mint_token
 from lcx.config import TenantConfig
+from lcx.instance import Lcx
 
 FUZZ_SECRET = "fuzzing-jwt-secret-with-more-than-32-bytes"
 UNDOCUMENTED = {("/ws", "GET")}

@@ -17,8 +17,8 @@ import trio
 from quart import Blueprint
 from support.http import always_ready, serving
 
-from lcx.api.app import AppDeps, LcxApp, create_app
 from lcx.api.bodies import json_response
+from lcx.api.http_app import AppDeps, LcxApp, create_app
 from lcx.api.http_server import serve_http
 from lcx.api.ops import readiness_checks
 from lcx.errors import StoreUnavailable

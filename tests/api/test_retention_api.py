@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 from support.livechat_app import LivechatApp, accept, connect_agent, livechat_app
 
-from actors.retention import ORG_DATA_DELETED
 from lcx.model import (
     Author,
     Context,
@@ -24,6 +23,7 @@ from lcx.model import (
 )
 from lcx.store import Tx
 from lcx.store.conversations import append_message, find_open, insert_conversation
+from services.retention import ORG_DATA_DELETED
 
 OLD = "2024-01-01T00:00:00.000Z"
 CUTOFF = "2025-01-01T00:00:00.000Z"

@@ -28,7 +28,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from adapters.bot import sign
+from adapters.bot_events import sign
 from lcx.api.http_server import serve_http
 from lcx.ids import new_id
 from lcx.store.outbox import TARGET_BOT, OutboxEvent

@@ -9,7 +9,7 @@ from functools import partial
 import httpx
 import trio
 
-from lcx.api.app import LcxApp
+from lcx.api.http_app import LcxApp
 from lcx.api.http_server import serve_http
 
 

@@ -1,6 +1,6 @@
 """A whole lcx instance in-process (store, actors, HTTP on loopback), for API tests.
 
-:func:`livechat_app` runs the composition root itself (:class:`lcx.app.Lcx`) with a SQLite
+:func:`livechat_app` runs the composition root itself (:class:`lcx.instance.Lcx`) with a SQLite
 file in ``tmp_path``, port 0 and a known JWT secret, and yields a :class:`LivechatApp`:
 an httpx client for it, a :class:`Tokens` minter and the livechat hub. Agents can be put
 online without a websocket through :func:`connect_agent` (a recording sink stands in for
@@ -19,9 +19,9 @@ import httpx
 import msgspec
 import trio
 
-from actors.hub import Livechat, agent_key, queue_key
+from actors.keys import agent_key, queue_key
+from actors.livechat import Livechat
 from actors.messages import Accepted, AcceptRequest, Connect
-from lcx.app import Lcx
 from lcx.auth import mint_token
 from lcx.config import (
     AttachmentsConfig,
@@ -31,6 +31,7 @@ from lcx.config import (
     StoreConfig,
     TenantConfig,
 )
+from lcx.instance import Lcx
 from lcx.model import AgentRef
 from lcx.org_settings import LivechatSettings
 

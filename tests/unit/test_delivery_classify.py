@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.bot import BotClient, Delivered, Reject, Retry, classify, parse_retry_after, sign
+from adapters.bot_events import (
+    BotClient,
+    Delivered,
+    Reject,
+    Retry,
+    classify,
+    parse_retry_after,
+    sign,
+)
 
 NOW = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 

@@ -10,12 +10,12 @@ import pytest
 import trio
 from support.waiting import eventually
 
-from actors.retention import RetentionSweep, purge_closed
 from lcx.errors import Unavailable
 from lcx.model import Context, Conversation, Subscriber, iso, utc_now
 from lcx.org_settings import LivechatSettings, OrgSettings
 from lcx.store import Store, Tx, open_store
 from lcx.store.conversations import insert_conversation
+from services.retention import RetentionSweep, purge_closed
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from lcx.api.http_server import HttpBinding, serve_http
 from lcx.errors import Unavailable
 from lcx.store import Store, open_store
 
-log = logging.getLogger("lcx.services")
+log = logging.getLogger("lcx.platform_services")
 
 
 class StoreService:

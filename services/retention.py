@@ -44,7 +44,7 @@ from lcx.store.retention import (
 )
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
+    from actors.livechat import Livechat
     from lcx.attachments import AttachmentStorage
 
 __all__ = ["ORG_DATA_DELETED", "OrgDeletion", "RetentionSweep", "delete_files",

@@ -18,7 +18,8 @@
     └── http             the HTTP + websocket server (started last, stopped first)
 
 In a cluster every keyed actor lives on the one instance that owns its key (rendezvous
-hashing over the live members); the hub's routers forward messages to it.
+hashing over the live members); the routers of :class:`~actors.livechat.Livechat`
+forward messages to it.
 
 A crash of the store restarts everything after it; the HTTP server stops accepting
 first on shutdown, so in-flight requests finish before the actors stop and the store
@@ -37,21 +38,19 @@ import httpx
 import trio
 from hypercorn.typing import ASGIFramework
 
-from actors.delivery import DeliveryService
-from actors.edge_delivery import channel_sender, provider_sender
-from actors.edge_inbox import EdgeInboxService
-from actors.hub import Livechat
-from actors.metrics import edge_collector, livechat_collector
-from actors.ownership import OwnershipService
-from actors.pollers import TenantPollers
-from actors.retention import RetentionSweep
+from actors.agent_session import AgentSessionActor
+from actors.conversation import ConversationActor
+from actors.keys import split_key
+from actors.livechat import Livechat
+from actors.provider_link import ProviderLinkActor
+from actors.queue import QueueActor
 from adapters.attachments import open_attachment_storage, signing_secret
 from adapters.edges import WebhookReceiver
 from adapters.policy import EdgeHttp
 from adapters.registry import build_edges
 from lcx.api.agent_sockets import SocketDirectory
-from lcx.api.app import AppDeps, create_app
 from lcx.api.cluster import BusView, ClusterView, LeaderView, MemberView
+from lcx.api.http_app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
 from lcx.auth import build_verifier
@@ -59,12 +58,28 @@ from lcx.cluster.bus import Bus, Leadership
 from lcx.cluster.local_bus import LocalBus
 from lcx.config import Settings, effective_instance_id
 from lcx.errors import LcxError, RestartIntensityExceeded
+from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
 from lcx.metrics import Metrics, runtime_collector
+from lcx.platform_services import ClientCloser, HttpService, StoreService
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
-from lcx.services import ClientCloser, HttpService, StoreService
-from lcx.store.edges import SIDE_CHANNEL, SIDE_PROVIDER
+from services.bot_delivery import DeliveryService
+from services.domain_metrics import edge_collector, livechat_collector
+from services.edge_delivery import channel_sender, provider_sender
+from services.edge_inbox import EdgeInboxService
+from services.ownership import OwnershipService
+from services.retention import RetentionSweep
+from services.tenant_pollers import TenantPollers
 
 log = logging.getLogger("lcx")
+
+
+def register_actors(livechat: Livechat) -> None:
+    """Name the class that serves each actor kind (each gets only its own port)."""
+    livechat.register("conversation", ConversationActor)
+    livechat.register("queue", lambda ports, key: QueueActor(ports, *split_key(key)))
+    livechat.register("agent_session",
+                      lambda ports, key: AgentSessionActor(ports, *split_key(key)))
+    livechat.register("provider_link", ProviderLinkActor)
 
 
 class Lcx:
@@ -89,6 +104,7 @@ class Lcx:
                                  registry=self.registry, wake_delivery=self._wake_delivery,
                                  bus=self.bus, heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames)
+        register_actors(self.livechat)
         self.edge_client = httpx.AsyncClient(follow_redirects=False)
         self.edge_http = EdgeHttp(self.edge_client)
         self.livechat.providers, self.livechat.channels = build_edges(

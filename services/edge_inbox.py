@@ -15,16 +15,16 @@ import logging
 import msgspec
 import trio
 
-from actors.hub import Livechat
+from actors.livechat import Livechat
 from actors.messages import CreateRequest, EdgeInbound
 from adapters.edges import WebhookItem
 from lcx.errors import Conflict, LcxError
-from lcx.ids import new_id
-from lcx.model import Context, Conversation, Subscriber, iso, utc_now
+from lcx.livechat.conversation import new_request
+from lcx.livechat.edges import SIDE_CHANNEL
+from lcx.model import Conversation, Subscriber, iso, utc_now
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation
 from lcx.store.edges import (
-    SIDE_CHANNEL,
     InboxRow,
     conversation_for,
     finish_inbox,
@@ -174,13 +174,10 @@ def _bind(tx: Tx, conversation_id: str, edge: str, external_id: str, at: str) ->
 
 def _new_conversation(tenant_id: str, org_id: str, group: str, provider: str, edge: str,
                       item: WebhookItem) -> Conversation:
-    now = iso(utc_now())
     customer = item.customer
     subscriber = Subscriber(name=customer.get("name"), email=customer.get("email"),
                             custom={k: v for k, v in customer.items()
                                     if k not in ("name", "email")})
-    return Conversation(
-        id=new_id(), request_id=new_id(), org_id=org_id, tenant_id=tenant_id,
-        sub_handle=f"{edge}:{item.external_id}", user_group_id=group, provider=provider,
-        channel=edge, status="pending", subscriber=subscriber, context=Context(),
-        participants=[], flags={}, created_at=now, queued_at=now, last_activity_at=now)
+    return new_request(org_id=org_id, tenant_id=tenant_id,
+                       sub_handle=f"{edge}:{item.external_id}", user_group_id=group,
+                       provider=provider, channel=edge, now=utc_now(), subscriber=subscriber)

@@ -18,16 +18,17 @@ from dataclasses import dataclass
 
 import trio
 
-from actors.hub import Livechat
+from actors.livechat import Livechat
 from actors.messages import EdgeInbound
 from adapters.edges import EdgeCallFailed, PollBatch, Session, TenantPoller
 from lcx.cluster.bus import Leadership
 from lcx.config import TenantConfig
 from lcx.errors import FencedOut, LcxError
+from lcx.livechat.edges import SIDE_PROVIDER
 from lcx.model import iso, utc_now
 from lcx.store import Tx
 from lcx.store.conversations import open_conversations
-from lcx.store.edges import SIDE_PROVIDER, load_session, save_session
+from lcx.store.edges import load_session, save_session
 from lcx.store.fencing import advance
 
 log = logging.getLogger("lcx.pollers")

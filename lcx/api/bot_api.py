@@ -57,7 +57,8 @@ import msgspec
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from actors.hub import Livechat, queue_key
+from actors.keys import queue_key
+from actors.livechat import Livechat
 from actors.messages import (
     CreateRequest,
     End,
@@ -75,7 +76,7 @@ from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
 from lcx.business_hours import current_state
 from lcx.config import Provider, TenantConfig
 from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
-from lcx.ids import new_id
+from lcx.livechat.conversation import new_request
 from lcx.model import (
     Attachment,
     Author,
@@ -98,7 +99,7 @@ from lcx.store.conversations import (
 )
 
 if TYPE_CHECKING:
-    from lcx.api.app import AppDeps
+    from lcx.api.http_app import AppDeps
 
 __all__ = ["BOT_SCOPES", "MAX_TEXT_CHARS", "BotApi", "Id", "bot_blueprint", "read_query",
            "require_livechat", "state_body"]
@@ -295,14 +296,11 @@ def _check_provider(tenant: TenantConfig, provider: str) -> None:
 
 def _new_conversation(tenant: TenantConfig, body: CreateRequestBody, group: str,
                       provider: str) -> Conversation:
-    """A pending request; its conversation id is reserved now, shown once accepted."""
-    now = iso(utc_now())
-    return Conversation(
-        id=new_id(), request_id=new_id(), org_id=tenant.organization_id, tenant_id=tenant.id,
-        sub_handle=body.sub_handle, user_group_id=group, provider=provider,
-        channel=tenant.channel, status="pending", subscriber=body.subscriber,
-        context=body.context, participants=[], flags={}, created_at=now, queued_at=now,
-        last_activity_at=now)
+    """A pending request for the bot's subscriber."""
+    return new_request(org_id=tenant.organization_id, tenant_id=tenant.id,
+                       sub_handle=body.sub_handle, user_group_id=group, provider=provider,
+                       channel=tenant.channel, now=utc_now(), subscriber=body.subscriber,
+                       context=body.context)
 
 
 def _head(headers: Mapping[str, str]) -> TrioResponse:

@@ -33,7 +33,7 @@ from lcx.logs import bind
 from lcx.metrics import Metrics
 
 if TYPE_CHECKING:
-    from actors.hub import Livechat
+    from actors.livechat import Livechat
     from lcx.api.agent_sockets import SocketDirectory
     from lcx.attachments import AttachmentStorage
     from lcx.auth import TokenVerifier
@@ -215,7 +215,7 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
         blueprints.append(cluster_blueprint(deps.cluster_status, deps.verifier))
     if deps.livechat is not None:
         from lcx.api.agent_ws import agent_ws_blueprint
-        from lcx.api.bot import bot_blueprint
+        from lcx.api.bot_api import bot_blueprint
         from lcx.api.business_hours import business_hours_blueprint
         from lcx.api.management import management_blueprint
         from lcx.api.records import records_blueprint

@@ -38,7 +38,7 @@ from functools import partial
 
 import trio
 
-from adapters.bot import BotClient, Delivered, Outcome, Reject, Retry, open_bot_client
+from adapters.bot_events import BotClient, Delivered, Outcome, Reject, Retry, open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
 from lcx.errors import StoreError
 from lcx.logs import bind

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 
-from actors.delivery import Sender
-from actors.hub import Livechat
+from actors.livechat import Livechat
 from actors.messages import DeliverEdge
-from adapters.bot import Delivered, Outcome, Reject, Retry
+from adapters.bot_events import Delivered, Outcome, Reject, Retry
 from adapters.edges import EDGE_COMMANDS, EdgeCallFailed
 from lcx.errors import LcxError
+from lcx.livechat.edges import SIDE_CHANNEL
 from lcx.store.conversations import load_conversation
-from lcx.store.edges import SIDE_CHANNEL, load_session
+from lcx.store.edges import load_session
 from lcx.store.outbox import OutboxRow
+from services.bot_delivery import Sender
 
 log = logging.getLogger("lcx.edges")
 

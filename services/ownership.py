@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import trio
 
-from actors.conversation import NATIVE_PROVIDER
-from actors.hub import Livechat, queue_key
-from actors.messages import OpenLink, Recover
-from actors.queue import Resync
+from actors.keys import queue_key
+from actors.livechat import Livechat
+from actors.messages import OpenLink, Recover, Resync
 from lcx.cluster.bus import MemberInfo
+from lcx.livechat.conversation import NATIVE_PROVIDER
 from lcx.store.conversations import open_conversations
 
 log = logging.getLogger("lcx.ownership")

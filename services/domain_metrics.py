@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from actors.delivery import DeliveryService
-from actors.edge_inbox import EdgeInboxService
-from actors.hub import Livechat
-from actors.pollers import TenantPollers
+from actors.livechat import Livechat
 from adapters.policy import EdgeHttp
+from services.bot_delivery import DeliveryService
+from services.edge_inbox import EdgeInboxService
+from services.tenant_pollers import TenantPollers
 
 
 def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | None]
@@ -37,7 +37,8 @@ def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | N
         sessions = GaugeMetricFamily("lcx_ws_sessions", "Open agent websockets.")
         sessions.add_metric([], counters.ws_sessions)
         online = GaugeMetricFamily("lcx_agents_online", "Agents online (not away).")
-        online.add_metric([], sum(1 for p in hub.presence.values() if p.status == "online"))
+        online.add_metric([], sum(1 for p in hub.presence_book.current().values()
+                                     if p.status == "online"))
         families += [sessions, online]
         service = delivery()
         if service is not None:
