@@ -3,12 +3,14 @@
 - **Timeouts** on every call (``EdgeHttp``).
 - **Classification**: 429, 5xx and network errors are retryable (with the edge's
   ``Retry-After`` when it sends one); 400/401/403/404 and other 4xx are not; 401/403 are
-  flagged ``auth`` (an alert metric). The outbox (``actors/delivery.py``) does the
+  flagged ``auth`` (an alert metric). The outbox (``services/bot_delivery.py``) does the
   retrying with exponential backoff and jitter, and dead-letters after the last attempt,
   for edge commands exactly as for bot events.
 - **A circuit breaker per account**: after ``failures`` retryable failures in a row the
-  account's calls fail fast (retryable) for ``cooldown`` seconds, then one trial call
-  decides. One tenant's broken provider never costs other tenants anything.
+  account's calls fail fast (retryable) for ``cooldown`` seconds; after that, calls go
+  through again and the next retryable failure opens it for another ``cooldown`` (there
+  is no half-open state limiting the calls that follow the cooldown to one trial). One
+  tenant's broken provider never costs other tenants anything.
 - **A rate limiter per account** (token bucket), e.g. LiveChat's 10 requests/s.
 
 No Trio-native library does breaking or token buckets (the well-known ones are

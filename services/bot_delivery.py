@@ -21,9 +21,9 @@ A POST that completes is always recorded (the store write is shielded from cance
 one cancelled mid-flight is simply attempted again later (the bot dedupes by
 ``Idempotency-Key``).
 
-Single instance only, for now: two services on one store would deliver the same lanes
-twice and out of order; in a cluster one owner (the leader, or the conversation's owner)
-must run delivery for a lane.
+In a cluster every instance runs a delivery service, and each delivers only the lanes of
+the conversations it owns (``owns``), so a lane has one deliverer and keeps its order;
+when ownership moves, the new owner picks the lane up from the store.
 """
 
 from __future__ import annotations

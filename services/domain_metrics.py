@@ -13,12 +13,12 @@ from services.edge_inbox import EdgeInboxService
 from services.tenant_pollers import TenantPollers
 
 
-def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | None]
+def livechat_collector(livechat: Livechat, delivery: Callable[[], DeliveryService | None]
                        ) -> Callable[[], Iterable[Metric]]:
-    """A metrics source reading the hub's counters and the current delivery service."""
+    """A metrics source reading the livechat's counters and the current delivery service."""
 
     def collect() -> Iterable[Metric]:
-        counters = hub.counters
+        counters = livechat.counters
         families: list[Metric] = []
         for name, help_text, value in (
                 ("lcx_requests_created", "Livechat requests created.",
@@ -37,7 +37,7 @@ def livechat_collector(hub: Livechat, delivery: Callable[[], DeliveryService | N
         sessions = GaugeMetricFamily("lcx_ws_sessions", "Open agent websockets.")
         sessions.add_metric([], counters.ws_sessions)
         online = GaugeMetricFamily("lcx_agents_online", "Agents online (not away).")
-        online.add_metric([], sum(1 for p in hub.presence_book.current().values()
+        online.add_metric([], sum(1 for p in livechat.presence_book.current().values()
                                      if p.status == "online"))
         families += [sessions, online]
         service = delivery()

@@ -28,13 +28,13 @@ def outcome_of(failure: EdgeCallFailed) -> Outcome:
     return Reject(str(failure), auth=failure.auth)
 
 
-def provider_sender(hub: Livechat) -> Sender:
+def provider_sender(livechat: Livechat) -> Sender:
     """Send provider commands through the conversation's link (wherever it lives)."""
 
     async def send(row: OutboxRow) -> Outcome:
         command = EDGE_COMMANDS.decode(row.body)
         try:
-            await hub.links.ask(row.conversation_id, DeliverEdge(command=command),
+            await livechat.links.ask(row.conversation_id, DeliverEdge(command=command),
                                 timeout=LINK_TIMEOUT)
         except EdgeCallFailed as failure:
             return outcome_of(failure)
@@ -45,19 +45,19 @@ def provider_sender(hub: Livechat) -> Sender:
     return send
 
 
-def channel_sender(hub: Livechat) -> Sender:
+def channel_sender(livechat: Livechat) -> Sender:
     """Send channel commands with the channel's adapter and the stored chat session."""
 
     async def send(row: OutboxRow) -> Outcome:
         command = EDGE_COMMANDS.decode(row.body)
-        conversation = await hub.store.read(
+        conversation = await livechat.store.read(
             lambda tx: load_conversation(tx, row.conversation_id))
-        session = await hub.store.read(
+        session = await livechat.store.read(
             lambda tx: load_session(tx, row.conversation_id, SIDE_CHANNEL))
         if conversation is None or session is None:
             return Reject("no channel session for this conversation")
-        channel = hub.channels.get(conversation.channel)
-        tenant = hub.tenant(conversation.tenant_id)
+        channel = livechat.channels.get(conversation.channel)
+        tenant = livechat.tenant(conversation.tenant_id)
         if channel is None or tenant is None:
             return Reject(f"channel {conversation.channel!r} is not configured")
         try:

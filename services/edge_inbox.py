@@ -47,8 +47,8 @@ class NotYet(LcxError):
 class EdgeInboxService:
     """A supervised service running the processor described in the module docstring."""
 
-    def __init__(self, hub: Livechat, *, poll_seconds: float = POLL_SECONDS) -> None:
-        self.hub = hub
+    def __init__(self, livechat: Livechat, *, poll_seconds: float = POLL_SECONDS) -> None:
+        self.livechat = livechat
         self.poll_seconds = poll_seconds
         self._kick = trio.Event()
         self._stop = trio.Event()
@@ -78,12 +78,12 @@ class EdgeInboxService:
             self._kick = trio.Event()
 
     def _mine(self, row: InboxRow) -> bool:
-        return self.hub.placement.owner(KIND, f"{row.alias}:{row.external_id}") == \
-            self.hub.bus.instance_id
+        return self.livechat.placement.owner(KIND, f"{row.alias}:{row.external_id}") == \
+            self.livechat.bus.instance_id
 
     async def process_pending(self) -> None:
         """One pass over the pending events this instance owns."""
-        rows = await self.hub.store.read(pending_inbox)
+        rows = await self.livechat.store.read(pending_inbox)
         blocked: set[str] = set()
         for row in rows:
             if self._stop.is_set():
@@ -109,36 +109,36 @@ class EdgeInboxService:
                 else:
                     retry_inbox(tx, row.alias, row.event_id, error)
 
-            await self.hub.store.transaction(record)
+            await self.livechat.store.transaction(record)
             if give_up:
                 log.error("edge event given up", extra={"event": row.event_id,
                                                         "error": str(exc)})
             return False
-        await self.hub.store.transaction(
+        await self.livechat.store.transaction(
             lambda tx: finish_inbox(tx, row.alias, row.event_id, status="processed", at=now))
         self.applied += 1
         return True
 
     async def _apply(self, alias: str, item: WebhookItem) -> None:
-        tenant = self.hub.tenant(item.tenant_id)
+        tenant = self.livechat.tenant(item.tenant_id)
         if tenant is None:
             raise LcxError(f"unknown tenant {item.tenant_id}")
         if item.kind == "started":
             return await self._start(alias, item)
         # the alias names the edge (a channel, or a provider that pushes its agents' events)
-        conversation_id = await self.hub.store.read(
+        conversation_id = await self.livechat.store.read(
             lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:
-            await self.hub.conversations.ask(conversation_id, EdgeInbound(
+            await self.livechat.conversations.ask(conversation_id, EdgeInbound(
                 side=item.side, event=item.event), timeout=30.0)
 
     async def _start(self, alias: str, item: WebhookItem) -> None:
-        tenant = self.hub.tenant(item.tenant_id)
+        tenant = self.livechat.tenant(item.tenant_id)
         assert tenant is not None
         edge = tenant.channel
-        existing = await self.hub.store.read(
+        existing = await self.livechat.store.read(
             lambda tx: _open_conversation(tx, edge, item.external_id))
         if existing is not None:
             return  # a repeat of the start of a chat we already follow
@@ -146,10 +146,10 @@ class EdgeInboxService:
                                          tenant.default_user_group, tenant.provider, edge,
                                          item)
         now = iso(utc_now())
-        await self.hub.store.transaction(lambda tx: _bind(
+        await self.livechat.store.transaction(lambda tx: _bind(
             tx, conversation.id, edge, item.external_id, now))
         try:
-            await self.hub.conversations.ask(conversation.id,
+            await self.livechat.conversations.ask(conversation.id,
                                              CreateRequest(conversation=conversation))
         except Conflict:
             log.info("chat start skipped: the customer already has an open conversation",

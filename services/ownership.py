@@ -36,15 +36,15 @@ SWEEP_SECONDS = 10.0
 class OwnershipService:
     """A supervised service running the sweeps described in the module docstring."""
 
-    def __init__(self, hub: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
+    def __init__(self, livechat: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
                  sweep_seconds: float = SWEEP_SECONDS) -> None:
-        self.hub = hub
+        self.livechat = livechat
         self.sweep_seconds = sweep_seconds
         self._resync_sockets = sockets
         self._stop = trio.Event()
         self._changed = trio.Event()
         self.sweeps = 0
-        hub.bus.on_membership(self._membership_changed)
+        livechat.bus.on_membership(self._membership_changed)
 
     def _membership_changed(self, members: Mapping[str, MemberInfo]) -> None:
         self._changed.set()
@@ -77,25 +77,25 @@ class OwnershipService:
         """Hand off what moved away, wake what moved here, re-register sockets."""
         self.sweeps += 1
         moved = self._hand_off()
-        rows = await self.hub.store.read(open_conversations)
+        rows = await self.livechat.store.read(open_conversations)
         woken = 0
-        me = self.hub.bus.instance_id
+        me = self.livechat.bus.instance_id
         for conversation in rows:
             if conversation.provider != NATIVE_PROVIDER and \
-                    self.hub.links.owner(conversation.id) == me and \
-                    self.hub.links.get(conversation.id) is None:
-                self.hub.links.post(conversation.id, OpenLink())  # its stream resumes here
+                    self.livechat.links.owner(conversation.id) == me and \
+                    self.livechat.links.get(conversation.id) is None:
+                self.livechat.links.post(conversation.id, OpenLink())  # its stream resumes here
                 woken += 1
-            if self.hub.conversations.owner(conversation.id) != me:
+            if self.livechat.conversations.owner(conversation.id) != me:
                 continue
-            if self.hub.conversations.get(conversation.id) is None:
-                self.hub.conversations.post(conversation.id, Recover())
+            if self.livechat.conversations.get(conversation.id) is None:
+                self.livechat.conversations.post(conversation.id, Recover())
                 woken += 1
         queues = {queue_key(c.org_id, c.user_group_id) for c in rows if c.status == "pending"}
         for key in sorted(queues):
-            if self.hub.queues.owner(key) == self.hub.bus.instance_id and \
-                    self.hub.queues.get(key) is None:
-                self.hub.queues.post(key, Resync())
+            if self.livechat.queues.owner(key) == self.livechat.bus.instance_id and \
+                    self.livechat.queues.get(key) is None:
+                self.livechat.queues.post(key, Resync())
         if self._resync_sockets is not None:
             await self._resync_sockets()
         if moved or woken:
@@ -103,9 +103,9 @@ class OwnershipService:
 
     def _hand_off(self) -> int:
         moved = 0
-        for router in self.hub.routers.values():
+        for router in self.livechat.routers.values():
             for key in router.live_keys():
-                if router.owner(key) != self.hub.bus.instance_id and \
+                if router.owner(key) != self.livechat.bus.instance_id and \
                         router.local.stop_actor(key):
                     moved += 1
         return moved

@@ -167,9 +167,9 @@ class OrgDeletion:
     """Conversations still open at the end (opened while it ran and not ended)."""
 
 
-async def _end_one(hub: Livechat, conversation_id: str, ended: list[str]) -> None:
+async def _end_one(livechat: Livechat, conversation_id: str, ended: list[str]) -> None:
     try:
-        await hub.conversations.ask(conversation_id, End(by="system", reason=ORG_DATA_DELETED))
+        await livechat.conversations.ask(conversation_id, End(by="system", reason=ORG_DATA_DELETED))
     except NotFound:  # it closed meanwhile
         return
     except ActorError:
@@ -179,15 +179,15 @@ async def _end_one(hub: Livechat, conversation_id: str, ended: list[str]) -> Non
     ended.append(conversation_id)
 
 
-async def end_open_conversations(hub: Livechat, org_id: str) -> int:
+async def end_open_conversations(livechat: Livechat, org_id: str) -> int:
     """End every open conversation of ``org_id`` through its actor; how many it ended."""
-    ids = await hub.store.read(lambda tx: open_conversation_ids(tx, org_id))
+    ids = await livechat.store.read(lambda tx: open_conversation_ids(tx, org_id))
     ended: list[str] = []
     limiter = trio.CapacityLimiter(END_CONCURRENCY)
 
     async def end(conversation_id: str) -> None:
         async with limiter:
-            await _end_one(hub, conversation_id, ended)
+            await _end_one(livechat, conversation_id, ended)
 
     async with trio.open_nursery() as nursery:
         for conversation_id in ids:
@@ -195,7 +195,7 @@ async def end_open_conversations(hub: Livechat, org_id: str) -> int:
     return len(ended)
 
 
-async def delete_organization(hub: Livechat, org_id: str, *,
+async def delete_organization(livechat: Livechat, org_id: str, *,
                               storage: AttachmentStorage | None = None) -> OrgDeletion:
     """Delete everything of ``org_id``: end its open conversations through their actors
     (``End(by="system", reason="organization data deleted")``), delete its conversations,
@@ -210,14 +210,14 @@ async def delete_organization(hub: Livechat, org_id: str, *,
     """
     ended, purged = 0, Purged()
     for _ in range(END_ROUNDS):
-        ended += await end_open_conversations(hub, org_id)
-        purged.add(await purge_closed(hub.store, org_id, before=None, storage=storage))
-        if not await hub.store.read(lambda tx: open_conversation_ids(tx, org_id)):
+        ended += await end_open_conversations(livechat, org_id)
+        purged.add(await purge_closed(livechat.store, org_id, before=None, storage=storage))
+        if not await livechat.store.read(lambda tx: open_conversation_ids(tx, org_id)):
             break
-    tenants = [t.id for t in hub.tenants.values() if t.organization_id == org_id]
-    rows = await hub.store.transaction(lambda tx: delete_org_rows(tx, org_id, tenants))
-    hub.org_settings.forget(org_id)
-    still_open = len(await hub.store.read(lambda tx: open_conversation_ids(tx, org_id)))
+    tenants = [t.id for t in livechat.tenants.values() if t.organization_id == org_id]
+    rows = await livechat.store.transaction(lambda tx: delete_org_rows(tx, org_id, tenants))
+    livechat.org_settings.forget(org_id)
+    still_open = len(await livechat.store.read(lambda tx: open_conversation_ids(tx, org_id)))
     return OrgDeletion(ended=ended, purged=purged, rows=rows, still_open=still_open)
 
 

@@ -48,16 +48,16 @@ class PollerStats:
 class TenantPollers:
     """A supervised service running every tenant poller while this instance leads."""
 
-    def __init__(self, hub: Livechat, leadership: Callable[[], Leadership | None]) -> None:
-        self.hub = hub
+    def __init__(self, livechat: Livechat, leadership: Callable[[], Leadership | None]) -> None:
+        self.livechat = livechat
         self._leadership = leadership
         self._stop = trio.Event()
         self.stats = PollerStats()
 
     def _targets(self) -> list[tuple[TenantConfig, TenantPoller]]:
         found: list[tuple[TenantConfig, TenantPoller]] = []
-        for tenant in self.hub.tenants.values():
-            provider = self.hub.providers.get(tenant.provider)
+        for tenant in self.livechat.tenants.values():
+            provider = self.livechat.providers.get(tenant.provider)
             if isinstance(provider, TenantPoller):
                 found.append((tenant, provider))
         return found
@@ -96,7 +96,7 @@ class TenantPollers:
     async def poll_once(self, tenant: TenantConfig, poller: TenantPoller,
                         lead: Leadership) -> None:
         """One poll: fetch, apply every event, then store the cursors (fenced)."""
-        sessions = await self.hub.store.read(lambda tx: _open_sessions(tx, tenant.id,
+        sessions = await self.livechat.store.read(lambda tx: _open_sessions(tx, tenant.id,
                                                                        poller.name))
         if not sessions:
             return
@@ -107,7 +107,7 @@ class TenantPollers:
             self.stats.failures += 1
             raise
         for conversation_id, event in batch.events:
-            await self.hub.conversations.ask(conversation_id,
+            await self.livechat.conversations.ask(conversation_id,
                                              EdgeInbound(side="provider", event=event),
                                              timeout=30.0)
             self.stats.events += 1
@@ -120,7 +120,7 @@ class TenantPollers:
                 save_session(tx, conversation_id, SIDE_PROVIDER, poller.name, external,
                              session, now)
 
-        await self.hub.store.transaction(store)
+        await self.livechat.store.transaction(store)
 
 
 def _interval(tenant: TenantConfig) -> float:

@@ -161,9 +161,9 @@ def _decode(data: Any, shape: type[msgspec.Struct]) -> Any:
 class FrameHandler:
     """Handles the frames of one agent connection."""
 
-    def __init__(self, hub: Livechat, principal: Principal, send: Send) -> None:
+    def __init__(self, livechat: Livechat, principal: Principal, send: Send) -> None:
         assert principal.org is not None
-        self.hub = hub
+        self.livechat = livechat
         self.principal = principal
         self.org = principal.org
         self.agent = AgentRef(id=principal.sub, name=principal.name)
@@ -216,7 +216,7 @@ class FrameHandler:
 
     async def _conversation(self, conversation_id: str, *, member: bool = True) -> Conversation:
         try:
-            state: Conversation = await self.hub.conversations.ask(conversation_id, GetState())
+            state: Conversation = await self.livechat.conversations.ask(conversation_id, GetState())
         except NotFound:
             raise NotFound("no such conversation") from None
         if state.org_id != self.org:
@@ -227,16 +227,17 @@ class FrameHandler:
         return state
 
     async def _ask(self, conversation_id: str, message: Any) -> Any:
-        return await self.hub.conversations.ask(conversation_id, message)
+        return await self.livechat.conversations.ask(conversation_id, message)
 
     async def _accept(self, data: Any) -> dict[str, Any]:
         ref = _decode(data, RequestRef)
-        conversation = await self.hub.store.read(lambda tx: find_by_request(tx, ref.request_id))
+        conversation = await self.livechat.store.read(
+            lambda tx: find_by_request(tx, ref.request_id))
         if conversation is None or conversation.org_id != self.org:
             raise NotFound("no such request")
         if not self.supervisor and conversation.user_group_id not in self.principal.groups:
             raise Forbidden("the request is for a user group you do not serve")
-        accepted: Accepted = await self.hub.queues.ask(
+        accepted: Accepted = await self.livechat.queues.ask(
             queue_key(self.org, conversation.user_group_id),
             AcceptRequest(conversation_id=conversation.id, agent=self.agent))
         return {"conversationId": accepted.conversation.id, "requestId": ref.request_id,
@@ -244,7 +245,7 @@ class FrameHandler:
 
     async def _create(self, data: Any) -> dict[str, Any]:
         create = _decode(data, CreateData)
-        tenant = self.hub.tenant(create.tenant_id)
+        tenant = self.livechat.tenant(create.tenant_id)
         if tenant is None or tenant.organization_id != self.org:
             raise NotFound("no such tenant")
         group = create.user_group_id or tenant.default_user_group
@@ -254,8 +255,8 @@ class FrameHandler:
             org_id=self.org, tenant_id=tenant.id, sub_handle=create.sub_handle,
             user_group_id=group, provider=tenant.provider, channel=tenant.channel,
             now=utc_now(), flags={"agentInitiated": True})
-        settings = await self.hub.org_settings.get(self.org)
-        if not await self.hub.agents.ask(agent_key(self.org, self.agent.id), Reserve(
+        settings = await self.livechat.org_settings.get(self.org)
+        if not await self.livechat.agents.ask(agent_key(self.org, self.agent.id), Reserve(
                 conversation_id=conversation.id, limit=settings.max_concurrent_chats,
                 assigned=False)):
             raise Conflict("you have no free chat slot")
@@ -316,7 +317,7 @@ class FrameHandler:
 
     async def _status(self, data: Any) -> dict[str, Any]:
         status = _decode(data, StatusData)
-        result = await self.hub.agents.ask(agent_key(self.org, self.agent.id),
+        result = await self.livechat.agents.ask(agent_key(self.org, self.agent.id),
                                            SetStatus(status=status.status))
         return {"status": result}
 
@@ -328,7 +329,7 @@ class FrameHandler:
             if not self.supervisor and not any(p.id == self.agent.id
                                                for p in state.participants):
                 raise Forbidden("you are not in this conversation")
-            missed = await self.hub.store.read(partial(_after, conversation_id, last_seen))
+            missed = await self.livechat.store.read(partial(_after, conversation_id, last_seen))
             for message in missed:
                 self.send(frames.message(message))
             replayed[conversation_id] = len(missed)

@@ -35,11 +35,11 @@ class _Socket:
 class SocketDirectory:
     """Local agent sockets by id; see the module docstring."""
 
-    def __init__(self, hub: Livechat) -> None:
-        self.hub = hub
+    def __init__(self, livechat: Livechat) -> None:
+        self.livechat = livechat
         self._sockets: dict[str, _Socket] = {}
-        hub.bus.subscribe(FRAME_TOPIC, self._frame)
-        hub.bus.subscribe(CUT_TOPIC, self._cut)
+        livechat.bus.subscribe(FRAME_TOPIC, self._frame)
+        livechat.bus.subscribe(CUT_TOPIC, self._cut)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -59,7 +59,8 @@ class SocketDirectory:
         """Forget a closed socket and tell its agent's session."""
         socket = self._sockets.pop(socket_id, None)
         if socket is not None:
-            self.hub.tell_agent(socket.org_id, socket.agent_id, Disconnect(socket_id=socket_id))
+            self.livechat.tell_agent(socket.org_id, socket.agent_id,
+                                     Disconnect(socket_id=socket_id))
 
     async def resync(self) -> None:
         """Register every local socket again (its session may have moved)."""
@@ -72,10 +73,10 @@ class SocketDirectory:
 
     async def _register(self, socket_id: str, socket: _Socket) -> None:
         key = agent_key(socket.org_id, socket.agent_id)
-        here = self.hub.agents.owner(key) == self.hub.bus.instance_id
-        await self.hub.agents.ask(key, Connect(
+        here = self.livechat.agents.owner(key) == self.livechat.bus.instance_id
+        await self.livechat.agents.ask(key, Connect(
             socket_id=socket_id, sink=socket.sink if here else None,
-            instance_id=None if here else self.hub.bus.instance_id,
+            instance_id=None if here else self.livechat.bus.instance_id,
             name=socket.name, groups=socket.groups))
 
     def _frame(self, sender: str, payload: bytes) -> None:

@@ -20,7 +20,7 @@ from actors.livechat import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
-from lcx.api.http_app import AppDeps
+from lcx.api.deps import AppDeps
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, LcxError, Unauthorized
 from lcx.ids import new_id
@@ -72,14 +72,14 @@ def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
     @blueprint.websocket("/ws")
     async def agent_socket() -> None:
         await websocket.accept()
-        hub = deps.livechat
-        assert hub is not None
+        livechat = deps.livechat
+        assert livechat is not None
         principal = await _authenticate(deps.verifier)
         if principal is None:
             await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return
         assert deps.sockets is not None
-        await _serve(hub, deps.sockets, principal)
+        await _serve(livechat, deps.sockets, principal)
 
     return blueprint
 
@@ -113,22 +113,22 @@ async def _first_frame_token() -> str | None:
     return None
 
 
-async def _serve(hub: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
+async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
     assert principal.org is not None
     socket_id = new_id()
-    sink = SocketSink(hub.max_queued_frames)
+    sink = SocketSink(livechat.max_queued_frames)
     await sockets.attach(socket_id, sink, principal)
-    hub.counters.ws_sessions += 1
+    livechat.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
         "agentId": principal.sub, "sessionId": socket_id,
-        "heartbeatSeconds": hub.heartbeat_seconds}})
-    handler = FrameHandler(hub, principal, sink.offer_json)
+        "heartbeatSeconds": livechat.heartbeat_seconds}})
+    handler = FrameHandler(livechat, principal, sink.offer_json)
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_write, sink)
-                nursery.start_soon(_heartbeat, sink, hub.heartbeat_seconds)
-                nursery.start_soon(_close_on_drain, hub, sink)
+                nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
+                nursery.start_soon(_close_on_drain, livechat, sink)
                 await _read(handler)
                 nursery.cancel_scope.cancel()
         if sink.going_away:
@@ -138,7 +138,7 @@ async def _serve(hub: Livechat, sockets: SocketDirectory, principal: Principal) 
                                                        "reason": sink.cut_reason})
             await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
     finally:
-        hub.counters.ws_sessions -= 1
+        livechat.counters.ws_sessions -= 1
         sockets.detach(socket_id)
 
 
@@ -153,8 +153,8 @@ async def _write(sink: SocketSink) -> None:
         await websocket.send(frame.decode())
 
 
-async def _close_on_drain(hub: Livechat, sink: SocketSink) -> None:
-    await hub.draining.wait()
+async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:
+    await livechat.draining.wait()
     sink.going_away = True
     sink.scope.cancel()
 

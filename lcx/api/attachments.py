@@ -55,7 +55,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response
-from lcx.api.bot_api import MAX_ID_CHARS, Id, require_livechat
+from lcx.api.common import MAX_ID_CHARS, Id, require_livechat
 from lcx.api.spec import Endpoint, register
 from lcx.attachments import (
     DOWNLOAD_PATH,
@@ -85,7 +85,7 @@ from lcx.transcripts import content_disposition
 
 if TYPE_CHECKING:
     from actors.livechat import Livechat
-    from lcx.api.http_app import AppDeps
+    from lcx.api.deps import AppDeps
 
 __all__ = ["MULTIPART_OVERHEAD", "UPLOAD_PATH", "AttachmentsApi", "UploadParser",
            "attachments_blueprint", "body_limits", "upload_body_limit"]
@@ -248,11 +248,11 @@ def _boundary() -> bytes:
 # -- routes -----------------------------------------------------------------------------------
 
 class AttachmentsApi:
-    """The two route handlers, over one hub (for the store) and one storage."""
+    """The two route handlers, over one livechat (for the store) and one storage."""
 
-    def __init__(self, hub: Livechat, storage: AttachmentStorage,
+    def __init__(self, livechat: Livechat, storage: AttachmentStorage,
                  verifier: TokenVerifier | None, config: AttachmentsConfig) -> None:
-        self.hub = hub
+        self.livechat = livechat
         self.storage = storage
         self.verifier = verifier
         self.config = config
@@ -272,7 +272,7 @@ class AttachmentsApi:
         if not 1 <= len(conversation_id) <= MAX_ID_CHARS:
             raise InvalidRequest(f"{CONVERSATION_FIELD} must be 1-{MAX_ID_CHARS} characters",
                                  details={"fields": [CONVERSATION_FIELD]})
-        found = await self.hub.store.read(lambda tx: load_conversation(tx, conversation_id))
+        found = await self.livechat.store.read(lambda tx: load_conversation(tx, conversation_id))
         if found is None or found.org_id != org_id:
             raise NotFound(f"no conversation {conversation_id!r}",
                            details={"conversationId": conversation_id})
@@ -325,7 +325,7 @@ class AttachmentsApi:
         """Store the bytes durably, then the record; undo the bytes if the record fails."""
         await self.storage.put(record.storage_key, data, record.content_type)
         try:
-            await self.hub.store.transaction(lambda tx: insert_attachment(tx, record))
+            await self.livechat.store.transaction(lambda tx: insert_attachment(tx, record))
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await self._forget(record.storage_key)
@@ -343,7 +343,7 @@ class AttachmentsApi:
         if not self.storage.signer.verify(attachment_id, args.get("expires"),
                                           args.get("signature")):
             raise Forbidden("the download link is invalid or has expired")
-        record = await self.hub.store.read(lambda tx: get_attachment(tx, attachment_id))
+        record = await self.livechat.store.read(lambda tx: get_attachment(tx, attachment_id))
         if record is None or record.backend != self.storage.backend:
             raise NotFound(f"no attachment {attachment_id!r}",
                            details={"attachmentId": attachment_id})

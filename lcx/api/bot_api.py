@@ -69,8 +69,15 @@ from actors.messages import (
     UpdateRequest,
 )
 from lcx.api.auth import authenticate
-from lcx.api.bodies import field_path, json_response, read_json, refuse_nul
-from lcx.api.business_hours import repo_for
+from lcx.api.bodies import json_response, read_json
+from lcx.api.common import (
+    Id,
+    Text,
+    path_id,
+    read_query,
+    repo_for,
+    require_livechat,
+)
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org, require_tenant
 from lcx.business_hours import current_state
@@ -99,22 +106,16 @@ from lcx.store.conversations import (
 )
 
 if TYPE_CHECKING:
-    from lcx.api.http_app import AppDeps
+    from lcx.api.deps import AppDeps
 
-__all__ = ["BOT_SCOPES", "MAX_TEXT_CHARS", "BotApi", "Id", "bot_blueprint", "read_query",
-           "require_livechat", "state_body"]
+__all__ = ["BOT_SCOPES", "BotApi", "bot_blueprint", "state_body"]
 
 T = TypeVar("T")
 
 BOT_SCOPES = ("bot", "service")
-MAX_ID_CHARS = 256
-MAX_TEXT_CHARS = 65_536
 MAX_ATTACHMENTS = 20
 DEFAULT_METRICS_WINDOW_SECONDS = 3600
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-"""An id, handle or group name as clients send it."""
-Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 
 
 class _Body(msgspec.Struct, rename="camel", kw_only=True):
@@ -183,6 +184,7 @@ class RequestCreated(_Body):
     estimated_wait_seconds: int | None
     conversation_id: str | None
     provider: str
+    user_group_id: str
 
 
 class AgentBrief(_Body):
@@ -225,52 +227,28 @@ class Availability(_Body):
     available: bool
     agents_online: int
     business_hours: BusinessHoursState
+    user_group_id: str | None = None
 
 
-def read_query(type_: type[T], args: Mapping[str, str] | None = None) -> T:
-    """Decode the request's query string (first value of each name) into ``type_``.
-
-    Raises:
-        InvalidRequest: a parameter is missing, empty where a value is needed, or invalid;
-            ``details.fields`` names it.
-    """
-    values = dict(request.args.items()) if args is None else dict(args)
-    for name, value in values.items():
-        refuse_nul(value, name)
-    try:
-        return msgspec.convert(values, type_)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid query string: {exc}",
-                             details={"fields": [field_path(exc)]}) from exc
-
-
-def require_livechat(deps: AppDeps) -> Livechat:
-    """The hub of ``deps``; the livechat blueprints are only built when there is one."""
-    if deps.livechat is None:
-        raise RuntimeError("the livechat routes need AppDeps.livechat")
-    return deps.livechat
-
-
-async def state_body(hub: Livechat, conversation: Conversation | None) -> dict[str, Any]:
+async def state_body(livechat: Livechat, conversation: Conversation | None) -> LivechatState:
     """The ``livechat-state`` body of a subscriber's latest request (see the module notes)."""
     if conversation is None:
-        return {"state": "none", "status": None, "requestId": None, "conversationId": None,
-                "position": None, "estimatedWaitSeconds": None, "agent": None,
-                "provider": None, "userGroupId": None}
+        return LivechatState(state="none")
     c = conversation
-    position, estimate = await _position(hub, c)
-    state = c.status if c.status in ("pending", "active") else "ended"
-    return {"state": state, "status": c.status, "requestId": c.request_id,
-            "conversationId": c.id if c.accepted_at else None, "position": position,
-            "estimatedWaitSeconds": estimate, "agent": msgspec.to_builtins(c.agent),
-            "provider": c.provider, "userGroupId": c.user_group_id, "endedAt": c.ended_at,
-            "endedBy": c.ended_by, "endReason": c.end_reason}
+    position, estimate = await _position(livechat, c)
+    agent = None if c.agent is None else AgentBrief(id=c.agent.id, name=c.agent.name)
+    return LivechatState(
+        state=c.status if c.status in ("pending", "active") else "ended", status=c.status,
+        request_id=c.request_id, conversation_id=c.id if c.accepted_at else None,
+        position=position, estimated_wait_seconds=estimate, agent=agent,
+        provider=c.provider, user_group_id=c.user_group_id, ended_at=c.ended_at,
+        ended_by=c.ended_by, end_reason=c.end_reason)
 
 
-async def _position(hub: Livechat, c: Conversation) -> tuple[int | None, int | None]:
+async def _position(livechat: Livechat, c: Conversation) -> tuple[int | None, int | None]:
     if c.status != "pending":
         return None, None
-    answer: tuple[int | None, int | None] = await hub.queues.ask(
+    answer: tuple[int | None, int | None] = await livechat.queues.ask(
         queue_key(c.org_id, c.user_group_id), Position(conversation_id=c.id))
     return answer
 
@@ -310,14 +288,6 @@ def _head(headers: Mapping[str, str]) -> TrioResponse:
     return response
 
 
-def _path_id(value: str, name: str) -> str:
-    """``value`` of a path segment, refused (400 naming ``name``) when over the id limit."""
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidRequest(f"{name} is longer than {MAX_ID_CHARS} characters",
-                             details={"fields": [name]})
-    return value
-
-
 def _conflict(existing: Conversation) -> Conflict:
     return Conflict("the subscriber already has an open request or conversation",
                     details={"requestId": existing.request_id,
@@ -326,14 +296,14 @@ def _conflict(existing: Conversation) -> Conflict:
 
 
 class BotApi:
-    """The route handlers of the bot API, over one hub; see the module docstring."""
+    """The route handlers of the bot API, over one livechat; see the module docstring."""
 
-    def __init__(self, hub: Livechat, verifier: TokenVerifier | None, *,
+    def __init__(self, livechat: Livechat, verifier: TokenVerifier | None, *,
                  metrics_window_seconds: int = DEFAULT_METRICS_WINDOW_SECONDS) -> None:
-        self.hub = hub
+        self.livechat = livechat
         self.verifier = verifier
         self.window = metrics_window_seconds
-        self.business_hours = repo_for(hub)
+        self.business_hours = repo_for(livechat)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -347,7 +317,7 @@ class BotApi:
                    org_id: str | None = None) -> TenantConfig:
         """The tenant ``principal`` may act for: 404 if unknown (or not of ``org_id``),
         403 if of another organization or not in the token's ``tenants``."""
-        tenant = self.hub.tenant(tenant_id)
+        tenant = self.livechat.tenant(tenant_id)
         if tenant is None or (org_id is not None and tenant.organization_id != org_id):
             raise NotFound(f"no tenant {tenant_id!r}", details={"tenantId": tenant_id})
         require_tenant(principal, tenant.id, tenant.organization_id)
@@ -355,13 +325,13 @@ class BotApi:
 
     async def open_of(self, tenant_id: str, sub_handle: str) -> Conversation | None:
         """The subscriber's open (pending or active) conversation, from the store."""
-        return await self.hub.store.read(lambda tx: find_open(tx, tenant_id, sub_handle))
+        return await self.livechat.store.read(lambda tx: find_open(tx, tenant_id, sub_handle))
 
     async def refuse_when_unavailable(self, org_id: str, group: str) -> None:
         """When the organization refuses requests nobody can take: 422
         ``outside_business_hours`` if the group's hours are closed, else ``no_agents`` if
         none of its agents is online."""
-        settings = await self.hub.org_settings.get(org_id)
+        settings = await self.livechat.org_settings.get(org_id)
         if not settings.reject_when_unavailable:
             return
         hours = await self.hours_now(org_id, group)
@@ -369,7 +339,7 @@ class BotApi:
             raise Unprocessable("the user group is outside its business hours", details={
                 "reason": "outside_business_hours", "userGroupId": group,
                 "timezone": hours.timezone, "nextChangeAt": hours.next_change_at})
-        if self.hub.agents_online(org_id, group) == 0:
+        if self.livechat.agents_online(org_id, group) == 0:
             raise Unprocessable("no agent of the user group is online",
                                 details={"reason": "no_agents", "userGroupId": group})
 
@@ -401,19 +371,20 @@ class BotApi:
             raise _conflict(existing)
         await self.refuse_when_unavailable(tenant.organization_id, group)
         created = await self._create(_new_conversation(tenant, body, group, provider))
-        state = await state_body(self.hub, created)
-        if state["position"] is None:  # auto routing may have given it to an agent already
-            latest = await self.hub.conversations.ask(created.id, GetState())
-            state = await state_body(self.hub, latest)
-        return json_response({
-            "id": created.request_id, "status": request_status(state["status"]),
-            "position": state["position"], "estimatedWaitSeconds": state["estimatedWaitSeconds"],
-            "conversationId": state["conversationId"], "provider": created.provider,
-            "userGroupId": group}, 201)
+        latest = created
+        state = await state_body(self.livechat, latest)
+        if state.position is None:  # auto routing may have given it to an agent already
+            latest = await self.livechat.conversations.ask(created.id, GetState())
+            state = await state_body(self.livechat, latest)
+        return json_response(RequestCreated(
+            id=created.request_id, status=request_status(latest.status),
+            position=state.position, estimated_wait_seconds=state.estimated_wait_seconds,
+            conversation_id=state.conversation_id, provider=created.provider,
+            user_group_id=group), 201)
 
     async def _create(self, conversation: Conversation) -> Conversation:
         try:
-            created: Conversation = await self.hub.conversations.ask(
+            created: Conversation = await self.livechat.conversations.ask(
                 conversation.id, CreateRequest(conversation=conversation))
         except Conflict as exc:  # another request of the subscriber won the race
             winner = await self.open_of(conversation.tenant_id, conversation.sub_handle)
@@ -425,7 +396,7 @@ class BotApi:
         principal = self.caller()
         tenant = self.tenant_for(principal, read_query(TenantQuery).tenant_id)
         body = await read_json(request, UpdateRequestBody)
-        existing = await self.open_of(tenant.id, _path_id(sub_handle, "subHandle"))
+        existing = await self.open_of(tenant.id, path_id(sub_handle, "subHandle"))
         if existing is None:
             raise NotFound("the subscriber has no open request", details={
                 "tenantId": tenant.id, "subHandle": sub_handle})
@@ -437,17 +408,17 @@ class BotApi:
             if body.status == "cancelled" else UpdateRequest(
                 subscriber=body.subscriber, context=body.context,
                 user_group_id=body.user_group_id)
-        updated: Conversation = await self.hub.conversations.ask(existing.id, message)
-        return json_response(await state_body(self.hub, updated))
+        updated: Conversation = await self.livechat.conversations.ask(existing.id, message)
+        return json_response(await state_body(self.livechat, updated))
 
     async def end_session(self, tenant_id: str, sub_handle: str) -> TrioResponse:
         """``DELETE /sessions/tenants/{tenantId}/subscribers/{subHandle}``."""
         tenant = self.tenant_for(self.caller(), tenant_id)
-        existing = await self.open_of(tenant.id, _path_id(sub_handle, "subHandle"))
+        existing = await self.open_of(tenant.id, path_id(sub_handle, "subHandle"))
         if existing is None:
             raise NotFound("the subscriber has nothing open", details={
                 "tenantId": tenant.id, "subHandle": sub_handle})
-        await self.hub.conversations.ask(existing.id, End(by="subscriber"))
+        await self.livechat.conversations.ask(existing.id, End(by="subscriber"))
         return TrioResponse(b"", status=204)
 
     async def post_message(self) -> TrioResponse:
@@ -459,7 +430,7 @@ class BotApi:
         scope = f"bot:{tenant.id}"
         if body.id is not None:
             key = body.id
-            earlier = await self.hub.store.read(lambda tx: remembered(tx, scope, key))
+            earlier = await self.livechat.store.read(lambda tx: remembered(tx, scope, key))
             if earlier is not None:
                 return json_response(msgspec.json.decode(earlier, type=PostResult), 202)
         existing = await self.open_of(tenant.id, body.sub_handle)
@@ -467,7 +438,7 @@ class BotApi:
             raise NotFound("the subscriber has no open request or conversation", details={
                 "tenantId": tenant.id, "subHandle": body.sub_handle})
         author = Author(type="subscriber", id=body.sub_handle, name=existing.subscriber.name)
-        result: PostResult = await self.hub.conversations.ask(existing.id, PostMessage(
+        result: PostResult = await self.livechat.conversations.ask(existing.id, PostMessage(
             author=author, type=body.type, text=body.text, payload=body.payload,
             attachments=tuple(body.attachments), client_id=body.id,
             idempotency_scope=scope if body.id is not None else None))
@@ -480,7 +451,7 @@ class BotApi:
         query = read_query(CountQuery)
         if query.tenant_id is not None:
             self.tenant_for(principal, query.tenant_id, org_id)
-        count = await self.hub.store.read(lambda tx: count_pending(
+        count = await self.livechat.store.read(lambda tx: count_pending(
             tx, org_id, tenant_id=query.tenant_id, user_group_id=query.user_group_id))
         return _head({"X-Total-Count": str(count)})
 
@@ -495,30 +466,30 @@ class BotApi:
             return accepted_waits(tx, tenant.id, since), count_pending(
                 tx, org_id, tenant_id=tenant.id)
 
-        waits, pending = await self.hub.store.read(read)
+        waits, pending = await self.livechat.store.read(read)
         seconds = [max(0.0, (parse_iso(accepted) - parse_iso(queued)).total_seconds())
                    for queued, accepted in waits]
         average = sum(seconds) / len(seconds) if seconds else 0.0
-        online = self.hub.agents_online(org_id, tenant.default_user_group or None)
+        online = self.livechat.agents_online(org_id, tenant.default_user_group or None)
         return _head({"X-Average-Waiting-Time": f"{average:.3f}",
                       "X-Requests-Pending": str(pending), "X-Agents-Online": str(online)})
 
     async def livechat_state(self, sub_handle: str) -> TrioResponse:
         """``GET /subscribers/{subHandle}/livechat-state?tenantId=``."""
         tenant = self.tenant_for(self.caller(), read_query(TenantQuery).tenant_id)
-        handle = _path_id(sub_handle, "subHandle")
-        latest = await self.hub.store.read(lambda tx: find_latest(tx, tenant.id, handle))
-        return json_response(await state_body(self.hub, latest))
+        handle = path_id(sub_handle, "subHandle")
+        latest = await self.livechat.store.read(lambda tx: find_latest(tx, tenant.id, handle))
+        return json_response(await state_body(self.livechat, latest))
 
     async def availability(self, tenant_id: str) -> TrioResponse:
         """``GET /tenants/{tenantId}/availability[?userGroupId=]``."""
         tenant = self.tenant_for(self.caller(), tenant_id)
         group = read_query(GroupQuery).user_group_id or tenant.default_user_group or None
-        online = self.hub.agents_online(tenant.organization_id, group)
+        online = self.livechat.agents_online(tenant.organization_id, group)
         hours = await self.hours_now(tenant.organization_id, group)
-        return json_response({
-            "available": hours.open and online > 0, "agentsOnline": online,
-            "userGroupId": group, "businessHours": hours})
+        return json_response(Availability(
+            available=hours.open and online > 0, agents_online=online, user_group_id=group,
+            business_hours=hours))
 
 
 ENDPOINTS = (

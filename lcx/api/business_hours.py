@@ -20,14 +20,13 @@ intervals) are 422 ``unprocessable`` with ``details.reason = "invalid_business_h
 ``details.fields`` and ``details.problems`` (one line each). A PATCH is validated on its
 result, inside the transaction that writes it.
 
-One repo per hub. :func:`repo_for` memoizes a :class:`~lcx.store.business_hours.
-BusinessHoursRepo` on the hub object (weakly: it goes with the hub), so these routes and
+One repo per livechat. :func:`repo_for` memoizes a :class:`~lcx.store.business_hours.
+BusinessHoursRepo` on the livechat object (weakly: it goes with the livechat), so these routes and
 the bot API's availability read through one cache, and a write here is seen there at once.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 from quart import Blueprint, request
@@ -35,47 +34,22 @@ from quart_trio.wrappers import TrioResponse
 
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response, read_json
+from lcx.api.common import path_id, repo_for, require_livechat
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.business_hours import BusinessHours, BusinessHoursPatch, merge, problems
-from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
+from lcx.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from lcx.store.business_hours import BusinessHoursRepo
 
 if TYPE_CHECKING:
-    from actors.livechat import Livechat
-    from lcx.api.http_app import AppDeps
-    from lcx.store import Store
+    from lcx.api.deps import AppDeps
 
-__all__ = ["BusinessHoursApi", "business_hours_blueprint", "repo_for"]
+__all__ = ["BusinessHoursApi", "business_hours_blueprint"]
 
 READ_SCOPES = ("agent", "supervisor", "service", "admin")
 WRITE_SCOPES = ("supervisor", "service", "admin")
 PATH = "/organizations/<org_id>/user-groups/<user_group_id>/business-hours"
-MAX_PATH_ID_CHARS = 256
 INVALID_REASON = "invalid_business_hours"
-
-_repos: weakref.WeakKeyDictionary[Livechat, BusinessHoursRepo] = weakref.WeakKeyDictionary()
-
-
-def repo_for(hub: Livechat) -> BusinessHoursRepo:
-    """The one business-hours repo of ``hub``, created on first use (idempotent).
-
-    The repo reaches the store through a weak reference, so it does not keep the hub
-    alive; it lives as long as the hub does.
-    """
-    repo = _repos.get(hub)
-    if repo is None:
-        hub_ref = weakref.ref(hub)
-
-        def store() -> Store:
-            alive = hub_ref()
-            if alive is None:
-                raise RuntimeError("the livechat hub of this repo is gone")
-            return alive.store
-
-        repo = _repos[hub] = BusinessHoursRepo(store)
-    return repo
-
 
 def checked(hours: BusinessHours) -> BusinessHours:
     """``hours`` when valid (idempotent).
@@ -91,13 +65,6 @@ def checked(hours: BusinessHours) -> BusinessHours:
                                      "fields": list(dict.fromkeys(p.field for p in found)),
                                      "problems": [str(p) for p in found]})
     return hours
-
-
-def _path_id(value: str, name: str) -> str:
-    if len(value) > MAX_PATH_ID_CHARS:
-        raise InvalidRequest(f"{name} is longer than {MAX_PATH_ID_CHARS} characters",
-                             details={"fields": [name]})
-    return value
 
 
 def _none(org_id: str, user_group_id: str) -> NotFound:
@@ -118,8 +85,8 @@ class BusinessHoursApi:
         if self.verifier is None:
             raise Unauthorized("authentication is not configured")
         principal = authenticate(request, self.verifier, *scopes)
-        _path_id(org_id, "orgId")
-        _path_id(user_group_id, "userGroupId")
+        path_id(org_id, "orgId")
+        path_id(user_group_id, "userGroupId")
         require_org(principal, org_id)
         return principal
 
@@ -175,7 +142,6 @@ ENDPOINTS = (
 
 def business_hours_blueprint(deps: AppDeps) -> Blueprint:
     """Return the blueprint of the business-hours routes, over ``deps.livechat``'s repo."""
-    from lcx.api.bot_api import require_livechat  # here: lcx.api.bot_api imports this module
 
     api = BusinessHoursApi(repo_for(require_livechat(deps)), deps.verifier)
     blueprint = Blueprint("business_hours", __name__)

@@ -11,10 +11,10 @@ import importlib.metadata
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
@@ -23,6 +23,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
 
 from lcx.api.bodies import refuse_nul
+from lcx.api.deps import AppDeps
 from lcx.api.errors import install_error_handlers
 from lcx.api.openapi import openapi_blueprint
 from lcx.api.ops import ops_blueprint
@@ -30,14 +31,6 @@ from lcx.api.spec import MAX_PATH_PARAMETER
 from lcx.errors import InvalidRequest, PayloadTooLarge
 from lcx.ids import new_id
 from lcx.logs import bind
-from lcx.metrics import Metrics
-
-if TYPE_CHECKING:
-    from actors.livechat import Livechat
-    from lcx.api.agent_sockets import SocketDirectory
-    from lcx.attachments import AttachmentStorage
-    from lcx.auth import TokenVerifier
-    from lcx.config import Settings
 
 __all__ = ["REQUEST_ID_HEADER", "AppDeps", "LcxApp", "create_app", "request_id_from"]
 
@@ -49,40 +42,6 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("ascii")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _access_log = logging.getLogger("lcx.access")
-
-
-def _never_draining() -> bool:
-    return False
-
-
-@dataclass(frozen=True, kw_only=True)
-class AppDeps:
-    """What the routes need, built once by the composition root (``lcx/app.py``).
-
-    Keyword-only, so a new field (store, auth, actor refs) can be added anywhere.
-    """
-
-    instance_id: str
-    max_body_bytes: int
-    readiness: Callable[[], Awaitable[None]]
-    """Returns when the instance can take work; raises (``Unavailable`` naming the
-    dependency, ideally; see :func:`lcx.api.ops.readiness_checks`) when it cannot."""
-    metrics: Metrics
-    draining: Callable[[], bool] = _never_draining
-    verifier: TokenVerifier | None = None
-    """Checks bearer tokens; routes that need auth refuse every call without one."""
-    livechat: Livechat | None = None
-    """The livechat domain (actors, store, tenants); None in ops-only test apps."""
-    config: Settings | None = None
-    """The instance's settings (tenants, limits)."""
-    sockets: SocketDirectory | None = None
-    """The agent sockets held by this instance (the websocket route registers them)."""
-    cluster_status: Callable[[], Awaitable[Any]] | None = None
-    webhooks: tuple[Mapping[str, Any], Callable[[], None]] | None = None
-    """The configured channels (by name) and the hint that wakes the inbox processor."""
-    """The ``GET /cluster`` document (members, leader, bus latency)."""
-    attachments: AttachmentStorage | None = None
-    """Where uploaded files live; None: no attachment routes."""
 
 
 @dataclass(slots=True)
@@ -223,8 +182,8 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
         if deps.webhooks is not None:
             from lcx.api.webhooks import webhooks_blueprint
 
-            hub = deps.livechat
-            blueprints.append(webhooks_blueprint(deps.webhooks[0], lambda: hub.store,
+            livechat = deps.livechat
+            blueprints.append(webhooks_blueprint(deps.webhooks[0], lambda: livechat.store,
                                                  deps.webhooks[1]))
         blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
                        management_blueprint(deps), business_hours_blueprint(deps)]

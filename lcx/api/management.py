@@ -39,12 +39,12 @@ from quart_trio.wrappers import TrioResponse
 from actors.messages import PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response, read_json
-from lcx.api.bot_api import MAX_TEXT_CHARS, Id, read_query, require_livechat
+from lcx.api.common import MAX_TEXT_CHARS, Id, read_query, require_livechat, timestamp_param
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
-from lcx.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from lcx.errors import Conflict, Forbidden, NotFound, Unauthorized
 from lcx.livechat import frames
-from lcx.model import Attachment, Author, Conversation, Message, iso, parse_iso, utc_now
+from lcx.model import Attachment, Author, Conversation, Message, iso, utc_now
 from lcx.org_settings import LivechatSettings
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation, messages_between, remembered
@@ -52,7 +52,7 @@ from lcx.transcripts import TranscriptFormat, content_disposition, render
 
 if TYPE_CHECKING:
     from actors.livechat import Livechat
-    from lcx.api.http_app import AppDeps
+    from lcx.api.deps import AppDeps
 
 __all__ = ["ManagementApi", "management_blueprint"]
 
@@ -86,17 +86,6 @@ class TranscriptPage(msgspec.Struct, kw_only=True):
     items: list[Message]
 
 
-def _timestamp(value: str | None, name: str) -> str | None:
-    """``value`` normalised to the stored form (UTC, milliseconds); 400 when malformed."""
-    if value is None:
-        return None
-    try:
-        return iso(parse_iso(value))
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an RFC 3339 timestamp with a timezone",
-                             details={"fields": [name]}) from None
-
-
 def _took_part(principal: Principal, conversation: Conversation) -> bool:
     return any(p.id == principal.sub for p in conversation.participants)
 
@@ -115,10 +104,10 @@ def _not_active(conversation_id: str, status: str) -> Conflict:
 
 
 class ManagementApi:
-    """The route handlers listed in the module docstring, over one hub."""
+    """The route handlers listed in the module docstring, over one livechat."""
 
-    def __init__(self, hub: Livechat, verifier: TokenVerifier | None) -> None:
-        self.hub = hub
+    def __init__(self, livechat: Livechat, verifier: TokenVerifier | None) -> None:
+        self.livechat = livechat
         self.verifier = verifier
 
     def caller(self, org_id: str, *scopes: str) -> Principal:
@@ -131,7 +120,7 @@ class ManagementApi:
 
     async def conversation_of(self, org_id: str, conversation_id: str) -> Conversation:
         """The organization's conversation with this id (404 when none, or another org's)."""
-        found = await self.hub.store.read(lambda tx: load_conversation(tx, conversation_id))
+        found = await self.livechat.store.read(lambda tx: load_conversation(tx, conversation_id))
         if found is None or found.org_id != org_id:
             raise NotFound(f"no conversation {conversation_id!r}",
                            details={"conversationId": conversation_id})
@@ -140,21 +129,21 @@ class ManagementApi:
     async def get_settings(self, org_id: str) -> TrioResponse:
         """``GET .../livechat-settings``: the stored settings, or the defaults."""
         self.caller(org_id, *READ_SCOPES)
-        return json_response(await self.hub.org_settings.get(org_id))
+        return json_response(await self.livechat.org_settings.get(org_id))
 
     async def put_settings(self, org_id: str) -> TrioResponse:
         """``PUT .../livechat-settings``: replace them all (idempotent); 200 with them."""
         self.caller(org_id, *WRITE_SETTINGS_SCOPES)
         settings = await read_json(request, LivechatSettings)
-        await self.hub.org_settings.put(org_id, settings)
-        await self.hub.settings_changed(org_id)
+        await self.livechat.org_settings.put(org_id, settings)
+        await self.livechat.settings_changed(org_id)
         return json_response(settings)
 
     async def transcript(self, org_id: str) -> TrioResponse:
         """``GET .../livechat-messages``: JSON, or a CSV or PDF download."""
         principal = self.caller(org_id, *READ_SCOPES)
         query = read_query(TranscriptQuery)
-        since, until = _timestamp(query.since, "from"), _timestamp(query.until, "to")
+        since, until = timestamp_param(query.since, "from"), timestamp_param(query.until, "to")
         if query.conversation_id is not None:
             conversation = await self.conversation_of(org_id, query.conversation_id)
             if not _org_wide(principal) and not _took_part(principal, conversation):
@@ -170,7 +159,7 @@ class ManagementApi:
             loaded = {cid: load_conversation(tx, cid) for cid in ids}
             return messages, {cid: c for cid, c in loaded.items() if c is not None}
 
-        messages, conversations = await self.hub.store.read(read)
+        messages, conversations = await self.livechat.store.read(read)
         # rendering a PDF of thousands of messages is CPU work: keep it off the event loop
         rendered = await trio.to_thread.run_sync(partial(
             render, messages, conversations, query.format, org_id=org_id,
@@ -187,7 +176,7 @@ class ManagementApi:
         scope = f"http:{org_id}:{principal.sub}"
         if body.id is not None:
             key = body.id
-            earlier = await self.hub.store.read(lambda tx: remembered(tx, scope, key))
+            earlier = await self.livechat.store.read(lambda tx: remembered(tx, scope, key))
             if earlier is not None:
                 return json_response(msgspec.json.decode(earlier, type=PostResult), 202)
         conversation = await self.conversation_of(org_id, body.conversation_id)
@@ -199,7 +188,7 @@ class ManagementApi:
                            text=body.text, attachments=tuple(body.attachments),
                            client_id=body.id, idempotency_scope=scope if body.id else None)
         try:
-            result: PostResult = await self.hub.conversations.ask(conversation.id, post)
+            result: PostResult = await self.livechat.conversations.ask(conversation.id, post)
         except NotFound:  # it ended between our read and the actor's turn
             raise _not_active(conversation.id, "ended") from None
         return json_response(result, 202)

@@ -15,7 +15,7 @@ from lcx.errors import StoreError, Unavailable
 from lcx.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from lcx.api.http_app import AppDeps
+    from lcx.api.deps import AppDeps
 
 __all__ = ["ReadinessCheck", "check_ready", "ops_blueprint", "readiness_checks"]
 

@@ -53,7 +53,6 @@ next call.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
@@ -62,10 +61,8 @@ from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
 from lcx.api.auth import authenticate
-from lcx.api.bodies import Timestamp, field_path, json_response
-from lcx.api.bot_api import Id, require_livechat
-from lcx.api.business_hours import repo_for
-from lcx.api.management import _timestamp
+from lcx.api.bodies import Timestamp, json_response
+from lcx.api.common import Id, read_query, repo_for, require_livechat, timestamp_param
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Forbidden, InvalidRequest, Unauthorized
@@ -93,7 +90,7 @@ from services.retention import delete_organization, purge_closed, retention_cuto
 
 if TYPE_CHECKING:
     from actors.livechat import Livechat
-    from lcx.api.http_app import AppDeps
+    from lcx.api.deps import AppDeps
     from lcx.attachments import AttachmentStorage
 
 __all__ = ["RecordsApi", "decode_cursor", "encode_cursor", "records_blueprint"]
@@ -292,20 +289,6 @@ def decode_cursor(cursor: str) -> Position:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def _read_query(type_: type[T], args: Mapping[str, str] | None = None) -> T:
-    """The query string decoded into ``type_``; numbers are parsed from their text.
-
-    Raises:
-        InvalidRequest: a parameter is invalid (``details.fields`` names it).
-    """
-    values = dict(request.args.items()) if args is None else dict(args)
-    try:
-        return msgspec.convert(values, type_, strict=False)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid query string: {exc}",
-                             details={"fields": [field_path(exc)]}) from exc
-
-
 def request_item(conversation: Conversation) -> RequestItem:
     """The listing item of the request behind ``conversation``."""
     c = conversation
@@ -329,7 +312,7 @@ def _org_wide(principal: Principal) -> bool:
 
 def _page_bounds(query: _Query) -> tuple[str | None, str | None, Position | None]:
     after = None if query.cursor is None else decode_cursor(query.cursor)
-    return _timestamp(query.since, "from"), _timestamp(query.until, "to"), after
+    return timestamp_param(query.since, "from"), timestamp_param(query.until, "to"), after
 
 
 def _next_cursor(rows: list[Conversation], limit: int) -> str | None:
@@ -342,11 +325,11 @@ def _next_cursor(rows: list[Conversation], limit: int) -> str | None:
 # --- routes ----------------------------------------------------------------------------------
 
 class RecordsApi:
-    """The route handlers listed in the module docstring, over one hub."""
+    """The route handlers listed in the module docstring, over one livechat."""
 
-    def __init__(self, hub: Livechat, verifier: TokenVerifier | None,
+    def __init__(self, livechat: Livechat, verifier: TokenVerifier | None,
                  storage: AttachmentStorage | None = None) -> None:
-        self.hub = hub
+        self.livechat = livechat
         self.verifier = verifier
         self.storage = storage
 
@@ -365,7 +348,7 @@ class RecordsApi:
     async def page(self, where: ListFilter, after: Position | None,
                    limit: int) -> tuple[list[Conversation], str | None]:
         """Up to ``limit`` matching rows after ``after``, and the next page's cursor."""
-        rows = await self.hub.store.read(
+        rows = await self.livechat.store.read(
             lambda tx: list_conversations(tx, where, after=after, limit=limit + 1))
         return rows[:limit], _next_cursor(rows, limit)
 
@@ -384,7 +367,7 @@ class RecordsApi:
     async def org_requests(self, org_id: str) -> TrioResponse:
         """``GET /organizations/{orgId}/livechat-requests``."""
         principal = self.caller(org_id, *READ_SCOPES)
-        query = _read_query(RequestsQuery)
+        query = read_query(RequestsQuery, strict=False)
         groups: tuple[str, ...] | None = None
         if not _org_wide(principal):
             groups = principal.groups
@@ -396,7 +379,7 @@ class RecordsApi:
     async def user_requests(self, user_id: str) -> TrioResponse:
         """``GET /users/{userId}/livechat-requests``."""
         principal = self.principal(*READ_SCOPES)
-        query = _read_query(UserRequestsQuery)
+        query = read_query(UserRequestsQuery, strict=False)
         org_id = query.organization_id or principal.org
         if org_id is None:
             raise InvalidRequest("admin tokens must name the organization",
@@ -409,7 +392,7 @@ class RecordsApi:
     async def agent_conversations(self, org_id: str) -> TrioResponse:
         """``GET /agent/organizations/{orgId}/livechat-conversations``."""
         principal = self.caller(org_id, *READ_SCOPES)
-        query = _read_query(ConversationsQuery)
+        query = read_query(ConversationsQuery, strict=False)
         since, until, after = _page_bounds(query)
         statuses: tuple[ConversationStatus, ...] = \
             ("active", "ended") if query.status is None else (query.status,)
@@ -422,11 +405,11 @@ class RecordsApi:
     async def purge_retention(self, org_id: str) -> TrioResponse:
         """``DELETE .../data-retention[?before=]``: 200 with the counts."""
         self.caller(org_id, *DELETE_SCOPES)
-        before = _timestamp(_read_query(RetentionQuery).before, "before")
+        before = timestamp_param(read_query(RetentionQuery, strict=False).before, "before")
         if before is None:
-            settings = await self.hub.org_settings.get(org_id)
+            settings = await self.livechat.org_settings.get(org_id)
             before = retention_cutoff(utc_now(), settings.retention_days)
-        purged = await purge_closed(self.hub.store, org_id, before=before,
+        purged = await purge_closed(self.livechat.store, org_id, before=before,
                                     storage=self.storage)
         return json_response(RetentionResult(before=before, deleted=RetentionCounts(
             conversations=purged.conversations, messages=purged.messages,
@@ -435,8 +418,8 @@ class RecordsApi:
     async def delete_data(self, org_id: str) -> TrioResponse:
         """``DELETE .../data``: 202 with the counts."""
         self.caller(org_id, *DELETE_SCOPES)
-        done = await delete_organization(self.hub, org_id, storage=self.storage)
-        repo_for(self.hub).forget(org_id)
+        done = await delete_organization(self.livechat, org_id, storage=self.storage)
+        repo_for(self.livechat).forget(org_id)
         purged, rows = done.purged, done.rows
         counts = OrgDataCounts(
             conversations=purged.conversations, messages=purged.messages + rows.messages,

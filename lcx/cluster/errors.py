@@ -162,7 +162,8 @@ def _lcx_class(kind: str, bases: tuple[str, ...], code: str | None
                ) -> type[LcxError] | None:
     """The LcxError subclass named ``kind``, else the nearest of ``bases``, else the
     ApiError subclass with ``code``."""
-    known = {cls.__name__: cls for cls in _subclasses(LcxError)}
+    known = {cls.__name__: cls for cls in _subclasses(LcxError)
+             if not issubclass(cls, RemoteError)}  # the carriers are not rebuilt by name
     for name in (kind, *bases):
         if name in known:
             return known[name]

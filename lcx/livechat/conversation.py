@@ -221,7 +221,8 @@ class _Rules:
             new = replace(new, user_group_id=update.user_group_id)
             decision = Decision(new, reply=new, write=True, notes=[
                 UnqueueRequest(state.user_group_id, state.id, "moved")])
-        decision.notes.append(QueueRequest(new.user_group_id, new))
+        if new.provider == NATIVE_PROVIDER:  # a provider's request waits in the provider
+            decision.notes.append(QueueRequest(new.user_group_id, new))
         return decision
 
     def accept(self, state: Conversation, agent: AgentRef) -> Decision:
@@ -240,12 +241,16 @@ class _Rules:
                                      text=self.settings.greeting)
             decision.messages.append((greeting, None))
             decision.events.append(("MESSAGE", message_event_data(greeting)))
+            decision.commands += message_commands(new, greeting)
             decision.state = replace(new, last_seq=greeting.seq)
         return decision
 
     def timeout(self, state: Conversation | None, timeout: Timeout) -> Decision:
-        if state is None or not state.is_open or parse_iso(timeout.deadline) > self.now:
-            return Decision(state)  # early (the shell re-arms) or too late to matter
+        due = next_timeout(state, self.settings)
+        if state is None or due is None or due.kind != timeout.kind or \
+                parse_iso(due.deadline) > self.now:
+            # closed, early, or stale (activity since it was armed): the shell re-arms
+            return Decision(state)
         if timeout.kind == "request" and state.status == "pending":
             return self.miss(state)
         if timeout.kind == "inactivity" and state.status == "active":
@@ -361,7 +366,8 @@ class _Rules:
         remaining = [p for p in participants if p.left_at is None]
         primary = state.agent_id if state.agent_id != agent.id else \
             (remaining[0].id if remaining else None)
-        primary_name = next((p.name for p in remaining if p.id == primary), state.agent_name)
+        primary_name = None if primary is None else \
+            next((p.name for p in remaining if p.id == primary), state.agent_name)
         new = replace(state, participants=participants, agent_id=primary,
                       agent_name=primary_name)
         left = frames.event("CONVERSATION_LEAVE", {"conversationId": new.id,
@@ -405,9 +411,11 @@ class _Rules:
         welcome = frames.notification("conversation_transferred", {
             **frames.request_data(new), "conversationId": new.id,
             "fromAgentId": hand_over.agent.id})
+        released = [note for note in _release_all(state)
+                    if not (isinstance(note, ReleaseSlot) and note.agent_id == target.id)]
         return Decision(new, reply=new, write=True, events=[("TRANSFER_REQUEST", data)],
                         frames=[*_to_agents(state, told), HistoryFrame(target.id, welcome)],
-                        notes=_release_all(state))
+                        notes=released)
 
     # --- the edges ---------------------------------------------------------------------
 

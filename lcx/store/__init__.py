@@ -1,4 +1,4 @@
-"""The durable store: one :class:`Store` protocol, SQLite now and PostgreSQL later.
+"""The durable store: one :class:`Store` protocol, with SQLite and PostgreSQL backends.
 
 Open it with :func:`open_store` (which applies migrations); do database work as plain
 synchronous functions of a :class:`Tx`, passed to :meth:`Store.transaction` (read-write,

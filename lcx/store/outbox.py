@@ -1,7 +1,7 @@
 """The transactional outbox: events written with the state change that caused them.
 
 A conversation actor calls :func:`enqueue` inside the transaction that changes the
-conversation; the delivery service (``actors/delivery.py``) reads due rows and delivers them
+conversation; the delivery service (``services/bot_delivery.py``) reads due rows and delivers them
 lane by lane: a lane is ``(conversation_id, target)`` and delivers in ``event_no`` order.
 
 The delivery functions below (:func:`due_lanes`, :func:`next_in_lane`, ``mark_*``) and the

@@ -1,6 +1,6 @@
 """Deleting an organization's records: retention purges and the whole-organization cascade.
 
-Plain functions of a :class:`~lcx.store.base.Tx`. The callers (``actors/retention.py``)
+Plain functions of a :class:`~lcx.store.base.Tx`. The callers (``services/retention.py``)
 work in batches of :data:`BATCH_SIZE` conversations, each batch as: read the ids
 (:func:`closed_conversation_ids`) and their attachments' keys
 (:func:`lcx.store.attachments.keys_for_org`), delete those files from the attachment

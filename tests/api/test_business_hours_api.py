@@ -9,7 +9,7 @@ import httpx
 import pytest
 from support.livechat_app import LivechatApp, connect_agent, livechat_app
 
-from lcx.api.business_hours import repo_for
+from lcx.api.common import repo_for
 
 PATH = "/organizations/o1/user-groups/g1/business-hours"
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

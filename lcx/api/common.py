@@ -1,0 +1,101 @@
+"""Helpers every HTTP blueprint shares: id and text limits, query strings, timestamps,
+path segments, and the livechat domain of the app. A leaf of :mod:`lcx.api`: it imports no
+blueprint, so blueprints never import each other."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import msgspec
+from quart import request
+
+from lcx.api.bodies import field_path, refuse_nul
+from lcx.errors import InvalidRequest
+from lcx.model import iso, parse_iso
+from lcx.store.business_hours import BusinessHoursRepo
+
+if TYPE_CHECKING:
+    from actors.livechat import Livechat
+    from lcx.api.deps import AppDeps
+    from lcx.store import Store
+
+T = TypeVar("T")
+
+MAX_ID_CHARS = 256
+"""The longest id, handle or group name a client may send."""
+MAX_TEXT_CHARS = 65_536
+"""The longest message text."""
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+"""An id, handle or group name as clients send it."""
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+"""A message text as clients send it."""
+
+_repos: weakref.WeakKeyDictionary[Livechat, BusinessHoursRepo] = weakref.WeakKeyDictionary()
+
+
+def read_query(type_: type[T], args: Mapping[str, str] | None = None, *,
+               strict: bool = True) -> T:
+    """Decode the request's query string (first value of each name) into ``type_``;
+    ``strict=False`` parses numbers and booleans from their text.
+
+    Raises:
+        InvalidRequest: a parameter is missing, empty where a value is needed, or invalid;
+            ``details.fields`` names it.
+    """
+    values = dict(request.args.items()) if args is None else dict(args)
+    for name, value in values.items():
+        refuse_nul(value, name)
+    try:
+        return msgspec.convert(values, type_, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid query string: {exc}",
+                             details={"fields": [field_path(exc)]}) from exc
+
+
+def require_livechat(deps: AppDeps) -> Livechat:
+    """The livechat domain of ``deps``; the livechat blueprints are only built when there is one."""
+    if deps.livechat is None:
+        raise RuntimeError("the livechat routes need AppDeps.livechat")
+    return deps.livechat
+
+
+def path_id(value: str, name: str) -> str:
+    """``value`` of a path segment, refused (400 naming ``name``) when over the id limit."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest(f"{name} is longer than {MAX_ID_CHARS} characters",
+                             details={"fields": [name]})
+    return value
+
+
+def timestamp_param(value: str | None, name: str) -> str | None:
+    """``value`` normalised to the stored form (UTC, milliseconds); 400 when malformed."""
+    if value is None:
+        return None
+    try:
+        return iso(parse_iso(value))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an RFC 3339 timestamp with a timezone",
+                             details={"fields": [name]}) from None
+
+
+def repo_for(livechat: Livechat) -> BusinessHoursRepo:
+    """The one business-hours repo of ``livechat``, created on first use (idempotent).
+
+    The repo reaches the store through a weak reference, so it does not keep the livechat
+    alive; it lives as long as the livechat does.
+    """
+    repo = _repos.get(livechat)
+    if repo is None:
+        domain_ref = weakref.ref(livechat)
+
+        def store() -> Store:
+            alive = domain_ref()
+            if alive is None:
+                raise RuntimeError("the livechat domain of this repo is gone")
+            return alive.store
+
+        repo = _repos[livechat] = BusinessHoursRepo(store)
+    return repo

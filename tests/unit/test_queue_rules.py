@@ -1,0 +1,163 @@
+"""The rules of one queue (lcx.livechat.queue.QueueBook): first come first served,
+who may be assigned, presence, the learned wait and positions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from lcx.livechat.conversation import new_request
+from lcx.livechat.queue import DEFAULT_WAIT_SECONDS, QueueBook, QueuedAgent
+from lcx.model import AgentRef, Conversation, Subscriber
+
+T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """The fixed start time plus ``seconds``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def request(conversation_id: str, queued: float) -> Conversation:
+    """A pending request named ``conversation_id`` queued ``queued`` seconds after T0."""
+    ids = iter([conversation_id, f"r-{conversation_id}"])
+    return new_request(org_id="o1", tenant_id="t1", sub_handle=f"u-{conversation_id}",
+                       user_group_id="g1", provider="helvia", channel="bot",
+                       now=at(queued), subscriber=Subscriber(name="Ada"),
+                       ids=lambda: next(ids))
+
+
+def book_with(*agents: tuple[str, str, int]) -> QueueBook:
+    """A book that has heard of the agents given as (id, status, active chats)."""
+    book = QueueBook()
+    for agent_id, status, active in agents:
+        book.heard(AgentRef(id=agent_id, name=agent_id.title()), status, active)
+    return book
+
+
+def test_requests_wait_in_order_of_queued_at_then_id() -> None:
+    """Requests are kept oldest first by ``queuedAt``; equal times are ordered by id,
+    whatever the order they were enqueued in."""
+    book = QueueBook()
+    for conversation in (request("c", 20), request("b", 10), request("a", 20),
+                         request("d", 5)):
+        book.enqueue(conversation)
+    assert list(book.pending) == ["d", "b", "a", "c"]
+
+
+def test_enqueue_is_true_only_the_first_time() -> None:
+    """Enqueue answers True for a request not yet waiting; a second enqueue refreshes the
+    request (and its place) and answers False."""
+    book = QueueBook()
+    first = request("a", 10)
+    assert book.enqueue(first) is True
+    book.enqueue(request("b", 20))
+    requeued = msgspec.structs.replace(first, queued_at=request("z", 30).queued_at,
+                                       subscriber=Subscriber(name="Ada L."))
+    assert book.enqueue(requeued) is False
+    assert list(book.pending) == ["b", "a"]
+    assert book.pending["a"].subscriber.name == "Ada L."
+
+
+def test_dequeue_removes_a_waiting_request_once() -> None:
+    """Dequeue answers the request it removed, then None."""
+    book = QueueBook()
+    waiting = request("a", 0)
+    book.enqueue(waiting)
+    assert book.dequeue("a") == waiting
+    assert book.dequeue("a") is None
+    assert book.pending == {}
+
+
+def test_reload_replaces_the_waiting_requests_in_order() -> None:
+    """Reload forgets what was waiting and keeps the store's rows, ordered."""
+    book = QueueBook()
+    book.enqueue(request("old", 0))
+    book.reload([request("y", 30), request("x", 10)])
+    assert list(book.pending) == ["x", "y"]
+
+
+def test_candidates_are_online_agents_under_the_limit_least_loaded_first() -> None:
+    """Assignment candidates: only online agents with fewer active chats than the limit,
+    least loaded first, ties by agent id."""
+    book = book_with(("dora", "online", 1), ("bob", "online", 2), ("alice", "online", 1),
+                     ("carl", "online", 3), ("eve", "away", 0))
+    assert [a.ref.id for a in book.candidates(3)] == ["alice", "dora", "bob"]
+    assert [a.ref.id for a in book.candidates(2)] == ["alice", "dora"]
+    assert book.candidates(1) == []
+
+
+def test_online_excludes_away_agents() -> None:
+    """Away agents are known but not online."""
+    book = book_with(("alice", "online", 0), ("eve", "away", 0))
+    assert [a.ref.id for a in book.online()] == ["alice"]
+    assert set(book.agents) == {"alice", "eve"}
+
+
+def test_heard_is_true_only_when_an_agent_comes_online() -> None:
+    """Heard answers True when an agent is first heard online or goes from away to
+    online; False for repeats, for away, and for offline (which forgets the agent)."""
+    book = QueueBook()
+    alice = AgentRef(id="alice", name="Alice")
+    assert book.heard(alice, "online", 0) is True
+    assert book.heard(alice, "online", 1) is False
+    assert book.agents["alice"] == QueuedAgent(alice, "online", 1)
+    assert book.heard(alice, "away", 1) is False
+    assert book.heard(alice, "online", 1) is True
+    assert book.heard(alice, "offline", 0) is False
+    assert "alice" not in book.agents
+    assert book.heard(AgentRef(id="eve"), "away", 0) is False
+    assert book.heard(alice, "online", 0) is True
+
+
+def test_taken_stops_the_wait_learns_the_average_and_loads_the_agent() -> None:
+    """Taken: the request stops waiting, the average wait moves a fifth of the way to the
+    time it waited, and the agent counts one more active chat."""
+    book = book_with(("alice", "online", 1))
+    waiting = request("a", 0)
+    book.enqueue(waiting)
+    book.taken(waiting, "alice", at(80))
+    assert book.pending == {}
+    assert book.average_wait == 0.8 * DEFAULT_WAIT_SECONDS + 0.2 * 80
+    assert book.agents["alice"].active == 2
+
+
+def test_taken_by_an_unknown_agent_or_before_queued_counts_no_negative_wait() -> None:
+    """A clock behind ``queuedAt`` counts as no wait, and an agent the queue never heard of
+    is not invented."""
+    book = QueueBook()
+    waiting = request("a", 100)
+    book.enqueue(waiting)
+    book.taken(waiting, "ghost", at(50))
+    assert book.average_wait == 0.8 * DEFAULT_WAIT_SECONDS
+    assert book.agents == {}
+
+
+def test_full_skips_the_agent_until_it_reports_again() -> None:
+    """An agent found without a free slot stops being a candidate until heard again."""
+    book = book_with(("alice", "online", 0), ("bob", "online", 1))
+    book.full("alice", 3)
+    assert [a.ref.id for a in book.candidates(3)] == ["bob"]
+    book.heard(AgentRef(id="alice", name="Alice"), "online", 0)
+    assert [a.ref.id for a in book.candidates(3)] == ["alice", "bob"]
+
+
+def test_position_and_estimate_follow_the_order_and_the_online_agents() -> None:
+    """Position is 1-based in the waiting order; the estimate is the average wait times
+    the position, shared by the online agents (at least one)."""
+    book = QueueBook()
+    for conversation in (request("a", 0), request("b", 1), request("c", 2)):
+        book.enqueue(conversation)
+    assert book.position("a") == (1, 30)
+    assert book.position("c") == (3, 90)
+    book.heard(AgentRef(id="alice"), "online", 0)
+    book.heard(AgentRef(id="bob"), "online", 0)
+    book.heard(AgentRef(id="eve"), "away", 0)
+    assert book.position("c") == (3, 45)
+    assert book.position("b") == (2, 30)
+
+
+def test_position_of_a_request_not_waiting_is_unknown() -> None:
+    """A request that is not waiting has no position and no estimate."""
+    assert QueueBook().position("nope") == (None, None)
