@@ -62,6 +62,9 @@ class Relay:
         self.subs = [sub for sub, _ in conversations]
         self.index_of = {cid: index for index, (_, cid) in enumerate(conversations)}
         self.next_n = [0] * len(conversations)
+        # a conversation's messages are POSTed one after another (the order is only
+        # defined for messages sent in order); conversations are independent
+        self.turns = [trio.Lock() for _ in conversations]
         self.replies: list[tuple[Agent, str, str]] = []
         self.replied = trio.Event()
         self.reset()
@@ -112,9 +115,10 @@ class Relay:
     async def post(self, http: httpx.AsyncClient, index: int, n: int, due_ns: int) -> None:
         """POST user message ``n`` of conversation ``index``, stamped with its due time."""
         try:
-            response = await http.post("/messages", json={
-                "tenantId": TENANT, "subHandle": self.subs[index], "id": f"m-{index}-{n}",
-                "type": "text", "text": f"U {index} {n} {due_ns}"})
+            async with self.turns[index]:
+                response = await http.post("/messages", json={
+                    "tenantId": TENANT, "subHandle": self.subs[index],
+                    "id": f"m-{index}-{n}", "type": "text", "text": f"U {index} {n} {due_ns}"})
             if response.status_code != 202:
                 self.post_errors.append(f"{response.status_code} {response.text[:200]}")
         except httpx.HTTPError as exc:
@@ -251,8 +255,11 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
                     relay_box[0].on_frame(agent, frame)
 
             names = [f"agent-{i}" for i in range(arguments.agents)]
-            async with agents_connected(nursery, server.url, names, on_frame) as agents, \
+            async with agents_connected(nursery, server.url, names, on_frame) as connected, \
                     bot_client(server.url, connections=arguments.connections) as http:
+                if connected.failures:
+                    raise RuntimeError(f"agents failed to connect: {connected.failures[:3]}")
+                agents = connected.agents
                 await put_settings(http, maxConcurrentChats=1000)
                 conversations = await open_conversations(
                     http, agents, arguments.conversations, f"relay-{time.time_ns()}")

@@ -22,7 +22,12 @@ from typing import Any
 import httpx
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -109,6 +114,8 @@ class Server:
     pid: int | None
     bot_url: str
     workdir: Path
+    lcx: LcxProcess | None = None
+    """The process, when the bench started it."""
 
 
 @contextmanager
@@ -152,7 +159,7 @@ def running_server(base_url: str | None, pid: int | None, *, bot_port: int = 900
             with LcxProcess(workdir, config, env={"PYTHONUNBUFFERED": "1"}) as lcx:
                 assert lcx.process is not None
                 try:
-                    yield Server(lcx.url, lcx.process.pid, bot_url, workdir)
+                    yield Server(lcx.url, lcx.process.pid, bot_url, workdir, lcx)
                 finally:
                     if log_to := os.environ.get("LCX_BENCH_KEEP_LOG"):
                         Path(log_to).write_text(lcx.log())
@@ -212,34 +219,50 @@ class Agent:
         return waiter[1][0]
 
 
+@dataclass
+class Connected:
+    """The agents that were granted, and why the others failed."""
+
+    agents: list[Agent]
+    failures: list[str]
+
+
 @asynccontextmanager
 async def agents_connected(nursery: trio.Nursery, base_url: str, names: list[str],
                            on_frame: Callable[[Agent, Frame], None], *,
-                           at_once: int = 50) -> AsyncIterator[list[Agent]]:
-    """Connect one socket per name (``at_once`` at a time), each granted; close them after."""
-    agents: list[Agent] = []
+                           at_once: int = 50) -> AsyncIterator[Connected]:
+    """Connect one socket per name (``at_once`` at a time) and wait for each to be granted;
+    close them after the block. A socket refused or closed before it was granted is a
+    failure (counted, not raised)."""
+    connected = Connected([], [])
     limit = trio.CapacityLimiter(at_once)
 
     async def connect(name: str) -> None:
         async with limit:
             url = base_url.replace("http://", "ws://") + f"/ws?token={agent_token(name)}"
-            ws = await connect_websocket_url(nursery, url, message_queue_size=100000)
+            try:
+                ws = await connect_websocket_url(nursery, url, message_queue_size=100000)
+            except (OSError, HandshakeError) as exc:
+                connected.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                return
             agent = Agent(name, ws, on_frame)
             nursery.start_soon(agent.read)
-            with trio.fail_after(60):
+            with trio.move_on_after(60):
                 await agent.granted.wait()
-            if agent.closed_code is not None:
-                raise RuntimeError(f"{name}: socket closed ({agent.closed_code})")
-            agents.append(agent)
+            if agent.closed_code is not None or not agent.granted.is_set():
+                connected.failures.append(f"{name}: closed ({agent.closed_code}) before "
+                                          "AUTHORIZATION_GRANTED")
+                return
+            connected.agents.append(agent)
 
     async with trio.open_nursery() as connecting:
         for name in names:
             connecting.start_soon(connect, name)
     try:
-        yield agents
+        yield connected
     finally:
         with trio.CancelScope(shield=True):
-            for agent in agents:
+            for agent in connected.agents:
                 with trio.move_on_after(1):
                     await agent.ws.aclose()
 

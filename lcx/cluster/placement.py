@@ -5,6 +5,11 @@ coordination: the owner is the member with the highest hash of (member, key). Wh
 member leaves only its keys move; when one joins it takes about 1/N of the keys. Draining
 members own nothing (unless every member is draining). Views differ for a moment while
 membership changes; the store's uniqueness rules make a brief double ownership harmless.
+
+Routing asks for an owner on every actor message, so an answer costs O(1): the bus keeps
+a versioned :class:`~lcx.cluster.bus.MemberSet` (no actor report is built for it), a
+single candidate owns everything without hashing, and with several the owners already
+computed are cached until the member set's version changes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from lcx.cluster.bus import Bus, MemberInfo
+from lcx.cluster.bus import Bus, MemberInfo, candidates_of
+
+OWNER_CACHE_SIZE = 100_000
+"""Owners remembered per member-set version; past this the cache starts afresh."""
 
 
 def _weight(member: str, key: str) -> int:
@@ -27,20 +35,34 @@ def owner_of(key: str, members: Iterable[str]) -> str | None:
 
 def candidates(members: Mapping[str, MemberInfo]) -> list[str]:
     """The members that may own actors: the non-draining ones (all, if every one drains)."""
-    serving = [m for m, info in members.items() if not info.draining]
-    return serving or list(members)
+    return list(candidates_of(members))
 
 
 class Placement:
-    """Answers "who owns this key?" from the bus's current member view."""
+    """Answers "who owns this key?" from the bus's current member set, in O(1)."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.instance_id = bus.instance_id
+        self._version: int | None = None
+        self._owners: dict[str, str] = {}
 
     def owner(self, kind: str, key: str) -> str:
         """The owner of ``kind:key`` (this instance when the view is empty)."""
-        return owner_of(f"{kind}:{key}", candidates(self.bus.members())) or self.instance_id
+        view = self.bus.member_set()
+        members = view.candidates
+        if len(members) <= 1:
+            return members[0] if members else self.instance_id
+        if view.version != self._version:
+            self._owners = {}
+            self._version = view.version
+        name = f"{kind}:{key}"
+        found = self._owners.get(name)
+        if found is None:
+            if len(self._owners) >= OWNER_CACHE_SIZE:
+                self._owners = {}
+            found = self._owners[name] = owner_of(name, members) or self.instance_id
+        return found
 
     def is_local(self, kind: str, key: str) -> bool:
         """Whether this instance owns ``kind:key``."""
