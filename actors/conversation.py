@@ -30,7 +30,7 @@ from actors.messages import (
     Transfer,
 )
 from actors.ports import ConversationPorts
-from lcx.errors import Conflict, IntegrityConflict
+from lcx.errors import Conflict, IntegrityConflict, LcxError
 from lcx.livechat import conversation as rules
 from lcx.livechat.commands import HandOver
 from lcx.livechat.decision import (
@@ -82,19 +82,27 @@ class ConversationActor(Actor):
 
     async def receive(self, message: Any) -> Any:
         key = rules.idempotency_key(self.state, message)
-        if key is not None:
-            earlier = await self._remembered(key)
-            if earlier is not None:
-                return earlier if isinstance(message, PostMessage) else None
+        # A bot message's earlier answer is looked up inside the transaction that would
+        # store it (one store round trip, not two); other resends are looked up first.
+        in_commit = key if isinstance(message, PostMessage) else None
+        if key is not None and in_commit is None and await self._remembered(key) is not None:
+            return None
         if isinstance(message, Transfer) and message.to_agent_id is not None:
             message = await self._hand_over(message)
         org = self.state.org_id if self.state is not None else None
         if isinstance(message, CreateRequest):
             org = message.conversation.org_id
         settings = await self.ports.settings(org) if org else DEFAULT_SETTINGS
-        decision = rules.decide(self.state, message, settings, utc_now())
         try:
-            await self._commit(decision)
+            decision = rules.decide(self.state, message, settings, utc_now())
+        except LcxError:
+            if in_commit is not None and (earlier := await self._remembered(in_commit)):
+                return earlier  # a resend after the conversation ended
+            raise
+        try:
+            earlier = await self._commit(decision, unless_remembered=in_commit)
+            if earlier is not None:
+                return earlier
         except IntegrityConflict:
             if isinstance(message, CreateRequest):
                 raise Conflict("the subscriber already has an open request or "
@@ -136,12 +144,21 @@ class ConversationActor(Actor):
         return HandOver(agent=transfer.agent, target=AgentRef(id=target_id,
                                                               name=presence.name))
 
-    async def _commit(self, decision: Decision) -> None:
-        """Store the decision in one transaction; adopt its state once it is durable."""
+    async def _commit(self, decision: Decision, *,
+                      unless_remembered: tuple[str, str] | None = None) -> PostResult | None:
+        """Store the decision in one transaction; adopt its state once it is durable.
+
+        With ``unless_remembered``, the transaction first looks up that idempotency key:
+        when an earlier answer is there, nothing is written, the state stays as it was and
+        that answer is returned.
+        """
         new = decision.state
         if new is None or not decision.stores:
+            if unless_remembered is not None and \
+                    (earlier := await self._remembered(unless_remembered)):
+                return earlier
             self.state = new
-            return
+            return None
         outbox: list[OutboxEvent] = []
         tenant = self.ports.tenant(new.tenant_id)
         event_no = new.last_event_no
@@ -157,7 +174,11 @@ class ConversationActor(Actor):
             scope, client_id, answer = decision.remember
             remembered_answer = (scope, client_id, _encode(answer))
 
-        def write(tx: Tx) -> None:
+        def write(tx: Tx) -> bytes | None:
+            if unless_remembered is not None:
+                earlier = remembered(tx, *unless_remembered)
+                if earlier is not None:
+                    return earlier
             if decision.insert:
                 insert_conversation(tx, new)
             else:
@@ -168,13 +189,17 @@ class ConversationActor(Actor):
                 enqueue(tx, event)
             if remembered_answer is not None:
                 remember(tx, *remembered_answer, at=iso(utc_now()))
+            return None
 
-        await self.ports.store.transaction(write)
+        stored = await self.ports.store.transaction(write)
+        if stored is not None:
+            return msgspec.json.decode(stored, type=PostResult)
         self.state = decision.state = new
         if isinstance(decision.reply, Conversation):
             decision.reply = new
         if outbox:
             self.ports.wake_delivery(new.id)
+        return None
 
     async def _carry_out(self, decision: Decision) -> None:
         """Everything a committed decision tells others: frames, notes, counters."""
