@@ -14,8 +14,9 @@ import pytest
 import trio
 from support.waiting import eventually
 
-from lcx.errors import IntegrityConflict, StoreError
-from lcx.store import Tx
+from lcx.config import load_settings
+from lcx.errors import ConfigError, IntegrityConflict, StoreError
+from lcx.store import Tx, open_store
 from lcx.store.sqlite import SqliteStore
 
 SCHEMA = "CREATE TABLE items (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -151,3 +152,20 @@ async def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:
     """Only full and normal exist."""
     with pytest.raises(StoreError, match="synchronous"):
         await SqliteStore.open(tmp_path / "lcx.db", synchronous="off")
+
+
+async def test_the_config_key_reaches_the_store(tmp_path: Path) -> None:
+    """``store.sqlite_synchronous = "normal"`` opens the store with NORMAL; "off" is refused
+    when the configuration loads."""
+    config = tmp_path / "lcx.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/lcx.db"\n'
+                      'sqlite_synchronous = "normal"\n')
+    settings = load_settings(config, environ={})
+    async with open_store(settings.store.url,
+                          sqlite_synchronous=settings.store.sqlite_synchronous) as store:
+        row = await store.transaction(lambda tx: tx.fetchone("PRAGMA synchronous"))
+    assert row is not None
+    assert row["synchronous"] == 1
+    config.write_text('[store]\nsqlite_synchronous = "off"\n')
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        load_settings(config, environ={})
