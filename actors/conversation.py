@@ -62,6 +62,9 @@ log = logging.getLogger("lcx.conversation")
 
 CLOSED_IDLE_SECONDS = 120.0
 """How long a closed conversation's actor stays in memory after its last message."""
+OPEN_IDLE_SECONDS = 60.0
+"""How long an open conversation's actor stays in memory after its last message; its
+deadline waits in the instance's timer service meanwhile and wakes it."""
 
 replace = msgspec.structs.replace
 _encode = msgspec.json.encode
@@ -81,6 +84,9 @@ class ConversationActor(Actor):
         await self._arm_timer()
 
     async def receive(self, message: Any) -> Any:
+        if isinstance(message, Timeout) and await self._is_stale(message):
+            await self._arm_timer()
+            return None
         key = rules.idempotency_key(self.state, message)
         # A bot message's earlier answer is looked up inside the transaction that would
         # store it (one store round trip, not two); other resends are looked up first.
@@ -245,12 +251,22 @@ class ConversationActor(Actor):
         state = self.state
         if state is None or not state.is_open:
             self.ctx.idle_seconds = CLOSED_IDLE_SECONDS
-            self.ctx.cancel_timer("timeout")
+            self.ports.cancel_timeout(self.id)
             return
-        self.ctx.idle_seconds = None  # an open conversation keeps its timers alive
+        self.ctx.idle_seconds = OPEN_IDLE_SECONDS
         timeout = rules.next_timeout(state, await self.ports.settings(state.org_id))
         assert timeout is not None
         delay = max(0.0, (parse_iso(timeout.deadline) - utc_now()).total_seconds())
-        self.ctx.send_after(delay, Timeout(kind=timeout.kind, deadline=timeout.deadline),
-                            key="timeout")
+        self.ports.arm_timeout(self.id, delay,
+                               Timeout(kind=timeout.kind, deadline=timeout.deadline))
+
+    async def _is_stale(self, timeout: Timeout) -> bool:
+        """Whether ``timeout`` is not the deadline the conversation waits for now (one
+        armed before a change, e.g. by the instance that owned the conversation before)."""
+        state = self.state
+        if state is None or not state.is_open:
+            return True
+        current = rules.next_timeout(state, await self.ports.settings(state.org_id))
+        return current is None or (current.kind, current.deadline) != \
+            (timeout.kind, timeout.deadline)
 

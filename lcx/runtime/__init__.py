@@ -17,6 +17,7 @@ from lcx.runtime.supervisor import (
     actor_child,
     supervisor_child,
 )
+from lcx.runtime.timers import TimerService
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
@@ -38,6 +39,7 @@ __all__ = [
     "RuntimeSnapshot",
     "Strategy",
     "Supervisor",
+    "TimerService",
     "actor_child",
     "supervisor_child",
 ]
