@@ -245,8 +245,8 @@ def show(step: dict[str, Any]) -> None:
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     """Set up, run every step, return the document."""
     steps: list[dict[str, Any]] = []
-    with running_server(arguments.base_url, arguments.pid,
-                        bot_port=arguments.bot_port) as server:
+    with running_server(arguments.base_url, arguments.pid, bot_port=arguments.bot_port,
+                        lcx_root=arguments.lcx_root) as server:
         async with trio.open_nursery() as nursery:
             relay_box: list[Relay] = []
 
@@ -332,6 +332,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64,
                         help="HTTP connections of the bot's client")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. baseline)")
+    parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
+                        "commit from git archive) instead of this checkout's")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--plot", help="draw latency against rate into this PNG "
                         "(needs matplotlib, which lcx does not depend on)")

@@ -44,6 +44,9 @@ from benchkit import (
     write_json,
 )
 
+LCX_ROOT: list[str | None] = [None]
+"""``--lcx-root``: the source tree whose lcx runs (None: this checkout)."""
+
 
 def _ignore(agent: Agent, frame: Frame) -> None:
     """Idle agents read their frames and do nothing with them."""
@@ -51,7 +54,7 @@ def _ignore(agent: Agent, frame: Frame) -> None:
 
 async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
     """Connect ``count`` idle agents, restart lcx, reconnect them all at once."""
-    with running_server(None, None) as server:
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         assert server.pid is not None
         assert server.lcx is not None
         names = [f"idle-{i}" for i in range(count)]
@@ -95,7 +98,7 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
 
 async def requests_part(online: int, count: int) -> dict[str, Any]:
     """``online`` agents (broadcast routing), then ``count`` requests 20 at a time."""
-    with running_server(None, None) as server:
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         assert server.pid is not None
         async with trio.open_nursery() as nursery, bot_client(server.url) as http:
             await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
@@ -148,7 +151,7 @@ async def _create_requests(http: httpx.AsyncClient, count: int,
 
 async def cost_part(extra_open: int, rate: float, seconds: float) -> dict[str, Any]:
     """CPU per pair with 10 conversations, then with ``extra_open`` more pending ones."""
-    with running_server(None, None) as server:
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         async with trio.open_nursery() as nursery, bot_client(server.url) as http:
             await put_settings(http, maxConcurrentChats=1000)
             relay_box: list[Relay] = []
@@ -211,7 +214,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--label", default="")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
+                        "commit from git archive) instead of this checkout's")
     arguments = parser.parse_args()
+    LCX_ROOT[0] = arguments.lcx_root
     write_json(arguments.json, trio.run(run, arguments))
 
 

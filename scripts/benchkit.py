@@ -137,9 +137,13 @@ def stub_bot() -> Iterator[str]:
 
 @contextmanager
 def running_server(base_url: str | None, pid: int | None, *, bot_port: int = 9000,
-                   extra_config: str = "") -> Iterator[Server]:
+                   extra_config: str = "", lcx_root: str | None = None) -> Iterator[Server]:
     """The server to measure: a fresh ``lcx serve`` on a scratch SQLite file, or the one at
-    ``base_url`` (whose tenant t1 must deliver to the stub bot on ``bot_port``)."""
+    ``base_url`` (whose tenant t1 must deliver to the stub bot on ``bot_port``).
+
+    ``lcx_root`` runs the lcx of another source tree (e.g. an older commit unpacked with
+    ``git archive``) with this venv, to compare versions side by side.
+    """
     with tempfile.TemporaryDirectory(prefix="lcx-bench-") as tmp:
         workdir = Path(tmp)
         if base_url is not None:
@@ -156,7 +160,10 @@ def running_server(base_url: str | None, pid: int | None, *, bot_port: int = 900
             return
         with stub_bot() as bot_url:
             config = lcx_config(workdir, bot_url + "/livechat-events", extra=extra_config)
-            with LcxProcess(workdir, config, env={"PYTHONUNBUFFERED": "1"}) as lcx:
+            env = {"PYTHONUNBUFFERED": "1"}
+            if lcx_root is not None:
+                env["PYTHONPATH"] = str(Path(lcx_root).resolve())
+            with LcxProcess(workdir, config, env=env) as lcx:
                 assert lcx.process is not None
                 try:
                     yield Server(lcx.url, lcx.process.pid, bot_url, workdir, lcx)
