@@ -30,7 +30,7 @@ from actors.messages import (
     Transfer,
 )
 from actors.ports import ConversationPorts
-from lcx.errors import Conflict, IntegrityConflict
+from lcx.errors import Conflict, IntegrityConflict, LcxError
 from lcx.livechat import conversation as rules
 from lcx.livechat.commands import HandOver
 from lcx.livechat.decision import (
@@ -62,6 +62,9 @@ log = logging.getLogger("lcx.conversation")
 
 CLOSED_IDLE_SECONDS = 120.0
 """How long a closed conversation's actor stays in memory after its last message."""
+OPEN_IDLE_SECONDS = 60.0
+"""How long an open conversation's actor stays in memory after its last message; its
+deadline waits in the instance's timer service meanwhile and wakes it."""
 
 replace = msgspec.structs.replace
 _encode = msgspec.json.encode
@@ -81,31 +84,43 @@ class ConversationActor(Actor):
         await self._arm_timer()
 
     async def receive(self, message: Any) -> Any:
+        if isinstance(message, Timeout) and await self._is_stale(message):
+            await self._arm_timer()
+            return None
         key = rules.idempotency_key(self.state, message)
-        if key is not None:
-            earlier = await self._remembered(key)
-            if earlier is not None:
-                return earlier if isinstance(message, PostMessage) else None
+        # A bot message's earlier answer is looked up inside the transaction that would
+        # store it (one store round trip, not two); other resends are looked up first.
+        in_commit = key if isinstance(message, PostMessage) else None
+        if key is not None and in_commit is None and await self._remembered(key) is not None:
+            return None
         if isinstance(message, Transfer) and message.to_agent_id is not None:
             hand_over = await self._hand_over(message)
             try:
-                return await self._obey(hand_over, None)
+                return await self._obey(hand_over, None, None)
             except BaseException:
                 if self.state is None or self.state.agent_id != hand_over.target.id:
                     # the slot was reserved for a hand-over that did not happen
                     self._release_target(hand_over)
                 raise
-        return await self._obey(message, key)
+        return await self._obey(message, key, in_commit)
 
-    async def _obey(self, message: Any, key: tuple[str, str] | None) -> Any:
+    async def _obey(self, message: Any, key: tuple[str, str] | None,
+                    in_commit: tuple[str, str] | None) -> Any:
         """Decide, commit, carry out, re-arm the timer; the answer to the sender."""
         org = self.state.org_id if self.state is not None else None
         if isinstance(message, CreateRequest):
             org = message.conversation.org_id
         settings = await self.ports.settings(org) if org else DEFAULT_SETTINGS
-        decision = rules.decide(self.state, message, settings, utc_now())
         try:
-            await self._commit(decision)
+            decision = rules.decide(self.state, message, settings, utc_now())
+        except LcxError:
+            if in_commit is not None and (earlier := await self._remembered(in_commit)):
+                return earlier  # a resend after the conversation ended
+            raise
+        try:
+            earlier = await self._commit(decision, unless_remembered=in_commit)
+            if earlier is not None:
+                return earlier
         except IntegrityConflict:
             if isinstance(message, CreateRequest):
                 raise Conflict("the subscriber already has an open request or "
@@ -152,12 +167,21 @@ class ConversationActor(Actor):
             self.ports.tell_agent(self.state.org_id, hand_over.target.id,
                                   Release(conversation_id=self.state.id))
 
-    async def _commit(self, decision: Decision) -> None:
-        """Store the decision in one transaction; adopt its state once it is durable."""
+    async def _commit(self, decision: Decision, *,
+                      unless_remembered: tuple[str, str] | None = None) -> PostResult | None:
+        """Store the decision in one transaction; adopt its state once it is durable.
+
+        With ``unless_remembered``, the transaction first looks up that idempotency key:
+        when an earlier answer is there, nothing is written, the state stays as it was and
+        that answer is returned.
+        """
         new = decision.state
         if new is None or not decision.stores:
+            if unless_remembered is not None and \
+                    (earlier := await self._remembered(unless_remembered)):
+                return earlier
             self.state = new
-            return
+            return None
         outbox: list[OutboxEvent] = []
         tenant = self.ports.tenant(new.tenant_id)
         event_no = new.last_event_no
@@ -173,7 +197,11 @@ class ConversationActor(Actor):
             scope, client_id, answer = decision.remember
             remembered_answer = (scope, client_id, _encode(answer))
 
-        def write(tx: Tx) -> None:
+        def write(tx: Tx) -> bytes | None:
+            if unless_remembered is not None:
+                earlier = remembered(tx, *unless_remembered)
+                if earlier is not None:
+                    return earlier
             if decision.insert:
                 insert_conversation(tx, new)
             else:
@@ -184,13 +212,17 @@ class ConversationActor(Actor):
                 enqueue(tx, event)
             if remembered_answer is not None:
                 remember(tx, *remembered_answer, at=iso(utc_now()))
+            return None
 
-        await self.ports.store.transaction(write)
+        stored = await self.ports.store.transaction(write)
+        if stored is not None:
+            return msgspec.json.decode(stored, type=PostResult)
         self.state = decision.state = new
         if isinstance(decision.reply, Conversation):
             decision.reply = new
         if outbox:
             self.ports.wake_delivery(new.id)
+        return None
 
     async def _carry_out(self, decision: Decision) -> None:
         """Everything a committed decision tells others: frames, notes, counters."""
@@ -236,12 +268,22 @@ class ConversationActor(Actor):
         state = self.state
         if state is None or not state.is_open:
             self.ctx.idle_seconds = CLOSED_IDLE_SECONDS
-            self.ctx.cancel_timer("timeout")
+            self.ports.cancel_timeout(self.id)
             return
-        self.ctx.idle_seconds = None  # an open conversation keeps its timers alive
+        self.ctx.idle_seconds = OPEN_IDLE_SECONDS
         timeout = rules.next_timeout(state, await self.ports.settings(state.org_id))
         assert timeout is not None
         delay = max(0.0, (parse_iso(timeout.deadline) - utc_now()).total_seconds())
-        self.ctx.send_after(delay, Timeout(kind=timeout.kind, deadline=timeout.deadline),
-                            key="timeout")
+        self.ports.arm_timeout(self.id, delay,
+                               Timeout(kind=timeout.kind, deadline=timeout.deadline))
+
+    async def _is_stale(self, timeout: Timeout) -> bool:
+        """Whether ``timeout`` is not the deadline the conversation waits for now (one
+        armed before a change, e.g. by the instance that owned the conversation before)."""
+        state = self.state
+        if state is None or not state.is_open:
+            return True
+        current = rules.next_timeout(state, await self.ports.settings(state.org_id))
+        return current is None or (current.kind, current.deadline) != \
+            (timeout.kind, timeout.deadline)
 

@@ -12,13 +12,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from actors.keys import agent_key, queue_key, split_key
-from actors.messages import Accept, Accepted, Msg, OpenLink, Push, Recover, Reserve, Resync
+from actors.messages import (
+    Accept,
+    Accepted,
+    Msg,
+    OpenLink,
+    Push,
+    Recover,
+    Reserve,
+    Resync,
+    Timeout,
+)
 from actors.ports import FrameSink
 from actors.presence import Presence, PresenceBook
 from actors.routing import ActorRouter, ForwardServer
@@ -30,7 +41,15 @@ from lcx.errors import ActorStopped
 from lcx.livechat.decision import Counter
 from lcx.livechat.settings import LivechatSettings
 from lcx.org_settings import OrgSettings
-from lcx.runtime import DEFAULT_ASK_TIMEOUT, Actor, ChildSpec, KeyedSupervisor, Registry, Restart
+from lcx.runtime import (
+    DEFAULT_ASK_TIMEOUT,
+    Actor,
+    ChildSpec,
+    KeyedSupervisor,
+    Registry,
+    Restart,
+    TimerService,
+)
 from lcx.store import Store
 from lcx.store.conversations import open_conversations
 
@@ -85,6 +104,8 @@ class Livechat:
         self.draining = trio.Event()
         """Set when the instance shuts down: agent sockets close with 1012."""
         self.counters = LivechatCounters()
+        self.timers = TimerService()
+        """Deadlines of conversations (which may passivate while they wait)."""
         self._factories: dict[str, ActorFactory] = {}
         self.conversations = self._router("conversation", CONVERSATION_IDLE_SECONDS, 512)
         self.queues = self._router("queue", None, 4096)
@@ -118,6 +139,7 @@ class Livechat:
         if missing:
             raise RuntimeError(f"no factory registered for {sorted(missing)}")
         return [
+            ChildSpec("timers", lambda: self.timers, kind="service"),
             ChildSpec("agent_sessions", lambda: self.agents.local, kind="supervisor",
                       restart=Restart.PERMANENT),
             ChildSpec("conversations", lambda: self.conversations.local, kind="supervisor"),
@@ -153,6 +175,21 @@ class Livechat:
     def tenant(self, tenant_id: str) -> TenantConfig | None:
         """The configured tenant with this id."""
         return self.tenants.get(tenant_id)
+
+    def arm_timeout(self, conversation_id: str, delay: float, timeout: Timeout) -> None:
+        """Post ``timeout`` to the conversation after ``delay`` seconds, if this instance
+        still owns it then (a new owner arms its own when the conversation moves there)."""
+        def fire() -> None:
+            if self.conversations.owner(conversation_id) == self._bus.instance_id:
+                # shutting down: the next start re-arms it from the store
+                with suppress(ActorStopped):
+                    self.conversations.post(conversation_id, timeout)
+
+        self.timers.arm(conversation_id, delay, fire)
+
+    def cancel_timeout(self, conversation_id: str) -> None:
+        """Forget the conversation's pending timeout."""
+        self.timers.cancel(conversation_id)
 
     def wake_delivery(self, conversation_id: str) -> None:
         """The conversation has new outbox rows: deliver them soon."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from actors.messages import Accept, Accepted, Msg, Reserve
+from actors.messages import Accept, Accepted, Msg, Reserve, Timeout
 from actors.presence import Presence
 from adapters.edges import Provider
 from lcx.cluster.bus import Bus
@@ -63,6 +63,13 @@ class ConversationPorts(Notifier, Stored, Protocol):
 
     def tenant(self, tenant_id: str) -> TenantConfig | None:
         """The configured tenant (where its bot events go)."""
+
+    def arm_timeout(self, conversation_id: str, delay: float, timeout: Timeout) -> None:
+        """Deliver ``timeout`` to the conversation in ``delay`` seconds (activating it: the
+        actor may passivate meanwhile), replacing its earlier one."""
+
+    def cancel_timeout(self, conversation_id: str) -> None:
+        """Forget the conversation's pending timeout."""
 
     def wake_delivery(self, conversation_id: str) -> None:
         """The conversation has new outbox rows: deliver them soon."""

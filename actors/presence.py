@@ -8,6 +8,7 @@ forgotten (its instance died without saying so).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import msgspec
@@ -40,18 +41,26 @@ class PresenceBook:
         self._bus = bus
         self._clock = clock
         self._entries: dict[tuple[str, str], Presence] = {}
+        self._swept_at = -math.inf
         bus.subscribe(PRESENCE_TOPIC, self._heard)
 
     def current(self) -> dict[tuple[str, str], Presence]:
-        """Connected agents by (org, agent), stale entries dropped."""
-        horizon = self._clock() - PRESENCE_TTL_SECONDS
-        for key in [k for k, p in self._entries.items() if p.seen < horizon]:
-            del self._entries[key]
+        """Connected agents by (org, agent), stale entries dropped (the sweep for them runs
+        at most once a second: it costs O(agents))."""
+        now = self._clock()
+        if now - self._swept_at >= 1.0:
+            self._swept_at = now
+            horizon = now - PRESENCE_TTL_SECONDS
+            for key in [k for k, p in self._entries.items() if p.seen < horizon]:
+                del self._entries[key]
         return self._entries
 
     def get(self, org_id: str, agent_id: str) -> Presence | None:
-        """The agent's presence, if it is connected anywhere."""
-        return self.current().get((org_id, agent_id))
+        """The agent's presence, if it is connected anywhere (O(1))."""
+        presence = self._entries.get((org_id, agent_id))
+        if presence is None or presence.seen < self._clock() - PRESENCE_TTL_SECONDS:
+            return None
+        return presence
 
     def knows(self, org_id: str, agent_id: str) -> bool:
         """Whether the agent was heard of (stale or not: a cheap check for hot paths)."""

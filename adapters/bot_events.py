@@ -159,7 +159,14 @@ class BotClient:
     async def _exchange(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
             async with self._http.stream("POST", url, content=body, headers=headers) as answer:
-                detail = "" if answer.is_success else await _start_of(answer)
+                detail = ""
+                if answer.is_success:
+                    # read to its end (usually empty): a response closed unread closes its
+                    # connection, and the next event would pay for a new one
+                    async for _ in answer.aiter_raw():
+                        pass
+                else:
+                    detail = await _start_of(answer)
                 return classify(answer.status_code, answer.headers, detail=detail,
                                 max_retry_after=self.max_retry_after)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

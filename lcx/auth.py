@@ -102,11 +102,18 @@ def _refusal(exc: jwt.PyJWTError) -> Unauthorized:
     return Unauthorized("the token is invalid")
 
 
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens remembered (until their ``exp``); past this the memory starts afresh."""
+
+
 class TokenVerifier:
-    """Verifies bearer JWTs against the configured key; immutable and safe to share.
+    """Verifies bearer JWTs against the configured key; safe to share between tasks.
 
     Construction reads ``auth.jwt_public_key_file`` once. ``leeway_seconds`` tolerates clock
-    skew on ``exp``/``nbf``/``iat`` (default 0: none).
+    skew on ``exp``/``nbf``/``iat`` (default 0: none). A bot sends the same token with
+    every request, so a verified token's principal is remembered until its ``exp`` (up to
+    :data:`VERIFIED_CACHE_SIZE` tokens): a signature is checked once per token, not once
+    per request.
 
     Raises (at construction):
         ConfigError: both a secret and a key file are set, or the key file cannot be read
@@ -127,6 +134,7 @@ class TokenVerifier:
         self._issuer = config.issuer or None
         self._audience = config.audience or None
         self._leeway = leeway_seconds
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -146,6 +154,11 @@ class TokenVerifier:
         """
         if not self._algorithms:
             raise Unauthorized("authentication is not configured")
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
         try:
             claims = jwt.decode(
                 token, self._key, algorithms=list(self._algorithms),
@@ -153,7 +166,11 @@ class TokenVerifier:
                 options={"require": ["exp"], "verify_aud": self._audience is not None})
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]) + self._leeway)
+        return principal
 
 
 def _load_public_key(path: str) -> tuple[Any, str]:

@@ -52,9 +52,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[store]``: the database URL (``sqlite:///path`` or ``postgresql://...``)."""
+    """``[store]``: the database URL (``sqlite:///path`` or ``postgresql://...``) and, for
+    SQLite, how hard a commit syncs (``full``: fsynced, survives a power cut; ``normal``:
+    survives a kill of lcx but not an OS crash; opt-in)."""
 
     url: str = "sqlite:///./lcx.db"
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -92,7 +92,8 @@ class Lcx:
         self.registry = Registry()
         self.metrics = Metrics()
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
-        self.store = StoreService(settings.store.url)
+        self.store = StoreService(settings.store.url,
+                                  sqlite_synchronous=settings.store.sqlite_synchronous)
         self.verifier = build_verifier(settings.auth, Path.cwd())
         self.attachments = open_attachment_storage(
             settings.attachments, settings.server.public_url,

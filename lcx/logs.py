@@ -146,3 +146,6 @@ def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # httpx logs every request at info: one line per bot event and provider call. The
+    # outcomes that matter are logged by lcx itself (retries, dead letters) and counted.
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))

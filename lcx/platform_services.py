@@ -29,8 +29,9 @@ log = logging.getLogger("lcx.platform_services")
 class StoreService:
     """Opens the store (applying migrations), holds it while running, closes it on stop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "full") -> None:
         self.url = url
+        self.sqlite_synchronous = sqlite_synchronous
         self._store: Store | None = None
         self._stop = trio.Event()
 
@@ -67,7 +68,7 @@ class StoreService:
                   ) -> None:
         """Open and migrate the store, report started, hold it until stopped."""
         self._stop = trio.Event()
-        async with open_store(self.url) as store:
+        async with open_store(self.url, sqlite_synchronous=self.sqlite_synchronous) as store:
             self._store = store
             try:
                 task_status.started()

@@ -160,6 +160,8 @@ class DeliveryService:
         self._active: dict[tuple[str, str], str] = {}
         self._per_tenant: Counter[str] = Counter()
         self._kick = trio.Event()
+        self._recheck: set[tuple[str, str]] = set()
+        self._rescan = False
         self._lane_exited = trio.Event()
         self._stop = trio.Event()
         self._stopping = False
@@ -240,6 +242,7 @@ class DeliveryService:
     async def _scan(self, nursery: trio.Nursery) -> float | None:
         """Start the due lanes there is room for; seconds until the next parked one is due."""
         if len(self._active) >= self._limits.total:
+            self._rescan = True
             return None
         full = [t for t, n in self._per_tenant.items() if n >= self._limits.per_tenant]
         now = self._now()
@@ -260,20 +263,31 @@ class DeliveryService:
         key = (lane.conversation_id, lane.target)
         if self._owns is not None and not self._owns(lane.conversation_id):
             return
-        if (key in self._active or len(self._active) >= self._limits.total
+        if key in self._active:
+            self._recheck.add(key)  # it may end before it sees what made it due: look again
+            return
+        if (len(self._active) >= self._limits.total
                 or self._per_tenant[lane.tenant_id] >= self._limits.per_tenant):
+            self._rescan = True
             return
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
         nursery.start_soon(self._run_lane, lane)
 
     def _release(self, lane: Lane) -> None:
-        del self._active[(lane.conversation_id, lane.target)]
+        key = (lane.conversation_id, lane.target)
+        del self._active[key]
         self._per_tenant[lane.tenant_id] -= 1
         if not self._per_tenant[lane.tenant_id]:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
-        self._kick.set()  # room for another lane; and events may have arrived meanwhile
+        # scan again only if a scan found this lane due while it ran, left lanes out for
+        # want of room, or a lane parked (its retry time must join the scheduler's timer);
+        # otherwise the next wake() or the periodic scan looks
+        if key in self._recheck or self._rescan:
+            self._recheck.discard(key)
+            self._rescan = False
+            self._kick.set()
 
     # --- one lane -----------------------------------------------------------------------
 
@@ -281,15 +295,16 @@ class DeliveryService:
         """Deliver the lane's due events in order until it is empty, parked or stopping."""
         with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
             try:
+                row = await self._store.read(
+                    partial(next_in_lane, conversation_id=lane.conversation_id,
+                            target=lane.target))
                 while not self._stopping:
-                    row = await self._store.read(
-                        partial(next_in_lane, conversation_id=lane.conversation_id,
-                                target=lane.target))
                     if row is None or row.next_attempt_at > iso(self._now()):
                         return
                     outcome = await self._attempt(row)
                     with trio.CancelScope(shield=True):
-                        if not await self._record(row, outcome):
+                        go_on, row = await self._record(row, outcome)
+                        if not go_on:
                             return
             except StoreError:
                 log.warning("delivery lane failed on the store; retrying later",
@@ -333,24 +348,30 @@ class DeliveryService:
             return _Target(row.url, tenant.webhook_secret, tenant.event_publisher_token)
         return Reject(f"unknown delivery target {row.target!r}")
 
-    async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
-        """Store the outcome of one attempt; whether the lane may go on to its next event."""
+    async def _record(self, row: OutboxRow, outcome: Outcome
+                      ) -> tuple[bool, OutboxRow | None]:
+        """Store the outcome of one attempt: whether the lane may go on, and (read in the
+        same transaction) its next pending event."""
         attempts = row.attempts + 1
         if isinstance(outcome, Delivered):
-            await self._store.transaction(
-                partial(mark_delivered, event_id=row.id, attempts=attempts,
-                        delivered_at=iso(self._now())))
+            delivered_at = iso(self._now())
+
+            def delivered(tx: Tx) -> OutboxRow | None:
+                mark_delivered(tx, event_id=row.id, attempts=attempts,
+                               delivered_at=delivered_at)
+                return next_in_lane(tx, row.conversation_id, row.target)
+
+            following = await self._store.transaction(delivered)
             self._counters.delivered += 1
-            return True
+            return True, following
         if isinstance(outcome, Reject):
             self._counters.rejected_auth += outcome.auth
-            await self._bury(row, attempts, outcome.reason)
-            return True
+            return True, await self._bury(row, attempts, outcome.reason)
         if attempts >= self._config.max_attempts:
-            await self._bury(row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
-            return True
+            return True, await self._bury(
+                row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
         await self._park(row, attempts, outcome)
-        return False
+        return False, None
 
     async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
         delay = max(self._backoff.delay(attempts), outcome.after_seconds or 0.0)
@@ -359,14 +380,20 @@ class DeliveryService:
             partial(mark_retry, event_id=row.id, attempts=attempts, next_attempt_at=due,
                     error=outcome.reason))
         self._counters.retried += 1
+        self._rescan = True
         log.info("delivery failed; will retry", extra={
             "eventId": row.id, "attempts": attempts, "retryAt": due, "error": outcome.reason})
 
-    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> None:
-        await self._store.transaction(
-            partial(mark_dead, event_id=row.id, attempts=attempts, error=error))
+    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> OutboxRow | None:
+        """Dead-letter ``row``; the lane's next pending event."""
+        def bury(tx: Tx) -> OutboxRow | None:
+            mark_dead(tx, event_id=row.id, attempts=attempts, error=error)
+            return next_in_lane(tx, row.conversation_id, row.target)
+
+        following = await self._store.transaction(bury)
         self._counters.dead += 1
         log.warning("event dead-lettered", extra={
             "eventId": row.id, "type": row.type, "target": row.target,
             "attempts": attempts, "error": error})
+        return following
 

@@ -88,7 +88,9 @@ class OwnershipService:
                 woken += 1
             if self.livechat.conversations.owner(conversation.id) != me:
                 continue
-            if self.livechat.conversations.get(conversation.id) is None:
+            if self.livechat.conversations.get(conversation.id) is None and \
+                    not self.livechat.timers.armed(conversation.id):
+                # not in memory and no deadline waiting here: (re)build it, arming its timer
                 self.livechat.conversations.post(conversation.id, Recover())
                 woken += 1
         queues = {queue_key(c.org_id, c.user_group_id) for c in rows if c.status == "pending"}

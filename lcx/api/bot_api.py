@@ -428,12 +428,13 @@ class BotApi:
         tenant = self.tenant_for(principal, body.tenant_id)
         _check_message(body)
         scope = f"bot:{tenant.id}"
-        if body.id is not None:
+        existing = await self.open_of(tenant.id, body.sub_handle)
+        if existing is None and body.id is not None:
+            # a resend after the end; a resend to an open conversation is answered by it
             key = body.id
             earlier = await self.livechat.store.read(lambda tx: remembered(tx, scope, key))
             if earlier is not None:
                 return json_response(msgspec.json.decode(earlier, type=PostResult), 202)
-        existing = await self.open_of(tenant.id, body.sub_handle)
         if existing is None:
             raise NotFound("the subscriber has no open request or conversation", details={
                 "tenantId": tenant.id, "subHandle": body.sub_handle})

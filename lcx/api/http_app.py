@@ -2,7 +2,8 @@
 
 :func:`create_app` builds one app from an :class:`AppDeps`. Around every HTTP exchange the
 app binds ``requestId`` into the logging context, answers with ``X-Request-Id``, writes one
-access-log line and counts the request in :class:`~lcx.metrics.Metrics` by route template.
+access-log line (at debug for a successful exchange on :data:`HOT_ROUTES`, else at info)
+and counts the request in :class:`~lcx.metrics.Metrics` by route template.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("ascii")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _access_log = logging.getLogger("lcx.access")
+HOT_ROUTES = frozenset({("POST", "/messages"), ("POST", "/requests")})
+"""Routes a bot calls for every message: their successful exchanges are logged at debug
+(their count and latency are in /metrics); failures are logged at info like the rest."""
 
 
 @dataclass(slots=True)
@@ -129,9 +133,12 @@ class LcxApp(QuartTrio):
         status = exchange.status if exchange.status is not None else 499
         label = method if method in _KNOWN_METHODS else "other"
         self.deps.metrics.observe_http(label, exchange.route, status, seconds)
-        _access_log.info("%s %s %d", method, path, status, extra={
-            "method": method, "path": path, "status": status,
-            "durationMs": round(seconds * 1000, 3)})
+        level = logging.DEBUG if status < 400 and (method, exchange.route) in HOT_ROUTES \
+            else logging.INFO
+        if _access_log.isEnabledFor(level):
+            _access_log.log(level, "%s %s %d", method, path, status, extra={
+                "method": method, "path": path, "status": status,
+                "durationMs": round(seconds * 1000, 3)})
 
 
 async def _note_route() -> None:

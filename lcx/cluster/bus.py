@@ -68,6 +68,26 @@ class MemberInfo:
     """The member's HTTP base URL, when known."""
 
 
+@dataclass(frozen=True, slots=True)
+class MemberSet:
+    """Who may own actors now, and a version that changes whenever that does.
+
+    Placement caches its answers against ``version``: a new version (a member joined,
+    left, died, started or stopped draining) invalidates them; anything else (the load a
+    member reports, its heartbeat time) does not make a new version.
+    """
+
+    version: int
+    candidates: tuple[str, ...]
+    """The non-draining members (every member, if all of them drain), sorted."""
+
+
+def candidates_of(members: Mapping[str, MemberInfo]) -> tuple[str, ...]:
+    """The members that may own actors: the non-draining ones (all, if every one drains)."""
+    serving = sorted(m for m, info in members.items() if not info.draining)
+    return tuple(serving or sorted(members))
+
+
 @dataclass(frozen=True)
 class Leadership:
     """Who leads, and the fencing term of that leadership (bumped at every new term)."""
@@ -106,6 +126,9 @@ class Bus(Protocol):
     # --- membership ---------------------------------------------------------------------
     def members(self) -> Mapping[str, MemberInfo]:
         """The live members now (this instance included while it runs)."""
+
+    def member_set(self) -> MemberSet:
+        """The members that may own actors, versioned; cheap (no report is built)."""
 
     def on_membership(self, handler: MembershipHandler) -> None:
         """Call ``handler`` with the new view whenever members join, leave or die."""

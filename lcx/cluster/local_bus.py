@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import trio
 
@@ -11,6 +11,7 @@ from lcx.cluster.bus import (
     LeadershipHandler,
     MemberGone,
     MemberInfo,
+    MemberSet,
     MembershipHandler,
     RemoteError,
     RpcHandler,
@@ -18,6 +19,28 @@ from lcx.cluster.bus import (
     TopicHandler,
 )
 from lcx.model import iso, utc_now
+
+
+class _LazyReport(Mapping[str, int]):
+    """The live-actor report, built only when someone reads it (``/cluster``)."""
+
+    def __init__(self, report: Callable[[], Mapping[str, int]]) -> None:
+        self._report = report
+        self._built: Mapping[str, int] | None = None
+
+    def _counts(self) -> Mapping[str, int]:
+        if self._built is None:
+            self._built = dict(self._report())
+        return self._built
+
+    def __getitem__(self, kind: str) -> int:
+        return self._counts()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts())
+
+    def __len__(self) -> int:
+        return len(self._counts())
 
 
 class LocalBus:
@@ -32,6 +55,7 @@ class LocalBus:
         self._report: Callable[[], Mapping[str, int]] = dict
         self._draining = False
         self._running = False
+        self._member_set = MemberSet(0, ())
         self._stop = trio.Event()
 
     def request_stop(self) -> None:
@@ -43,6 +67,7 @@ class LocalBus:
         """Become the only member and the leader; report started; wait to be stopped."""
         self._stop = trio.Event()
         self._running = True
+        self._member_set = MemberSet(self._member_set.version + 1, (self.instance_id,))
         for handler in self._membership:
             handler(self.members())
         for on_leadership in self._leadership_handlers:
@@ -52,15 +77,20 @@ class LocalBus:
             await self._stop.wait()
         finally:
             self._running = False
+            self._member_set = MemberSet(self._member_set.version + 1, ())
             for on_leadership in self._leadership_handlers:
                 on_leadership(None)
 
     def members(self) -> Mapping[str, MemberInfo]:
-        """This instance, while it runs."""
+        """This instance, while it runs (its actor report is built only when read)."""
         if not self._running:
             return {}
         return {self.instance_id: MemberInfo(self.instance_id, iso(utc_now()), self._draining,
-                                             dict(self._report()))}
+                                             _LazyReport(self._report))}
+
+    def member_set(self) -> MemberSet:
+        """This instance while it runs (draining or not: it is the only candidate)."""
+        return self._member_set
 
     def on_membership(self, handler: MembershipHandler) -> None:
         """Register a membership handler (called once at start)."""

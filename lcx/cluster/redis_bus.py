@@ -42,6 +42,7 @@ from lcx.cluster.bus import (
     LeadershipHandler,
     MemberGone,
     MemberInfo,
+    MemberSet,
     MembershipHandler,
     RpcHandler,
     TopicHandler,
@@ -68,6 +69,8 @@ from lcx.model import iso, utc_now
 from lcx.runtime.policy import Backoff
 
 log = logging.getLogger("lcx.cluster")
+_STOPPED = MemberSet(-1, ())
+"""The member set of a bus that does not run (placement then falls back on itself)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,10 @@ class RedisBus:
     def members(self) -> Mapping[str, MemberInfo]:
         """The live members (this instance included while it runs and reaches Redis)."""
         return self._membership.members() if self._running else {}
+
+    def member_set(self) -> MemberSet:
+        """The candidates of :meth:`members`, versioned; cheap."""
+        return self._membership.member_set() if self._running else _STOPPED
 
     def view_age(self) -> float | None:
         """Seconds since the member view was last read from Redis (None: not running)."""

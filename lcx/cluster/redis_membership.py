@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import trio
 
-from lcx.cluster.bus import BusError, MemberInfo, MembershipHandler
+from lcx.cluster.bus import BusError, MemberInfo, MemberSet, MembershipHandler, candidates_of
 from lcx.cluster.redis_frames import MemberRecord, decode_record, encode
 from lcx.cluster.redis_keys import Keys
 from lcx.cluster.redis_link import Client, RedisLink
@@ -38,12 +38,19 @@ class Membership:
         self._read_at: float | None = None
         self._handlers: list[MembershipHandler] = []
         self._told = False
+        self._member_set = MemberSet(0, ())
 
     def members(self) -> Mapping[str, MemberInfo]:
         """The live members (empty once the view is older than the lease)."""
         if self._expired():
             return {}
         return dict(self._view)
+
+    def member_set(self) -> MemberSet:
+        """The candidates of :meth:`members`, versioned (a new version at every change)."""
+        if self._expired() and self._view:
+            self.expire()
+        return self._member_set
 
     def view_age(self) -> float | None:
         """Seconds since the view was last read from Redis (None: never, or left)."""
@@ -102,6 +109,7 @@ class Membership:
         self._view = {}
         self._read_at = None
         self._told = False
+        self._member_set = MemberSet(self._member_set.version + 1, ())
 
     def _expired(self) -> bool:
         age = self.view_age()
@@ -112,6 +120,7 @@ class Membership:
         self._view = view
         if changed:
             self._told = True
+            self._member_set = MemberSet(self._member_set.version + 1, candidates_of(view))
             for handler in self._handlers:
                 try:
                     handler(dict(view))

@@ -18,6 +18,7 @@ from lcx.runtime.supervisor import (
     actor_child,
     supervisor_child,
 )
+from lcx.runtime.timers import TimerService
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
@@ -42,6 +43,7 @@ __all__ = [
     "RuntimeSnapshot",
     "Strategy",
     "Supervisor",
+    "TimerService",
     "actor_child",
     "supervisor_child",
 ]

@@ -1,18 +1,33 @@
 """The SQLite backend of :class:`~lcx.store.base.Store` (stdlib ``sqlite3``, WAL mode).
 
-Connections
-    One writer connection, serialized by a ``trio.CapacityLimiter(1)``; every write is a
-    ``BEGIN IMMEDIATE`` transaction, so it takes SQLite's write lock up front and two
+Threads and connections
+    Each connection belongs to one long-lived thread of the store, fed through a queue (no
+    ``trio.to_thread`` hop per call): one writer thread owns the write connection, one
+    thread per reader connection (``PRAGMA query_only``) serves :meth:`SqliteStore.read`;
+    in WAL mode readers see the last committed snapshot and never block the writer. A
+    thread hands outcomes back with one ``TrioToken.run_sync_soon`` per batch. Every write
+    is a ``BEGIN IMMEDIATE`` transaction, so it takes SQLite's write lock up front and two
     processes sharing a file queue on ``busy_timeout`` instead of failing at ``COMMIT``.
-    A pool of reader connections (``PRAGMA query_only``) serves :meth:`SqliteStore.read`;
-    in WAL mode readers see the last committed snapshot and never block the writer.
-    Connections are opened with ``check_same_thread=False`` (each is used by one worker
-    thread at a time) and ``isolation_level=None`` (this module issues ``BEGIN``/``COMMIT``
-    itself; the ``sqlite3`` module's implicit transactions are off).
+    Connections are opened with ``check_same_thread=False`` (opened and closed from other
+    threads) and ``isolation_level=None`` (this module issues ``BEGIN``/``COMMIT`` itself;
+    the ``sqlite3`` module's implicit transactions are off).
+
+Group commit
+    While the writer runs (and fsyncs) one batch, new transactions wait in its queue; it
+    then takes all of them (up to ``max_batch``) as the next batch: one ``BEGIN
+    IMMEDIATE``, each transaction inside its own ``SAVEPOINT``, one ``COMMIT`` (one
+    fsync), and every waiter is woken after it. A transaction that raises is rolled back
+    to its savepoint and fails alone; the others commit. If the batch as a whole fails
+    (``BEGIN``/``COMMIT`` fails, or an error makes SQLite abandon the transaction), none of
+    it was committed and each transaction is run again on its own, so every caller gets
+    the outcome it would have had alone (``fn`` may run twice then, as the store protocol
+    allows). An idle writer commits a lone transaction at once: batching adds no wait.
 
 Durability
     ``journal_mode=WAL`` with ``synchronous=FULL``: the WAL is fsynced at every ``COMMIT``,
-    so a transaction that returned survives a process kill and a power cut.
+    so a transaction that returned survives a process kill and a power cut. The opt-in
+    ``synchronous="normal"`` (``store.sqlite_synchronous``) fsyncs only at checkpoints: a
+    returned transaction still survives a kill of lcx, but not an OS crash or power cut.
 
 In memory
     ``sqlite://:memory:`` opens a single private connection that serves reads and writes
@@ -25,12 +40,15 @@ In memory
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+import outcome
 import trio
 
 from lcx.errors import IntegrityConflict, StoreError, StoreUnavailable
@@ -46,6 +64,9 @@ _UNAVAILABLE_CODES = frozenset({
 """Primary result codes meaning "the database cannot serve now", not "the SQL is wrong"."""
 
 _URL_FORMS = "sqlite:///relative/path, sqlite:////absolute/path or sqlite://:memory:"
+
+SYNCHRONOUS_MODES = {"full": "FULL", "normal": "NORMAL"}
+"""``store.sqlite_synchronous`` values and the ``PRAGMA synchronous`` each sets."""
 
 
 def parse_sqlite_url(url: str) -> str | None:
@@ -131,11 +152,11 @@ def _run_in_transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[Tx],
     """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back and map errors on failure."""
     try:
         if conn.in_transaction:  # left open by a failed rollback: start clean
-            conn.execute("ROLLBACK")
+            conn.execute(_ROLLBACK)
         conn.execute(begin)
-        result = fn(_SqliteTx(conn))
+        result = _call(fn, conn)
         if not conn.in_transaction:
-            raise StoreError("the transaction function ended the transaction itself")
+            raise StoreError(_ENDED_ITSELF)
         conn.execute(end)
         return result
     except sqlite3.Error as exc:
@@ -150,18 +171,19 @@ def _rollback_quietly(conn: sqlite3.Connection, exc: BaseException) -> None:
     if not conn.in_transaction:  # never begun, or SQLite already rolled back
         return
     try:
-        conn.execute("ROLLBACK")
+        conn.execute(_ROLLBACK)
     except sqlite3.Error as rollback_exc:
         exc.add_note(f"rollback also failed: {rollback_exc}")
 
 
-def _connect(target: str, *, busy_timeout: float, query_only: bool) -> sqlite3.Connection:
+def _connect(target: str, *, busy_timeout: float, query_only: bool,
+             synchronous: str = "full") -> sqlite3.Connection:
     conn = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False)
     try:
         conn.row_factory = _dict_row
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_MODES[synchronous]}")
         if query_only:
             conn.execute("PRAGMA query_only = ON")
     except BaseException:
@@ -170,14 +192,15 @@ def _connect(target: str, *, busy_timeout: float, query_only: bool) -> sqlite3.C
     return conn
 
 
-def _connect_all(path: str | None, readers: int,
-                 busy_timeout: float) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+def _connect_all(path: str | None, readers: int, busy_timeout: float, synchronous: str = "full"
+                 ) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
     """Worker thread: open the writer (switching the file to WAL), then the readers."""
     opened: list[sqlite3.Connection] = []
     try:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = _connect(path or ":memory:", busy_timeout=busy_timeout, query_only=False)
+        writer = _connect(path or ":memory:", busy_timeout=busy_timeout, query_only=False,
+                          synchronous=synchronous)
         opened.append(writer)
         if path is None:
             return writer, []
@@ -204,21 +227,263 @@ def _ping(tx: Tx) -> None:
     tx.fetchone("SELECT count(*) AS n FROM sqlite_master")
 
 
+class _Job:
+    """One transaction or read handed to a store thread, and the slot of its outcome."""
+
+    __slots__ = ("done", "fn", "outcome", "read", "state")
+
+    def __init__(self, fn: Callable[[Tx], Any], *, read: bool) -> None:
+        self.fn = fn
+        self.read = read
+        self.outcome: outcome.Outcome[Any] | None = None
+        self.done = trio.Event()
+        self.state = _QUEUED
+
+
+_QUEUED, _TAKEN, _WITHDRAWN = range(3)
+_claims = threading.Lock()
+"""Guards the queued -> taken / withdrawn step of every job (a thread takes a job, or
+its cancelled caller withdraws it, never both)."""
+
+
+def _take(job: _Job) -> bool:
+    """Store thread: claim ``job`` to run it; False when its caller withdrew it."""
+    with _claims:
+        if job.state == _WITHDRAWN:
+            return False
+        job.state = _TAKEN
+        return True
+
+
+def _withdraw(job: _Job) -> bool:
+    """Trio thread: take back a job not yet started; False once a thread took it."""
+    with _claims:
+        if job.state == _TAKEN:
+            return False
+        job.state = _WITHDRAWN
+        return True
+
+
+def _wake(jobs: list[_Job]) -> None:
+    """Trio thread: tell every waiter of ``jobs`` that its outcome is there."""
+    for job in jobs:
+        job.done.set()
+
+
+def _failure(exc: BaseException) -> outcome.Error:
+    """The outcome of a job that raised: a ``sqlite3`` error mapped, anything else as is."""
+    if isinstance(exc, sqlite3.Error):
+        mapped = map_sqlite_error(exc)
+        mapped.__cause__ = exc
+        return outcome.Error(mapped)
+    return outcome.Error(exc)
+
+
+_ENDED_ITSELF = "the transaction function ended the transaction itself"
+
+# The store's own transaction statements. Their text is the store's alone (the comment):
+# sqlite3 caches prepared statements by text and the authorizer sees a statement only
+# when it is prepared, so a "COMMIT" written by fn is prepared afresh, and refused.
+_BEGIN_WRITE = "BEGIN IMMEDIATE /* lcx store */"
+_BEGIN_READ = "BEGIN /* lcx store */"
+_COMMIT = "COMMIT /* lcx store */"
+_ROLLBACK = "ROLLBACK /* lcx store */"
+_SAVEPOINT = "SAVEPOINT lcx_job /* lcx store */"
+_ROLLBACK_TO = "ROLLBACK TO lcx_job /* lcx store */"
+_RELEASE = "RELEASE lcx_job /* lcx store */"
+
+
+class _FnGuard(threading.local):
+    """Per thread: whether ``fn`` runs now, and whether it tried to control the
+    transaction (which the writer's authorizer refuses)."""
+
+    running = False
+    refused = False
+
+
+_guard = _FnGuard()
+
+
+def _refuse_transaction_control(action: int, *_: object) -> int:
+    """Writer's authorizer: ``fn`` may not BEGIN/COMMIT/ROLLBACK/SAVEPOINT (in a group, a
+    ``COMMIT`` from one ``fn`` would commit its neighbours' work half-way); only the
+    store's own statements, prepared outside ``fn``, may."""
+    if _guard.running and action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+        _guard.refused = True
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _call(fn: Callable[[Tx], T], conn: sqlite3.Connection) -> T:
+    """Run ``fn`` on ``conn``; an attempt to control the transaction is a StoreError."""
+    _guard.running, _guard.refused = True, False
+    try:
+        return fn(_SqliteTx(conn))
+    except sqlite3.DatabaseError as exc:
+        if _guard.refused:
+            raise StoreError(_ENDED_ITSELF) from exc
+        raise
+    finally:
+        _guard.running = False
+
+
+class _BatchBroken(Exception):
+    """The group transaction itself failed: its jobs are run again one by one."""
+
+
+def _run_group(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """Writer thread: run ``jobs`` in one transaction, each inside its own savepoint, and
+    commit once (one fsync for all). A job that raises is rolled back to its savepoint and
+    fails alone. Raises :class:`_BatchBroken` when the transaction as a whole failed (BEGIN,
+    COMMIT, or an error that made SQLite abandon it); nothing of it was committed then."""
+    try:
+        if conn.in_transaction:  # left open by a failed rollback: start clean
+            conn.execute(_ROLLBACK)
+        conn.execute(_BEGIN_WRITE)
+        for job in jobs:
+            conn.execute(_SAVEPOINT)
+            try:
+                job.outcome = outcome.Value(_call(job.fn, conn))
+            except BaseException as exc:  # the job's own failure, handed to its waiter
+                if not conn.in_transaction:
+                    raise _BatchBroken from exc
+                conn.execute(_ROLLBACK_TO)
+                job.outcome = _failure(exc)
+            conn.execute(_RELEASE)
+        conn.execute(_COMMIT)
+    except (sqlite3.Error, _BatchBroken) as exc:
+        _rollback_quietly(conn, exc)
+        raise _BatchBroken from exc
+
+
+class _StoreThreads:
+    """The threads of one store: one writer that owns the write connection (group commit)
+    and one thread per reader connection. Jobs come in through queues; outcomes go back to
+    the Trio thread with one ``run_sync_soon`` per batch."""
+
+    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection],
+                 token: trio.lowlevel.TrioToken, max_batch: int) -> None:
+        self._token = token
+        self._max_batch = max_batch
+        self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.batches = 0
+        self._threads = [threading.Thread(target=self._write_loop, args=(writer,),
+                                          name="lcx-sqlite-writer", daemon=True)]
+        self._threads += [threading.Thread(target=self._read_loop, args=(conn,),
+                                           name=f"lcx-sqlite-reader-{n}", daemon=True)
+                          for n, conn in enumerate(readers)]
+        for thread in self._threads:
+            thread.start()
+
+    def write(self, job: _Job) -> None:
+        """Queue a transaction (or, for an in-memory store, a read) for the writer."""
+        self._writes.put(job)
+
+    def read(self, job: _Job) -> None:
+        """Queue a read for the first free reader."""
+        self._reads.put(job)
+
+    def stop(self) -> None:
+        """Blocking: let every thread finish what it has and exit."""
+        self._writes.put(None)
+        for _ in self._threads[1:]:
+            self._reads.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _hand_back(self, jobs: list[_Job]) -> None:
+        with suppress(trio.RunFinishedError):  # nobody is waiting any more
+            self._token.run_sync_soon(_wake, jobs)
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        conn.set_authorizer(_refuse_transaction_control)
+        stopping = False
+        while not stopping:
+            first = self._writes.get()
+            if first is None:
+                return
+            batch = [first] if _take(first) else []
+            # everything submitted while the previous batch ran joins this one
+            while len(batch) < self._max_batch:
+                try:
+                    job = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                if _take(job):
+                    batch.append(job)
+            if not batch:
+                continue
+            self._run_writes(conn, batch)
+            self._hand_back(batch)
+
+    def _run_writes(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        group: list[_Job] = []
+        for job in batch:
+            if job.read:  # in-memory store: reads share the only connection
+                self._commit(conn, group)
+                group = []
+                job.outcome = outcome.capture(_read_on_writer, conn, job.fn)
+            else:
+                group.append(job)
+        self._commit(conn, group)
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+        if not group:
+            return
+        self.batches += 1
+        if len(group) > 1:
+            try:
+                _run_group(conn, group)
+                return
+            except _BatchBroken:
+                pass  # nothing was committed: run each job alone, in its own transaction
+        for job in group:
+            job.outcome = outcome.capture(_run_in_transaction, conn, _BEGIN_WRITE,
+                                          job.fn, _COMMIT)
+
+    def _read_loop(self, conn: sqlite3.Connection) -> None:
+        while True:
+            job = self._reads.get()
+            if job is None:
+                return
+            if not _take(job):
+                continue
+            job.outcome = outcome.capture(_run_in_transaction, conn, _BEGIN_READ, job.fn,
+                                          _ROLLBACK)
+            self._hand_back([job])
+
+
+def _read_on_writer(conn: sqlite3.Connection, fn: Callable[[Tx], T]) -> T:
+    """Writer thread, in-memory store: a read-only transaction on the only connection."""
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        try:
+            return _run_in_transaction(conn, _BEGIN_READ, fn, _ROLLBACK)
+        finally:
+            conn.execute("PRAGMA query_only = OFF")
+    except sqlite3.Error as exc:
+        raise map_sqlite_error(exc) from exc
+
+
 class SqliteStore:
     """A :class:`~lcx.store.base.Store` on one SQLite database file (or one in-memory db).
 
     Create it with :meth:`open` (or :func:`open_sqlite_store`); the store owns its
-    connections and whoever opened it must :meth:`close` it.
+    connections and threads, and whoever opened it must :meth:`close` it.
     """
 
-    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:
-        """Take ownership of already configured connections (use :meth:`open`)."""
-        self._writer = writer
+    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], *,
+                 max_batch: int = 256) -> None:
+        """Take ownership of already configured connections (use :meth:`open`); must be
+        called from the Trio thread that will use the store."""
         self._reads_on_writer = not readers
         self._owned = (*readers, writer)
-        self._idle_readers = list(readers)
-        self._write_limiter = trio.CapacityLimiter(1)
-        self._read_limiter = trio.CapacityLimiter(max(1, len(readers)))
+        self._threads = _StoreThreads(writer, readers, trio.lowlevel.current_trio_token(),
+                                      max_batch)
         self._committed = self._failed = self._in_flight = 0
         self._active = 0
         self._drained: trio.Event | None = None
@@ -226,16 +491,19 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str] | None, *, readers: int = 4,
-                   busy_timeout: float = 5.0) -> SqliteStore:
+                   busy_timeout: float = 5.0, synchronous: str = "full") -> SqliteStore:
         """Open (creating it and its parent directories if needed) the database at ``path``.
 
         ``path=None`` opens a private in-memory database. ``busy_timeout`` (seconds) bounds
-        the wait for another process's write lock. Raises
-        :class:`~lcx.errors.StoreUnavailable` when the file cannot be opened.
+        the wait for another process's write lock. ``synchronous`` is ``"full"`` (every
+        commit fsynced: what lcx promises) or ``"normal"`` (see the module docstring).
+        Raises :class:`~lcx.errors.StoreUnavailable` when the file cannot be opened.
         """
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise StoreError(f"sqlite synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
         target = None if path is None else os.fspath(path)
         writer, reader_conns = await trio.to_thread.run_sync(
-            _connect_all, target, readers, busy_timeout)
+            _connect_all, target, readers, busy_timeout, synchronous)
         return cls(writer, reader_conns)
 
     @property
@@ -244,13 +512,15 @@ class SqliteStore:
         return "sqlite"
 
     async def transaction(self, fn: Callable[[Tx], T]) -> T:
-        """See :meth:`lcx.store.base.Store.transaction`."""
+        """See :meth:`lcx.store.base.Store.transaction`.
+
+        Transactions submitted while the writer is busy are committed together (group
+        commit); each still succeeds or fails on its own.
+        """
         with self._operation():
             self._in_flight += 1
             try:
-                result = await trio.to_thread.run_sync(
-                    _run_in_transaction, self._writer, "BEGIN IMMEDIATE", fn, "COMMIT",
-                    limiter=self._write_limiter, abandon_on_cancel=False)
+                result: T = await self._submit(_Job(fn, read=False), self._threads.write)
             except BaseException:
                 self._failed += 1
                 raise
@@ -262,29 +532,33 @@ class SqliteStore:
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """See :meth:`lcx.store.base.Store.read`."""
         with self._operation():
+            job = _Job(fn, read=True)
             if self._reads_on_writer:
-                return await trio.to_thread.run_sync(
-                    self._read_on_writer, fn, limiter=self._write_limiter,
-                    abandon_on_cancel=False)
-            async with self._read_limiter:
-                conn = self._idle_readers.pop()
-                try:
-                    return await trio.to_thread.run_sync(
-                        _run_in_transaction, conn, "BEGIN", fn, "ROLLBACK",
-                        abandon_on_cancel=False)
-                finally:
-                    self._idle_readers.append(conn)
+                result: T = await self._submit(job, self._threads.write)
+            else:
+                result = await self._submit(job, self._threads.read)
+            return result
 
-    def _read_on_writer(self, fn: Callable[[Tx], T]) -> T:
-        """Worker thread, in-memory store: a read-only transaction on the only connection."""
+    @staticmethod
+    async def _submit(job: _Job, queue_job: Callable[[_Job], None]) -> Any:
+        """Hand ``job`` to a thread and wait for its outcome.
+
+        A caller cancelled while its job still waits in the queue withdraws it (it never
+        runs). Once a thread took it, it runs to its end: the caller gets its outcome
+        (committed or rolled back) and the cancellation at its next checkpoint, as with
+        ``trio.to_thread.run_sync(abandon_on_cancel=False)``.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        queue_job(job)
         try:
-            self._writer.execute("PRAGMA query_only = ON")
-            try:
-                return _run_in_transaction(self._writer, "BEGIN", fn, "ROLLBACK")
-            finally:
-                self._writer.execute("PRAGMA query_only = OFF")
-        except sqlite3.Error as exc:
-            raise map_sqlite_error(exc) from exc
+            await job.done.wait()
+        except trio.Cancelled:
+            if _withdraw(job):
+                raise
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+        assert job.outcome is not None
+        return job.outcome.unwrap()
 
     async def ping(self) -> None:
         """See :meth:`lcx.store.base.Store.ping`."""
@@ -296,7 +570,8 @@ class SqliteStore:
             raise StoreUnavailable(f"sqlite ping failed: {exc}") from exc
 
     async def close(self) -> None:
-        """Wait for in-flight reads and writes, then close every connection. Idempotent.
+        """Wait for in-flight reads and writes, then stop the threads and close every
+        connection. Idempotent.
 
         Shielded from cancellation so that connections are never leaked; it waits only
         for work already started.
@@ -307,13 +582,20 @@ class SqliteStore:
                 self._drained = self._drained or trio.Event()
                 await self._drained.wait()
             conns, self._owned = self._owned, ()
-            await trio.to_thread.run_sync(_close_all, conns)
+            if conns:
+                await trio.to_thread.run_sync(self._threads.stop)
+                await trio.to_thread.run_sync(_close_all, conns)
 
     def statistics(self) -> StoreStatistics:
         """See :meth:`lcx.store.base.Store.statistics`."""
         return StoreStatistics(transactions_committed=self._committed,
                                transactions_failed=self._failed,
                                transactions_in_flight=self._in_flight)
+
+    @property
+    def commit_batches(self) -> int:
+        """How many commits the writer made (fewer than transactions: group commit)."""
+        return self._threads.batches
 
     @contextmanager
     def _operation(self) -> Iterator[None]:
@@ -329,15 +611,15 @@ class SqliteStore:
 
 
 @asynccontextmanager
-async def open_sqlite_store(url: str, *, readers: int = 4,
-                            busy_timeout: float = 5.0) -> AsyncIterator[SqliteStore]:
+async def open_sqlite_store(url: str, *, readers: int = 4, busy_timeout: float = 5.0,
+                            synchronous: str = "full") -> AsyncIterator[SqliteStore]:
     """Open the SQLite store named by a ``sqlite://`` URL, yield it, and close it on exit.
 
     Raises :class:`~lcx.errors.StoreError` for a malformed URL and
     :class:`~lcx.errors.StoreUnavailable` when the database cannot be opened.
     """
     store = await SqliteStore.open(parse_sqlite_url(url), readers=readers,
-                                   busy_timeout=busy_timeout)
+                                   busy_timeout=busy_timeout, synchronous=synchronous)
     try:
         yield store
     finally:

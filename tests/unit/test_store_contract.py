@@ -69,9 +69,11 @@ def count_items(tx: Tx) -> int:
 
 def blocking_write(started: trio.Event, release: threading.Event) -> Callable[[Tx], str]:
     """A write that inserts ``a``, signals, waits for ``release``, then inserts ``b``."""
+    token = trio.lowlevel.current_trio_token()  # fn runs in one of the store's threads
+
     def fn(tx: Tx) -> str:
         put("a")(tx)
-        trio.from_thread.run_sync(started.set)
+        trio.from_thread.run_sync(started.set, trio_token=token)
         release.wait(timeout=10)
         put("b")(tx)
         return "done"

@@ -60,9 +60,11 @@ def count_items(tx: Tx) -> int:
 def blocking_write(started: trio.Event, release: threading.Event,
                    *keys: str) -> Callable[[Tx], str]:
     """A write that inserts ``keys[0]``, signals, waits for ``release``, inserts the rest."""
+    token = trio.lowlevel.current_trio_token()  # fn runs in one of the store's threads
+
     def fn(tx: Tx) -> str:
         put(keys[0])(tx)
-        trio.from_thread.run_sync(started.set)
+        trio.from_thread.run_sync(started.set, trio_token=token)
         release.wait(timeout=10)
         for key in keys[1:]:
             put(key)(tx)

@@ -1,0 +1,225 @@
+"""Scale benchmark: idle agent sockets, open conversations, and message cost against size.
+
+Each part starts its own ``lcx serve`` on a scratch SQLite file (so that memory figures
+are that part's), with the stub bot of ``bench_bot.py``:
+
+``sockets``
+    N agents connect, ``--at-once`` at a time: connects per second, how many failed or were
+    closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket. Then lcx is stopped and
+    started again on the same store and every agent reconnects at once: how long until all
+    are granted again, and errors.
+``requests``
+    K agents online (broadcast routing), then R requests created 20 at a time: requests per
+    second, p50/p99 of ``POST /requests``; RSS per open (pending) conversation.
+``cost``
+    Server CPU per message pair (as in ``bench_relay.py``) with 10 open conversations, then
+    again after N more pending conversations were opened: the ratio should be ~1.
+
+Run::
+
+    .venv/bin/python scripts/bench_scale.py --json out.json
+    .venv/bin/python scripts/bench_scale.py --parts sockets --sockets 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import httpx
+import trio
+from bench_relay import Relay, show
+from benchkit import (
+    TENANT,
+    Agent,
+    Frame,
+    agents_connected,
+    bot_client,
+    open_conversations,
+    put_settings,
+    rss_kib,
+    running_server,
+    summary_ms,
+    write_json,
+)
+
+LCX_ROOT: list[str | None] = [None]
+"""``--lcx-root``: the source tree whose lcx runs (None: this checkout)."""
+
+
+def _ignore(agent: Agent, frame: Frame) -> None:
+    """Idle agents read their frames and do nothing with them."""
+
+
+async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
+    """Connect ``count`` idle agents, restart lcx, reconnect them all at once."""
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
+        assert server.pid is not None
+        assert server.lcx is not None
+        names = [f"idle-{i}" for i in range(count)]
+        result: dict[str, Any] = {"sockets": count, "atOnce": at_once}
+        async with trio.open_nursery() as nursery:
+            rss_before = rss_kib(server.pid)
+            began = time.perf_counter()
+            async with agents_connected(nursery, server.url, names, _ignore,
+                                        at_once=at_once) as connected:
+                took = time.perf_counter() - began
+                await trio.sleep(1.0)
+                rss_after = rss_kib(server.pid)
+                granted = len(connected.agents)
+                per_socket = (rss_after - rss_before) / max(1, granted)
+                result.update(connectSeconds=round(took, 3),
+                              connectsPerSecond=round(granted / took, 1), granted=granted,
+                              failed=len(connected.failures),
+                              firstFailures=connected.failures[:3],
+                              rssPerSocketKiB=round(per_socket, 1),
+                              rssBeforeKiB=rss_before, rssAfterKiB=rss_after)
+                print(f"{count} agents, {at_once} at a time: {took:.2f} s "
+                      f"({granted / took:.0f}/s), {len(connected.failures)} failed, RSS per "
+                      f"idle socket {per_socket:.0f} KiB", flush=True)
+                await trio.to_thread.run_sync(server.lcx.stop)
+                await trio.to_thread.run_sync(server.lcx.start)
+                assert server.lcx.process is not None
+                server.url, server.pid = server.lcx.url, server.lcx.process.pid
+            began = time.perf_counter()
+            async with agents_connected(nursery, server.url, names, _ignore,
+                                        at_once=count) as connected:
+                took = time.perf_counter() - began
+                result.update(reconnectSeconds=round(took, 3),
+                              reconnected=len(connected.agents),
+                              reconnectFailed=len(connected.failures),
+                              firstReconnectFailures=connected.failures[:3])
+                print(f"all {count} reconnecting at once after a restart: {took:.2f} s, "
+                      f"{len(connected.failures)} failed", flush=True)
+            nursery.cancel_scope.cancel()
+        return result
+
+
+async def requests_part(online: int, count: int) -> dict[str, Any]:
+    """``online`` agents (broadcast routing), then ``count`` requests 20 at a time."""
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
+        assert server.pid is not None
+        async with trio.open_nursery() as nursery, bot_client(server.url) as http:
+            await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
+            names = [f"online-{i}" for i in range(online)]
+            async with agents_connected(nursery, server.url, names, _ignore) as connected:
+                await trio.sleep(1.0)
+                rss_before = rss_kib(server.pid)
+                latencies, errors, took = await _create_requests(http, count,
+                                                                 f"scale-{online}")
+                await trio.sleep(1.0)
+                rss_after = rss_kib(server.pid)
+            nursery.cancel_scope.cancel()
+        rate = round(count / took, 1)
+        result = {"agentsOnline": len(connected.agents),
+                  "agentsFailed": len(connected.failures), "requests": count,
+                  "requestsPerSecond": rate,
+                  "postRequestsMs": summary_ms(latencies), "errors": errors,
+                  "rssPerPendingConversationKiB": round((rss_after - rss_before) / count, 1),
+                  "seconds": round(took, 3)}
+        print(f"{len(connected.agents)} agents online ({len(connected.failures)} failed): "
+              f"{count} requests at {rate}/s, POST /requests "
+              f"{summary_ms(latencies)}, {errors} errors, RSS per pending conversation "
+              f"{result['rssPerPendingConversationKiB']} KiB", flush=True)
+        return result
+
+
+async def _create_requests(http: httpx.AsyncClient, count: int,
+                           prefix: str) -> tuple[list[float], int, float]:
+    """Create ``count`` pending requests, 20 at a time: latencies (ms), errors, seconds."""
+    latencies: list[float] = []
+    errors = 0
+    limit = trio.CapacityLimiter(20)
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        async with limit:
+            began = time.perf_counter()
+            response = await http.post("/requests", json={"tenantId": TENANT,
+                                                          "subHandle": f"{prefix}-{index}"})
+            latencies.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 201:
+                errors += 1
+
+    began = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(one, index)
+    return latencies, errors, time.perf_counter() - began
+
+
+async def cost_part(extra_open: int, rate: float, seconds: float) -> dict[str, Any]:
+    """CPU per pair with 10 conversations, then with ``extra_open`` more pending ones."""
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
+        async with trio.open_nursery() as nursery, bot_client(server.url) as http:
+            await put_settings(http, maxConcurrentChats=1000)
+            relay_box: list[Relay] = []
+
+            def on_frame(agent: Agent, frame: Frame) -> None:
+                if relay_box:
+                    relay_box[0].on_frame(agent, frame)
+
+            names = [f"cost-{i}" for i in range(10)]
+            async with agents_connected(nursery, server.url, names, on_frame) as connected:
+                conversations = await open_conversations(http, connected.agents, 10, "cost")
+                relay = Relay(server, conversations)
+                relay_box.append(relay)
+                nursery.start_soon(relay.answer)
+                await relay.step(http, 20.0, 2.0, 5.0)
+                small = await relay.step(http, rate, seconds, 20.0)
+                show(small)
+                _, errors, _ = await _create_requests(http, extra_open, "cost-pending")
+                await relay.step(http, 20.0, 2.0, 5.0)
+                large = await relay.step(http, rate, seconds, 20.0)
+                show(large)
+            nursery.cancel_scope.cancel()
+    ratio = None
+    if small["serverCpuPerPairUs"] and large["serverCpuPerPairUs"]:
+        ratio = round(large["serverCpuPerPairUs"] / small["serverCpuPerPairUs"], 3)
+    print(f"CPU per pair with 10 open: {small['serverCpuPerPairUs']} us; with "
+          f"{10 + extra_open} open: {large['serverCpuPerPairUs']} us (x{ratio})", flush=True)
+    return {"rate": rate, "openSmall": 10, "openLarge": 10 + extra_open,
+            "createErrors": errors, "small": small, "large": large, "ratio": ratio}
+
+
+async def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    """Run the chosen parts."""
+    document: dict[str, Any] = {
+        "bench": "scale", "label": arguments.label,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if "sockets" in arguments.parts:
+        document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once)
+    if "requests" in arguments.parts:
+        document["requests"] = await requests_part(arguments.online, arguments.requests)
+    if "cost" in arguments.parts:
+        document["cost"] = await cost_part(arguments.open, arguments.rate, arguments.seconds)
+    return document
+
+
+def main() -> None:
+    """Parse the arguments, run, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", type=lambda s: s.split(","),
+                        default=["sockets", "requests", "cost"],
+                        help="comma-separated: sockets,requests,cost")
+    parser.add_argument("--sockets", type=int, default=1000, help="idle agent sockets")
+    parser.add_argument("--at-once", type=int, default=50, help="agents connecting at once")
+    parser.add_argument("--online", type=int, default=300,
+                        help="agents online while requests are created")
+    parser.add_argument("--requests", type=int, default=1000, help="requests to create")
+    parser.add_argument("--open", type=int, default=1000,
+                        help="extra pending conversations for the cost part")
+    parser.add_argument("--rate", type=float, default=50.0, help="pairs/s of the cost part")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--label", default="")
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
+                        "commit from git archive) instead of this checkout's")
+    arguments = parser.parse_args()
+    LCX_ROOT[0] = arguments.lcx_root
+    write_json(arguments.json, trio.run(run, arguments))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""What the benchmarks share: a real ``lcx serve`` with the stub bot, agents, figures.
+
+Everything here talks to real processes over loopback: lcx is started as ``python -m lcx
+serve`` (or reached at ``--base-url``), the stub bot (``bench_bot.py``) runs in its own
+process, agents are trio-websocket clients. The server's CPU time and memory are read
+from ``/proc/<pid>``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.lcx_process import LcxProcess, basic_config  # noqa: E402
+
+from lcx.auth import mint_token  # noqa: E402
+
+JWT_SECRET = "bench-jwt-secret-with-more-than-32-bytes"
+WEBHOOK_SECRET = "bench-webhook-secret"
+ORG = "o1"
+TENANT = "t1"
+GROUP = "g1"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile (nearest rank) of ``values`` (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary_ms(values_ms: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max of latencies in milliseconds."""
+    return {"p50": round(percentile(values_ms, 0.50), 3),
+            "p90": round(percentile(values_ms, 0.90), 3),
+            "p99": round(percentile(values_ms, 0.99), 3),
+            "max": round(max(values_ms, default=0.0), 3)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (``/proc/<pid>/status``)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def bot_token() -> str:
+    """A bot-scope token of the bench organization."""
+    return mint_token(JWT_SECRET, sub="bench-bot", org=ORG, scopes="bot")
+
+
+def agent_token(name: str) -> str:
+    """An agent token in the bench group."""
+    return mint_token(JWT_SECRET, sub=name, org=ORG, scopes="agent", groups=(GROUP,),
+                      name=name)
+
+
+def lcx_config(workdir: Path, bot_url: str, *, extra: str = "") -> str:
+    """One instance on SQLite in ``workdir``, tenant t1 delivering to ``bot_url``.
+
+    Logging stays at the operator's default level (info), as a real deployment runs.
+    """
+    return basic_config(workdir, extra=f"""
+[auth]
+jwt_secret = "{JWT_SECRET}"
+
+[[tenants]]
+id = "{TENANT}"
+organization_id = "{ORG}"
+default_user_group = "{GROUP}"
+bot_events_url = "{bot_url}"
+webhook_secret = "{WEBHOOK_SECRET}"
+{extra}
+""")
+
+
+@dataclass
+class Server:
+    """The lcx under test: its base URL, the pid to read CPU/RSS from, the stub bot."""
+
+    url: str
+    pid: int | None
+    bot_url: str
+    workdir: Path
+    lcx: LcxProcess | None = None
+    """The process, when the bench started it."""
+
+
+@contextmanager
+def stub_bot() -> Iterator[str]:
+    """Run ``bench_bot.py`` in its own process; yield its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "bench_bot.py"), "--secret", WEBHOOK_SECRET],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("bench bot listening on "):
+            raise RuntimeError(f"the stub bot did not start: {line!r}")
+        yield line.rsplit(" ", 1)[1].strip()
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_server(base_url: str | None, pid: int | None, *, bot_port: int = 9000,
+                   extra_config: str = "", lcx_root: str | None = None) -> Iterator[Server]:
+    """The server to measure: a fresh ``lcx serve`` on a scratch SQLite file, or the one at
+    ``base_url`` (whose tenant t1 must deliver to the stub bot on ``bot_port``).
+
+    ``lcx_root`` runs the lcx of another source tree (e.g. an older commit unpacked with
+    ``git archive``) with this venv, to compare versions side by side.
+    """
+    with tempfile.TemporaryDirectory(prefix="lcx-bench-") as tmp:
+        workdir = Path(tmp)
+        if base_url is not None:
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "bench_bot.py"), "--secret",
+                 WEBHOOK_SECRET, "--port", str(bot_port)], stdout=subprocess.PIPE, text=True)
+            try:
+                assert process.stdout is not None
+                bot_url = process.stdout.readline().rsplit(" ", 1)[1].strip()
+                yield Server(base_url, pid, bot_url, workdir)
+            finally:
+                process.kill()
+                process.wait()
+            return
+        with stub_bot() as bot_url:
+            config = lcx_config(workdir, bot_url + "/livechat-events", extra=extra_config)
+            env = {"PYTHONUNBUFFERED": "1"}
+            if lcx_root is not None:
+                env["PYTHONPATH"] = str(Path(lcx_root).resolve())
+            with LcxProcess(workdir, config, env=env) as lcx:
+                assert lcx.process is not None
+                try:
+                    yield Server(lcx.url, lcx.process.pid, bot_url, workdir, lcx)
+                finally:
+                    if log_to := os.environ.get("LCX_BENCH_KEEP_LOG"):
+                        Path(log_to).write_text(lcx.log())
+
+
+Frame = dict[str, Any]
+
+
+@dataclass
+class Agent:
+    """One agent websocket: frames are handed to ``on_frame``; ``call`` awaits an ack."""
+
+    name: str
+    ws: WebSocketConnection
+    on_frame: Callable[[Agent, Frame], None] = lambda agent, frame: None
+    closed_code: int | None = None
+    granted: trio.Event = field(default_factory=trio.Event)
+    _waiting: dict[str, tuple[trio.Event, list[Frame]]] = field(default_factory=dict)
+    _refs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _decoder: msgspec.json.Decoder[Any] = field(default_factory=msgspec.json.Decoder)
+
+    async def read(self) -> None:
+        """Read frames until the socket closes."""
+        try:
+            while True:
+                frame = self._decoder.decode(await self.ws.get_message())
+                ref = frame.get("ref")
+                if ref is not None and ref in self._waiting:
+                    event, box = self._waiting.pop(ref)
+                    box.append(frame)
+                    event.set()
+                    continue
+                if frame.get("event") in ("AUTHORIZATION_GRANTED", "ERROR") \
+                        and not self.granted.is_set():
+                    self.granted.set()
+                self.on_frame(self, frame)
+        except ConnectionClosed as exc:
+            self.closed_code = exc.reason.code
+            self.granted.set()
+
+    async def send(self, frame: Frame) -> None:
+        """Send one frame."""
+        await self.ws.send_message(msgspec.json.encode(frame).decode())
+
+    async def call(self, event: str | None, data: Any, *, kind: str = "event",
+                   timeout: float = 10.0) -> Frame:
+        """Send a frame with a fresh ref; its ack or ERROR frame."""
+        ref = f"b{next(self._refs)}"
+        waiter: tuple[trio.Event, list[Frame]] = (trio.Event(), [])
+        self._waiting[ref] = waiter
+        frame: Frame = {"type": kind, "ref": ref, "data": data}
+        if event is not None:
+            frame["event"] = event
+        await self.send(frame)
+        with trio.fail_after(timeout):
+            await waiter[0].wait()
+        return waiter[1][0]
+
+
+@dataclass
+class Connected:
+    """The agents that were granted, and why the others failed."""
+
+    agents: list[Agent]
+    failures: list[str]
+
+
+@asynccontextmanager
+async def agents_connected(nursery: trio.Nursery, base_url: str, names: list[str],
+                           on_frame: Callable[[Agent, Frame], None], *,
+                           at_once: int = 50) -> AsyncIterator[Connected]:
+    """Connect one socket per name (``at_once`` at a time) and wait for each to be granted;
+    close them after the block. A socket refused or closed before it was granted is a
+    failure (counted, not raised)."""
+    connected = Connected([], [])
+    limit = trio.CapacityLimiter(at_once)
+
+    async def connect(name: str) -> None:
+        async with limit:
+            url = base_url.replace("http://", "ws://") + f"/ws?token={agent_token(name)}"
+            try:
+                ws = await connect_websocket_url(nursery, url, message_queue_size=100000)
+            except (OSError, HandshakeError) as exc:
+                connected.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                return
+            agent = Agent(name, ws, on_frame)
+            nursery.start_soon(agent.read)
+            with trio.move_on_after(60):
+                await agent.granted.wait()
+            if agent.closed_code is not None or not agent.granted.is_set():
+                connected.failures.append(f"{name}: closed ({agent.closed_code}) before "
+                                          "AUTHORIZATION_GRANTED")
+                return
+            connected.agents.append(agent)
+
+    async with trio.open_nursery() as connecting:
+        for name in names:
+            connecting.start_soon(connect, name)
+    try:
+        yield connected
+    finally:
+        with trio.CancelScope(shield=True):
+            for agent in connected.agents:
+                with trio.move_on_after(1):
+                    await agent.ws.aclose()
+
+
+def bot_client(base_url: str, *, connections: int = 64) -> httpx.AsyncClient:
+    """An HTTP client authenticated as the bench bot."""
+    return httpx.AsyncClient(base_url=base_url, timeout=30,
+                             headers={"Authorization": f"Bearer {bot_token()}"},
+                             limits=httpx.Limits(max_connections=connections,
+                                                 max_keepalive_connections=connections))
+
+
+async def put_settings(http: httpx.AsyncClient, **settings: Any) -> None:
+    """PUT the bench organization's livechat settings (as a supervisor)."""
+    token = mint_token(JWT_SECRET, sub="bench-supervisor", org=ORG, scopes="supervisor",
+                       groups=(GROUP,), name="Supervisor")
+    response = await http.put(f"/organizations/{ORG}/livechat-settings", json=settings,
+                              headers={"Authorization": f"Bearer {token}"})
+    if response.status_code != 200:
+        raise RuntimeError(f"PUT livechat-settings: {response.status_code} {response.text}")
+
+
+async def open_conversations(http: httpx.AsyncClient, agents: list[Agent], count: int,
+                             prefix: str, *, at_once: int = 20) -> list[tuple[str, str]]:
+    """``count`` conversations, request i accepted by agent i % len(agents):
+    a list of (subHandle, conversationId)."""
+    opened: list[tuple[str, str] | None] = [None] * count
+    limit = trio.CapacityLimiter(at_once)
+
+    async def one(index: int) -> None:
+        async with limit:
+            sub = f"{prefix}-{index}"
+            response = await http.post("/requests", json={"tenantId": TENANT,
+                                                          "subHandle": sub})
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /requests: {response.status_code} {response.text}")
+            agent = agents[index % len(agents)]
+            ack = await agent.call("REQUEST_ACCEPT", {"requestId": response.json()["id"]})
+            if ack["type"] != "ack":
+                raise RuntimeError(f"REQUEST_ACCEPT: {ack}")
+            opened[index] = (sub, ack["data"]["conversationId"])
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(one, index)
+    return [pair for pair in opened if pair is not None]
+
+
+async def fetch_bot_results(bot_url: str) -> dict[str, Any]:
+    """What the stub bot recorded since the last fetch."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(bot_url + "/_results")
+        document: dict[str, Any] = msgspec.json.decode(response.content)
+        return document
+
+
+def write_json(path: str | None, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` (pretty JSON) when a path is given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
+        print(f"wrote {path}")
