@@ -7,13 +7,12 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
 from lcx.api.http_server import HttpBinding
-from lcx.auth import SCOPES, mint_token, resolve_secret
+from lcx.auth import SCOPES, dev_secret_dir, mint_token, resolve_secret
 from lcx.cli_status import add_status_parser, status_command
 from lcx.config import Settings, effective_instance_id, load_settings, resolve_config_path
 from lcx.errors import ConfigError, LcxError
@@ -70,8 +69,8 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     token = commands.add_parser(
         "token", help="print a token signed with the configured secret (development, tests)",
         description="Print an HS256 bearer token signed with auth.jwt_secret or, when it is "
-                    "empty, the development secret in ./.lcx-dev-secret (which lcx serve run "
-                    "in the same directory also uses).")
+                    "empty, the development secret in this user's data directory (which "
+                    "lcx serve run by the same user also uses).")
     token.add_argument("--scope", action="append", type=_scope_list, required=True,
                        help="bot, agent, supervisor, service or admin; repeat it or separate "
                             "several with spaces or commas")
@@ -125,7 +124,7 @@ def token_command(args: argparse.Namespace) -> int:
         print("lcx token: --org is required unless --scope includes admin", file=sys.stderr)
         return EXIT_USAGE
     auth = load(args.config).auth
-    secret = resolve_secret(auth, Path.cwd())
+    secret = resolve_secret(auth, dev_secret_dir())
     print(mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
                      groups=args.groups, tenants=args.tenants, name=args.name,
                      ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience))

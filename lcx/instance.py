@@ -32,7 +32,6 @@ import logging
 import math
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import trio
@@ -53,7 +52,7 @@ from lcx.api.cluster import BusView, ClusterView, LeaderView, MemberView
 from lcx.api.http_app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
-from lcx.auth import build_verifier
+from lcx.auth import build_verifier, dev_secret_dir
 from lcx.cluster.bus import Bus, Leadership
 from lcx.cluster.local_bus import LocalBus
 from lcx.config import Settings, effective_instance_id
@@ -93,10 +92,10 @@ class Lcx:
         self.metrics = Metrics()
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
         self.store = StoreService(settings.store.url)
-        self.verifier = build_verifier(settings.auth, Path.cwd())
+        self.verifier = build_verifier(settings.auth, dev_secret_dir())
         self.attachments = open_attachment_storage(
             settings.attachments, settings.server.public_url,
-            signing_secret(settings.auth, Path.cwd()))
+            signing_secret(settings.auth, dev_secret_dir()))
         self.bus = open_bus(settings, self.instance_id)
         self.bus.set_report(lambda: self.registry.snapshot().actors_by_kind)
         self.livechat = Livechat(store=lambda: self.store.store,

@@ -40,7 +40,8 @@ def test_readme_and_docs_point_only_inside_the_repository() -> None:
     pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
     for page in pages:
         text = page.read_text()
-        assert "../shared" not in text and "/work/" not in text, page.name
+        assert "../shared" not in text, page.name
+        assert "/work/" not in text, page.name
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if not re.match(r"[a-z]+://", target):
                 assert (page.parent / target).exists(), f"{page.name}: {target}"
