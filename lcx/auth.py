@@ -332,9 +332,15 @@ def resolve_secret(config: AuthConfig, state_dir: Path) -> str:
     if not secret:
         raise ConfigError(f"auth.jwt_secret: not set, and the development secret {path} is "
                           "empty; delete it to make a new one")
-    _log.warning("auth.jwt_secret is not set: using the development secret in %s; "
-                 "production must set auth.jwt_secret", path, extra={"path": str(path)})
+    if path not in _warned_dev_secrets:
+        _warned_dev_secrets.add(path)
+        _log.warning("auth.jwt_secret is not set: using the development secret in %s; "
+                     "production must set auth.jwt_secret", path, extra={"path": str(path)})
     return secret
+
+
+_warned_dev_secrets: set[Path] = set()
+"""Development secret files already warned about (once per process is enough)."""
 
 
 def _read_or_create(path: Path) -> str:

@@ -9,14 +9,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from lcx.api.http_server import HttpBinding
 from lcx.auth import SCOPES, dev_secret_dir, mint_token, resolve_secret
 from lcx.cli_status import add_status_parser, status_command
-from lcx.config import Settings, effective_instance_id, load_settings, resolve_config_path
+from lcx.config import (
+    ServerConfig,
+    Settings,
+    effective_instance_id,
+    load_settings,
+    resolve_config_path,
+)
+from lcx.config_checks import start_warnings
 from lcx.errors import ConfigError, LcxError
 from lcx.logs import bind_global, configure_logging
+from lcx.startup import StartupFailure, preflight
+from lcx.version import lcx_version
 
 if TYPE_CHECKING:
     from lcx.store import Store, Tx
@@ -31,10 +41,13 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lcx`` subcommand."""
     parser = argparse.ArgumentParser(prog="lcx", description="lcx livechat exchange")
+    parser.add_argument("--version", action="version", version=f"lcx {lcx_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run an lcx instance")
     serve.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
-                                        "else the embedded defaults)")
+                                        "else the embedded defaults: the demo)")
+    serve.add_argument("--port", type=int, help="listen on this port instead of "
+                                                "server.port (0: any free port)")
     _add_token_parser(commands)
     _add_dlq_parser(commands)
     add_status_parser(commands)
@@ -101,15 +114,32 @@ def _announce(binding: HttpBinding) -> None:
     log.info("listening", extra={"url": binding.url})
 
 
+def _with_port(settings: Settings, port: int) -> Settings:
+    """``settings`` listening on ``port``; a default ``public_url`` follows it."""
+    server = settings.server
+    default = ServerConfig()
+    public_url = server.public_url
+    if public_url == default.public_url and port:
+        public_url = f"http://{server.host}:{port}"
+    return msgspec.structs.replace(settings, server=msgspec.structs.replace(
+        server, port=port, public_url=public_url))
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``lcx serve``; returns the exit code."""
     from lcx.instance import serve
 
     settings = load(args.config)
+    if args.port is not None:
+        settings = _with_port(settings, args.port)
     configure_logging(settings.log.level, settings.log.format)
     bind_global(instanceId=effective_instance_id(settings))
+    trio.run(preflight, settings)
     log.info("starting", extra={"store": settings.store.url.split("://", 1)[0],
-                                "cluster": bool(settings.cluster.redis_url)})
+                                "cluster": bool(settings.cluster.redis_url),
+                                "version": lcx_version()})
+    for warning in start_warnings(settings):
+        log.warning(warning)
     return trio.run(lambda: serve(settings, on_listening=_announce))
 
 
@@ -169,18 +199,25 @@ def dlq_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     settings = load(args.config)
-    return trio.run(_dlq, settings.store.url, args)
+    return trio.run(_dlq, settings, args)
 
 
-async def _dlq(url: str, args: argparse.Namespace) -> int:
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from lcx.store import open_store
-    from lcx.store.outbox import list_dead
+    from lcx.store.outbox import dead_count, list_dead
 
-    async with open_store(url) as store:
+    async with open_store(settings.store.url) as store:
+        known = {tenant.id for tenant in settings.tenants}
+        if args.tenant and args.tenant not in known and not await store.read(
+                lambda tx: dead_count(tx, args.tenant)):
+            # a tenant removed from the configuration may still have dead events to list
+            print(f"lcx dlq {args.dlq_action}: unknown tenant {args.tenant!r} (configured: "
+                  f"{', '.join(sorted(known)) or 'none'})", file=sys.stderr)
+            return EXIT_USAGE
         if args.dlq_action == "list":
             rows = await store.read(lambda tx: list_dead(tx, args.tenant, args.limit,
                                                          ids=args.ids))
-            _print_dead(rows)
+            _print_dead(rows, clip=not args.ids)
             return 0
         done = await _dlq_change(store, args)
     verb = "replayed" if args.dlq_action == "replay" else "dropped"
@@ -212,22 +249,25 @@ def _bound(change: Callable[[Tx, list[str], str | None], int], ids: list[str],
     return lambda tx: change(tx, ids, tenant)
 
 
-def _print_dead(rows: Sequence[OutboxRow]) -> None:
+def _print_dead(rows: Sequence[OutboxRow], *, clip: bool) -> None:
+    """A table of dead events; ``clip``: cut LAST ERROR to 60 characters (whole when the
+    operator asked for given events)."""
     if not rows:
         print("no dead events")
         return
+    width = 60 if clip else None
     table = [("ID", "TENANT", "CONVERSATION", "TYPE", "ATTEMPTS", "LAST ERROR", "CREATED")]
     table += [(r.id, r.tenant_id, r.conversation_id, r.type, str(r.attempts),
-               _clip(r.last_error or "", 60), r.created_at) for r in rows]
+               _clip(r.last_error or "", width), r.created_at) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
               .rstrip())
 
 
-def _clip(text: str, width: int) -> str:
+def _clip(text: str, width: int | None) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if width is None or len(text) <= width else text[:width - 3] + "..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lcx: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupFailure as exc:
+        print(f"lcx: cannot start: {exc}", file=sys.stderr)
+        return exc.exit_code
     except LcxError as exc:
         print(f"lcx: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,9 @@ def check_settings(settings: Settings) -> None:
         ConfigError: the first broken rule; the message starts with the key.
     """
     _check_store_url(settings.store.url)
+    if settings.auth.jwt_secret and settings.auth.jwt_public_key_file:
+        raise ConfigError("auth: set either jwt_secret (HS256) or jwt_public_key_file "
+                          "(RS256/ES256), not both")
     _check_url("server.public_url", settings.server.public_url)
     _check_url("attachments.s3_endpoint", settings.attachments.s3_endpoint, optional=True)
     redis = settings.cluster.redis_url

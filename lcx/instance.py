@@ -5,6 +5,7 @@
     root (rest_for_one)
     ├── store            the store service (open + migrations)
     ├── bus              membership, leadership, RPC (in-process, or Redis in a cluster)
+    ├── bus_probe        measures the bus round trip for /metrics
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group
@@ -55,6 +56,7 @@ from lcx.api.ops import readiness_checks
 from lcx.auth import build_verifier, dev_secret_dir
 from lcx.cluster.bus import Bus, Leadership
 from lcx.cluster.local_bus import LocalBus
+from lcx.cluster.probe import BusProbe
 from lcx.config import Settings, effective_instance_id
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
@@ -98,6 +100,8 @@ class Lcx:
             signing_secret(settings.auth, dev_secret_dir()))
         self.bus = open_bus(settings, self.instance_id)
         self.bus.set_report(lambda: self.registry.snapshot().actors_by_kind)
+        self.bus_probe = BusProbe(self.bus, interval=settings.cluster.heartbeat_ms / 1000)
+        self.metrics.add_collector(self.bus_probe.collect)
         self.livechat = Livechat(store=lambda: self.store.store,
                                  tenants={t.id: t for t in settings.tenants},
                                  registry=self.registry, wake_delivery=self._wake_delivery,
@@ -129,6 +133,7 @@ class Lcx:
         return [
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
             ChildSpec("bus", lambda: self.bus, kind="service", shutdown_timeout=5.0),
+            ChildSpec("bus_probe", lambda: self.bus_probe, kind="service"),
             *self.livechat.children(),
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("ownership", lambda: self.ownership, kind="service"),

@@ -166,7 +166,8 @@ def test_a_token_the_development_secret_refuses_names_the_secret_file(tmp_path: 
     """The 401 of a wrongly signed token says which development secret the server uses."""
     checker = build_verifier(AuthConfig(), tmp_path)
     with pytest.raises(Unauthorized) as refused:
-        checker.verify(mint_token("another-secret-of-more-than-32-bytes", sub="a", org="o1", scopes="agent"))
+        checker.verify(mint_token("another-secret-of-more-than-32-bytes", sub="a", org="o1",
+                                  scopes="agent"))
     path = str(tmp_path / DEV_SECRET_FILE)
     assert refused.value.details == {"devSecret": path}
     assert path in refused.value.message
