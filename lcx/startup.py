@@ -26,9 +26,10 @@ EXIT_KEY_FILE = 5
 
 
 class StartupFailure(LcxError):
-    """A cause that stops ``lcx serve`` before it starts; ``exit_code`` names its kind."""
+    """A cause that stops ``lcx serve`` before it starts; ``exit_code`` names its kind
+    (1, the generic failure, when not given)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(" ".join(message.split()))  # one line, whatever the cause wrote
         self.exit_code = exit_code
 
