@@ -24,6 +24,7 @@ from lcx.config import (
     resolve_config_path,
 )
 from lcx.config_checks import start_warnings
+from lcx.demo import Demo, demo_settings, welcome
 from lcx.errors import ConfigError, LcxError
 from lcx.logs import bind_global, configure_logging
 from lcx.startup import StartupFailure, preflight
@@ -105,18 +106,45 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def load(config: str | None) -> Settings:
-    """The settings named by ``--config`` / ``LCX_CONFIG``, or the embedded defaults.
+    """The settings named by ``--config`` / ``LCX_CONFIG``, or the demo's (the embedded
+    defaults and the demo tenant, :mod:`lcx.demo`).
 
     Raises:
         ConfigError: the file is missing or invalid (the message names the key).
     """
-    return load_settings(resolve_config_path(config))
+    return load_serving(config, None)[0]
 
 
-def _announce(binding: HttpBinding) -> None:
-    print(f"lcx is listening on {binding.url}", flush=True)
-    print(f"agent console: {console_url(binding.url)}", flush=True)
-    log.info("listening", extra={"url": binding.url, "console": console_url(binding.url)})
+def load_serving(config: str | None, port: int | None) -> tuple[Settings, Demo | None]:
+    """The settings ``lcx serve`` runs with (``port`` overriding ``server.port``), and the
+    demo tenant when no configuration file is given.
+
+    Raises:
+        ConfigError: the file is missing or invalid (the message names the key).
+    """
+    path = resolve_config_path(config)
+    settings = load_settings(path)
+    if port is not None:
+        settings = _with_port(settings, port)
+    if path is not None:
+        return settings, None
+    return demo_settings(settings)
+
+
+def _announcer(settings: Settings, demo: Demo | None) -> Callable[[HttpBinding], None]:
+    """What ``lcx serve`` prints once it listens: where, the console, and the demo's URLs."""
+
+    def announce(binding: HttpBinding) -> None:
+        print(f"lcx is listening on {binding.url}", flush=True)
+        print(f"agent console: {console_url(binding.url)}", flush=True)
+        if demo is not None:
+            auth = settings.auth
+            print(welcome(binding.url, resolve_secret(auth, dev_secret_dir()),
+                          issuer=auth.issuer, audience=auth.audience), flush=True)
+        log.info("listening", extra={"url": binding.url, "console": console_url(binding.url),
+                                     "demo": demo is not None})
+
+    return announce
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
@@ -134,9 +162,7 @@ def serve_command(args: argparse.Namespace) -> int:
     """Run ``lcx serve``; returns the exit code."""
     from lcx.instance import serve
 
-    settings = load(args.config)
-    if args.port is not None:
-        settings = _with_port(settings, args.port)
+    settings, demo = load_serving(args.config, args.port)
     configure_logging(settings.log.level, settings.log.format)
     bind_global(instanceId=effective_instance_id(settings))
     trio.run(preflight, settings)
@@ -145,7 +171,8 @@ def serve_command(args: argparse.Namespace) -> int:
                                 "version": lcx_version()})
     for warning in start_warnings(settings):
         log.warning(warning)
-    return trio.run(lambda: serve(settings, on_listening=_announce))
+    return trio.run(lambda: serve(settings, on_listening=_announcer(settings, demo),
+                                  demo=demo))
 
 
 def token_command(args: argparse.Namespace) -> int:

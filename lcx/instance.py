@@ -58,6 +58,7 @@ from lcx.cluster.bus import Bus, Leadership
 from lcx.cluster.local_bus import LocalBus
 from lcx.cluster.probe import BusProbe
 from lcx.config import Settings, effective_instance_id
+from lcx.demo import Demo
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
 from lcx.metrics import Metrics, runtime_collector
@@ -87,8 +88,10 @@ class Lcx:
     """One lcx instance: its settings, its runtime registry and its supervision tree."""
 
     def __init__(self, settings: Settings, *,
-                 on_listening: Callable[[HttpBinding], None] | None = None) -> None:
+                 on_listening: Callable[[HttpBinding], None] | None = None,
+                 demo: Demo | None = None) -> None:
         self.settings = settings
+        self.demo = demo
         self.instance_id = effective_instance_id(settings)
         self.registry = Registry()
         self.metrics = Metrics()
@@ -157,7 +160,8 @@ class Lcx:
                        verifier=self.verifier, livechat=self.livechat, config=self.settings,
                        attachments=self.attachments, sockets=self.sockets,
                        cluster_status=self.cluster_view,
-                       webhooks=(self._webhook_receivers(), self.edge_inbox.wake))
+                       webhooks=(self._webhook_receivers(), self.edge_inbox.wake),
+                       demo=self.demo)
         return create_app(deps)
 
     def _webhook_receivers(self) -> dict[str, object]:
@@ -242,13 +246,14 @@ def open_bus(settings: Settings, instance_id: str) -> Bus:
 
 
 async def serve(settings: Settings, *, signals: bool = True,
-                on_listening: Callable[[HttpBinding], None] | None = None) -> int:
+                on_listening: Callable[[HttpBinding], None] | None = None,
+                demo: Demo | None = None) -> int:
     """Run lcx until SIGTERM or SIGINT, then shut down within the configured timeout.
 
     Returns the process exit code: 0 after a clean shutdown, 1 when the supervision tree
-    gave up.
+    gave up. ``demo``: the demo tenant, when lcx runs without a configuration file.
     """
-    lcx = Lcx(settings, on_listening=on_listening)
+    lcx = Lcx(settings, on_listening=on_listening, demo=demo)
     try:
         async with trio.open_nursery() as nursery:
             if signals:

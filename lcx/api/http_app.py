@@ -171,6 +171,10 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
     blueprints = [ops_blueprint(deps), openapi_blueprint(_lcx_version()),
                   console_blueprint(None if deps.config is None
                                     else deps.config.server.public_url)]
+    if deps.demo is not None:
+        from lcx.api.demo import demo_blueprint
+
+        blueprints.append(demo_blueprint(deps, deps.demo))
     if deps.cluster_status is not None:
         from lcx.api.cluster import cluster_blueprint
 
