@@ -5,46 +5,21 @@ console drive it (bot API over HTTP, agent over the websocket)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import trio
 from support.agent_client import agent_connection
+from support.demo_process import Printed, start_demo
 from support.lcx_process import LcxProcess
 
 pytestmark = pytest.mark.slow
-
-
-class Printed:
-    """What the demo printed: the base URL and the URLs of its welcome."""
-
-    def __init__(self, url: str, lines: list[str]) -> None:
-        self.url = url
-        self.lines = lines
-
-    def url_of(self, label: str) -> str:
-        for line in self.lines:
-            if found := re.fullmatch(rf"demo:\s+{label}:\s+(\S+)", line):
-                return found.group(1)
-        raise AssertionError(f"no {label!r} line in {self.lines}")
-
-    def token_of(self, label: str) -> str:
-        return parse_qs(urlsplit(self.url_of(label)).query)["token"][0]
-
-
-def start_demo(workdir: Path, *, env: dict[str, str] | None = None) -> tuple[LcxProcess, Printed]:
-    lcx = LcxProcess(workdir, None, env=env, args=("--port", "0")).start()
-    lines = [lcx.printed_line()]
-    while lines[-1] and not lines[-1].startswith("demo: production"):
-        lines.append(lcx.printed_line())
-    return lcx, Printed(lcx.url, lines)
 
 
 @pytest.fixture
