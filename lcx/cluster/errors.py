@@ -112,13 +112,29 @@ def box(exc: BaseException, *, origin: str) -> ErrorBox:
 def rebuild(boxed: ErrorBox) -> Exception:
     """The exception a caller raises for a boxed failure.
 
-    An LcxError comes back as the same class (or its nearest ancestor known here) with its
-    message and what its class carries; anything else is a :class:`RemoteError` (a
+    An LcxError comes back as the same class (or, when the caller does not know it or it
+    needs more than the box carries to be built, its nearest ancestor) with its message and
+    what its class carries; anything else is a :class:`RemoteError` (a
     :class:`RemoteApiError` when only the code and status are known). Never raises.
     """
-    cls = _lcx_class(boxed.kind, boxed.bases, boxed.code)
-    if cls is None:
-        return to_remote(boxed)
+    for name in (boxed.kind, *boxed.bases):
+        cls = _lcx_class(name, (), None)
+        if cls is None:
+            continue
+        try:
+            return _build(cls, boxed)
+        except TypeError:  # a subclass with a constructor of its own
+            continue
+    cls = _lcx_class("", (), boxed.code)
+    if cls is not None:
+        try:
+            return _build(cls, boxed)
+        except TypeError:
+            pass
+    return to_remote(boxed)
+
+
+def _build(cls: type[LcxError], boxed: ErrorBox) -> LcxError:
     if issubclass(cls, ApiError):
         return cls(boxed.message, details=boxed.details, headers=boxed.headers)
     if issubclass(cls, EdgeCallFailed):

@@ -15,15 +15,10 @@ from lcx.livechat.queue import NoFreeSlot
 
 
 def _every_lcx_error() -> list[type[LcxError]]:
-    found: list[type[LcxError]] = []
-    pending: list[type[LcxError]] = [LcxError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    # RemoteError and its kinds are the bus's carriers of boxed errors, not boxed themselves
-    return sorted((c for c in found if not issubclass(c, RemoteError)),
-                  key=lambda c: c.__name__)
+    """The error tree of lcx/errors.py (and the core's NoFreeSlot)."""
+    found = [obj for obj in vars(errors).values()
+             if isinstance(obj, type) and issubclass(obj, LcxError)]
+    return sorted([*found, NoFreeSlot], key=lambda c: c.__name__)
 
 
 def _example(cls: type[LcxError]) -> LcxError:
@@ -90,3 +85,19 @@ def test_the_bus_error_of_an_lcx_error_unboxes_to_it() -> None:
     again = unbox(error)
     assert isinstance(again, EdgeCallFailed)
     assert (again.retry, again.auth, again.status) == (False, True, 401)
+
+
+class _NeedsMore(EdgeCallFailed):
+    """An adapter's error with a constructor of its own."""
+
+    def __init__(self, message: str, *, vendor_code: str) -> None:
+        super().__init__(message, retry=True)
+        self.vendor_code = vendor_code
+
+
+def test_a_class_that_cannot_be_rebuilt_from_the_box_comes_back_as_its_base() -> None:
+    """A subclass whose constructor needs more than the box carries is rebuilt as its
+    nearest buildable ancestor, with the same classification (rebuild never raises)."""
+    again = rebuild(box(_NeedsMore("quota", vendor_code="Q1"), origin="i2"))
+    assert type(again) is EdgeCallFailed
+    assert again.retry is True
