@@ -5,8 +5,8 @@ Registered only when lcx runs the demo (no configuration file, :mod:`lcx.demo`).
 through the public bot API with the bot token of its URL; this module serves it and is the
 demo tenant's ``bot_events_url``:
 
-* ``GET /console/try`` and ``GET /console/try/<file>``: the page and its modules, with the
-  console's own-origin Content-Security-Policy, ``no-cache`` and an ``ETag``;
+* ``GET /console/try`` and ``GET /console/try/<file>``: the page and its modules, with an
+  own-origin Content-Security-Policy (like the console's), ``no-cache`` and an ``ETag``;
 * ``POST /console/try/events``: lcx's deliveries of the demo tenant's events. The
   ``X-Lcx-Signature`` is checked as a bot must check it (a bad one is 401 and is not kept);
   an event delivered twice (same ``Idempotency-Key``) is kept once; the newest
@@ -34,7 +34,6 @@ from quart_trio.wrappers import TrioResponse
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response
 from lcx.api.common import read_query
-from lcx.api.console import content_security_policy
 from lcx.api.deps import AppDeps
 from lcx.auth import require_org, require_tenant
 from lcx.demo import EVENTS_PATH, SIMULATOR_PATH, STATIC_DIR, Demo
@@ -46,6 +45,12 @@ __all__ = ["KEPT_EVENTS", "MAX_WAIT_SECONDS", "ReceivedEvents", "demo_blueprint"
 KEPT_EVENTS = 1000
 MAX_WAIT_SECONDS = 25.0
 INDEX = "index.html"
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
+    "connect-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+    "object-src 'none'"))
+"""The page's policy: lcx's own origin only, no inline script, no framing (the URL that
+opens it carries a bot token)."""
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8"}
 
@@ -127,7 +132,7 @@ def demo_blueprint(deps: AppDeps, demo: Demo) -> Blueprint:
     files = _files(STATIC_DIR)
     inbox = ReceivedEvents()
     headers = {"Cache-Control": "no-cache", "Content-Security-Policy":
-               content_security_policy(), "X-Content-Type-Options": "nosniff",
+               CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer"}
     blueprint = Blueprint("demo", __name__)
 

@@ -77,6 +77,8 @@ async def test_a_newcomer_runs_a_whole_conversation_through_the_demo(
         page = await client.get("/console/try")
         assert page.status_code == 200
         assert "Customer simulator" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "no-referrer"
         for asset in ("simulator.js", "bot_api.js", "style.css"):
             assert (await client.get(f"/console/try/{asset}")).status_code == 200
         async with agent_connection(printed.url, printed.token_of("agent Alice")) as alice:
