@@ -15,7 +15,7 @@ slots from the store: a lost hint is repaired within one period.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -30,7 +30,7 @@ from actors.messages import (
     Reserve,
     SetStatus,
 )
-from actors.ports import SessionPorts
+from actors.ports import FrameSink, SessionPorts
 from actors.presence import PRESENCE_REFRESH_SECONDS, Presence
 from lcx.cluster.bus import Bus
 from lcx.livechat.agent_slots import ChatSlots
@@ -39,16 +39,6 @@ from lcx.runtime import Actor, ActorContext
 from lcx.store.conversations import active_for_agent
 
 log = logging.getLogger("lcx.agent")
-
-
-class FrameSink(Protocol):
-    """One websocket's outbound queue, as the session actor sees it."""
-
-    def offer(self, frame: bytes) -> bool:
-        """Queue a frame without waiting; False when the socket is too far behind."""
-
-    def cut(self, reason: str) -> None:
-        """Close the socket because it cannot keep up."""
 
 
 FRAME_TOPIC = "agent.frame"
@@ -163,8 +153,7 @@ class AgentSessionActor(Actor):
                 self._disconnect(socket_id)
 
     def _connect(self, connect: Connect) -> dict[str, Any]:
-        sink = connect.sink if connect.instance_id is None else \
-            RemoteSink(self.ports.bus, connect.instance_id, connect.socket_id)
+        sink = self._sink_of(connect)
         first = not self.sockets
         self.sockets[connect.socket_id] = sink
         if first:
@@ -176,6 +165,18 @@ class AgentSessionActor(Actor):
             self.connected_since = iso(utc_now())
             self._set_status("online")
         return {"status": self.status, "active": sorted(self.slots.active)}
+
+    def _sink_of(self, connect: Connect) -> FrameSink:
+        """The socket's sink: held here (by reference), or on another instance (the bus)."""
+        if connect.sink is not None:
+            sink: FrameSink = connect.sink
+            return sink
+        here = connect.instance_id in (None, self.ports.bus.instance_id)
+        local = self.ports.local_sink(connect.socket_id) if here else None
+        if local is not None:
+            return local
+        instance = connect.instance_id or self.ports.bus.instance_id
+        return RemoteSink(self.ports.bus, instance, connect.socket_id)
 
     def _disconnect(self, socket_id: str) -> None:
         if self.sockets.pop(socket_id, None) is None or self.sockets:

@@ -87,7 +87,18 @@ class ConversationActor(Actor):
             if earlier is not None:
                 return earlier if isinstance(message, PostMessage) else None
         if isinstance(message, Transfer) and message.to_agent_id is not None:
-            message = await self._hand_over(message)
+            hand_over = await self._hand_over(message)
+            try:
+                return await self._obey(hand_over, None)
+            except BaseException:
+                if self.state is None or self.state.agent_id != hand_over.target.id:
+                    # the slot was reserved for a hand-over that did not happen
+                    self._release_target(hand_over)
+                raise
+        return await self._obey(message, key)
+
+    async def _obey(self, message: Any, key: tuple[str, str] | None) -> Any:
+        """Decide, commit, carry out, re-arm the timer; the answer to the sender."""
         org = self.state.org_id if self.state is not None else None
         if isinstance(message, CreateRequest):
             org = message.conversation.org_id
@@ -135,6 +146,11 @@ class ConversationActor(Actor):
             raise Conflict("the target agent has no free chat slot")
         return HandOver(agent=transfer.agent, target=AgentRef(id=target_id,
                                                               name=presence.name))
+
+    def _release_target(self, hand_over: HandOver) -> None:
+        if self.state is not None and hand_over.target.id:
+            self.ports.tell_agent(self.state.org_id, hand_over.target.id,
+                                  Release(conversation_id=self.state.id))
 
     async def _commit(self, decision: Decision) -> None:
         """Store the decision in one transaction; adopt its state once it is durable."""

@@ -19,6 +19,7 @@ import trio
 
 from actors.keys import agent_key, queue_key, split_key
 from actors.messages import Accept, Accepted, Msg, OpenLink, Push, Recover, Reserve, Resync
+from actors.ports import FrameSink
 from actors.presence import Presence, PresenceBook
 from actors.routing import ActorRouter, ForwardServer
 from adapters.edges import Channel, Provider
@@ -42,6 +43,10 @@ ActorFactory = Callable[["Livechat", str], Actor]
 """Builds the actor for a key (the composition root registers one per kind)."""
 
 
+def _no_sink(socket_id: str) -> FrameSink | None:
+    return None
+
+
 @dataclass
 class LivechatCounters:
     """Domain counters exported to ``/metrics``."""
@@ -60,7 +65,8 @@ class Livechat:
 
     def __init__(self, *, store: Callable[[], Store], tenants: Mapping[str, TenantConfig],
                  registry: Registry, wake_delivery: Callable[[str], None], bus: Bus,
-                 heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000) -> None:
+                 heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000,
+                 settle_seconds: float = 0.0) -> None:
         self._store = store
         self.tenants = tenants
         self.registry = registry
@@ -69,7 +75,12 @@ class Livechat:
         self.max_queued_frames = max_queued_frames
         self.org_settings = OrgSettings(store)
         self._bus = bus
-        self.placement = Placement(bus)
+        self.settle_seconds = settle_seconds
+        """How long a message waits for its actor's owner to settle after the owner died or
+        left (``2 x cluster.lease_ms + 1 s`` in a cluster; 0 on one instance)."""
+        self.placement = Placement(bus, suspect_seconds=max(settle_seconds, 1.0))
+        self.local_sink: Callable[[str], FrameSink | None] = _no_sink
+        """The sink of a socket held by this instance (the socket directory sets it)."""
         self.presence_book = PresenceBook(bus)
         self.draining = trio.Event()
         """Set when the instance shuts down: agent sockets close with 1012."""
@@ -92,7 +103,7 @@ class Livechat:
 
         return ActorRouter(KeyedSupervisor(kind, activate, idle_seconds=idle,
                                            mailbox_size=mailbox, registry=self.registry),
-                           self._bus, self.placement)
+                           self._bus, self.placement, settle_seconds=self.settle_seconds)
 
     def register(self, kind: str, factory: ActorFactory) -> None:
         """Serve actors of ``kind`` (``conversation``, ``queue``, ``agent_session``,

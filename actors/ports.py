@@ -23,6 +23,16 @@ from lcx.livechat.settings import LivechatSettings
 from lcx.store import Store
 
 
+class FrameSink(Protocol):
+    """One websocket's outbound queue, as the session actor sees it."""
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame without waiting; False when the socket is too far behind."""
+
+    def cut(self, reason: str) -> None:
+        """Close the socket because it cannot keep up."""
+
+
 class Notifier(Protocol):
     """Posts to other actors, wherever they live."""
 
@@ -102,6 +112,9 @@ class SessionPorts(Protocol):
 
     def count_slow_consumer(self) -> None:
         """Count a socket cut off because it could not keep up."""
+
+    def local_sink(self, socket_id: str) -> FrameSink | None:
+        """The sink of a socket this instance holds (None when it holds no such socket)."""
 
 
 class LinkPorts(Protocol):

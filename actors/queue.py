@@ -36,7 +36,7 @@ from lcx.livechat.queue import NoFreeSlot, QueueBook
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation, utc_now
 from lcx.runtime import Actor, ActorContext
-from lcx.store.conversations import pending_in_queue
+from lcx.store.conversations import load_conversation, pending_in_queue
 
 log = logging.getLogger("lcx.queue")
 
@@ -118,7 +118,8 @@ class QueueActor(Actor):
                                                 "conversationId": None})
 
     async def _accept(self, request: AcceptRequest) -> Accepted:
-        conversation = self.book.pending.get(request.conversation_id)
+        conversation = self.book.pending.get(request.conversation_id) or \
+            await self._missed_enqueue(request.conversation_id)
         if conversation is None:
             raise Conflict("the request is no longer pending",
                            details={"requestId": request.conversation_id})
@@ -127,6 +128,16 @@ class QueueActor(Actor):
                                           "conversationId": conversation.id,
                                           "agentId": request.agent.id}, skip=request.agent.id)
         return accepted
+
+    async def _missed_enqueue(self, conversation_id: str) -> Conversation | None:
+        """A request this queue was never told of (its notification was lost, e.g. sent to
+        an instance that had just died): the store says whether it waits here."""
+        stored = await self.ports.store.read(lambda tx: load_conversation(tx, conversation_id))
+        if stored is None or stored.status != "pending" or stored.org_id != self.org_id \
+                or stored.user_group_id != self.group:
+            return None
+        self.book.enqueue(stored)
+        return stored
 
     async def _take(self, conversation: Conversation, agent: AgentRef, *,
                     assigned: bool) -> Accepted:

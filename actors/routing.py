@@ -16,12 +16,13 @@ from functools import cache
 from typing import Any, Literal
 
 import msgspec
+import trio
 
 from actors.messages import WIRE_MESSAGES, Msg
 from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
 from lcx.cluster.errors import ErrorBox, box, rebuild
 from lcx.cluster.placement import Placement
-from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed
+from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed, Unavailable
 from lcx.runtime import DEFAULT_ASK_TIMEOUT, ActorRef, KeyedSupervisor
 
 log = logging.getLogger("lcx.routing")
@@ -59,14 +60,27 @@ def _union(types: tuple[type[Msg], ...]) -> Any:
     return result
 
 
-class ActorRouter:
-    """Delivers messages for ``kind`` actors to their owners; see the module docstring."""
+class _OwnerGone(Exception):
+    """The owner did not take the message (it never read it): placing it again is safe."""
 
-    def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement) -> None:
+
+class ActorRouter:
+    """Delivers messages for ``kind`` actors to their owners; see the module docstring.
+
+    When an owner dies or leaves, an ``ask`` or ``send`` does not fail: a call that reached
+    nobody (the owner is gone, or its mailbox closed before reading the message) marks a
+    dead owner suspect, so that its keys are placed again, and is retried on the new owner
+    for up to ``settle_seconds``; only then does the caller get ``MailboxClosed`` (503
+    ``owner_moving``). A call that may have been read (a timeout) is never retried.
+    """
+
+    def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement, *,
+                 settle_seconds: float = 0.0) -> None:
         self.local = local
         self.kind = local.kind
         self.bus = bus
         self.placement = placement
+        self.settle_seconds = settle_seconds
 
     def owner(self, key: str) -> str:
         """The instance that owns ``key``."""
@@ -82,17 +96,11 @@ class ActorRouter:
 
     async def ask(self, key: str, message: Msg, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Ask the actor for ``key`` wherever it lives; see :meth:`ActorRef.ask`."""
-        owner = self.owner(key)
-        if owner == self.placement.instance_id:
-            return await self.local.ask(key, message, timeout)
-        return await self._forward(owner, key, message, "ask", timeout)
+        return await self._deliver(key, message, "ask", timeout)
 
     async def send(self, key: str, message: Msg) -> None:
         """Enqueue for the actor for ``key`` wherever it lives (waits for mailbox room)."""
-        owner = self.owner(key)
-        if owner == self.placement.instance_id:
-            return await self.local.send(key, message)
-        await self._forward(owner, key, message, "send", DEFAULT_ASK_TIMEOUT)
+        await self._deliver(key, message, "send", DEFAULT_ASK_TIMEOUT)
 
     def post(self, key: str, message: Msg) -> None:
         """Deliver without waiting; a hint (may be lost if the owner is unreachable).
@@ -109,6 +117,40 @@ class ActorRouter:
         if not self.bus.publish(owner, FORWARD, payload):
             log.warning("post dropped: bus queue full", extra={"kind": self.kind, "key": key})
 
+    async def _deliver(self, key: str, message: Msg, mode: str, timeout: float) -> Any:
+        """Deliver to the current owner, placing the key again while its owner moves."""
+        deadline = trio.current_time() + self.settle_seconds
+        pause = 0.02
+        while True:
+            owner = self.owner(key)
+            try:
+                return await self._deliver_to(owner, key, message, mode, timeout)
+            except _OwnerGone as gone:
+                if trio.current_time() + pause > deadline:
+                    raise MailboxClosed(f"{self.kind}:{key}: its owner is moving "
+                                        f"({gone})") from None
+                log.info("owner moving; placing again", extra={
+                    "kind": self.kind, "key": key, "owner": owner, "why": str(gone)})
+            await trio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    async def _deliver_to(self, owner: str, key: str, message: Msg, mode: str,
+                          timeout: float) -> Any:
+        if owner == self.placement.instance_id:
+            try:
+                if mode == "send":
+                    return await self.local.send(key, message)
+                return await self.local.ask(key, message, timeout)
+            except MailboxClosed as exc:  # our supervisor is stopping (we drain)
+                raise _OwnerGone(str(exc)) from None
+        try:
+            return await self._forward(owner, key, message, mode, timeout)
+        except MemberGone as exc:
+            self.placement.suspect(owner)
+            raise _OwnerGone(f"{owner} is gone: {exc}") from None
+        except MailboxClosed as exc:  # the owner is stopping its actors (it drains)
+            raise _OwnerGone(f"{owner}: {exc}") from None
+
     async def _forward(self, owner: str, key: str, message: Msg, mode: str,
                        timeout: float) -> Any:
         encoder, _ = _codec()
@@ -118,12 +160,14 @@ class ActorRouter:
             raw = await self.bus.request(owner, FORWARD, payload, timeout=timeout + _MARGIN)
         except RpcTimeout:
             raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
-        except MemberGone:
-            raise MailboxClosed(f"{self.kind}:{key}: its owner {owner} left") from None
         except RemoteError as exc:  # a bug on the owner (LcxErrors come back boxed)
             raise ActorError(f"{self.kind}:{key} failed on {owner}") from exc
+        except MemberGone:
+            raise
         except BusError as exc:
-            raise MailboxClosed(f"{self.kind}:{key}: cannot reach {owner}: {exc}") from exc
+            raise Unavailable(f"{self.kind}:{key}: cannot reach {owner}: {exc}",
+                              details={"dependency": "bus"},
+                              headers={"Retry-After": "1"}) from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
             rebuilt = rebuild(answer.error)

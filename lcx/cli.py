@@ -32,6 +32,7 @@ from lcx.version import lcx_version
 
 if TYPE_CHECKING:
     from lcx.store import Store, Tx
+    from lcx.store.edges import FailedInboxRow
     from lcx.store.outbox import OutboxRow
 
 log = logging.getLogger("lcx")
@@ -200,7 +201,8 @@ DLQ_BATCH = 500
 
 
 def _add_dlq_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = commands.add_parser("dlq", help="list, replay or drop dead-lettered bot events")
+    dlq = commands.add_parser(
+        "dlq", help="list, replay or drop dead-lettered bot events and webhook events")
     actions = dlq.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
     for name, text in (("list", "print dead events, oldest first"),
                        ("replay", "make dead events pending again (the server delivers them)"),
@@ -238,12 +240,14 @@ def dlq_command(args: argparse.Namespace) -> int:
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from lcx.store import open_store
+    from lcx.store.edges import drop_failed_inbox, list_failed_inbox, replay_failed_inbox
     from lcx.store.outbox import dead_count, list_dead
 
     async with open_store(settings.store.url) as store:
         known = {tenant.id for tenant in settings.tenants}
         if args.tenant and args.tenant not in known and not await store.read(
-                lambda tx: dead_count(tx, args.tenant)):
+                lambda tx: dead_count(tx, args.tenant)
+                or list_failed_inbox(tx, args.tenant, 1)):
             # a tenant removed from the configuration may still have dead events to list
             print(f"lcx dlq {args.dlq_action}: unknown tenant {args.tenant!r} (configured: "
                   f"{', '.join(sorted(known)) or 'none'})", file=sys.stderr)
@@ -251,11 +255,18 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
         if args.dlq_action == "list":
             rows = await store.read(lambda tx: list_dead(tx, args.tenant, args.limit,
                                                          ids=args.ids))
-            _print_dead(rows, clip=not args.ids)
+            inbox = await store.read(lambda tx: list_failed_inbox(
+                tx, args.tenant, args.limit, ids=args.ids))
+            clip = not args.ids
+            _print_dead(rows, clip=clip, webhooks=bool(inbox))
+            _print_failed_inbox(inbox, clip=clip)
             return 0
         done = await _dlq_change(store, args)
+        change = replay_failed_inbox if args.dlq_action == "replay" else drop_failed_inbox
+        webhooks = await store.transaction(lambda tx: change(tx, args.ids, args.tenant))
     verb = "replayed" if args.dlq_action == "replay" else "dropped"
-    print(f"{verb} {done} dead event(s)")
+    print(f"{verb} {done} dead event(s)" +
+          (f" and {webhooks} dead webhook event(s)" if webhooks else ""))
     return 0
 
 
@@ -283,16 +294,33 @@ def _bound(change: Callable[[Tx, list[str], str | None], int], ids: list[str],
     return lambda tx: change(tx, ids, tenant)
 
 
-def _print_dead(rows: Sequence[OutboxRow], *, clip: bool) -> None:
+def _print_dead(rows: Sequence[OutboxRow], *, clip: bool, webhooks: bool = False) -> None:
     """A table of dead events; ``clip``: cut LAST ERROR to 60 characters (whole when the
     operator asked for given events)."""
     if not rows:
-        print("no dead events")
+        if not webhooks:
+            print("no dead events")
         return
     width = 60 if clip else None
     table = [("ID", "TENANT", "CONVERSATION", "TYPE", "ATTEMPTS", "LAST ERROR", "CREATED")]
     table += [(r.id, r.tenant_id, r.conversation_id, r.type, str(r.attempts),
                _clip(r.last_error or "", width), r.created_at) for r in rows]
+    _print_table(table)
+
+
+def _print_failed_inbox(rows: Sequence[FailedInboxRow], *, clip: bool) -> None:
+    """Webhook events the edge inbox gave up on (replay or drop them by ``--id``)."""
+    if not rows:
+        return
+    print("dead webhook events:")
+    table = [("ID", "TENANT", "EDGE", "CHAT", "ATTEMPTS", "LAST ERROR", "RECEIVED")]
+    table += [(r.event_id, r.tenant_id, r.alias, r.external_id, str(r.attempts),
+               _clip(r.last_error or "", 60 if clip else None), r.received_at)
+              for r in rows]
+    _print_table(table)
+
+
+def _print_table(table: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))

@@ -6,6 +6,7 @@
     ├── store            the store service (open + migrations)
     ├── bus              membership, leadership, RPC (in-process, or Redis in a cluster)
     ├── bus_probe        measures the bus round trip for /metrics
+    ├── edge_client      the HTTP client of provider and channel calls (fresh at each start)
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group
@@ -14,7 +15,6 @@
     ├── ownership        hands off actors that moved, wakes those that came here
     ├── edge_inbox       applies stored channel/provider webhooks, once, in order
     ├── pollers          tenant pollers of polling providers (the leader only, fenced)
-    ├── edge_client      the HTTP client of provider and channel calls (closed last)
     ├── retention        daily purge of closed conversations (the leader only)
     └── http             the HTTP + websocket server (started last, stopped first)
 
@@ -62,7 +62,7 @@ from lcx.demo import Demo
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
 from lcx.metrics import Metrics, runtime_collector
-from lcx.platform_services import ClientCloser, HttpService, StoreService
+from lcx.platform_services import EdgeClientService, HttpService, StoreService
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
 from services.bot_delivery import DeliveryService
 from services.domain_metrics import edge_collector, livechat_collector
@@ -109,10 +109,11 @@ class Lcx:
                                  tenants={t.id: t for t in settings.tenants},
                                  registry=self.registry, wake_delivery=self._wake_delivery,
                                  bus=self.bus, heartbeat_seconds=settings.ws.heartbeat_seconds,
-                                 max_queued_frames=settings.ws.max_queued_frames)
+                                 max_queued_frames=settings.ws.max_queued_frames,
+                                 settle_seconds=settle_seconds(settings))
         register_actors(self.livechat)
-        self.edge_client = httpx.AsyncClient(follow_redirects=False)
-        self.edge_http = EdgeHttp(self.edge_client)
+        self.edge_http = EdgeHttp(httpx.AsyncClient(follow_redirects=False))
+        """The edges' calls; :class:`EdgeClientService` gives it a fresh client per run."""
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
         self.edge_inbox = EdgeInboxService(self.livechat)
@@ -137,12 +138,13 @@ class Lcx:
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
             ChildSpec("bus", lambda: self.bus, kind="service", shutdown_timeout=5.0),
             ChildSpec("bus_probe", lambda: self.bus_probe, kind="service"),
+            ChildSpec("edge_client", lambda: EdgeClientService(self.edge_http),
+                      kind="service"),
             *self.livechat.children(),
             ChildSpec("delivery", self._start_delivery, kind="service", shutdown_timeout=10.0),
             ChildSpec("ownership", lambda: self.ownership, kind="service"),
             ChildSpec("edge_inbox", lambda: self.edge_inbox, kind="service"),
             ChildSpec("pollers", lambda: self.pollers, kind="service"),
-            ChildSpec("edge_client", lambda: ClientCloser(self.edge_client), kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,
                 storage=lambda: self.attachments, leadership=self._leadership),
@@ -232,6 +234,15 @@ class Lcx:
             RestartIntensityExceeded: the tree could not be kept up.
         """
         await self.root.run(task_status=task_status)
+
+
+def settle_seconds(settings: Settings) -> float:
+    """How long a call waits for its actor's new owner after the owner died or left: two
+    leases (the dead member is gone from every view by then) and a second; no wait on a
+    single instance, where an owner never moves."""
+    if not settings.cluster.redis_url:
+        return 0.0
+    return 2 * settings.cluster.lease_ms / 1000 + 1.0
 
 
 def open_bus(settings: Settings, instance_id: str) -> Bus:

@@ -1,4 +1,5 @@
-"""Infrastructure services that live in the supervision tree: the store and the HTTP server.
+"""Infrastructure services that live in the supervision tree: the store, the HTTP server
+and the HTTP client of the edges.
 
 Each is a supervisor child (``run(task_status=...)`` + ``request_stop()``): it reports
 started only once ready (store open and migrated, socket bound) and releases what it
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
@@ -17,6 +19,9 @@ from hypercorn.typing import ASGIFramework
 from lcx.api.http_server import HttpBinding, serve_http
 from lcx.errors import Unavailable
 from lcx.store import Store, open_store
+
+if TYPE_CHECKING:
+    from adapters.policy import EdgeHttp
 
 log = logging.getLogger("lcx.platform_services")
 
@@ -106,11 +111,15 @@ class HttpService:
                          graceful_timeout=self.graceful_timeout, task_status=task_status)
 
 
-class ClientCloser:
-    """Keeps a shared HTTP client for the life of the tree and closes it on stop."""
+class EdgeClientService:
+    """Owns the HTTP client of provider and channel calls for as long as it runs.
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+    Every run opens a fresh client (so a restart of the tree never leaves the edges holding
+    a closed one) and hands it to :class:`~adapters.policy.EdgeHttp`; stopping closes it.
+    """
+
+    def __init__(self, edge_http: EdgeHttp) -> None:
+        self.edge_http = edge_http
         self._stop = trio.Event()
 
     def request_stop(self) -> None:
@@ -119,11 +128,13 @@ class ClientCloser:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Report started at once; close the client when stopped."""
+        """Open a client, report started, close it when stopped (or cancelled)."""
         self._stop = trio.Event()
-        task_status.started()
+        client = httpx.AsyncClient(follow_redirects=False)
+        self.edge_http.client = client
         try:
+            task_status.started()
             await self._stop.wait()
         finally:
             with trio.CancelScope(shield=True):
-                await self.client.aclose()
+                await client.aclose()

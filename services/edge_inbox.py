@@ -5,7 +5,10 @@ by the instance that owns that external conversation's key, so two instances nev
 on one chat. ``started`` creates the lcx request (queued and routed like any other);
 ``event`` hands a normalized event to the conversation actor, which deduplicates
 messages by their external id. An event that cannot be applied yet (its chat has no
-conversation yet) or fails is tried again; after ``MAX_ATTEMPTS`` it is marked failed.
+conversation yet) or fails, for any reason, is tried again after a backoff (later events of
+its chat wait, to keep their order); after ``MAX_ATTEMPTS`` it is marked failed (a dead
+letter, listed by ``lcx dlq list`` and replayable) and its chat moves on. A bug on one
+event never stops the processor.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from lcx.errors import Conflict, LcxError
 from lcx.livechat.conversation import new_request
 from lcx.livechat.edges import SIDE_CHANNEL
 from lcx.model import Conversation, Subscriber, iso, utc_now
+from lcx.runtime import Backoff, ItemGuard, Outcome
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation
 from lcx.store.edges import (
@@ -47,9 +51,15 @@ class NotYet(LcxError):
 class EdgeInboxService:
     """A supervised service running the processor described in the module docstring."""
 
-    def __init__(self, livechat: Livechat, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, livechat: Livechat, *, poll_seconds: float = POLL_SECONDS,
+                 max_attempts: int = MAX_ATTEMPTS, first_retry_seconds: float = 0.5) -> None:
         self.livechat = livechat
         self.poll_seconds = poll_seconds
+        self.guard = ItemGuard("edge inbox", max_attempts=max_attempts, backoff=Backoff(
+            initial_seconds=first_retry_seconds, maximum_seconds=60.0, jitter=0.2))
+        """Any failure of one stored event is that event's (see :mod:`lcx.runtime`)."""
+        self._not_before: dict[str, float] = {}
+        """Events waiting out their backoff, by event id (trio clock)."""
         self._kick = trio.Event()
         self._stop = trio.Event()
         self.applied = 0
@@ -71,7 +81,7 @@ class EdgeInboxService:
         while not self._stop.is_set():
             try:
                 await self.process_pending()
-            except LcxError:
+            except LcxError:  # the store, not an item: the whole pass is tried again
                 log.warning("edge inbox pass failed; retrying", exc_info=True)
             with trio.move_on_after(self.poll_seconds):
                 await self._kick.wait()
@@ -85,39 +95,46 @@ class EdgeInboxService:
         """One pass over the pending events this instance owns."""
         rows = await self.livechat.store.read(pending_inbox)
         blocked: set[str] = set()
+        now = trio.current_time()
         for row in rows:
             if self._stop.is_set():
                 return
             if row.external_id in blocked or not self._mine(row):
                 continue
-            if not await self._apply_one(row):
+            if self._not_before.get(row.event_id, 0.0) > now or \
+                    not await self._apply_one(row):
                 blocked.add(row.external_id)  # keep this chat's order: later events wait
 
     async def _apply_one(self, row: InboxRow) -> bool:
-        item = msgspec.json.decode(row.item, type=WebhookItem)
+        """Apply one stored event under the guard; record a failure (or dead letter)."""
+        attempt = await self.guard.attempt(f"{row.alias}/{row.event_id}", row.attempts,
+                                           lambda: self._decode_and_apply(row))
         now = iso(utc_now())
-        try:
-            await self._apply(row.alias, item)
-        except LcxError as exc:
-            give_up = row.attempts + 1 >= MAX_ATTEMPTS
-            error = str(exc)
+        if attempt.outcome is Outcome.DONE:
+            self._not_before.pop(row.event_id, None)
+            await self.livechat.store.transaction(lambda tx: finish_inbox(
+                tx, row.alias, row.event_id, status="processed", at=now))
+            self.applied += 1
+            return True
+        error = attempt.error or "failed"
 
-            def record(tx: Tx) -> None:
-                if give_up:
-                    finish_inbox(tx, row.alias, row.event_id, status="failed", at=now,
-                                 error=error)
-                else:
-                    retry_inbox(tx, row.alias, row.event_id, error)
+        def record(tx: Tx) -> None:
+            if attempt.outcome is Outcome.DEAD:
+                finish_inbox(tx, row.alias, row.event_id, status="failed", at=now,
+                             error=error)
+            else:
+                retry_inbox(tx, row.alias, row.event_id, error)
 
-            await self.livechat.store.transaction(record)
-            if give_up:
-                log.error("edge event given up", extra={"event": row.event_id,
-                                                        "error": str(exc)})
-            return False
-        await self.livechat.store.transaction(
-            lambda tx: finish_inbox(tx, row.alias, row.event_id, status="processed", at=now))
-        self.applied += 1
-        return True
+        await self.livechat.store.transaction(record)
+        if attempt.outcome is Outcome.DEAD:
+            self._not_before.pop(row.event_id, None)
+        else:
+            self._not_before[row.event_id] = trio.current_time() + attempt.retry_after
+        return False
+
+    async def _decode_and_apply(self, row: InboxRow) -> None:
+        item = msgspec.json.decode(row.item, type=WebhookItem)
+        await self._apply(row.alias, item)
 
     async def _apply(self, alias: str, item: WebhookItem) -> None:
         tenant = self.livechat.tenant(item.tenant_id)

@@ -7,7 +7,8 @@ applies it once: messages deduplicate on their external id, so an event seen by 
 webhook and a poll counts once), and then stores the moved cursors together with the
 leader's fencing term: a paused or partitioned ex-leader can neither move a cursor back
 nor double-apply. A new leader resumes from the stored cursors within two leases.
-A provider that is down costs one poll per interval.
+A provider that is down costs one poll per interval; a bug in one tenant's poll makes that
+tenant back off (up to a minute) and never stops the other tenants' polls.
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from actors.livechat import Livechat
 from actors.messages import EdgeInbound
-from adapters.edges import EdgeCallFailed, PollBatch, Session, TenantPoller
+from adapters.edges import PollBatch, Session, TenantPoller
 from lcx.cluster.bus import Leadership
 from lcx.config import TenantConfig
-from lcx.errors import FencedOut, LcxError
+from lcx.errors import FencedOut
 from lcx.livechat.edges import SIDE_PROVIDER
 from lcx.model import iso, utc_now
+from lcx.runtime import Backoff, ItemGuard, Outcome
 from lcx.store import Tx
 from lcx.store.conversations import open_conversations
 from lcx.store.edges import load_session, save_session
@@ -53,6 +56,9 @@ class TenantPollers:
         self._leadership = leadership
         self._stop = trio.Event()
         self.stats = PollerStats()
+        self.guard = ItemGuard("tenant poller", max_attempts=1_000_000, backoff=Backoff(
+            initial_seconds=1.0, maximum_seconds=60.0, jitter=0.2))
+        """Turns any failure of one tenant's poll into a backoff for that tenant."""
 
     def _targets(self) -> list[tuple[TenantConfig, TenantPoller]]:
         found: list[tuple[TenantConfig, TenantPoller]] = []
@@ -78,20 +84,33 @@ class TenantPollers:
             nursery.cancel_scope.cancel()
 
     async def _serve(self, tenant: TenantConfig, poller: TenantPoller) -> None:
+        """Poll one tenant forever; a failing poll (for any reason) costs this tenant a
+        backoff, never the other tenants their polls."""
         interval = _interval(tenant)
+        bugs = 0
         while True:
             lead = self._leadership()
+            pause = interval
             if lead is not None:
-                try:
-                    await self.poll_once(tenant, poller, lead)
-                except FencedOut:
-                    log.warning("poller stopped: a newer leader took over",
-                                extra={"tenantId": tenant.id})
-                except LcxError as exc:
+                attempt = await self.guard.attempt(
+                    f"tenant {tenant.id}", bugs, partial(self._poll_fenced, tenant, poller,
+                                                         lead))
+                if attempt.outcome is not Outcome.DONE:
                     self.stats.failures += 1
-                    log.warning("poll failed; next try in one interval",
-                                extra={"tenantId": tenant.id, "error": str(exc)})
-            await trio.sleep(interval)
+                if attempt.expected:  # the provider or the store: the edge policy's matter
+                    bugs = 0
+                else:  # a bug: this tenant backs off, the others poll on
+                    bugs = min(bugs + 1, self.guard.max_attempts - 1)
+                    pause = max(interval, attempt.retry_after)
+            await trio.sleep(pause)
+
+    async def _poll_fenced(self, tenant: TenantConfig, poller: TenantPoller,
+                           lead: Leadership) -> None:
+        try:
+            await self.poll_once(tenant, poller, lead)
+        except FencedOut:
+            log.warning("poll not stored: a newer leader took over",
+                        extra={"tenantId": tenant.id})
 
     async def poll_once(self, tenant: TenantConfig, poller: TenantPoller,
                         lead: Leadership) -> None:
@@ -101,11 +120,7 @@ class TenantPollers:
         if not sessions:
             return
         self.stats.polls += 1
-        try:
-            batch: PollBatch = await poller.poll(tenant, sessions)
-        except EdgeCallFailed:
-            self.stats.failures += 1
-            raise
+        batch: PollBatch = await poller.poll(tenant, sessions)
         for conversation_id, event in batch.events:
             await self.livechat.conversations.ask(conversation_id,
                                              EdgeInbound(side="provider", event=event),

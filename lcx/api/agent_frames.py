@@ -30,6 +30,7 @@ from actors.messages import (
     PostMessage,
     PostResult,
     Read,
+    Release,
     Reserve,
     SetStatus,
     Transfer,
@@ -261,9 +262,15 @@ class FrameHandler:
                 conversation_id=conversation.id, limit=settings.max_concurrent_chats,
                 assigned=False)):
             raise Conflict("you have no free chat slot")
-        await self._ask(conversation.id, CreateRequest(conversation=conversation,
-                                                       enqueue=False))
-        accepted: Accepted = await self._ask(conversation.id, Accept(agent=self.agent))
+        try:
+            await self._ask(conversation.id, CreateRequest(conversation=conversation,
+                                                           enqueue=False))
+            accepted: Accepted = await self._ask(conversation.id, Accept(agent=self.agent))
+        except BaseException:
+            # the slot was reserved for a conversation that did not begin: give it back
+            self.livechat.tell_agent(self.org, self.agent.id,
+                                     Release(conversation_id=conversation.id))
+            raise
         return {"requestId": conversation.request_id,
                 "conversationId": accepted.conversation.id}
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from actors.agent_session import CUT_TOPIC, FRAME_TOPIC, FrameSink, RelayedFrame
+from actors.agent_session import CUT_TOPIC, FRAME_TOPIC, RelayedFrame
 from actors.keys import agent_key
 from actors.livechat import Livechat
 from actors.messages import Connect, Disconnect
+from actors.ports import FrameSink
 from lcx.auth import Principal
 from lcx.errors import LcxError
 
@@ -38,6 +39,7 @@ class SocketDirectory:
     def __init__(self, livechat: Livechat) -> None:
         self.livechat = livechat
         self._sockets: dict[str, _Socket] = {}
+        livechat.local_sink = self.sink_of
         livechat.bus.subscribe(FRAME_TOPIC, self._frame)
         livechat.bus.subscribe(CUT_TOPIC, self._cut)
 
@@ -71,12 +73,16 @@ class SocketDirectory:
                 log.warning("socket re-registration failed", extra={
                     "agent": socket.agent_id, "error": str(exc)})
 
+    def sink_of(self, socket_id: str) -> FrameSink | None:
+        """The sink of a socket held here."""
+        socket = self._sockets.get(socket_id)
+        return None if socket is None else socket.sink
+
     async def _register(self, socket_id: str, socket: _Socket) -> None:
-        key = agent_key(socket.org_id, socket.agent_id)
-        here = self.livechat.agents.owner(key) == self.livechat.bus.instance_id
-        await self.livechat.agents.ask(key, Connect(
-            socket_id=socket_id, sink=socket.sink if here else None,
-            instance_id=None if here else self.livechat.bus.instance_id,
+        # the session finds the sink by id when it lives here, wherever it is placed by
+        # the time the message reaches it (its owner may move while we wait)
+        await self.livechat.agents.ask(agent_key(socket.org_id, socket.agent_id), Connect(
+            socket_id=socket_id, instance_id=self.livechat.bus.instance_id,
             name=socket.name, groups=socket.groups))
 
     def _frame(self, sender: str, payload: bytes) -> None:

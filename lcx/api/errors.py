@@ -93,6 +93,13 @@ def _internal(exc: BaseException) -> ErrorReply:
                       {"traceId": trace_id})
 
 
+def busy_reason(exc: BaseException) -> str:
+    """The documented ``details.reason`` of a refusal by the actor runtime:
+    ``owner_moving`` (the actor's owner died or is handing over; retry shortly) or
+    ``overloaded`` (a mailbox is full or the actor did not answer in time)."""
+    return "owner_moving" if isinstance(exc, ActorStopped) else "overloaded"
+
+
 def error_reply(exc: BaseException) -> ErrorReply:
     """Map ``exc`` to the reply the client gets; logs it when it is a bug (500)."""
     if isinstance(exc, ApiError):
@@ -104,7 +111,7 @@ def error_reply(exc: BaseException) -> ErrorReply:
     if isinstance(exc, _BUSY):
         _log.warning("request refused by the actor runtime: %r", exc)
         return ErrorReply(503, "unavailable", "the service is busy; retry shortly",
-                          {"reason": type(exc).__name__}, dict(_RETRY_AFTER))
+                          {"reason": busy_reason(exc)}, dict(_RETRY_AFTER))
     if isinstance(exc, StoreUnavailable):
         _log.warning("request failed, the store is unavailable: %r", exc)
         return ErrorReply(503, "unavailable", "the store is unavailable; retry shortly",

@@ -4,6 +4,7 @@ This package knows nothing of livechat: no domain, web, Redis or provider import
 """
 
 from lcx.runtime.actor import Actor, ActorContext, ActorProcess
+from lcx.runtime.item_guard import Attempt, ItemGuard, Outcome
 from lcx.runtime.keyed import KeyedSupervisor
 from lcx.runtime.mailbox import Envelope, Mailbox, Reply
 from lcx.runtime.policy import Backoff, Intensity, Restart, Strategy
@@ -24,14 +25,17 @@ __all__ = [
     "ActorContext",
     "ActorProcess",
     "ActorRef",
+    "Attempt",
     "Backoff",
     "Child",
     "ChildInfo",
     "ChildSpec",
     "Envelope",
     "Intensity",
+    "ItemGuard",
     "KeyedSupervisor",
     "Mailbox",
+    "Outcome",
     "Registry",
     "Reply",
     "Restart",

@@ -12,6 +12,7 @@ that key only (its waiting messages are dropped, their asks fail), never on its 
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ class KeyedSupervisor:
     def __init__(self, kind: str, activate: Activate, *, idle_seconds: float | None = 300.0,
                  mailbox_size: int = 256, restart: Restart = Restart.TRANSIENT,
                  intensity: Intensity | None = None, backoff: Backoff | None = None,
-                 shutdown_timeout: float = 5.0, registry: Registry | None = None) -> None:
+                 shutdown_timeout: float = 5.0, registry: Registry | None = None,
+                 max_pending_posts: int = 10_000) -> None:
         self.kind = kind
         self.name = f"{kind}s"
         self._activate = activate
@@ -68,6 +70,11 @@ class KeyedSupervisor:
         self._entries: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
+        self.max_pending_posts = max_pending_posts
+        self.dropped_posts = 0
+        """Posts dropped because ``max_pending_posts`` were already waiting."""
+        self._waiting: dict[str, collections.deque[object]] = {}
+        self._pending_posts = 0
         self._activations = 0
 
     def __len__(self) -> int:
@@ -133,26 +140,53 @@ class KeyedSupervisor:
     def post(self, key: str, message: object) -> None:
         """Deliver to the actor for ``key`` without waiting, activating it if needed.
 
-        Uses ``tell`` when the actor is live and has room; otherwise a background task
-        activates it and waits for room. Raises :class:`MailboxClosed` when the supervisor
-        is not running.
-        """
-        if self._nursery is None or self._stop.is_set():
-            raise MailboxClosed(f"{self.name} supervisor is not running")
-        ref = self.get(key)
-        if ref is not None:
-            try:
-                ref.tell(message)
-                return
-            except (MailboxFull, MailboxClosed):
-                pass
-        self._nursery.start_soon(self._send_quietly, key, message)
+        Uses ``tell`` when the actor is live, has room and nothing posted earlier is still
+        waiting; otherwise the message waits, in order, behind the key's earlier posts, and
+        one task per key activates the actor and delivers them as room frees up. At most
+        ``max_pending_posts`` wait in all: beyond that a post is dropped, logged and
+        counted in :attr:`dropped_posts` (posts are hints their receivers resync from).
 
-    async def _send_quietly(self, key: str, message: object) -> None:
+        Raises:
+            MailboxClosed: the supervisor is not running.
+        """
+        nursery = self._nursery
+        if nursery is None or self._stop.is_set():
+            raise MailboxClosed(f"{self.name} supervisor is not running")
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            ref = self.get(key)
+            if ref is not None:
+                try:
+                    ref.tell(message)
+                    return
+                except (MailboxFull, MailboxClosed):
+                    pass
+        if self._pending_posts >= self.max_pending_posts:
+            self.dropped_posts += 1
+            log.warning("post dropped: too many posts waiting", extra={"actor": key})
+            return
+        self._pending_posts += 1
+        if waiting is not None:
+            waiting.append(message)
+            return
+        self._waiting[key] = collections.deque([message])
+        nursery.start_soon(self._deliver_waiting, key)
+
+    async def _deliver_waiting(self, key: str) -> None:
+        """Deliver the posts waiting for ``key``, oldest first, then stop."""
+        waiting = self._waiting[key]
         try:
-            await self.send(key, message)
-        except MailboxClosed:
-            log.warning("message dropped: supervisor stopped", extra={"actor": key})
+            while waiting:
+                try:
+                    await self.send(key, waiting[0])
+                except MailboxClosed:
+                    log.warning("posts dropped: supervisor stopped", extra={"actor": key})
+                    return
+                waiting.popleft()
+                self._pending_posts -= 1
+        finally:
+            self._pending_posts -= len(waiting)
+            del self._waiting[key]
 
     def stop_actor(self, key: str) -> bool:
         """Begin a graceful stop of the actor for ``key`` (it finishes its current message
@@ -172,14 +206,16 @@ class KeyedSupervisor:
                   ) -> None:
         """Serve activations until ``request_stop``; then stop all actors and return."""
         self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await self._stop.wait()
-            async with trio.open_nursery() as stoppers:
-                for entry in list(self._entries.values()):
-                    stoppers.start_soon(self._stop_entry, entry)
-        self._nursery = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._stop.wait()
+                async with trio.open_nursery() as stoppers:
+                    for entry in list(self._entries.values()):
+                        stoppers.start_soon(self._stop_entry, entry)
+        finally:
+            self._nursery = None
 
     def _spawn(self, key: str) -> _Entry:
         assert self._nursery is not None

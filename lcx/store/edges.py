@@ -86,3 +86,52 @@ def retry_inbox(tx: Tx, alias: str, event_id: str, error: str) -> None:
     """Count a failed attempt; the event stays pending."""
     tx.execute("UPDATE edge_inbox SET attempts = attempts + 1, last_error = ? "
                "WHERE alias = ? AND event_id = ?", (error, alias, event_id))
+
+
+@dataclass(frozen=True)
+class FailedInboxRow:
+    """A stored webhook event given up after its last attempt (a dead letter)."""
+
+    alias: str
+    event_id: str
+    tenant_id: str
+    external_id: str
+    attempts: int
+    last_error: str | None
+    received_at: str
+
+
+def _failed_filter(tenant_id: str | None, ids: list[str] | None) -> tuple[str, list[Any]]:
+    sql, args = " WHERE status = ?", ["failed"]
+    if tenant_id is not None:
+        sql += " AND tenant_id = ?"
+        args.append(tenant_id)
+    if ids:
+        sql += f" AND event_id IN ({', '.join('?' * len(ids))})"
+        args += ids
+    return sql, args
+
+
+def list_failed_inbox(tx: Tx, tenant_id: str | None = None, limit: int = 100, *,
+                      ids: list[str] | None = None) -> list[FailedInboxRow]:
+    """Dead-lettered webhook events, oldest first (of one tenant, or with these ids)."""
+    where, args = _failed_filter(tenant_id, ids)
+    rows = tx.fetchall("SELECT alias, event_id, tenant_id, external_id, attempts, "
+                       f"last_error, received_at FROM edge_inbox{where} "
+                       "ORDER BY received_at, position, event_id LIMIT ?", (*args, limit))
+    return [FailedInboxRow(r["alias"], r["event_id"], r["tenant_id"], r["external_id"],
+                           int(r["attempts"]), r["last_error"], r["received_at"])
+            for r in rows]
+
+
+def replay_failed_inbox(tx: Tx, ids: list[str], tenant_id: str | None = None) -> int:
+    """Make dead-lettered webhook events pending again, with a fresh attempt count."""
+    where, args = _failed_filter(tenant_id, ids)
+    return tx.execute("UPDATE edge_inbox SET status = 'pending', attempts = 0, "
+                      f"processed_at = NULL{where}", tuple(args))
+
+
+def drop_failed_inbox(tx: Tx, ids: list[str], tenant_id: str | None = None) -> int:
+    """Delete dead-lettered webhook events for good."""
+    where, args = _failed_filter(tenant_id, ids)
+    return tx.execute(f"DELETE FROM edge_inbox{where}", tuple(args))
