@@ -11,9 +11,11 @@ algorithm of the configured key is accepted, so ``alg: none`` and algorithm conf
 HS256 token "signed" with the public key text) are refused. Production sets one of them.
 
 Development. With neither set, :func:`build_verifier` (what ``lcx serve`` uses) falls back
-to :func:`resolve_secret`: a random secret kept in ``<state dir>/.lcx-dev-secret`` (mode
-0600), which ``lcx token`` run in the same directory signs with. A bare
-``TokenVerifier(AuthConfig())`` refuses every token ("authentication is not configured").
+to :func:`resolve_secret`: a random secret kept in ``.lcx-dev-secret`` (mode 0600) in the
+user's data directory (:func:`dev_secret_dir`, e.g. ``~/.local/share/lcx``), which ``lcx
+token`` signs with wherever it runs. A token that this secret does not verify is refused
+with the file's path in ``details.devSecret``. A bare ``TokenVerifier(AuthConfig())``
+refuses every token ("authentication is not configured").
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import jwt
 import msgspec
+import platformdirs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -37,7 +40,8 @@ from lcx.config import AuthConfig
 from lcx.errors import ConfigError, Forbidden, Unauthorized
 
 __all__ = [
-    "DEV_SECRET_FILE", "SCOPES", "Principal", "TokenVerifier", "build_verifier", "mint_token",
+    "DEV_SECRET_FILE", "SCOPES", "Principal", "TokenVerifier", "build_verifier",
+    "dev_secret_dir", "mint_token",
     "parse_scopes", "require_org", "require_scope", "require_tenant", "resolve_secret",
 ]
 
@@ -45,7 +49,7 @@ SCOPES = frozenset({"bot", "agent", "supervisor", "service", "admin"})
 """Every scope lcx knows; a token's other scopes are ignored."""
 
 DEV_SECRET_FILE = ".lcx-dev-secret"
-"""Name of the development secret file, inside the state directory (the working directory)."""
+"""Name of the development secret file, inside :func:`dev_secret_dir`."""
 
 HS256 = "HS256"
 _log = logging.getLogger(__name__)
@@ -113,14 +117,17 @@ class TokenVerifier:
     skew on ``exp``/``nbf``/``iat`` (default 0: none). A bot sends the same token with
     every request, so a verified token's principal is remembered until its ``exp`` (up to
     :data:`VERIFIED_CACHE_SIZE` tokens): a signature is checked once per token, not once
-    per request.
+    per request. ``dev_secret`` names the development secret's file when ``jwt_secret``
+    came from it: refusals of a badly signed token then say where the secret is
+    (``details.devSecret``).
 
     Raises (at construction):
         ConfigError: both a secret and a key file are set, or the key file cannot be read
             or is not an RSA or P-256 EC public key (the message names the key).
     """
 
-    def __init__(self, config: AuthConfig, *, leeway_seconds: float = 0.0) -> None:
+    def __init__(self, config: AuthConfig, *, leeway_seconds: float = 0.0,
+                 dev_secret: Path | None = None) -> None:
         if config.jwt_secret and config.jwt_public_key_file:
             raise ConfigError("auth: set either jwt_secret (HS256) or jwt_public_key_file "
                               "(RS256/ES256), not both")
@@ -135,6 +142,7 @@ class TokenVerifier:
         self._audience = config.audience or None
         self._leeway = leeway_seconds
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self._dev_secret = dev_secret
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -164,6 +172,8 @@ class TokenVerifier:
                 token, self._key, algorithms=list(self._algorithms),
                 issuer=self._issuer, audience=self._audience, leeway=self._leeway,
                 options={"require": ["exp"], "verify_aud": self._audience is not None})
+        except jwt.InvalidSignatureError as exc:
+            raise self._signature_refusal(exc) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
         principal = principal_from_claims(claims)
@@ -171,6 +181,14 @@ class TokenVerifier:
             self._verified.clear()
         self._verified[token] = (principal, float(claims["exp"]) + self._leeway)
         return principal
+
+    def _signature_refusal(self, exc: jwt.InvalidSignatureError) -> Unauthorized:
+        if self._dev_secret is None:
+            return _refusal(exc)
+        return Unauthorized(
+            f"the token signature is invalid: this server verifies with the development "
+            f"secret in {self._dev_secret}; mint tokens with `lcx token` as the same user",
+            details={"devSecret": str(self._dev_secret)})
 
 
 def _load_public_key(path: str) -> tuple[Any, str]:
@@ -295,13 +313,22 @@ def require_tenant(principal: Principal, tenant_id: str, tenant_org: str) -> Non
 
 # -- keys and tokens for development ----------------------------------------------------------
 
+def dev_secret_dir() -> Path:
+    """The directory of the development secret: this user's data directory for lcx
+    (``$XDG_DATA_HOME/lcx``, by default ``~/.local/share/lcx`` on Linux), so that
+    ``lcx serve`` and ``lcx token`` agree whatever their working directories."""
+    return platformdirs.user_data_path("lcx", appauthor=False)
+
+
 def resolve_secret(config: AuthConfig, state_dir: Path) -> str:
     """Return the HS256 secret: ``auth.jwt_secret``, else the development secret.
 
     The development secret is 32 random bytes (urlsafe base64) kept in
-    ``state_dir/.lcx-dev-secret`` with mode 0600: created on first use (atomically, so
-    concurrent callers agree) and read afterwards; idempotent. Production sets
-    ``auth.jwt_secret`` instead. Logs a warning when the development secret is used.
+    ``state_dir/.lcx-dev-secret`` with mode 0600 (``state_dir`` is normally
+    :func:`dev_secret_dir`, created with mode 0700 if missing): created on first use
+    (atomically, so concurrent callers agree) and read afterwards; idempotent. Production
+    sets ``auth.jwt_secret`` instead. Logs a warning, naming the file, when the development
+    secret is used.
 
     Raises:
         ConfigError: ``auth.jwt_public_key_file`` is set (there is no secret to sign
@@ -314,6 +341,7 @@ def resolve_secret(config: AuthConfig, state_dir: Path) -> str:
                           "your identity provider; lcx has no HS256 secret to sign with")
     path = state_dir / DEV_SECRET_FILE
     try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = _read_or_create(path)
     except OSError as exc:
         raise ConfigError(f"auth.jwt_secret: not set, and the development secret {path} "
@@ -321,9 +349,15 @@ def resolve_secret(config: AuthConfig, state_dir: Path) -> str:
     if not secret:
         raise ConfigError(f"auth.jwt_secret: not set, and the development secret {path} is "
                           "empty; delete it to make a new one")
-    _log.warning("auth.jwt_secret is not set: using the development secret in %s; "
-                 "production must set auth.jwt_secret", path, extra={"path": str(path)})
+    if path not in _warned_dev_secrets:
+        _warned_dev_secrets.add(path)
+        _log.warning("auth.jwt_secret is not set: using the development secret in %s; "
+                     "production must set auth.jwt_secret", path, extra={"path": str(path)})
     return secret
+
+
+_warned_dev_secrets: set[Path] = set()
+"""Development secret files already warned about (once per process is enough)."""
 
 
 def _read_or_create(path: Path) -> str:
@@ -353,9 +387,11 @@ def build_verifier(config: AuthConfig, state_dir: Path, *,
     Raises:
         ConfigError: as :class:`TokenVerifier` and :func:`resolve_secret` do.
     """
-    if not config.jwt_public_key_file:
-        config = msgspec.structs.replace(config, jwt_secret=resolve_secret(config, state_dir))
-    return TokenVerifier(config, leeway_seconds=leeway_seconds)
+    if config.jwt_public_key_file or config.jwt_secret:
+        return TokenVerifier(config, leeway_seconds=leeway_seconds)
+    config = msgspec.structs.replace(config, jwt_secret=resolve_secret(config, state_dir))
+    return TokenVerifier(config, leeway_seconds=leeway_seconds,
+                         dev_secret=state_dir / DEV_SECRET_FILE)
 
 
 def mint_token(secret: str, *, sub: str, org: str | None, scopes: Iterable[str] | str,

@@ -7,17 +7,28 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
+from lcx.api.console import console_url
 from lcx.api.http_server import HttpBinding
-from lcx.auth import SCOPES, mint_token, resolve_secret
+from lcx.auth import SCOPES, dev_secret_dir, mint_token, resolve_secret
 from lcx.cli_status import add_status_parser, status_command
-from lcx.config import Settings, effective_instance_id, load_settings, resolve_config_path
+from lcx.config import (
+    ServerConfig,
+    Settings,
+    effective_instance_id,
+    load_settings,
+    resolve_config_path,
+)
+from lcx.config_checks import start_warnings
+from lcx.demo import Demo, demo_settings, welcome
 from lcx.errors import ConfigError, LcxError
 from lcx.logs import bind_global, configure_logging
+from lcx.startup import StartupFailure, preflight
+from lcx.version import lcx_version
 
 if TYPE_CHECKING:
     from lcx.store import Store, Tx
@@ -33,10 +44,13 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lcx`` subcommand."""
     parser = argparse.ArgumentParser(prog="lcx", description="lcx livechat exchange")
+    parser.add_argument("--version", action="version", version=f"lcx {lcx_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run an lcx instance")
     serve.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
-                                        "else the embedded defaults)")
+                                        "else the embedded defaults: the demo)")
+    serve.add_argument("--port", type=int, help="listen on this port instead of "
+                                                "server.port (0: any free port)")
     _add_token_parser(commands)
     _add_dlq_parser(commands)
     add_status_parser(commands)
@@ -71,8 +85,8 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     token = commands.add_parser(
         "token", help="print a token signed with the configured secret (development, tests)",
         description="Print an HS256 bearer token signed with auth.jwt_secret or, when it is "
-                    "empty, the development secret in ./.lcx-dev-secret (which lcx serve run "
-                    "in the same directory also uses).")
+                    "empty, the development secret in this user's data directory (which "
+                    "lcx serve run by the same user also uses).")
     token.add_argument("--scope", action="append", type=_scope_list, required=True,
                        help="bot, agent, supervisor, service or admin; repeat it or separate "
                             "several with spaces or commas")
@@ -87,32 +101,79 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
                        help="lifetime in seconds (default: 3600)")
     token.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
                                         "else the embedded defaults)")
+    token.add_argument("--console", action="store_true",
+                       help="print the agent console's sign-in URL (server.public_url + "
+                            "/console/?token=...) instead of the bare token")
 
 
 def load(config: str | None) -> Settings:
-    """The settings named by ``--config`` / ``LCX_CONFIG``, or the embedded defaults.
+    """The settings named by ``--config`` / ``LCX_CONFIG``, or the demo's (the embedded
+    defaults and the demo tenant, :mod:`lcx.demo`).
 
     Raises:
         ConfigError: the file is missing or invalid (the message names the key).
     """
-    return load_settings(resolve_config_path(config))
+    return load_serving(config, None)[0]
 
 
-def _announce(binding: HttpBinding) -> None:
-    print(f"lcx is listening on {binding.url}", flush=True)
-    log.info("listening", extra={"url": binding.url})
+def load_serving(config: str | None, port: int | None) -> tuple[Settings, Demo | None]:
+    """The settings ``lcx serve`` runs with (``port`` overriding ``server.port``), and the
+    demo tenant when no configuration file is given.
+
+    Raises:
+        ConfigError: the file is missing or invalid (the message names the key).
+    """
+    path = resolve_config_path(config)
+    settings = load_settings(path)
+    if port is not None:
+        settings = _with_port(settings, port)
+    if path is not None:
+        return settings, None
+    return demo_settings(settings)
+
+
+def _announcer(settings: Settings, demo: Demo | None) -> Callable[[HttpBinding], None]:
+    """What ``lcx serve`` prints once it listens: where, the console, and the demo's URLs."""
+
+    def announce(binding: HttpBinding) -> None:
+        print(f"lcx is listening on {binding.url}", flush=True)
+        print(f"agent console: {console_url(binding.url)}", flush=True)
+        if demo is not None:
+            auth = settings.auth
+            print(welcome(binding.url, resolve_secret(auth, dev_secret_dir()),
+                          issuer=auth.issuer, audience=auth.audience), flush=True)
+        log.info("listening", extra={"url": binding.url, "console": console_url(binding.url),
+                                     "demo": demo is not None})
+
+    return announce
+
+
+def _with_port(settings: Settings, port: int) -> Settings:
+    """``settings`` listening on ``port``; a default ``public_url`` follows it."""
+    server = settings.server
+    default = ServerConfig()
+    public_url = server.public_url
+    if public_url == default.public_url and port:
+        public_url = f"http://{server.host}:{port}"
+    return msgspec.structs.replace(settings, server=msgspec.structs.replace(
+        server, port=port, public_url=public_url))
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``lcx serve``; returns the exit code."""
     from lcx.instance import serve
 
-    settings = load(args.config)
+    settings, demo = load_serving(args.config, args.port)
     configure_logging(settings.log.level, settings.log.format)
     bind_global(instanceId=effective_instance_id(settings))
+    trio.run(preflight, settings)
     log.info("starting", extra={"store": settings.store.url.split("://", 1)[0],
-                                "cluster": bool(settings.cluster.redis_url)})
-    return trio.run(lambda: serve(settings, on_listening=_announce))
+                                "cluster": bool(settings.cluster.redis_url),
+                                "version": lcx_version()})
+    for warning in start_warnings(settings):
+        log.warning(warning)
+    return trio.run(lambda: serve(settings, on_listening=_announcer(settings, demo),
+                                  demo=demo))
 
 
 def token_command(args: argparse.Namespace) -> int:
@@ -125,11 +186,13 @@ def token_command(args: argparse.Namespace) -> int:
     if not args.org and "admin" not in scopes:
         print("lcx token: --org is required unless --scope includes admin", file=sys.stderr)
         return EXIT_USAGE
-    auth = load(args.config).auth
-    secret = resolve_secret(auth, Path.cwd())
-    print(mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
-                     groups=args.groups, tenants=args.tenants, name=args.name,
-                     ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience))
+    settings = load(args.config)
+    auth = settings.auth
+    secret = resolve_secret(auth, dev_secret_dir())
+    token = mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
+                       groups=args.groups, tenants=args.tenants, name=args.name,
+                       ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience)
+    print(console_url(settings.server.public_url, token) if args.console else token)
     return 0
 
 
@@ -172,22 +235,31 @@ def dlq_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     settings = load(args.config)
-    return trio.run(_dlq, settings.store.url, args)
+    return trio.run(_dlq, settings, args)
 
 
-async def _dlq(url: str, args: argparse.Namespace) -> int:
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from lcx.store import open_store
     from lcx.store.edges import drop_failed_inbox, list_failed_inbox, replay_failed_inbox
-    from lcx.store.outbox import list_dead
+    from lcx.store.outbox import dead_count, list_dead
 
-    async with open_store(url) as store:
+    async with open_store(settings.store.url) as store:
+        known = {tenant.id for tenant in settings.tenants}
+        if args.tenant and args.tenant not in known and not await store.read(
+                lambda tx: dead_count(tx, args.tenant)
+                or list_failed_inbox(tx, args.tenant, 1)):
+            # a tenant removed from the configuration may still have dead events to list
+            print(f"lcx dlq {args.dlq_action}: unknown tenant {args.tenant!r} (configured: "
+                  f"{', '.join(sorted(known)) or 'none'})", file=sys.stderr)
+            return EXIT_USAGE
         if args.dlq_action == "list":
             rows = await store.read(lambda tx: list_dead(tx, args.tenant, args.limit,
                                                          ids=args.ids))
             inbox = await store.read(lambda tx: list_failed_inbox(
                 tx, args.tenant, args.limit, ids=args.ids))
-            _print_dead(rows, bool(inbox))
-            _print_failed_inbox(inbox)
+            clip = not args.ids
+            _print_dead(rows, clip=clip, webhooks=bool(inbox))
+            _print_failed_inbox(inbox, clip=clip)
             return 0
         done = await _dlq_change(store, args)
         change = replay_failed_inbox if args.dlq_action == "replay" else drop_failed_inbox
@@ -222,25 +294,29 @@ def _bound(change: Callable[[Tx, list[str], str | None], int], ids: list[str],
     return lambda tx: change(tx, ids, tenant)
 
 
-def _print_dead(rows: Sequence[OutboxRow], webhooks: bool = False) -> None:
+def _print_dead(rows: Sequence[OutboxRow], *, clip: bool, webhooks: bool = False) -> None:
+    """A table of dead events; ``clip``: cut LAST ERROR to 60 characters (whole when the
+    operator asked for given events)."""
     if not rows:
         if not webhooks:
             print("no dead events")
         return
+    width = 60 if clip else None
     table = [("ID", "TENANT", "CONVERSATION", "TYPE", "ATTEMPTS", "LAST ERROR", "CREATED")]
     table += [(r.id, r.tenant_id, r.conversation_id, r.type, str(r.attempts),
-               _clip(r.last_error or "", 60), r.created_at) for r in rows]
+               _clip(r.last_error or "", width), r.created_at) for r in rows]
     _print_table(table)
 
 
-def _print_failed_inbox(rows: Sequence[FailedInboxRow]) -> None:
+def _print_failed_inbox(rows: Sequence[FailedInboxRow], *, clip: bool) -> None:
     """Webhook events the edge inbox gave up on (replay or drop them by ``--id``)."""
     if not rows:
         return
     print("dead webhook events:")
     table = [("ID", "TENANT", "EDGE", "CHAT", "ATTEMPTS", "LAST ERROR", "RECEIVED")]
     table += [(r.event_id, r.tenant_id, r.alias, r.external_id, str(r.attempts),
-               _clip(r.last_error or "", 60), r.received_at) for r in rows]
+               _clip(r.last_error or "", 60 if clip else None), r.received_at)
+              for r in rows]
     _print_table(table)
 
 
@@ -251,9 +327,9 @@ def _print_table(table: Sequence[tuple[str, ...]]) -> None:
               .rstrip())
 
 
-def _clip(text: str, width: int) -> str:
+def _clip(text: str, width: int | None) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if width is None or len(text) <= width else text[:width - 3] + "..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lcx: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupFailure as exc:
+        print(f"lcx: cannot start: {exc}", file=sys.stderr)
+        return exc.exit_code
     except LcxError as exc:
         print(f"lcx: {exc}", file=sys.stderr)
         return 1

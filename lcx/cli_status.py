@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from lcx.auth import mint_token, resolve_secret
+from lcx.auth import dev_secret_dir, mint_token, resolve_secret
 from lcx.config import load_settings, resolve_config_path
 
 
@@ -26,7 +25,7 @@ def status_command(args: argparse.Namespace) -> int:
     """Print the cluster status; 1 when the instance cannot be reached."""
     settings = load_settings(resolve_config_path(args.config))
     url = (args.url or settings.server.public_url).rstrip("/")
-    token = args.token or mint_token(resolve_secret(settings.auth, Path.cwd()),
+    token = args.token or mint_token(resolve_secret(settings.auth, dev_secret_dir()),
                                      sub="lcx-status", org=None, scopes="admin",
                                      ttl_seconds=60, issuer=settings.auth.issuer,
                                      audience=settings.auth.audience)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from lcx.config_checks import check_settings
 from lcx.errors import ConfigError
 
 Provider = Literal["helvia", "genesys", "cisco", "zendesk", "livechat"]
@@ -339,6 +340,7 @@ def _validate(settings: Settings) -> None:
         'attachments.s3_bucket: required when attachments.backend = "s3"',
     )
     _check_tenant_ids(settings.tenants)
+    check_settings(settings)
 
 
 def _require(ok: bool, message: str) -> None:

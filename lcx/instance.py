@@ -5,6 +5,7 @@
     root (rest_for_one)
     ├── store            the store service (open + migrations)
     ├── bus              membership, leadership, RPC (in-process, or Redis in a cluster)
+    ├── bus_probe        measures the bus round trip for /metrics
     ├── edge_client      the HTTP client of provider and channel calls (fresh at each start)
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
@@ -32,7 +33,6 @@ import logging
 import math
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import trio
@@ -53,10 +53,12 @@ from lcx.api.cluster import BusView, ClusterView, LeaderView, MemberView
 from lcx.api.http_app import AppDeps, create_app
 from lcx.api.http_server import HttpBinding
 from lcx.api.ops import readiness_checks
-from lcx.auth import build_verifier
+from lcx.auth import build_verifier, dev_secret_dir
 from lcx.cluster.bus import Bus, Leadership
 from lcx.cluster.local_bus import LocalBus
+from lcx.cluster.probe import BusProbe
 from lcx.config import Settings, effective_instance_id
+from lcx.demo import Demo
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
 from lcx.metrics import Metrics, runtime_collector
@@ -86,20 +88,24 @@ class Lcx:
     """One lcx instance: its settings, its runtime registry and its supervision tree."""
 
     def __init__(self, settings: Settings, *,
-                 on_listening: Callable[[HttpBinding], None] | None = None) -> None:
+                 on_listening: Callable[[HttpBinding], None] | None = None,
+                 demo: Demo | None = None) -> None:
         self.settings = settings
+        self.demo = demo
         self.instance_id = effective_instance_id(settings)
         self.registry = Registry()
         self.metrics = Metrics()
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
         self.store = StoreService(settings.store.url,
                                   sqlite_synchronous=settings.store.sqlite_synchronous)
-        self.verifier = build_verifier(settings.auth, Path.cwd())
+        self.verifier = build_verifier(settings.auth, dev_secret_dir())
         self.attachments = open_attachment_storage(
             settings.attachments, settings.server.public_url,
-            signing_secret(settings.auth, Path.cwd()))
+            signing_secret(settings.auth, dev_secret_dir()))
         self.bus = open_bus(settings, self.instance_id)
         self.bus.set_report(lambda: self.registry.snapshot().actors_by_kind)
+        self.bus_probe = BusProbe(self.bus, interval=settings.cluster.heartbeat_ms / 1000)
+        self.metrics.add_collector(self.bus_probe.collect)
         self.livechat = Livechat(store=lambda: self.store.store,
                                  tenants={t.id: t for t in settings.tenants},
                                  registry=self.registry, wake_delivery=self._wake_delivery,
@@ -132,6 +138,7 @@ class Lcx:
         return [
             ChildSpec("store", lambda: self.store, kind="service", shutdown_timeout=math.inf),
             ChildSpec("bus", lambda: self.bus, kind="service", shutdown_timeout=5.0),
+            ChildSpec("bus_probe", lambda: self.bus_probe, kind="service"),
             ChildSpec("edge_client", lambda: EdgeClientService(self.edge_http),
                       kind="service"),
             *self.livechat.children(),
@@ -156,7 +163,8 @@ class Lcx:
                        verifier=self.verifier, livechat=self.livechat, config=self.settings,
                        attachments=self.attachments, sockets=self.sockets,
                        cluster_status=self.cluster_view,
-                       webhooks=(self._webhook_receivers(), self.edge_inbox.wake))
+                       webhooks=(self._webhook_receivers(), self.edge_inbox.wake),
+                       demo=self.demo)
         return create_app(deps)
 
     def _webhook_receivers(self) -> dict[str, object]:
@@ -250,13 +258,14 @@ def open_bus(settings: Settings, instance_id: str) -> Bus:
 
 
 async def serve(settings: Settings, *, signals: bool = True,
-                on_listening: Callable[[HttpBinding], None] | None = None) -> int:
+                on_listening: Callable[[HttpBinding], None] | None = None,
+                demo: Demo | None = None) -> int:
     """Run lcx until SIGTERM or SIGINT, then shut down within the configured timeout.
 
     Returns the process exit code: 0 after a clean shutdown, 1 when the supervision tree
-    gave up.
+    gave up. ``demo``: the demo tenant, when lcx runs without a configuration file.
     """
-    lcx = Lcx(settings, on_listening=on_listening)
+    lcx = Lcx(settings, on_listening=on_listening, demo=demo)
     try:
         async with trio.open_nursery() as nursery:
             if signals:

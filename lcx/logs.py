@@ -127,6 +127,10 @@ class _LcxHandler(logging.StreamHandler[TextIO]):
     """The stderr handler :func:`configure_logging` installs (and replaces on a re-call)."""
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
+"""Loggers kept at warning level unless lcx logs at debug level."""
+
+
 def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
     """Send every log record at ``level`` or above to stderr, formatted as ``fmt``.
 
@@ -146,6 +150,8 @@ def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
-    # httpx logs every request at info: one line per bot event and provider call. The
-    # outcomes that matter are logged by lcx itself (retries, dead letters) and counted.
-    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    # Libraries that log a line per outbound call (httpx: one per bot POST) speak only at
+    # debug level; their warnings and errors always come through.
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(numeric if numeric <= logging.DEBUG
+                                           else max(numeric, logging.WARNING))

@@ -106,9 +106,11 @@ def runtime_collector(snapshot: Callable[[], RuntimeSnapshot]) -> MetricsSource:
             "lcx_mailbox_depth", "Messages waiting in mailboxes by actor kind.", labels=["kind"])
         restarts = CounterMetricFamily(
             "lcx_actor_restarts", "Actor restarts by kind.", labels=["kind"])
+        # every kind that runs has a restart count, 0 until its first restart
+        restarted = dict.fromkeys(current.actors_by_kind, 0) | dict(current.restarts_by_kind)
         for family, values in ((live, current.actors_by_kind),
                                (depth, current.mailbox_depth_by_kind),
-                               (restarts, current.restarts_by_kind)):
+                               (restarts, restarted)):
             for kind, value in sorted(values.items()):
                 family.add_metric([kind], value)
         return (live, depth, restarts)

@@ -18,7 +18,10 @@ lcx_venv() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setting up $VENV ..." >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -c "$ROOT/requirements.lock" -e "$ROOT$extras" >&2
+    # setuptools warns (BuildBackendWarning, a UserWarning) about every editable install of
+    # a project with several top-level packages, and pip passes it through --quiet
+    PYTHONWARNINGS="ignore::UserWarning" "$VENV/bin/python" -m pip install --quiet \
+      -c "$ROOT/requirements.lock" -e "$ROOT$extras" >&2
     echo "$want" > "$stamp"
   fi
 }

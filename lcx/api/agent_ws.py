@@ -25,6 +25,7 @@ from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, LcxError, Unauthorized
 from lcx.ids import new_id
 from lcx.model import iso, utc_now
+from services.overview_feed import feed_for, push_overview
 
 log = logging.getLogger("lcx.ws")
 
@@ -129,6 +130,9 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                 nursery.start_soon(_write, sink)
                 nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
                 nursery.start_soon(_close_on_drain, livechat, sink)
+                if principal.has_any("supervisor"):
+                    nursery.start_soon(push_overview, feed_for(livechat), principal.org,
+                                       sink.offer_json)
                 await _read(handler)
                 nursery.cancel_scope.cancel()
         if sink.going_away:

@@ -369,14 +369,14 @@ ENDPOINTS = (
     Endpoint(UPLOAD_PATH, "POST", "upload", "Upload a file", "attachments",
              body=UploadForm, body_media_type="multipart/form-data",
              responses={201: UploadResult}, scopes=UPLOAD_SCOPES,
-             errors=(400, 401, 403, 404, 413, 415, 422, 503)),
+             errors=(400, 401, 403, 404, 413, 415, 422, 503), operation_id="uploadAttachment"),
     Endpoint(f"{DOWNLOAD_PATH}/<attachment_id>", "GET", "download",
              "Download a file through its signed URL", "attachments", query=DownloadQuery,
              responses={200: None, 302: None},
              response_media_types={200: ("application/octet-stream",)},
              response_headers={"Content-Disposition": "always attachment",
                                "Location": "with 302: a presigned S3 URL"},
-             errors=(403, 404, 503)),
+             errors=(403, 404, 503), operation_id="downloadAttachment"),
 )
 
 

@@ -67,7 +67,7 @@ class ClusterRoutes:
 ENDPOINTS = (
     Endpoint("/cluster", "GET", "cluster", "Cluster members, leader and bus latency",
              "operations", responses={200: ClusterView}, scopes=CLUSTER_SCOPES,
-             errors=(401, 403)),
+             errors=(401, 403), operation_id="getCluster"),
 )
 
 

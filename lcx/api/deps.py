@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lcx.attachments import AttachmentStorage
     from lcx.auth import TokenVerifier
     from lcx.config import Settings
+    from lcx.demo import Demo
 
 
 def _never_draining() -> bool:
@@ -48,3 +49,6 @@ class AppDeps:
     """The ``GET /cluster`` document (members, leader, bus latency)."""
     attachments: AttachmentStorage | None = None
     """Where uploaded files live; None: no attachment routes."""
+    demo: Demo | None = None
+    """The demo tenant when lcx runs without a configuration file (the customer
+    simulator's routes exist only then)."""

@@ -65,6 +65,7 @@ def _types(endpoints: Iterable[Endpoint]) -> list[Any]:
 def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``endpoints``."""
     endpoints = list(endpoints)
+    _check_operation_ids(endpoints)
     types = _types(endpoints)
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     schema_of = {id(t): s for t, s in zip(types, schemas, strict=True)}
@@ -76,8 +77,8 @@ def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, 
         "openapi": "3.1.0",
         "info": {"title": "lcx", "version": version,
                  "description": "The livechat exchange: bot API, management API, "
-                                "provider webhooks and operations (API.md). Text anywhere "
-                                "(bodies, queries, paths) may not contain NUL characters "
+                                "provider webhooks and operations (docs/api.md). Text "
+                                "anywhere (bodies, queries, paths) may not contain NUL characters "
                                 "(400 invalid_request)."},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
@@ -85,9 +86,20 @@ def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, 
     }
 
 
+def _check_operation_ids(endpoints: Iterable[Endpoint]) -> None:
+    """OpenAPI requires every ``operationId`` to be unique (client generators name
+    functions after them): a duplicate is a declaration bug, caught at the first build."""
+    seen: dict[str, Endpoint] = {}
+    for endpoint in endpoints:
+        other = seen.setdefault(endpoint.operation, endpoint)
+        if other is not endpoint:
+            raise ValueError(f"operationId {endpoint.operation!r} of {endpoint.method} "
+                             f"{endpoint.path} is also {other.method} {other.path}'s")
+
+
 def _operation(endpoint: Endpoint, schema_of: dict[int, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
-        "operationId": f"{endpoint.handler}_{endpoint.method.lower()}",
+        "operationId": endpoint.operation,
         "summary": endpoint.summary, "tags": [endpoint.tag],
         "parameters": _path_parameters(endpoint) + _query_parameters(endpoint, schema_of),
         "responses": _responses(endpoint, schema_of),
@@ -153,13 +165,14 @@ class OpenApiRoutes:
 
 ENDPOINTS = (
     Endpoint("/healthz", "GET", "healthz", "Liveness", "operations",
-             responses={200: dict[str, Any]}, errors=()),
+             responses={200: dict[str, Any]}, errors=(), operation_id="getHealth"),
     Endpoint("/readyz", "GET", "readyz", "Readiness", "operations",
-             responses={200: dict[str, Any]}, errors=(503,)),
+             responses={200: dict[str, Any]}, errors=(503,), operation_id="getReadiness"),
     Endpoint("/metrics", "GET", "metrics", "Prometheus metrics", "operations",
-             responses={200: None}, response_media_types={200: ("text/plain",)}, errors=()),
+             responses={200: None}, response_media_types={200: ("text/plain",)}, errors=(),
+             operation_id="getMetrics"),
     Endpoint("/openapi.json", "GET", "document", "This document", "operations",
-             responses={200: dict[str, Any]}, errors=()),
+             responses={200: dict[str, Any]}, errors=(), operation_id="getOpenApiDocument"),
 )
 
 

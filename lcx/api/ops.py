@@ -13,6 +13,7 @@ from quart_trio.wrappers import TrioResponse
 from lcx.api.bodies import json_response
 from lcx.errors import StoreError, Unavailable
 from lcx.metrics import CONTENT_TYPE
+from lcx.version import lcx_version
 
 if TYPE_CHECKING:
     from lcx.api.deps import AppDeps
@@ -71,10 +72,12 @@ async def check_ready(readiness: ReadinessCheck) -> None:
 def ops_blueprint(deps: AppDeps) -> Blueprint:
     """Return the blueprint of the operations routes, answering from ``deps``."""
     blueprint = Blueprint("ops", __name__)
+    version = lcx_version()
 
     @blueprint.get("/healthz")
     async def healthz() -> TrioResponse:
-        return json_response({"status": "ok", "instanceId": deps.instance_id})
+        return json_response({"status": "ok", "instanceId": deps.instance_id,
+                              "version": version})
 
     @blueprint.get("/readyz")
     async def readyz() -> TrioResponse:

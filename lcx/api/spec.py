@@ -41,6 +41,18 @@ class Endpoint:
     """Token scopes that may call it (empty: no authentication)."""
     errors: tuple[int, ...] = (400, 401, 403, 404)
     """Error statuses it may answer (always with the error envelope)."""
+    operation_id: str = ""
+    """The OpenAPI ``operationId`` when the handler's name (camelCased) is not unique or
+    does not say what the operation does."""
+
+    @property
+    def operation(self) -> str:
+        """The OpenAPI ``operationId``: :attr:`operation_id`, else the handler's name in
+        camelCase (``create_request`` -> ``createRequest``)."""
+        if self.operation_id:
+            return self.operation_id
+        head, *rest = self.handler.split("_")
+        return head + "".join(part.capitalize() for part in rest)
 
 
 MAX_PATH_PARAMETER = 256

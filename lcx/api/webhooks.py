@@ -75,9 +75,9 @@ class WebhookRoutes:
 ENDPOINTS = (
     Endpoint("/events/<alias>", "POST", "receive", "Receive a provider or channel webhook",
              "webhooks", body=dict[str, Any], responses={200: WebhookAccepted},
-             errors=(400, 401, 404, 413)),
+             errors=(400, 401, 404, 413), operation_id="receiveWebhook"),
     Endpoint("/events/<alias>", "HEAD", "health", "Webhook endpoint health check",
-             "webhooks", responses={200: None}, errors=(404,)),
+             "webhooks", responses={200: None}, errors=(404,), operation_id="checkWebhook"),
 )
 
 

@@ -16,8 +16,16 @@ from support.http import always_ready, serving
 from lcx.api.auth import bearer_principal
 from lcx.api.bodies import json_response
 from lcx.api.http_app import AppDeps, LcxApp, create_app
-from lcx.auth import DEV_SECRET_FILE, TokenVerifier, mint_token, require_org, require_scope
+from lcx.auth import (
+    DEV_SECRET_FILE,
+    TokenVerifier,
+    build_verifier,
+    mint_token,
+    require_org,
+    require_scope,
+)
 from lcx.config import AuthConfig
+from lcx.errors import Unauthorized
 from lcx.metrics import Metrics
 
 SECRET = "api-test-secret-0123456789abcdef0123456789ab"
@@ -110,8 +118,9 @@ async def test_other_org_is_403() -> None:
     error_of(response, 403, "forbidden")
 
 
-def run_token(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "LCX_CONFIG"}
+def run_token(cwd: Path, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in (env or os.environ).items() if k != "LCX_CONFIG"}
     return subprocess.run([sys.executable, "-m", "lcx", "token", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=30, check=False)
 
@@ -134,14 +143,34 @@ def test_cli_token_signed_with_configured_secret(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_token_uses_development_secret(tmp_path: Path) -> None:
-    """Without auth.jwt_secret, `lcx token` signs with ./.lcx-dev-secret, created once."""
-    first = run_token(tmp_path, "--scope", "admin", "--sub", "ops")
-    second = run_token(tmp_path, "--scope", "admin", "--sub", "ops")
+def test_cli_token_uses_one_development_secret_per_user(tmp_path: Path) -> None:
+    """Without auth.jwt_secret, `lcx token` signs with the development secret in the
+    user's data directory, created once, whatever the working directory."""
+    data_home = tmp_path / "data"
+    env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run_token(tmp_path / "a", "--scope", "admin", "--sub", "ops", env=env)
+    second = run_token(tmp_path / "b", "--scope", "admin", "--sub", "ops", env=env)
     assert first.returncode == second.returncode == 0, first.stderr
-    secret = (tmp_path / DEV_SECRET_FILE).read_text().strip()
+    path = data_home / "lcx" / DEV_SECRET_FILE
+    assert str(path) in first.stderr
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    secret = path.read_text().strip()
     for done in (first, second):
         assert TokenVerifier(AuthConfig(jwt_secret=secret)).verify(done.stdout.strip()).is_admin
+    assert not (tmp_path / "a" / DEV_SECRET_FILE).exists()
+
+
+def test_a_token_the_development_secret_refuses_names_the_secret_file(tmp_path: Path) -> None:
+    """The 401 of a wrongly signed token says which development secret the server uses."""
+    checker = build_verifier(AuthConfig(), tmp_path)
+    with pytest.raises(Unauthorized) as refused:
+        checker.verify(mint_token("another-secret-of-more-than-32-bytes", sub="a", org="o1",
+                                  scopes="agent"))
+    path = str(tmp_path / DEV_SECRET_FILE)
+    assert refused.value.details == {"devSecret": path}
+    assert path in refused.value.message
 
 
 @pytest.mark.slow

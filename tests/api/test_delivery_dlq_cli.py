@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    (tmp_path / "lcx.toml").write_text(basic_config(tmp_path))
+    tenants = "".join(f'[[tenants]]\nid = "{tenant}"\norganization_id = "o1"\n'
+                      for tenant in ("t1", "t2"))
+    (tmp_path / "lcx.toml").write_text(basic_config(tmp_path, extra=tenants))
     async with open_store(f"sqlite:///{tmp_path}/lcx.db") as opened:
         yield opened
 
@@ -61,6 +63,45 @@ async def test_list_prints_a_table_of_dead_events(store: Store, tmp_path: Path) 
     assert "HTTP 503 for c1" in lines[0]
     only_t2 = await lcx(tmp_path, "list", "--tenant", "t2")
     assert [line.split()[0] for line in only_t2.stdout.decode().splitlines()[1:]] == [ids[1]]
+
+
+async def test_list_of_one_event_shows_its_whole_last_error(store: Store,
+                                                            tmp_path: Path) -> None:
+    """The table cuts LAST ERROR to 60 characters, except for the events asked for by id."""
+    event = outbox_event("c1", 1)
+    error = "HTTP 503 from the bot: " + "upstream connect error or disconnect " * 4
+
+    def insert(tx: Tx) -> None:
+        enqueue(tx, event)
+        mark_dead(tx, event.id, 8, error)
+
+    await store.transaction(insert)
+    table = (await lcx(tmp_path, "list")).stdout.decode()
+    assert error.strip() not in table
+    assert "..." in table
+    one = await lcx(tmp_path, "list", "--id", event.id)
+    assert one.returncode == 0, one.stderr
+    assert error.strip() in one.stdout.decode()
+
+
+async def test_an_unknown_tenant_is_an_error(store: Store, tmp_path: Path) -> None:
+    """--tenant naming no configured tenant (and none with dead events) exits 2."""
+    await bury(store, outbox_event("c1", 1))
+    for action in (["list"], ["replay", "--all"], ["drop", "--all"]):
+        done = await lcx(tmp_path, *action, "--tenant", "t9")
+        assert done.returncode == 2
+        assert done.stdout == b""
+        assert b"unknown tenant 't9' (configured: t1, t2)" in done.stderr
+    assert await store.read(lambda tx: dead_count(tx)) == 1
+
+
+async def test_a_removed_tenant_with_dead_events_can_still_be_listed(
+        store: Store, tmp_path: Path) -> None:
+    """Dead events of a tenant no longer configured stay reachable."""
+    ids = await bury(store, outbox_event("c1", 1, tenant_id="t-old"))
+    done = await lcx(tmp_path, "list", "--tenant", "t-old")
+    assert done.returncode == 0, done.stderr
+    assert ids[0] in done.stdout.decode()
 
 
 async def test_replay_needs_ids_or_all(store: Store, tmp_path: Path) -> None:

@@ -3,23 +3,28 @@ it (schemathesis, with valid tokens) finds no 5xx and no answer that contradicts
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from openapi_spec_validator import validate
 from quart import Quart
 from support.lcx_process import LcxProcess, basic_config
 from support.livechat_app import instance_settings, livechat_app
 
-from lcx.api.openapi import openapi_path
+from lcx.api.openapi import build_document, openapi_path
+from lcx.api.spec import Endpoint
 from lcx.auth import mint_token
 from lcx.config import TenantConfig
 from lcx.instance import Lcx
 
 FUZZ_SECRET = "fuzzing-jwt-secret-with-more-than-32-bytes"
-UNDOCUMENTED = {("/ws", "GET")}
-"""The agent websocket is a protocol of its own (API.md section 5), not an HTTP operation."""
+UNDOCUMENTED = {("/ws", "GET"), ("/console", "GET"), ("/console/", "GET"),
+                ("/console/{name}", "GET")}
+"""The agent websocket is a protocol of its own (API.md section 5), not an HTTP operation;
+the console's static files (section 10) are a web page, not an API."""
 
 
 def served_routes(app: Quart) -> set[tuple[str, str]]:
@@ -47,6 +52,32 @@ async def test_every_served_route_is_documented(tmp_path: Path) -> None:
     for operations in document["paths"].values():
         for operation in operations.values():
             assert "default" in operation["responses"]
+
+
+async def test_document_is_valid_openapi_3_1_with_unique_readable_ids(tmp_path: Path) -> None:
+    """openapi-spec-validator accepts the document, and operation ids are unique camelCase
+    words that client generators can use as function names."""
+    async with livechat_app(tmp_path) as running:
+        document = (await running.client.get("/openapi.json")).json()
+    validate(document)
+    ids = [operation["operationId"] for operations in document["paths"].values()
+           for operation in operations.values()]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)*", operation_id) for operation_id in ids)
+    by_route = {(path, method): operation["operationId"]
+                for path, operations in document["paths"].items()
+                for method, operation in operations.items()}
+    assert by_route[("/messages", "post")] == "postMessage"
+    assert by_route[("/organizations/{orgId}/livechat-messages", "post")] == \
+        "postConversationMessage"
+
+
+def test_a_duplicate_operation_id_is_refused_when_the_document_is_built() -> None:
+    """Two endpoints whose handlers share a name cannot both be published silently."""
+    twins = [Endpoint("/a", "POST", "post_message", "one", "t"),
+             Endpoint("/b", "POST", "post_message", "two", "t")]
+    with pytest.raises(ValueError, match="postMessage"):
+        build_document(twins, version="0")
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from lcx.api.ops import readiness_checks
 from lcx.errors import StoreUnavailable
 from lcx.logs import JsonFormatter
 from lcx.metrics import Metrics, runtime_collector
+from lcx.version import lcx_version
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -54,12 +55,13 @@ class FakeSnapshot:
 
 
 async def test_healthz_reports_ok_and_instance() -> None:
-    """GET /healthz answers 200 with the status and the instance id."""
+    """GET /healthz answers 200 with the status, the instance id and lcx's version."""
     async with serving(make_app()) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json() == {"status": "ok", "instanceId": "i-test"}
+    assert response.json() == {"status": "ok", "instanceId": "i-test",
+                               "version": lcx_version()}
 
 
 async def test_readyz_ready() -> None:

@@ -22,8 +22,10 @@ class LcxProcess:
     """
 
     def __init__(self, workdir: Path, config: str | None, *, name: str = "lcx",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.args = args
+        """More arguments of ``lcx serve`` (e.g. ``--port 0`` with no config)."""
         self.config_path: Path | None = None
         if config is not None:
             self.config_path = workdir / f"{name}.toml"
@@ -41,6 +43,7 @@ class LcxProcess:
             args = [sys.executable, "-m", "lcx", "serve"]
             if self.config_path is not None:
                 args += ["--config", str(self.config_path)]
+            args += self.args
             self.process = subprocess.Popen(args, cwd=self.workdir, env=self.env,
                                             stdout=subprocess.PIPE, stderr=log, text=True)
         self.url = self._wait_for_url(timeout)
@@ -59,6 +62,16 @@ class LcxProcess:
                 if not line and self.process.poll() is not None:
                     break
         raise RuntimeError(f"lcx did not start (exit {self.process.poll()}):\n{self.log()}")
+
+    def printed_line(self) -> str:
+        """The next line printed on stdout after the listening line ("" at the end).
+
+        Blocks: use it only for lines printed together with the listening line (they may
+        already sit in the pipe's read buffer, where ``select`` cannot see them).
+        """
+        assert self.process is not None
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().rstrip("\n")
 
     def log(self) -> str:
         """Everything the process logged so far."""

@@ -25,10 +25,13 @@ from lcx.config import (
     load_settings,
     resolve_config_path,
 )
+from lcx.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.toml"
 
 TENANT = '[[tenants]]\nid = "t1"\norganization_id = "o1"\n'
+GENESYS_CREDENTIALS = 'client_id = "cid"\norganization_id = "gorg"\ndeployment_id = "dep"\n'
+"""A genesys table's required keys but ``client_secret``."""
 
 
 def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
@@ -64,16 +67,34 @@ def test_empty_file_equals_no_file(tmp_path: Path) -> None:
     assert _load(tmp_path, "") == load_settings(None, environ={})
 
 
-def test_example_config_loads_with_an_empty_environment() -> None:
-    """The repository's config.toml loads with no environment variables set."""
-    settings = load_settings(EXAMPLE, environ={})
+EXAMPLE_EDGE_ENV = {
+    name: f"value-of-{name.lower()}" for name in (
+        "GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET", "GENESYS_ORGANIZATION_ID",
+        "GENESYS_DEPLOYMENT_ID", "LIVECHAT_ACCOUNT_ID", "LIVECHAT_PAT",
+        "LIVECHAT_ORGANIZATION_ID", "LIVECHAT_WEBHOOK_SECRET", "ZENDESK_APP_ID",
+        "ZENDESK_KEY_ID", "ZENDESK_KEY_SECRET")
+} | {"CISCO_API_URL": "https://ccp.example.org", "CISCO_FEED_REF_URL":
+     "https://ccp.example.org/ccp-webapp/ccp/feed/100000"}
+"""The edge credentials the example file takes from the environment."""
+
+
+def test_example_config_loads_once_its_edge_credentials_are_set() -> None:
+    """The repository's config.toml loads with its edges' variables and nothing else."""
+    settings = load_settings(EXAMPLE, environ=EXAMPLE_EDGE_ENV)
     assert [tenant.id for tenant in settings.tenants] == ["t1", "t2", "t3", "t4", "t5"]
     assert settings.auth.jwt_secret == ""
 
 
+def test_example_config_names_the_first_missing_credential() -> None:
+    """Without them, the first edge credential is named with its variable."""
+    with pytest.raises(ConfigError, match=r"^tenants\[1\]\.genesys\.client_id: environment "
+                                          "variable GENESYS_CLIENT_ID is not set$"):
+        load_settings(EXAMPLE, environ={})
+
+
 def test_example_config_takes_secrets_from_the_environment() -> None:
     """The example file's secrets come from the variables it names."""
-    environ = {"LCX_JWT_SECRET": "s3cret", "GENESYS_CLIENT_ID": "cid"}
+    environ = {**EXAMPLE_EDGE_ENV, "LCX_JWT_SECRET": "s3cret", "GENESYS_CLIENT_ID": "cid"}
     settings = load_settings(EXAMPLE, environ=environ)
     assert settings.auth.jwt_secret == "s3cret"
     genesys = settings.tenants[1].genesys
@@ -153,9 +174,11 @@ def test_substituted_value_is_not_expanded_again(tmp_path: Path) -> None:
 
 def test_substitution_reaches_tenant_sub_tables(tmp_path: Path) -> None:
     """References inside ``[tenants.genesys]`` are replaced like any other string."""
-    text = TENANT + '[tenants.genesys]\nclient_secret = "${GENESYS_CLIENT_SECRET}"\n'
+    text = (TENANT + 'provider = "genesys"\n[tenants.genesys]\n' + GENESYS_CREDENTIALS
+            + 'client_secret = "${GENESYS_CLIENT_SECRET}"\n')
     settings = _load(tmp_path, text, {"GENESYS_CLIENT_SECRET": "gs"})
-    assert settings.tenants[0].genesys == GenesysConfig(client_secret="gs")
+    assert settings.tenants[0].genesys == GenesysConfig(
+        client_id="cid", organization_id="gorg", deployment_id="dep", client_secret="gs")
 
 
 def test_non_string_values_are_left_alone(tmp_path: Path) -> None:
@@ -179,20 +202,24 @@ def test_tenants_keep_their_own_sub_tables(tmp_path: Path) -> None:
     """A ``[tenants.x]`` table belongs to the ``[[tenants]]`` entry just above it."""
     text = (
         '[[tenants]]\nid = "a"\norganization_id = "o1"\nprovider = "genesys"\n'
-        '[tenants.genesys]\nqueue_name = "q"\n'
+        '[tenants.genesys]\nqueue_name = "q"\nclient_secret = "cs"\n' + GENESYS_CREDENTIALS +
         '[[tenants]]\nid = "b"\norganization_id = "o1"\nprovider = "zendesk"\n'
         'channel = "livechat"\n'
-        '[tenants.zendesk]\napp_id = "app"\n[tenants.livechat]\naccount_id = "acc"\n'
+        '[tenants.zendesk]\napp_id = "app"\nkey_id = "k"\nkey_secret = "ks"\n'
+        '[tenants.livechat]\naccount_id = "acc"\npat = "p"\norganization_id = "lo"\n'
+        'webhook_secret_key = "w"\n'
         '[[tenants]]\nid = "c"\norganization_id = "o2"\nprovider = "cisco"\n'
-        '[tenants.cisco]\napi_url = "http://cisco"\n'
+        '[tenants.cisco]\napi_url = "http://cisco"\nfeed_ref_url = "http://cisco/feed"\n'
     )
     a, b, c = _load(tmp_path, text).tenants
-    assert a.genesys == GenesysConfig(queue_name="q")
+    assert a.genesys == GenesysConfig(queue_name="q", client_id="cid", client_secret="cs",
+                                      organization_id="gorg", deployment_id="dep")
     assert (a.zendesk, a.livechat, a.cisco) == (None, None, None)
     assert (b.provider, b.channel, b.genesys) == ("zendesk", "livechat", None)
-    assert b.zendesk == ZendeskConfig(app_id="app")
-    assert b.livechat == LivechatConfig(account_id="acc")
-    assert c.cisco == CiscoConfig(api_url="http://cisco")
+    assert b.zendesk == ZendeskConfig(app_id="app", key_id="k", key_secret="ks")
+    assert b.livechat == LivechatConfig(account_id="acc", pat="p", organization_id="lo",
+                                        webhook_secret_key="w")
+    assert c.cisco == CiscoConfig(api_url="http://cisco", feed_ref_url="http://cisco/feed")
 
 
 def test_tenant_defaults(tmp_path: Path) -> None:
