@@ -21,6 +21,7 @@ from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
 from lcx.api.deps import AppDeps
+from lcx.api.overview import feed_for, push_overview
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, LcxError, Unauthorized
 from lcx.ids import new_id
@@ -129,6 +130,9 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                 nursery.start_soon(_write, sink)
                 nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
                 nursery.start_soon(_close_on_drain, livechat, sink)
+                if principal.has_any("supervisor"):
+                    nursery.start_soon(push_overview, feed_for(livechat), principal.org,
+                                       sink.offer_json)
                 await _read(handler)
                 nursery.cancel_scope.cancel()
         if sink.going_away:

@@ -24,6 +24,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
 
 from lcx.api.bodies import refuse_nul
+from lcx.api.console import console_blueprint
 from lcx.api.deps import AppDeps
 from lcx.api.errors import install_error_handlers
 from lcx.api.openapi import openapi_blueprint
@@ -174,7 +175,9 @@ def _lcx_version() -> str:
 
 
 def _blueprints(deps: AppDeps) -> list[Blueprint]:
-    blueprints = [ops_blueprint(deps), openapi_blueprint(_lcx_version())]
+    blueprints = [ops_blueprint(deps), openapi_blueprint(_lcx_version()),
+                  console_blueprint(None if deps.config is None
+                                    else deps.config.server.public_url)]
     if deps.cluster_status is not None:
         from lcx.api.cluster import cluster_blueprint
 
@@ -195,6 +198,10 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
         blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
                        management_blueprint(deps), business_hours_blueprint(deps)]
         blueprints.append(records_blueprint(deps))
+        from lcx.api.canned import canned_blueprint
+        from lcx.api.overview import overview_blueprint
+
+        blueprints += [canned_blueprint(deps), overview_blueprint(deps)]
         if deps.attachments is not None:
             from lcx.api.attachments import attachments_blueprint
 

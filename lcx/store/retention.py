@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lcx.model import ConversationStatus
+from lcx.store import canned
 from lcx.store.attachments import AttachmentKey, delete_rows
 from lcx.store.base import Tx
 from lcx.store.business_hours import delete_for_org
@@ -71,6 +72,7 @@ class OrgRows:
     settings: int
     business_hours: int
     idempotency_keys: int
+    canned_responses: int = 0
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -149,9 +151,10 @@ def orgs_with_records(tx: Tx) -> list[str]:
 
 def delete_org_rows(tx: Tx, org_id: str, tenant_ids: Iterable[str]) -> OrgRows:
     """Delete what is left of ``org_id`` once its closed conversations and attachments
-    are gone: its settings, business hours, idempotency keys (scopes ``http:<org>:...``
-    and ``bot:<tenant>`` of ``tenant_ids``), and messages and outbox rows that belong to
-    none of its conversations. Open conversations keep their records. Idempotent.
+    are gone: its settings, business hours, canned responses, idempotency keys (scopes
+    ``http:<org>:...`` and ``bot:<tenant>`` of ``tenant_ids``), and messages and outbox
+    rows that belong to none of its conversations. Open conversations keep their
+    records. Idempotent.
 
     Callers holding caches (organization settings, business hours) must forget the
     organization afterwards.
@@ -167,4 +170,5 @@ def delete_org_rows(tx: Tx, org_id: str, tenant_ids: Iterable[str]) -> OrgRows:
         messages=_deleted(tx, f"DELETE FROM messages WHERE {_ORPHAN}", (org_id, org_id)),
         outbox=_deleted(tx, f"DELETE FROM outbox WHERE {_ORPHAN}", (org_id, org_id)),
         settings=_deleted(tx, "DELETE FROM org_settings WHERE org_id = ?", (org_id,)),
-        business_hours=delete_for_org(tx, org_id), idempotency_keys=keys)
+        business_hours=delete_for_org(tx, org_id), idempotency_keys=keys,
+        canned_responses=canned.delete_for_org(tx, org_id))
