@@ -407,8 +407,8 @@ function overviewReceived(data) {
 
 // ---- actions --------------------------------------------------------------------------
 
-async function accept(requestId) {
-  const request = state.queue.get(requestId);
+async function accept(request) {
+  const { requestId } = request;
   try {
     const ack = await state.socket.event("REQUEST_ACCEPT", { requestId });
     state.queue.delete(requestId);
@@ -637,7 +637,6 @@ function updateCanned() {
   state.cannedOptions = cannedMatches(state.canned, value.slice(1));
   state.cannedIndex = state.cannedOptions.length ? 0 : -1;
   $("canned-list").hidden = false;
-  $("message-input").setAttribute("aria-expanded", "true");
   renderCannedList();
 }
 
@@ -671,7 +670,6 @@ function insertCanned(item) {
 
 function closeCanned() {
   $("canned-list").hidden = true;
-  $("message-input").setAttribute("aria-expanded", "false");
   $("message-input").removeAttribute("aria-activedescendant");
   state.cannedOptions = [];
   state.cannedIndex = -1;
@@ -729,7 +727,7 @@ function renderQueue() {
       el("span", { class: "position muted",
         text: `${request.userGroupId} · ${t("position", { n })}` }), " ",
       el("button", { type: "button", text: t("accept"),
-        onclick: () => accept(request.requestId) })));
+        onclick: () => accept(request) })));
   }
   $("queue-empty").hidden = requests.length > 0;
   renderTitle();

@@ -1,0 +1,34 @@
+"""The console in Greek: chosen from the browser's language, and switched back by hand."""
+
+from __future__ import annotations
+
+from browser_env import ConsoleEnv
+from playwright.sync_api import expect
+
+
+def test_greek_labels_from_the_browser_language_and_the_switch(console: ConsoleEnv) -> None:
+    page = console.open_console("alice", locale="el-GR")
+    expect(page.locator("html")).to_have_attribute("lang", "el")
+    expect(page.get_by_role("status")).to_have_text("Συνδεδεμένος")
+    console.create_request("u-gr", "Γιώργος")
+    queue = page.get_by_role("region", name="Ουρά")
+    item = queue.get_by_role("listitem").filter(has_text="Γιώργος")
+    expect(item).to_contain_text("αναμονή")
+    item.get_by_role("button", name="Αποδοχή").click()
+    expect(page.get_by_role("region", name="Συνομιλίες").get_by_role(
+        "button", name="Γιώργος")).to_be_visible()
+    conversation = page.get_by_role("region", name="Συνομιλία", exact=True)
+    for role, name in (("textbox", "Μήνυμα"), ("button", "Αποστολή"),
+                       ("button", "Επισύναψη αρχείου"), ("button", "Μεταφορά"),
+                       ("button", "Τέλος συνομιλίας"), ("checkbox", "Εσωτερική σημείωση")):
+        expect(conversation.get_by_role(role, name=name)).to_be_visible()  # type: ignore[arg-type]
+    expect(conversation.get_by_role("log", name="Μηνύματα")).to_be_attached()
+    expect(page.get_by_role("region", name="Πελάτης")).to_be_visible()
+    status = page.get_by_role("combobox", name="Κατάσταση")
+    expect(status.locator("option:checked")).to_have_text("Διαθέσιμος")
+
+    page.get_by_role("combobox", name="Γλώσσα").select_option("en")
+    expect(page.get_by_role("region", name="Queue")).to_be_visible()
+    expect(page.get_by_role("button", name="End conversation")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("status")).to_have_text("Connected")
