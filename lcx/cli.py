@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from lcx.api.console import console_url
 from lcx.api.http_server import HttpBinding
 from lcx.auth import SCOPES, mint_token, resolve_secret
 from lcx.cli_status import add_status_parser, status_command
@@ -87,6 +88,9 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
                        help="lifetime in seconds (default: 3600)")
     token.add_argument("--config", help="configuration file (default: $LCX_CONFIG, "
                                         "else the embedded defaults)")
+    token.add_argument("--console", action="store_true",
+                       help="print the agent console's sign-in URL (server.public_url + "
+                            "/console/?token=...) instead of the bare token")
 
 
 def load(config: str | None) -> Settings:
@@ -100,7 +104,8 @@ def load(config: str | None) -> Settings:
 
 def _announce(binding: HttpBinding) -> None:
     print(f"lcx is listening on {binding.url}", flush=True)
-    log.info("listening", extra={"url": binding.url})
+    print(f"agent console: {console_url(binding.url)}", flush=True)
+    log.info("listening", extra={"url": binding.url, "console": console_url(binding.url)})
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -125,11 +130,13 @@ def token_command(args: argparse.Namespace) -> int:
     if not args.org and "admin" not in scopes:
         print("lcx token: --org is required unless --scope includes admin", file=sys.stderr)
         return EXIT_USAGE
-    auth = load(args.config).auth
+    settings = load(args.config)
+    auth = settings.auth
     secret = resolve_secret(auth, Path.cwd())
-    print(mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
-                     groups=args.groups, tenants=args.tenants, name=args.name,
-                     ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience))
+    token = mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
+                       groups=args.groups, tenants=args.tenants, name=args.name,
+                       ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience)
+    print(console_url(settings.server.public_url, token) if args.console else token)
     return 0
 
 
