@@ -34,7 +34,7 @@ from actors.ports import FrameSink, SessionPorts
 from actors.presence import PRESENCE_REFRESH_SECONDS, Presence
 from lcx.cluster.bus import Bus
 from lcx.livechat.agent_slots import ChatSlots
-from lcx.model import AgentRef
+from lcx.model import AgentRef, iso, utc_now
 from lcx.runtime import Actor, ActorContext
 from lcx.store.conversations import active_for_agent
 
@@ -87,6 +87,7 @@ class AgentSessionActor(Actor):
         self.groups: tuple[str, ...] = ()
         self.sockets: dict[str, FrameSink] = {}
         self.status = "offline"
+        self.connected_since: str | None = None
         self.slots = ChatSlots()
 
     async def on_start(self, ctx: ActorContext) -> None:
@@ -118,6 +119,7 @@ class AgentSessionActor(Actor):
 
     def _disconnect_all(self) -> None:
         self.ctx.idle_seconds = 60.0
+        self.connected_since = None
         self._set_status("offline")
 
     async def receive(self, message: Any) -> Any:
@@ -160,6 +162,7 @@ class AgentSessionActor(Actor):
         self.groups = connect.groups
         self.ctx.idle_seconds = None  # connected sessions never passivate
         if self.status == "offline":
+            self.connected_since = iso(utc_now())
             self._set_status("online")
         return {"status": self.status, "active": sorted(self.slots.active)}
 
@@ -190,7 +193,8 @@ class AgentSessionActor(Actor):
     def _announce(self) -> None:
         self.ports.announce_presence(Presence(org_id=self.org_id, agent_id=self.agent_id,
                                             status=self.status, groups=self.groups,
-                                            name=self.name))
+                                            name=self.name,
+                                            connected_since=self.connected_since))
         presence = AgentPresence(agent=self._ref(), status=self.status,  # type: ignore[arg-type]
                                  active=len(self.slots.active))
         for group in self.groups:

@@ -30,6 +30,8 @@ class Presence(msgspec.Struct, kw_only=True):
     """online, away or offline (offline entries are removed)."""
     groups: tuple[str, ...] = ()
     name: str | None = None
+    connected_since: str | None = None
+    """When the agent's first socket connected (RFC 3339), for the supervisors' overview."""
     seen: float = 0.0
     """Local ``trio.current_time()`` when this instance last heard of it."""
 

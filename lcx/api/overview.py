@@ -52,7 +52,7 @@ _feeds: weakref.WeakKeyDictionary[Livechat, OverviewFeed] = weakref.WeakKeyDicti
 def _presence(hub: Livechat, org_id: str) -> list[PresenceView]:
     return [PresenceView(agent_id=agent_id, name=entry.name, status=entry.status,
                          groups=tuple(entry.groups),
-                         connected_since=getattr(entry, "connected_since", None))
+                         connected_since=entry.connected_since)
             for (org, agent_id), entry in hub.presence_book.current().items() if org == org_id]
 
 

@@ -23,7 +23,8 @@ async def test_create_list_patch_delete_with_group_visibility(tmp_path: Path) ->
             created = await client.post(PATH, json=body, headers=boss)
             assert created.status_code == 201, created.text
             made.append(created.json())
-        assert made[0]["id"] != made[1]["id"] and "userGroupId" not in made[0]
+        assert made[0]["id"] != made[1]["id"]
+        assert "userGroupId" not in made[0]
         taken = await client.post(PATH, json={"shortcut": "refund", "title": "x", "text": "y"},
                                   headers=tokens.service())
         assert taken.status_code == 409

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import trio
 from support.livechat_app import accept, connect_agent, livechat_app
+from support.waiting import eventually
 
 
 async def test_overview_counts_queues_and_agents(tmp_path: Path) -> None:
@@ -39,7 +40,8 @@ async def test_overview_counts_queues_and_agents(tmp_path: Path) -> None:
         assert 0 <= overview["queues"][0]["longestWaitSeconds"] <= 5
         agents = {a["id"]: a for a in overview["agents"]}
         assert (agents["alice"]["activeChats"], agents["alice"]["maxChats"]) == (1, 3)
-        assert agents["alice"]["name"] == "Alice" and agents["bob"]["groups"] == ["g1", "g2"]
+        assert agents["alice"]["name"] == "Alice"
+        assert agents["bob"]["groups"] == ["g1", "g2"]
         assert agents["alice"]["connectedSince"] is not None
 
 
@@ -57,19 +59,15 @@ async def test_push_sends_at_once_and_on_change_only(tmp_path: Path) -> None:
     """push_overview sends the first overview, then only when a figure changed."""
     from lcx.api.overview import feed_for, push_overview
 
-    async with livechat_app(tmp_path) as (client, tokens, hub):
+    async with livechat_app(tmp_path) as (_client, _tokens, hub):
         sent: list[dict[str, object]] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(push_overview, feed_for(hub), "o1", sent.append)
-            with trio.fail_after(5):
-                while not sent:
-                    await trio.sleep(0.05)
+            await eventually(lambda: sent)
             await trio.sleep(1.5)  # nothing changed: nothing more is sent
             assert len(sent) == 1
             await connect_agent(hub, "carol")
-            with trio.fail_after(5):
-                while len(sent) < 2:
-                    await trio.sleep(0.05)
+            await eventually(lambda: len(sent) >= 2)
             nursery.cancel_scope.cancel()
         assert sent[0]["data"] == {"kind": "overview", "queues": [], "agents": [],  # type: ignore[comparison-overlap]
                                    "at": sent[0]["data"]["at"]}  # type: ignore[index]

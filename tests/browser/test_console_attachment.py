@@ -37,7 +37,8 @@ def test_attachment_sent_shown_inline_and_opened(console: ConsoleEnv, tmp_path: 
     expect(link).to_be_visible()
 
     href = link.get_attribute("href")
-    assert href is not None and "signature=" in href
+    assert href is not None
+    assert "signature=" in href
     opened = httpx.get(href, timeout=5)
     assert opened.status_code == 200
     assert opened.content == notes.read_bytes()

@@ -14,7 +14,8 @@ from lcx.api.console import STATIC_DIR
 
 
 def test_serve_prints_the_console_url(console: ConsoleEnv) -> None:
-    assert console.lcx.process is not None and console.lcx.process.stdout is not None
+    assert console.lcx.process is not None
+    assert console.lcx.process.stdout is not None
     line = console.lcx.process.stdout.readline().strip()
     assert line == f"agent console: {console.url}/console/"
 
@@ -60,8 +61,10 @@ def test_caching_headers_csp_and_unknown_files(console: ConsoleEnv) -> None:
     assert first.headers["content-type"] == "text/html; charset=utf-8"
     assert first.headers["cache-control"] == "no-cache"
     policy = first.headers["content-security-policy"]
-    assert "default-src 'none'" in policy and "script-src 'self'" in policy
-    assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
     assert "http" not in policy.replace(console.url, "")  # no host but lcx's own
     again = console.http.get("/console/", headers={"If-None-Match": first.headers["etag"]})
     assert (again.status_code, again.content) == (304, b"")
@@ -81,4 +84,5 @@ def test_the_console_loads_nothing_from_another_host(console: ConsoleEnv) -> Non
     assert set(hosts) <= {console.url.removeprefix("http://")}
     for path in STATIC_DIR.iterdir():
         text = path.read_text()
-        assert "http://" not in text and "https://" not in text, path.name
+        assert "http://" not in text, path.name
+        assert "https://" not in text, path.name

@@ -19,8 +19,9 @@ def stable(overview: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     """The overview as the tables show it, without the wait (it ticks every second)."""
     queues = [[q["userGroupId"], str(q["waiting"]), str(q["agentsOnline"]), str(q["agentsAway"]),
                str(q["activeConversations"])] for q in overview["queues"]]
-    agents = [[a["name"] or a["id"], a["status"].capitalize(), f"{a['activeChats']}/{a['maxChats']}",
-               ", ".join(a["groups"])] for a in overview["agents"]]
+    agents = [[a["name"] or a["id"], a["status"].capitalize(),
+               f"{a['activeChats']}/{a['maxChats']}", ", ".join(a["groups"])]
+              for a in overview["agents"]]
     return queues, agents
 
 

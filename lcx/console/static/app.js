@@ -18,6 +18,7 @@ const state = {
   me: null,
   routing: "broadcast",
   queue: new Map(),
+  gone: new Set(),
   convs: new Map(),
   openId: null,
   canned: [],
@@ -194,11 +195,15 @@ async function resync() {
 }
 
 async function loadQueue() {
+  // Pushes may arrive while the listing is on its way: keep what was added meanwhile and
+  // never bring back a request that was taken, cancelled or missed since.
+  const before = new Set(state.queue.keys());
   const page = await state.api.get(
     `/organizations/${org()}/livechat-requests?status=pending&limit=200`);
   const seen = new Set();
   for (const item of page.items) {
     seen.add(item.id);
+    if (state.gone.has(item.id)) continue;
     const known = state.queue.get(item.id);
     state.queue.set(item.id, {
       requestId: item.id, subscriber: item.subscriber, userGroupId: item.userGroupId,
@@ -206,9 +211,15 @@ async function loadQueue() {
       context: known ? known.context : null,
     });
   }
-  for (const id of [...state.queue.keys()]) {
+  for (const id of before) {
     if (!seen.has(id)) state.queue.delete(id);
   }
+}
+
+/** Forget a waiting request for good (taken, cancelled, missed). */
+function requestGone(requestId) {
+  state.queue.delete(requestId);
+  state.gone.add(requestId);
 }
 
 function newConversation(data) {
@@ -308,6 +319,7 @@ function notificationReceived(data) {
   switch (data.kind) {
     case "request_created":
       if (!state.queue.has(data.requestId)) {
+        state.gone.delete(data.requestId);
         state.queue.set(data.requestId, data);
         notifier.alert(t("newRequest", { name: subscriberName(data.subscriber) }), "");
       } else {
@@ -316,18 +328,18 @@ function notificationReceived(data) {
       renderQueue();
       break;
     case "request_accepted":
-      if (data.agentId !== state.me.id) state.queue.delete(data.requestId);
+      if (data.agentId !== state.me.id) requestGone(data.requestId);
       renderQueue();
       break;
     case "request_cancelled":
     case "request_missed":
-      state.queue.delete(data.requestId);
+      requestGone(data.requestId);
       renderQueue();
       break;
     case "request_assigned":
     case "conversation_transferred":
       if (data.subscriber) {
-        state.queue.delete(data.requestId);
+        requestGone(data.requestId);
         const conv = addConversation({ ...data, status: "active" }, data.messages || []);
         notifier.alert(t("newRequest", { name: subscriberName(conv.subscriber) }), "");
         if (!state.openId) openConversation(conv.id);
@@ -411,7 +423,7 @@ async function accept(request) {
   const { requestId } = request;
   try {
     const ack = await state.socket.event("REQUEST_ACCEPT", { requestId });
-    state.queue.delete(requestId);
+    requestGone(requestId);
     const conv = addConversation({
       conversationId: ack.conversationId, requestId,
       subscriber: request && request.subscriber, context: request && request.context,
@@ -421,7 +433,7 @@ async function accept(request) {
     refreshDetail(conv).catch(failed);
   } catch (error) {
     if (error.code === "conflict" || error.code === "not_found") {
-      state.queue.delete(requestId);
+      requestGone(requestId);
       showNotice(t("takenByOther", { name: subscriberName(request && request.subscriber) }));
     } else {
       failed(error);
