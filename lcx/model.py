@@ -118,6 +118,9 @@ class Message(Wire, kw_only=True):
     text: str | None = None
     payload: Any = None
     attachments: list[Attachment] = []
+    private: bool = False
+    """An internal note: shown to the conversation's agents and supervisors only (wire:
+    ``"private": true``, absent otherwise), never sent to the subscriber's side."""
 
 
 class Conversation(msgspec.Struct, kw_only=True):

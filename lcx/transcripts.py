@@ -48,7 +48,7 @@ __all__ = ["CSV_HEADER", "Rendered", "TranscriptFormat", "content_disposition", 
 TranscriptFormat = Literal["json", "csv", "pdf"]
 
 CSV_HEADER = ("conversationId", "seq", "at", "authorType", "authorId", "authorName", "type",
-              "text", "attachments")
+              "text", "attachments", "private")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CORE_ENCODING = "windows-1252"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -139,7 +139,7 @@ def csv_row(message: Message) -> list[str | int]:
              author.name or "", message.type, message.text or "",
              " ".join(a.url for a in message.attachments))
     conversation, at, *rest = (neutralise(c) for c in cells)
-    return [conversation, message.seq, at, *rest]
+    return [conversation, message.seq, at, *rest, "true" if message.private else ""]
 
 
 def render_csv(messages: Iterable[Message]) -> bytes:
@@ -299,13 +299,15 @@ def conversation_heading(conversation_id: str,
 
 
 def message_line(message: Message) -> str:
-    """``[at] author (author type): text``, with attachments listed after the text."""
+    """``[at] author (author type): text``, with attachments listed after the text and
+    internal notes marked ``[internal note]`` after the author."""
     author = message.author
     who = author.name or author.id or author.type
     text = message.text if message.text is not None else f"<{message.type}>"
     attached = "".join(f"\n    attachment: {a.name or a.url} <{a.url}>"
                        for a in message.attachments)
-    return f"[{message.at}] {who} ({author.type}): {text}{attached}"
+    note = " [internal note]" if message.private else ""
+    return f"[{message.at}] {who} ({author.type}){note}: {text}{attached}"
 
 
 def _conversation_order(messages: Sequence[Message],

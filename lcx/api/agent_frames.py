@@ -120,6 +120,7 @@ class MessageData(ConversationRef):
     text: str | None = None
     id: str | None = None
     attachments: list[Attachment] = []
+    private: bool = False
 
 
 def _after(conversation_id: str, seq: int, tx: Tx) -> list[Message]:
@@ -353,6 +354,7 @@ class FrameHandler:
             author=Author(type="agent", id=self.agent.id, name=self.agent.name),
             type="file" if message.attachments and not message.text else "text",
             text=message.text, attachments=tuple(message.attachments), client_id=message.id,
-            idempotency_scope=f"agent:{self.org}:{self.agent.id}" if message.id else None))
+            idempotency_scope=f"agent:{self.org}:{self.agent.id}" if message.id else None,
+            private=message.private))
         return {"messageId": result.id, "seq": result.seq,
                 "conversationId": result.conversation_id}

@@ -23,6 +23,8 @@ Who may do what (every token must be of ``orgId``, ``admin`` excepted):
   otherwise, with ``details.status``); an agent-only token must be one of its current
   participants (403). The optional ``id`` makes it idempotent per caller (scope
   ``http:<orgId>:<sub>``): a replay answers the first result, even after the end.
+  ``"private": true`` makes it an internal note (agents and supervisors see it; the bot,
+  the channel and the provider never get it).
 * a conversation of another organization, or none, is 404 ``not_found``.
 """
 
@@ -78,6 +80,8 @@ class HttpMessageBody(msgspec.Struct, rename="camel", kw_only=True):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
     id: Id | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=20)] = []
+    private: bool = False
+    """An internal note: shown to agents and supervisors only, never sent on."""
 
 
 class TranscriptPage(msgspec.Struct, kw_only=True):
@@ -186,7 +190,8 @@ class ManagementApi:
             raise Forbidden("agents may post only into conversations they are in")
         post = PostMessage(author=Author(type="agent", id=principal.sub, name=principal.name),
                            text=body.text, attachments=tuple(body.attachments),
-                           client_id=body.id, idempotency_scope=scope if body.id else None)
+                           client_id=body.id, idempotency_scope=scope if body.id else None,
+                           private=body.private)
         try:
             result: PostResult = await self.livechat.conversations.ask(conversation.id, post)
         except NotFound:  # it ended between our read and the actor's turn

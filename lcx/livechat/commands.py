@@ -57,6 +57,8 @@ class PostMessage(Msg, frozen=True, kw_only=True):
     attachments: tuple[Attachment, ...] = ()
     client_id: str | None = None
     idempotency_scope: str | None = None
+    private: bool = False
+    """An internal note (agents only): stored and shown to agents, never sent on."""
 
 
 class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -8,7 +8,11 @@ active conversation back to pending; a transfer to an agent hands it over in pla
 
 Every function here is pure: it reads the state, the command, the organization's
 settings and the time, and returns a :class:`~lcx.livechat.decision.Decision`; the
-conversation actor stores and carries it out. Rules refuse with
+conversation actor stores and carries it out.
+
+An internal note (``PostMessage.private``, agents only) takes the next ``seq`` and reaches
+the conversation's agents like any message, but causes no event to the bot and no
+command to the channel or provider: it never leaves lcx's agents. Rules refuse with
 :class:`~lcx.errors.Conflict` or :class:`~lcx.errors.NotFound` and change nothing.
 """
 
@@ -297,19 +301,23 @@ class _Rules:
             raise NotFound("the conversation is not open")
         if post.author.type == "agent" and state.status != "active":
             raise Conflict("the conversation is not active")
+        if post.private and (post.author.type != "agent" or state.status != "active"):
+            raise Conflict("internal notes are written by agents in active conversations")
         message = self._message(state, post.author, type=post.type, text=post.text,
-                                payload=post.payload, attachments=list(post.attachments))
+                                payload=post.payload, attachments=list(post.attachments),
+                                private=post.private)
         result = PostResult(id=message.message_id, conversation_id=state.id,
                             request_id=state.request_id, seq=message.seq)
         activity = self.at if state.status == "active" else state.last_activity_at
         new = replace(state, last_seq=message.seq, last_activity_at=activity)
         decision = Decision(new, reply=result, write=True,
                             messages=[(message, post.client_id)],
-                            commands=message_commands(state, message),
+                            commands=[] if message.private
+                            else message_commands(state, message),
                             counted=["messages_stored"])
         if post.client_id and post.idempotency_scope:
             decision.remember = (post.idempotency_scope, post.client_id, result)
-        if post.author.type in ("agent", "system"):
+        if post.author.type in ("agent", "system") and not message.private:
             decision.events.append(("MESSAGE", message_event_data(message)))
         if new.status == "active":
             decision.frames = _to_agents(new, frames.message(message))

@@ -139,7 +139,8 @@ def accepted_waits(tx: Tx, tenant_id: str, since: str) -> list[tuple[str, str]]:
 
 
 _MESSAGE_COLUMNS = ("conversation_id", "seq", "id", "org_id", "author_type", "author_id",
-                    "author_name", "type", "text", "payload", "attachments", "client_id", "at")
+                    "author_name", "type", "text", "payload", "attachments", "client_id", "at",
+                    "private")
 
 
 def append_message(tx: Tx, message: Message, *, org_id: str, client_id: str | None) -> None:
@@ -153,7 +154,7 @@ def append_message(tx: Tx, message: Message, *, org_id: str, client_id: str | No
     tx.execute(f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) VALUES ({marks})", (
         message.conversation_id, message.seq, message.message_id, org_id, message.author.type,
         message.author.id, message.author.name, message.type, message.text, payload,
-        _encode(message.attachments).decode(), client_id, message.at))
+        _encode(message.attachments).decode(), client_id, message.at, int(message.private)))
 
 
 def _message(row: Row) -> Message:
@@ -162,7 +163,8 @@ def _message(row: Row) -> Message:
         author=Author(type=row["author_type"], id=row["author_id"], name=row["author_name"]),
         type=row["type"], at=row["at"], text=row["text"],
         payload=None if row["payload"] is None else msgspec.json.decode(row["payload"]),
-        attachments=msgspec.json.decode(row["attachments"], type=list[Attachment]))
+        attachments=msgspec.json.decode(row["attachments"], type=list[Attachment]),
+        private=bool(row["private"]))
 
 
 def messages_after(tx: Tx, conversation_id: str, seq: int, limit: int = 1000) -> list[Message]:

@@ -90,7 +90,7 @@ def test_csv_parses_back_with_quoting_of_commas_quotes_and_newlines() -> None:
     header, row = _csv_rows(rendered.body)
     assert header == list(CSV_HEADER)
     assert row == ["c1", "1", "2026-11-21T10:00:01.000Z", "agent", "alice", "Alice", "text",
-                   tricky, "https://f/1 https://f/2"]
+                   tricky, "https://f/1 https://f/2", ""]
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx",
