@@ -21,11 +21,11 @@ from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
 from lcx.api.deps import AppDeps
-from lcx.api.overview import feed_for, push_overview
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, LcxError, Unauthorized
 from lcx.ids import new_id
 from lcx.model import iso, utc_now
+from services.overview_feed import feed_for, push_overview
 
 log = logging.getLogger("lcx.ws")
 

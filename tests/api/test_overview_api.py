@@ -57,7 +57,7 @@ async def test_overview_needs_a_supervisor_of_the_org(tmp_path: Path) -> None:
 
 async def test_push_sends_at_once_and_on_change_only(tmp_path: Path) -> None:
     """push_overview sends the first overview, then only when a figure changed."""
-    from lcx.api.overview import feed_for, push_overview
+    from services.overview_feed import feed_for, push_overview
 
     async with livechat_app(tmp_path) as (_client, _tokens, hub):
         sent: list[dict[str, object]] = []
