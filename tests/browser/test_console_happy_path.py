@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from browser_env import ConsoleEnv, wait_until
 from playwright.sync_api import expect
@@ -57,3 +58,14 @@ def test_request_accepted_answered_and_ended_with_every_event_at_the_bot(
     assert events[-1]["data"]["endedBy"] == "agent"
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert created["id"] == events[0]["requestId"]
+
+    # the ended conversation is in the agent's history, with its transcript downloads
+    page.get_by_role("button", name="History").click()
+    history = page.get_by_role("region", name="History")
+    row = history.get_by_role("row").filter(has_text="Ada")
+    expect(row).to_be_visible()
+    with page.expect_download() as download:
+        row.get_by_role("button", name="CSV Ada").click()
+    assert download.value.suggested_filename.endswith(".csv")
+    csv_text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "Hi Ada, Alice here" in csv_text

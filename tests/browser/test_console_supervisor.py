@@ -67,6 +67,8 @@ def test_supervisor_figures_match_the_api_and_join_then_write(console: ConsoleEn
     active.get_by_role("button", name="Join").click()
     conversation = page.get_by_role("region", name="Conversation", exact=True)
     expect(conversation.get_by_role("textbox", name="Message")).to_be_focused()
+    conversation.get_by_role("textbox", name="Message").press_sequentially("Supervisor")
+    expect(alice.get_by_text("Sue is typing…")).to_be_visible()
     conversation.get_by_role("textbox", name="Message").fill("Supervisor Sue joining")
     conversation.get_by_role("button", name="Send").click()
     expect(alice.get_by_role("log", name="Messages")).to_contain_text("Supervisor Sue joining")
