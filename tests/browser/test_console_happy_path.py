@@ -21,6 +21,7 @@ def test_request_accepted_answered_and_ended_with_every_event_at_the_bot(
     expect(request).to_be_visible(timeout=1000)
     assert time.monotonic() - started < 1.0
     expect(request).to_contain_text("0:0")
+    expect(page).to_have_title("(1) lcx console")  # the waiting request counts in the tab
 
     request.get_by_role("button", name="Accept").click()
     expect(queue.get_by_role("listitem").filter(has_text="Ada")).to_have_count(0)

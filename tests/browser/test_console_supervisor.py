@@ -63,9 +63,17 @@ def test_supervisor_figures_match_the_api_and_join_then_write(console: ConsoleEn
     bob.get_by_role("combobox", name="Status").select_option("online")
     wait_until(lambda: shown(page)[0][0][2:4] == ["3", "0"])
 
+    # open it read-only first: the thread follows, the composer is not there
     active = supervisor.get_by_role("listitem").filter(has_text="Sara")
-    active.get_by_role("button", name="Join").click()
+    active.get_by_role("button", name="Open").click()
     conversation = page.get_by_role("region", name="Conversation", exact=True)
+    expect(conversation).to_contain_text("Read only.")
+    expect(conversation.get_by_role("textbox", name="Message")).to_be_hidden()
+    console.bot_says("u-s1", "b-ro", "Sara writes while Sue watches")
+    expect(conversation.get_by_role("log", name="Messages")).to_contain_text(
+        "Sara writes while Sue watches")
+
+    conversation.get_by_role("button", name="Join").click()
     expect(conversation.get_by_role("textbox", name="Message")).to_be_focused()
     conversation.get_by_role("textbox", name="Message").press_sequentially("Supervisor")
     expect(alice.get_by_text("Sue is typing…")).to_be_visible()

@@ -936,7 +936,24 @@ function renderActiveAll() {
   }
 }
 
+const READ_ONLY_REFRESH_MS = 2000;
+let readOnlyRefreshedAt = 0;
+
+/** A conversation opened read-only gets no frames (the viewer is not in it): re-read its
+ * transcript every READ_ONLY_REFRESH_MS while it is shown. */
+function refreshReadOnly() {
+  const conv = state.convs.get(state.openId);
+  if (!conv || !conv.readOnly || conv.status !== "active" || document.hidden) return;
+  if (Date.now() - readOnlyRefreshedAt < READ_ONLY_REFRESH_MS) return;
+  readOnlyRefreshedAt = Date.now();
+  const before = conv.messages.size;
+  loadTranscript(conv).then(() => {
+    if (conv.messages.size !== before && state.openId === conv.id) renderConversation();
+  }).catch(() => {});
+}
+
 function tick() {
+  refreshReadOnly();
   for (const wait of document.querySelectorAll(".wait[data-since]")) {
     wait.textContent = t("waitingFor", { wait: formatWait(wait.dataset.since) });
   }
