@@ -35,7 +35,7 @@ from actors.messages import (
     Transfer,
     Typing,
 )
-from lcx.api.bodies import refuse_nul
+from lcx.api.bodies import refuse_deep_nesting, refuse_nul
 from lcx.auth import Principal
 from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
 from lcx.livechat import frames
@@ -132,8 +132,9 @@ class _RefOnly(msgspec.Struct):
 def _ref_of(raw: str | bytes) -> str | None:
     """The client's ``ref`` of a frame that is JSON but not a valid frame, if it has one."""
     try:
+        refuse_deep_nesting(raw)
         return msgspec.json.decode(raw, type=_RefOnly).ref
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, InvalidRequest):
         return None
 
 
@@ -184,6 +185,7 @@ class FrameHandler:
             if len(raw) > 4 * MAX_TEXT:
                 raise InvalidRequest("frame too large")
             refuse_nul(raw)
+            refuse_deep_nesting(raw)
             frame = msgspec.json.decode(raw, type=Frame)
             ref = frame.ref
             reply = await self._dispatch(frame)

@@ -20,9 +20,10 @@ from actors.livechat import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
+from lcx.api.bodies import refuse_deep_nesting
 from lcx.api.deps import AppDeps
 from lcx.auth import Principal, TokenVerifier
-from lcx.errors import Forbidden, LcxError, Unauthorized
+from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
 from lcx.ids import new_id
 from lcx.model import iso, utc_now
 
@@ -104,8 +105,9 @@ async def _first_frame_token() -> str | None:
     with trio.move_on_after(AUTH_TIMEOUT_SECONDS):
         raw = await websocket.receive()
         try:
+            refuse_deep_nesting(raw)
             frame = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, InvalidRequest):
             return None
         if isinstance(frame, dict) and frame.get("type") == "auth":
             token = frame.get("token")

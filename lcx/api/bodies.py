@@ -12,7 +12,8 @@ from quart_trio.wrappers import TrioResponse
 
 from lcx.errors import InvalidRequest, UnsupportedMediaType
 
-__all__ = ["JSON_CONTENT_TYPE", "field_path", "json_response", "read_json"]
+__all__ = ["JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "field_path", "json_response", "read_json",
+           "refuse_deep_nesting", "refuse_nul"]
 
 T = TypeVar("T")
 
@@ -64,9 +65,10 @@ async def read_json(request: Request, type_: type[T]) -> T:
 
     Raises:
         UnsupportedMediaType: the content type is not ``application/json`` (or ``+json``).
-        InvalidRequest: the body is not JSON, or a field has the wrong type, is missing or
-            is unknown to a Struct that forbids unknown fields; ``details.fields`` lists the
-            offending paths (msgspec stops at the first one, so there is one).
+        InvalidRequest: the body is not JSON or nests deeper than ``MAX_JSON_DEPTH``, or
+            a field has the wrong type, is missing or is unknown to a Struct that forbids
+            unknown fields; ``details.fields`` lists the offending paths (msgspec stops at
+            the first one, so there is one).
         werkzeug.exceptions.RequestEntityTooLarge: the body outgrew ``MAX_CONTENT_LENGTH``
             while being read (the error handlers render it as 413 ``payload_too_large``).
     """
@@ -76,6 +78,7 @@ async def read_json(request: Request, type_: type[T]) -> T:
             details={"expected": "application/json"})
     body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     refuse_nul(body)
+    refuse_deep_nesting(body)
     try:
         return cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
@@ -109,6 +112,48 @@ Timestamp = Annotated[str, msgspec.Meta(
     min_length=20, max_length=40, extra_json_schema={"format": "date-time"},
     description="RFC 3339 timestamp with a timezone, e.g. 2026-11-21T10:00:00.000Z")]
 """A timestamp as clients send it in queries and bodies (parsed by the handler)."""
+
+
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects a JSON body or websocket frame may have."""
+
+_BRACKETS_AND_QUOTES = b'[]{}"'
+_OTHER_BYTES = bytes(byte for byte in range(256) if byte not in _BRACKETS_AND_QUOTES)
+
+
+def refuse_deep_nesting(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON whose arrays and objects nest deeper than ``limit``, before decoding it.
+
+    msgspec cannot bound the depth it decodes: it recurses until Python's recursion
+    limit and raises ``RecursionError``. Bodies that cannot reach the limit (fewer
+    opening brackets than ``limit``) pass without a scan; otherwise everything but the
+    brackets outside strings is dropped and each pass removes the innermost pairs, so
+    ``limit`` passes leave brackets only when something nests deeper. Every step is a
+    bytes method, linear in the body.
+
+    Raises:
+        InvalidRequest: too deeply nested (``details.maxDepth`` is the limit), or the
+            brackets outside strings do not pair up (not JSON, and msgspec would recurse
+            into them all the same).
+    """
+    raw = text.encode() if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    # Escaped backslashes and quotes only occur inside strings; once they are gone every
+    # quote delimits a string, and the odd pieces between quotes are the strings' insides.
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    pieces = unescaped.translate(None, _OTHER_BYTES).split(b'"')
+    brackets = b"".join(pieces[::2])
+    for _ in range(limit):
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return
+        if shorter == brackets:  # brackets outside strings that never pair up
+            raise InvalidRequest("request body is not valid JSON: unbalanced brackets",
+                                 details={"fields": ["$"]})
+        brackets = shorter
+    raise InvalidRequest(f"JSON nests deeper than {limit} levels",
+                         details={"fields": ["$"], "maxDepth": limit})
 
 
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")

@@ -16,7 +16,7 @@ from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
 from adapters.edges import WebhookReceiver
-from lcx.api.bodies import json_response
+from lcx.api.bodies import json_response, refuse_deep_nesting
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
 from lcx.model import iso, utc_now
@@ -58,6 +58,8 @@ class WebhookRoutes:
         channel = self._channel(alias)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         channel.verify(dict(request.headers), body)
+        if request.mimetype.endswith("json"):
+            refuse_deep_nesting(body)  # before the channel's parser recurses into it
         batch = channel.parse(body)
         rows = [(item.event_id, item.tenant_id, item.external_id, msgspec.json.encode(item))
                 for item in batch.items]
