@@ -13,7 +13,7 @@ from quart_trio.wrappers import TrioResponse
 from lcx.errors import InvalidRequest, UnsupportedMediaType
 
 __all__ = ["JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "field_path", "json_response", "read_json",
-           "refuse_deep_nesting", "refuse_nul"]
+           "refuse_deep_nesting", "refuse_huge_integers", "refuse_nul"]
 
 T = TypeVar("T")
 
@@ -22,6 +22,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `(?P<field>[^`]+)`")
 _encoder = msgspec.json.Encoder()
+_msgpack_probe = msgspec.msgpack.Encoder()
 
 
 def json_response(payload: Any, status: int = 200,
@@ -67,8 +68,8 @@ async def read_json(request: Request, type_: type[T]) -> T:
         UnsupportedMediaType: the content type is not ``application/json`` (or ``+json``).
         InvalidRequest: the body is not JSON or nests deeper than ``MAX_JSON_DEPTH``, or
             a field has the wrong type, is missing or is unknown to a Struct that forbids
-            unknown fields; ``details.fields`` lists the offending paths (msgspec stops at
-            the first one, so there is one).
+            unknown fields, or a kept integer does not fit 64 bits; ``details.fields``
+            lists the offending paths (msgspec stops at the first one, so there is one).
         werkzeug.exceptions.RequestEntityTooLarge: the body outgrew ``MAX_CONTENT_LENGTH``
             while being read (the error handlers render it as 413 ``payload_too_large``).
     """
@@ -80,12 +81,25 @@ async def read_json(request: Request, type_: type[T]) -> T:
     refuse_nul(body)
     refuse_deep_nesting(body)
     try:
-        return cast(T, _decoder(type_).decode(body))
+        decoded = cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
-        return _decode_leniently(body, type_, exc)
+        decoded = _decode_leniently(body, type_, exc)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}",
                              details={"fields": ["$"]}) from exc
+    _refuse_64_bit_overflow(decoded)
+    return decoded
+
+
+def _refuse_64_bit_overflow(decoded: object) -> None:
+    """Free-form values (metadata, payloads) may hold any JSON number, but the bus and the
+    stores carry 64-bit integers only; typed fields have tighter bounds of their own.
+    Unknown fields are gone by now, so only what would be kept is checked."""
+    try:
+        _msgpack_probe.encode(decoded)
+    except OverflowError:
+        raise InvalidRequest("an integer in the body is outside the 64-bit range",
+                             details={"fields": ["$"]}) from None
 
 
 def _decode_leniently(body: bytes, type_: type[T], error: msgspec.ValidationError) -> T:
@@ -117,8 +131,7 @@ Timestamp = Annotated[str, msgspec.Meta(
 MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects a JSON body or websocket frame may have."""
 
-_BRACKETS_AND_QUOTES = b'[]{}"'
-_OTHER_BYTES = bytes(byte for byte in range(256) if byte not in _BRACKETS_AND_QUOTES)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
 def refuse_deep_nesting(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
@@ -139,11 +152,7 @@ def refuse_deep_nesting(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
     raw = text.encode() if isinstance(text, str) else text
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return
-    # Escaped backslashes and quotes only occur inside strings; once they are gone every
-    # quote delimits a string, and the odd pieces between quotes are the strings' insides.
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    pieces = unescaped.translate(None, _OTHER_BYTES).split(b'"')
-    brackets = b"".join(pieces[::2])
+    brackets = _outside_strings(raw).translate(None, _NOT_BRACKETS)
     for _ in range(limit):
         shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
         if not shorter:
@@ -154,6 +163,34 @@ def refuse_deep_nesting(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
         brackets = shorter
     raise InvalidRequest(f"JSON nests deeper than {limit} levels",
                          details={"fields": ["$"], "maxDepth": limit})
+
+
+_LONG_INTEGER = re.compile(rb"(?<![.\deE+\-])-?\d{17,}")
+
+
+def refuse_huge_integers(text: bytes | str) -> None:
+    """Refuse JSON holding an integer of 17 digits or more outside strings.
+
+    Every such integer is over ``MAX_SAFE_INTEGER`` (2**53 - 1): no JSON client holds it
+    exactly, and past 2**64 the bus cannot carry it. Typed fields check their own range;
+    this covers free-form values (metadata, payloads, flag values). Fraction and
+    exponent digits do not count.
+
+    Raises:
+        InvalidRequest: naming ``$`` (the integer may be anywhere).
+    """
+    raw = text.encode() if isinstance(text, str) else text
+    if _LONG_INTEGER.search(raw) is None or _LONG_INTEGER.search(_outside_strings(raw)) is None:
+        return
+    raise InvalidRequest("integers may have at most 16 digits (at most 2**53 - 1)",
+                         details={"fields": ["$"]})
+
+
+def _outside_strings(raw: bytes) -> bytes:
+    """``raw`` JSON without its strings (escaped backslashes and quotes only occur inside
+    strings; once they are gone, the odd pieces between quotes are the strings)."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[::2])
 
 
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
