@@ -153,7 +153,17 @@ class TokenVerifier:
                 options={"require": ["exp"], "verify_aud": self._audience is not None})
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
+        _require_numeric_dates(claims)
         return principal_from_claims(claims)
+
+
+def _require_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """RFC 7519 makes ``exp``, ``nbf`` and ``iat`` JSON numbers; PyJWT also takes a
+    numeric string (``"exp": "1796171105"``), which no issuer of ours mints."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthorized(f"the token claim {name!r} must be a number")
 
 
 def _load_public_key(path: str) -> tuple[Any, str]:

@@ -20,7 +20,14 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
-__all__ = ["HttpBinding", "serve_http"]
+__all__ = ["MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding", "serve_http"]
+
+MAX_HEAD_BYTES = 256 * 1024
+"""What hypercorn buffers of a request line and headers before it answers a bare 431
+itself: well above the app's own header limit, which answers with the error envelope."""
+MAX_WS_MESSAGE_BYTES = 1024 * 1024
+"""The largest websocket message hypercorn assembles; a larger one closes the socket with
+1009 (the frame handler refuses frames over 256 KiB with an ERROR long before that)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,8 @@ def _config(graceful_timeout: float) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout
     config.include_server_header = False
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
+    config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
     return config
 
 
