@@ -65,7 +65,14 @@ log = logging.getLogger("lcx.ws")
 MAX_FRAME_CHARS = 4 * MAX_TEXT_CHARS
 """The longest frame the handler decodes; longer ones get ``ERROR invalid_request``."""
 MAX_TOKEN_CHARS = 16_384
+RESUME_PAGE = 100
+"""Messages read from the store at a time while a ``RESUME`` replays a conversation."""
 Send = Callable[[dict[str, Any]], None]
+Room = Callable[[], Awaitable[None]]
+
+
+async def _always_room() -> None:
+    return None
 
 
 EventName = Annotated[str, msgspec.Meta(max_length=64)]
@@ -137,7 +144,7 @@ class MessageData(ConversationRef):
 
 
 def _after(conversation_id: str, seq: int, tx: Tx) -> list[Message]:
-    return messages_after(tx, conversation_id, seq)
+    return messages_after(tx, conversation_id, seq, limit=RESUME_PAGE)
 
 
 class _RefOnly(msgspec.Struct):
@@ -177,13 +184,17 @@ def _decode(data: Any, shape: type[msgspec.Struct]) -> Any:
 class FrameHandler:
     """Handles the frames of one agent connection."""
 
-    def __init__(self, livechat: Livechat, principal: Principal, send: Send) -> None:
+    def __init__(self, livechat: Livechat, principal: Principal, send: Send, *,
+                 room: Room = _always_room) -> None:
+        """``send`` queues a frame to the client; ``room`` waits until the client's queue
+        has room again (``RESUME`` replays in pages and waits between them)."""
         assert principal.org is not None
         self.livechat = livechat
         self.principal = principal
         self.org = principal.org
         self.agent = AgentRef(id=principal.sub, name=principal.name)
         self.send = send
+        self.room = room
         self.supervisor = principal.has_any("supervisor")
         self._events: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
             "REQUEST_ACCEPT": self._accept, "REQUEST_CREATE": self._create,
@@ -349,11 +360,23 @@ class FrameHandler:
             if not self.supervisor and not any(p.id == self.agent.id
                                                for p in state.participants):
                 raise Forbidden("you are not in this conversation")
-            missed = await self.livechat.store.read(partial(_after, conversation_id, last_seen))
-            for message in missed:
-                self.send(frames.message(message))
-            replayed[conversation_id] = len(missed)
+            replayed[conversation_id] = await self._replay(conversation_id, last_seen)
         return {"conversations": replayed}
+
+    async def _replay(self, conversation_id: str, last_seen: int) -> int:
+        """Send every message after ``last_seen``, a page at a time, each message only
+        when the client's queue has room: a small RESUME never queues megabytes."""
+        count = 0
+        while True:
+            page = await self.livechat.store.read(
+                partial(_after, conversation_id, last_seen))
+            for message in page:
+                await self.room()
+                self.send(frames.message(message))
+            count += len(page)
+            if len(page) < RESUME_PAGE:
+                return count
+            last_seen = page[-1].seq
 
     async def _message(self, data: Any) -> dict[str, Any]:
         message = _decode(data, MessageData)

@@ -39,6 +39,8 @@ MAX_HEADER_BYTES = 32 * 1024
 """The most bytes of header names and values a request may carry (431 over it). The
 HTTP server buffers up to ``lcx.api.http_server.MAX_HEAD_BYTES`` so that a request over
 this limit still reaches the app and gets the error envelope and ``X-Request-Id``."""
+WS_CLOSE_GRACE_SECONDS = 5.0
+"""How long a closed websocket waits for the client's close before hypercorn drops it."""
 UNMATCHED_ROUTE = "unmatched"
 """The ``route`` label of requests that matched no route (404, 405)."""
 
@@ -99,6 +101,9 @@ class LcxApp(QuartTrio):
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
         """Answer one ASGI exchange; HTTP ones get a request id, an access line, metrics."""
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().asgi_app(scope, receive, send)
             return
@@ -131,6 +136,30 @@ class LcxApp(QuartTrio):
                 _exchange.reset(token)
                 self._finish(scope["method"], scope["path"], exchange,
                              time.perf_counter() - started)
+
+    async def _websocket(self, scope: Scope, receive: ASGIReceiveCallable,
+                         send: ASGISendCallable) -> None:
+        """Serve a websocket, then read the client's events until it disconnects.
+
+        hypercorn hands a connection's events to the app through a short queue and only
+        closes the TCP connection once the app took the disconnect; when the handler
+        returns (after closing with 4008 or 4401) while the client still sends, nobody
+        reads that queue, hypercorn's reader blocks on it for good and the connection
+        stays in CLOSE-WAIT. So the events are drained here, for at most
+        :data:`WS_CLOSE_GRACE_SECONDS`, after which hypercorn closes it regardless.
+        """
+        disconnected = False
+
+        async def noting_receive() -> Any:
+            nonlocal disconnected
+            event = await receive()
+            disconnected = disconnected or event["type"] == "websocket.disconnect"
+            return event
+
+        await super().asgi_app(scope, noting_receive, send)
+        with trio.move_on_after(WS_CLOSE_GRACE_SECONDS):
+            while not disconnected:
+                await noting_receive()
 
     def _finish(self, method: str, path: str, exchange: _Exchange, seconds: float) -> None:
         # 499 (nginx's "client closed request"): the exchange ended before a response began.
