@@ -70,7 +70,7 @@ async def test_resume_of_a_long_conversation_stays_within_the_byte_bound(
                 received.append(msgspec.json.decode(await sink.next_frame()))
                 if received[-1]["type"] == "ack":
                     acked.set()
-                await trio.lowlevel.checkpoint()  # one frame per turn: the replay outpaces this reader
+                await trio.lowlevel.checkpoint()  # one frame a turn: slower than the replay
 
         principal = Principal(sub="alice", org="o1", scopes=frozenset({"agent"}),
                               groups=("g1",))
