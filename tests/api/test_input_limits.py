@@ -111,3 +111,18 @@ async def test_huge_integers_in_http_bodies_are_invalid_requests(tmp_path: Path)
             "tenantId": "t1", "subHandle": "u-2", "id": "m1", "text": "hi"})
         assert fine.status_code == 202, fine.text
         assert fine.json()["seq"] == 1
+
+
+async def test_oversized_frames_are_refused_and_huge_messages_close_with_1009(
+        tmp_path: Path) -> None:
+    """A 300 KB frame gets ERROR invalid_request and the socket serves on; a message over
+    1 MiB is not assembled at all: the socket closes with 1009 (message too big)."""
+    async with livechat_app(tmp_path) as app:
+        token = app.tokens.token(sub="alice", scopes="agent", groups=["g1"])
+        async with agent_connection(str(app.client.base_url), token) as alice:
+            await alice.ws.send_message('{"type": "ping", "ref": "' + "r" * 300_000 + '"}')
+            error = await alice.wait_for(lambda f: f.get("event") == "ERROR")
+            assert error["data"]["code"] == "invalid_request"
+            await alice.ws.send_message("[" + " " * (1024 * 1024 + 10) + "]")
+            with pytest.raises(AssertionError, match=r"socket closed \(1009\)"):
+                await alice.wait_for(lambda f: f.get("type") == "never")
