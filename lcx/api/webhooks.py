@@ -1,7 +1,7 @@
 """Provider and channel webhooks (API.md section 7): ``POST`` and ``HEAD /events/{alias}``.
 
-The signature (or shared secret) is checked before anything else: a bad one is 401 and
-nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
+The signature (or shared secret) is checked before anything else but the depth of a JSON
+body (some channels carry their secret inside it): a bad one is 401 and nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
 edge's own event ids make repeats and duplicates disappear) and only then answered 200;
 the inbox processor applies the events once, in order.
 """
@@ -57,9 +57,9 @@ class WebhookRoutes:
         """``POST /events/{alias}``: verify, store, answer; processing happens after."""
         channel = self._channel(alias)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        channel.verify(dict(request.headers), body)
         if request.mimetype.endswith("json"):
-            refuse_deep_nesting(body)  # before the channel's parser recurses into it
+            refuse_deep_nesting(body)  # before a channel's verifier or parser recurses into it
+        channel.verify(dict(request.headers), body)
         batch = channel.parse(body)
         rows = [(item.event_id, item.tenant_id, item.external_id, msgspec.json.encode(item))
                 for item in batch.items]

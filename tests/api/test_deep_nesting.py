@@ -3,12 +3,14 @@ endpoint and an ``ERROR invalid_request`` frame on the agent socket, with no tra
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
+from fakes.livechat import envelope, message_event, tenant_for
 from support.agent_client import agent_connection
-from support.livechat_app import livechat_app
+from support.livechat_app import DEFAULT_TENANTS, livechat_app
 
 from lcx.api.bodies import MAX_JSON_DEPTH
 
@@ -84,4 +86,25 @@ async def test_deep_frames_get_an_invalid_request_error_and_the_socket_stays_up(
             await alice.send({"type": "ping", "ref": "alive"})
             pong = await alice.wait_for(lambda f: f["type"] == "pong")
             assert pong["ref"] == "alive"
+    _no_tracebacks(caplog)
+
+
+async def test_deep_webhook_bodies_are_invalid_requests(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A channel webhook (LiveChat, whose secret is inside the JSON body) nested 10,000
+    deep is 400 before anything parses it; a well-formed delivery is still taken."""
+    caplog.set_level(logging.INFO)
+    async with livechat_app(tmp_path, tenants=(*DEFAULT_TENANTS, tenant_for())) as app:
+        headers = {"Content-Type": "application/json"}
+        for body in (DEEP, UNCLOSED, b'{"secret_key": "whsec-1", "payload": ' + DEEP + b"}"):
+            response = await app.client.post("/events/livechat", headers=headers,
+                                             content=body)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "invalid_request"
+        event = message_event("ev-1", "customer-1", "hello")
+        fine = json.dumps(envelope("incoming_event", {"chat_id": "CH1", "thread_id": "TH1",
+                                                      "event": event},
+                                   secret_key="whsec-1", organization_id="org-1"))
+        accepted = await app.client.post("/events/livechat", headers=headers, content=fine)
+        assert accepted.status_code == 200, accepted.text
     _no_tracebacks(caplog)
