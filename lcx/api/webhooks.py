@@ -1,9 +1,10 @@
 """Provider and channel webhooks (API.md section 7): ``POST`` and ``HEAD /events/{alias}``.
 
 The signature (or shared secret) is checked before anything else but the depth of a JSON
-body (some channels carry their secret inside it): a bad one is 401 and nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
-edge's own event ids make repeats and duplicates disappear) and only then answered 200;
-the inbox processor applies the events once, in order.
+body (some channels carry their secret inside it): a bad one is 401 and nothing is
+stored. A good delivery is parsed into events, stored in the edge inbox (the edge's own
+event ids make repeats and duplicates disappear) and only then answered 200; the inbox
+processor applies the events once, in order.
 """
 
 from __future__ import annotations
