@@ -176,6 +176,7 @@ class TokenVerifier:
             raise self._signature_refusal(exc) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
+        _require_numeric_dates(claims)
         principal = principal_from_claims(claims)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
@@ -189,6 +190,15 @@ class TokenVerifier:
             f"the token signature is invalid: this server verifies with the development "
             f"secret in {self._dev_secret}; mint tokens with `lcx token` as the same user",
             details={"devSecret": str(self._dev_secret)})
+
+
+def _require_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """RFC 7519 makes ``exp``, ``nbf`` and ``iat`` JSON numbers; PyJWT also takes a
+    numeric string (``"exp": "1796171105"``), which no issuer of ours mints."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthorized(f"the token claim {name!r} must be a number")
 
 
 def _load_public_key(path: str) -> tuple[Any, str]:

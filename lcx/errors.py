@@ -115,6 +115,13 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class HeadersTooLarge(ApiError):
+    """The request's header fields are larger than the server takes."""
+
+    status = 431
+    code = "request_header_fields_too_large"
+
+
 class UnsupportedMediaType(ApiError):
     """The body has a content type this endpoint does not take."""
 

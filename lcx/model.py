@@ -35,11 +35,15 @@ def parse_iso(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (``Z`` or an offset) into an aware datetime.
 
     Raises:
-        ValueError: not a timestamp.
+        ValueError: not a timestamp, or one that falls outside years 1-9999 in UTC.
     """
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a timezone: {text!r}")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"timestamp out of range: {text!r}") from None
     return parsed
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -36,14 +36,23 @@ from actors.messages import (
     Transfer,
     Typing,
 )
-from lcx.api.bodies import refuse_nul
+from lcx.api.bodies import refuse_deep_nesting, refuse_huge_integers, refuse_nul
+from lcx.api.common import (
+    MAX_FLAG_VALUE_BYTES,
+    MAX_RESUME_CONVERSATIONS,
+    MAX_TEXT_CHARS,
+    Attachments,
+    Count,
+    Id,
+    Reason,
+    Text,
+)
 from lcx.auth import Principal
 from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
 from lcx.livechat import frames
 from lcx.livechat.conversation import new_request
 from lcx.model import (
     AgentRef,
-    Attachment,
     Author,
     Conversation,
     Message,
@@ -54,18 +63,31 @@ from lcx.store.conversations import find_by_request, messages_after
 
 log = logging.getLogger("lcx.ws")
 
-MAX_TEXT = 65_536
+MAX_FRAME_CHARS = 4 * MAX_TEXT_CHARS
+"""The longest frame the handler decodes; longer ones get ``ERROR invalid_request``."""
+MAX_TOKEN_CHARS = 16_384
+RESUME_PAGE = 100
+"""Messages read from the store at a time while a ``RESUME`` replays a conversation."""
 Send = Callable[[dict[str, Any]], None]
+Room = Callable[[], Awaitable[None]]
+
+
+async def _always_room() -> None:
+    return None
+
+
+EventName = Annotated[str, msgspec.Meta(max_length=64)]
+Token = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_CHARS)]
 
 
 class Frame(msgspec.Struct, kw_only=True):
     """The envelope every client frame shares."""
 
     type: Literal["event", "message", "ping", "auth"]
-    event: str | None = None
-    ref: str | None = None
+    event: EventName | None = None
+    ref: Id | None = None
     data: Any = None
-    token: str | None = None
+    token: Token | None = None
 
 
 class _Data(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=False):
@@ -73,21 +95,21 @@ class _Data(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=
 
 
 class RequestRef(_Data):
-    request_id: str
+    request_id: Id
 
 
 class CreateData(_Data):
-    tenant_id: str
-    sub_handle: str
-    user_group_id: str | None = None
+    tenant_id: Id
+    sub_handle: Id
+    user_group_id: Id | None = None
 
 
 class ConversationRef(_Data):
-    conversation_id: str
+    conversation_id: Id
 
 
 class EndData(ConversationRef):
-    reason: str | None = None
+    reason: Reason | None = None
 
 
 class TypingData(ConversationRef):
@@ -95,17 +117,17 @@ class TypingData(ConversationRef):
 
 
 class ReadData(ConversationRef):
-    seq: int
+    seq: Count
 
 
 class FlagData(ConversationRef):
-    flag: str
+    flag: Id
     value: Any = None
 
 
 class TransferData(ConversationRef):
-    to_user_group_id: str | None = None
-    to_agent_id: str | None = None
+    to_user_group_id: Id | None = None
+    to_agent_id: Id | None = None
 
 
 class StatusData(_Data):
@@ -113,18 +135,18 @@ class StatusData(_Data):
 
 
 class ResumeData(_Data):
-    conversations: dict[str, int]
+    conversations: Annotated[dict[Id, Count], msgspec.Meta(max_length=MAX_RESUME_CONVERSATIONS)]
 
 
 class MessageData(ConversationRef):
-    text: str | None = None
-    id: str | None = None
-    attachments: list[Attachment] = []
+    text: Text | None = None
+    id: Id | None = None
+    attachments: Attachments = []
     private: bool = False
 
 
 def _after(conversation_id: str, seq: int, tx: Tx) -> list[Message]:
-    return messages_after(tx, conversation_id, seq)
+    return messages_after(tx, conversation_id, seq, limit=RESUME_PAGE)
 
 
 class _RefOnly(msgspec.Struct):
@@ -134,8 +156,9 @@ class _RefOnly(msgspec.Struct):
 def _ref_of(raw: str | bytes) -> str | None:
     """The client's ``ref`` of a frame that is JSON but not a valid frame, if it has one."""
     try:
+        refuse_deep_nesting(raw)
         return msgspec.json.decode(raw, type=_RefOnly).ref
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, InvalidRequest):
         return None
 
 
@@ -163,13 +186,17 @@ def _decode(data: Any, shape: type[msgspec.Struct]) -> Any:
 class FrameHandler:
     """Handles the frames of one agent connection."""
 
-    def __init__(self, livechat: Livechat, principal: Principal, send: Send) -> None:
+    def __init__(self, livechat: Livechat, principal: Principal, send: Send, *,
+                 room: Room = _always_room) -> None:
+        """``send`` queues a frame to the client; ``room`` waits until the client's queue
+        has room again (``RESUME`` replays in pages and waits between them)."""
         assert principal.org is not None
         self.livechat = livechat
         self.principal = principal
         self.org = principal.org
         self.agent = AgentRef(id=principal.sub, name=principal.name)
         self.send = send
+        self.room = room
         self.supervisor = principal.has_any("supervisor")
         self._events: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
             "REQUEST_ACCEPT": self._accept, "REQUEST_CREATE": self._create,
@@ -183,9 +210,11 @@ class FrameHandler:
         """Decode one frame, run it, answer with ack or ERROR; never raises LcxError."""
         ref: str | None = None
         try:
-            if len(raw) > 4 * MAX_TEXT:
+            if len(raw) > MAX_FRAME_CHARS:
                 raise InvalidRequest("frame too large")
             refuse_nul(raw)
+            refuse_deep_nesting(raw)
+            refuse_huge_integers(raw)
             frame = msgspec.json.decode(raw, type=Frame)
             ref = frame.ref
             reply = await self._dispatch(frame)
@@ -308,6 +337,8 @@ class FrameHandler:
 
     async def _flag(self, data: Any) -> dict[str, Any]:
         flag = _decode(data, FlagData)
+        if len(msgspec.json.encode(flag.value)) > MAX_FLAG_VALUE_BYTES:
+            raise InvalidRequest(f"a flag value may take {MAX_FLAG_VALUE_BYTES} bytes of JSON")
         await self._conversation(flag.conversation_id)
         await self._ask(flag.conversation_id, Flag(agent=self.agent, flag=flag.flag,
                                                    value=flag.value))
@@ -337,18 +368,28 @@ class FrameHandler:
             if not self.supervisor and not any(p.id == self.agent.id
                                                for p in state.participants):
                 raise Forbidden("you are not in this conversation")
-            missed = await self.livechat.store.read(partial(_after, conversation_id, last_seen))
-            for message in missed:
-                self.send(frames.message(message))
-            replayed[conversation_id] = len(missed)
+            replayed[conversation_id] = await self._replay(conversation_id, last_seen)
         return {"conversations": replayed}
+
+    async def _replay(self, conversation_id: str, last_seen: int) -> int:
+        """Send every message after ``last_seen``, a page at a time, each message only
+        when the client's queue has room: a small RESUME never queues megabytes."""
+        count = 0
+        while True:
+            page = await self.livechat.store.read(
+                partial(_after, conversation_id, last_seen))
+            for message in page:
+                await self.room()
+                self.send(frames.message(message))
+            count += len(page)
+            if len(page) < RESUME_PAGE:
+                return count
+            last_seen = page[-1].seq
 
     async def _message(self, data: Any) -> dict[str, Any]:
         message = _decode(data, MessageData)
         if not message.text and not message.attachments:
             raise InvalidRequest("a message needs text or attachments")
-        if message.text is not None and len(message.text) > MAX_TEXT:
-            raise InvalidRequest("text is too long")
         await self._conversation(message.conversation_id)
         result: PostResult = await self._ask(message.conversation_id, PostMessage(
             author=Author(type="agent", id=self.agent.id, name=self.agent.name),

@@ -4,13 +4,14 @@ The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad
 closes it with 4401), registers a bounded frame sink with the agent's session actor and
 then runs three tasks: a reader that decodes and dispatches frames (``agent_frames``), a
 writer that drains the sink onto the socket, and a heartbeat. A client that falls more
-than ``ws.max_queued_frames`` behind is cut off (4008) instead of growing memory.
+than ``ws.max_queued_frames`` or the sink's byte bounds behind is cut off (4008) instead
+of growing memory (``socket_sink``); the reader takes no frame while the sink is half
+full, so a client's own requests slow it down rather than cut it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import msgspec
 import trio
@@ -20,9 +21,11 @@ from actors.livechat import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
+from lcx.api.bodies import refuse_deep_nesting
 from lcx.api.deps import AppDeps
+from lcx.api.socket_sink import SocketSink, instance_budget
 from lcx.auth import Principal, TokenVerifier
-from lcx.errors import Forbidden, LcxError, Unauthorized
+from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
 from lcx.ids import new_id
 from lcx.model import iso, utc_now
 from services.overview_feed import feed_for, push_overview
@@ -33,36 +36,6 @@ AUTH_TIMEOUT_SECONDS = 5.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1012
-
-
-class SocketSink:
-    """The bounded outbound queue of one websocket (see ``FrameSink``)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.send, self.receive = trio.open_memory_channel[bytes](capacity)
-        self.scope = trio.CancelScope()
-        self.cut_reason: str | None = None
-        self.going_away = False
-
-    def offer(self, frame: bytes) -> bool:
-        """Queue a frame; False when the client is too far behind."""
-        try:
-            self.send.send_nowait(frame)
-        except trio.WouldBlock:
-            return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return True  # closing anyway
-        return True
-
-    def offer_json(self, frame: dict[str, Any]) -> None:
-        """Queue a frame built here; cut the socket if it does not fit."""
-        if not self.offer(msgspec.json.encode(frame)):
-            self.cut("too many frames queued")
-
-    def cut(self, reason: str) -> None:
-        """Close the connection because the client cannot keep up."""
-        self.cut_reason = reason
-        self.scope.cancel()
 
 
 def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
@@ -105,8 +78,9 @@ async def _first_frame_token() -> str | None:
     with trio.move_on_after(AUTH_TIMEOUT_SECONDS):
         raw = await websocket.receive()
         try:
+            refuse_deep_nesting(raw)
             frame = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, InvalidRequest):
             return None
         if isinstance(frame, dict) and frame.get("type") == "auth":
             token = frame.get("token")
@@ -117,13 +91,13 @@ async def _first_frame_token() -> str | None:
 async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
     assert principal.org is not None
     socket_id = new_id()
-    sink = SocketSink(livechat.max_queued_frames)
+    sink = SocketSink(livechat.max_queued_frames, budget=instance_budget(livechat))
     await sockets.attach(socket_id, sink, principal)
     livechat.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
         "agentId": principal.sub, "sessionId": socket_id,
         "heartbeatSeconds": livechat.heartbeat_seconds}})
-    handler = FrameHandler(livechat, principal, sink.offer_json)
+    handler = FrameHandler(livechat, principal, sink.offer_json, room=sink.wait_room)
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
@@ -133,7 +107,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
                                        sink.offer_json)
-                await _read(handler)
+                await _read(handler, sink)
                 nursery.cancel_scope.cancel()
         if sink.going_away:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
@@ -144,16 +118,19 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     finally:
         livechat.counters.ws_sessions -= 1
         sockets.detach(socket_id)
+        sink.release()
 
 
-async def _read(handler: FrameHandler) -> None:
+async def _read(handler: FrameHandler, sink: SocketSink) -> None:
     while True:
+        await sink.wait_room()  # answers to a client's own frames slow it down, never cut it
         raw = await websocket.receive()
         await handler.handle(raw)
 
 
 async def _write(sink: SocketSink) -> None:
-    async for frame in sink.receive:
+    while True:
+        frame = await sink.next_frame()
         await websocket.send(frame.decode())
 
 

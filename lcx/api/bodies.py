@@ -12,7 +12,8 @@ from quart_trio.wrappers import TrioResponse
 
 from lcx.errors import InvalidRequest, UnsupportedMediaType
 
-__all__ = ["JSON_CONTENT_TYPE", "field_path", "json_response", "read_json"]
+__all__ = ["JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "field_path", "json_response", "read_json",
+           "refuse_deep_nesting", "refuse_huge_integers", "refuse_nul"]
 
 T = TypeVar("T")
 
@@ -21,6 +22,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `(?P<field>[^`]+)`")
 _encoder = msgspec.json.Encoder()
+_msgpack_probe = msgspec.msgpack.Encoder()
 
 
 def json_response(payload: Any, status: int = 200,
@@ -64,9 +66,10 @@ async def read_json(request: Request, type_: type[T]) -> T:
 
     Raises:
         UnsupportedMediaType: the content type is not ``application/json`` (or ``+json``).
-        InvalidRequest: the body is not JSON, or a field has the wrong type, is missing or
-            is unknown to a Struct that forbids unknown fields; ``details.fields`` lists the
-            offending paths (msgspec stops at the first one, so there is one).
+        InvalidRequest: the body is not JSON or nests deeper than ``MAX_JSON_DEPTH``, or
+            a field has the wrong type, is missing or is unknown to a Struct that forbids
+            unknown fields, or a kept integer does not fit 64 bits; ``details.fields``
+            lists the offending paths (msgspec stops at the first one, so there is one).
         werkzeug.exceptions.RequestEntityTooLarge: the body outgrew ``MAX_CONTENT_LENGTH``
             while being read (the error handlers render it as 413 ``payload_too_large``).
     """
@@ -76,13 +79,27 @@ async def read_json(request: Request, type_: type[T]) -> T:
             details={"expected": "application/json"})
     body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     refuse_nul(body)
+    refuse_deep_nesting(body)
     try:
-        return cast(T, _decoder(type_).decode(body))
+        decoded = cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
-        return _decode_leniently(body, type_, exc)
+        decoded = _decode_leniently(body, type_, exc)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}",
                              details={"fields": ["$"]}) from exc
+    _refuse_64_bit_overflow(decoded)
+    return decoded
+
+
+def _refuse_64_bit_overflow(decoded: object) -> None:
+    """Free-form values (metadata, payloads) may hold any JSON number, but the bus and the
+    stores carry 64-bit integers only; typed fields have tighter bounds of their own.
+    Unknown fields are gone by now, so only what would be kept is checked."""
+    try:
+        _msgpack_probe.encode(decoded)
+    except OverflowError:
+        raise InvalidRequest("an integer in the body is outside the 64-bit range",
+                             details={"fields": ["$"]}) from None
 
 
 def _decode_leniently(body: bytes, type_: type[T], error: msgspec.ValidationError) -> T:
@@ -109,6 +126,71 @@ Timestamp = Annotated[str, msgspec.Meta(
     min_length=20, max_length=40, extra_json_schema={"format": "date-time"},
     description="RFC 3339 timestamp with a timezone, e.g. 2026-11-21T10:00:00.000Z")]
 """A timestamp as clients send it in queries and bodies (parsed by the handler)."""
+
+
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects a JSON body or websocket frame may have."""
+
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+
+
+def refuse_deep_nesting(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON whose arrays and objects nest deeper than ``limit``, before decoding it.
+
+    msgspec cannot bound the depth it decodes: it recurses until Python's recursion
+    limit and raises ``RecursionError``. Bodies that cannot reach the limit (fewer
+    opening brackets than ``limit``) pass without a scan; otherwise everything but the
+    brackets outside strings is dropped and each pass removes the innermost pairs, so
+    ``limit`` passes leave brackets only when something nests deeper. Every step is a
+    bytes method, linear in the body.
+
+    Raises:
+        InvalidRequest: too deeply nested (``details.maxDepth`` is the limit), or the
+            brackets outside strings do not pair up (not JSON, and msgspec would recurse
+            into them all the same).
+    """
+    raw = text.encode() if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    brackets = _outside_strings(raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return
+        if shorter == brackets:  # brackets outside strings that never pair up
+            raise InvalidRequest("request body is not valid JSON: unbalanced brackets",
+                                 details={"fields": ["$"]})
+        brackets = shorter
+    raise InvalidRequest(f"JSON nests deeper than {limit} levels",
+                         details={"fields": ["$"], "maxDepth": limit})
+
+
+_LONG_INTEGER = re.compile(rb"(?<![.\deE+\-])-?\d{17,}")
+
+
+def refuse_huge_integers(text: bytes | str) -> None:
+    """Refuse JSON holding an integer of 17 digits or more outside strings.
+
+    Every such integer is over ``MAX_SAFE_INTEGER`` (2**53 - 1): no JSON client holds it
+    exactly, and past 2**64 the bus cannot carry it. Typed fields check their own range;
+    this covers free-form values (metadata, payloads, flag values). Fraction and
+    exponent digits do not count.
+
+    Raises:
+        InvalidRequest: naming ``$`` (the integer may be anywhere).
+    """
+    raw = text.encode() if isinstance(text, str) else text
+    if _LONG_INTEGER.search(raw) is None or _LONG_INTEGER.search(_outside_strings(raw)) is None:
+        return
+    raise InvalidRequest("integers may have at most 16 digits (at most 2**53 - 1)",
+                         details={"fields": ["$"]})
+
+
+def _outside_strings(raw: bytes) -> bytes:
+    """``raw`` JSON without its strings (escaped backslashes and quotes only occur inside
+    strings; once they are gone, the odd pieces between quotes are the strings)."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[::2])
 
 
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from quart import Blueprint, request
@@ -71,6 +71,7 @@ from actors.messages import (
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response, read_json
 from lcx.api.common import (
+    Attachments,
     Id,
     Text,
     path_id,
@@ -85,7 +86,6 @@ from lcx.config import Provider, TenantConfig
 from lcx.errors import Conflict, InvalidRequest, NotFound, Unauthorized, Unprocessable
 from lcx.livechat.conversation import new_request
 from lcx.model import (
-    Attachment,
     Author,
     Context,
     Conversation,
@@ -113,7 +113,6 @@ __all__ = ["BOT_SCOPES", "BotApi", "bot_blueprint", "state_body"]
 T = TypeVar("T")
 
 BOT_SCOPES = ("bot", "service")
-MAX_ATTACHMENTS = 20
 DEFAULT_METRICS_WINDOW_SECONDS = 3600
 
 
@@ -151,7 +150,7 @@ class MessageBody(_Body):
     type: MessageType = "text"
     text: Text | None = None
     payload: Any = None
-    attachments: Annotated[list[Attachment], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = []
+    attachments: Attachments = []
     sent_at: str | None = None
 
 

@@ -13,7 +13,7 @@ from quart import request
 
 from lcx.api.bodies import field_path, refuse_nul
 from lcx.errors import InvalidRequest
-from lcx.model import iso, parse_iso
+from lcx.model import Attachment, iso, parse_iso
 from lcx.store.business_hours import BusinessHoursRepo
 
 if TYPE_CHECKING:
@@ -28,10 +28,41 @@ MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 65_536
 """The longest message text."""
 
+MAX_REASON_CHARS = 1_000
+"""The longest free-text reason (ending a conversation)."""
+MAX_URL_CHARS = 2_048
+"""The longest attachment URL."""
+MAX_ATTACHMENTS = 20
+"""The most attachments one message may carry."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a client may send (seq numbers, sizes): the largest every JSON
+parser, JavaScript's included, holds exactly, and well inside the stores' 64-bit columns."""
+MAX_FLAG_VALUE_BYTES = 4_096
+"""The largest participant-flag value, measured as encoded JSON."""
+MAX_RESUME_CONVERSATIONS = 1_000
+"""The most conversations one ``RESUME`` may name (the ``maxConcurrentChats`` ceiling)."""
+
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 """An id, handle or group name as clients send it."""
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 """A message text as clients send it."""
+Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)]
+"""A free-text reason as clients send it."""
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
+"""A non-negative integer as clients send it (a seq number, a size)."""
+
+
+class AttachmentBody(Attachment, kw_only=True):
+    """An attachment as clients send it: the stored shape with the input limits."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS)]
+    name: Id | None = None
+    content_type: Id | None = None
+    size: Count | None = None
+
+
+Attachments = Annotated[list[AttachmentBody], msgspec.Meta(max_length=MAX_ATTACHMENTS)]
+"""The attachments of one message as clients send them."""
 
 _repos: weakref.WeakKeyDictionary[Livechat, BusinessHoursRepo] = weakref.WeakKeyDictionary()
 
@@ -76,8 +107,9 @@ def timestamp_param(value: str | None, name: str) -> str | None:
         return None
     try:
         return iso(parse_iso(value))
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an RFC 3339 timestamp with a timezone",
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an RFC 3339 timestamp with a timezone "
+                             f"within years 1-9999 UTC ({exc})",
                              details={"fields": [name]}) from None
 
 

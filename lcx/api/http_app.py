@@ -30,17 +30,27 @@ from lcx.api.errors import install_error_handlers
 from lcx.api.openapi import openapi_blueprint
 from lcx.api.ops import ops_blueprint
 from lcx.api.spec import MAX_PATH_PARAMETER
-from lcx.errors import InvalidRequest, PayloadTooLarge
+from lcx.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge
 from lcx.ids import new_id
 from lcx.logs import bind
 
 __all__ = ["REQUEST_ID_HEADER", "AppDeps", "LcxApp", "create_app", "request_id_from"]
 
 REQUEST_ID_HEADER = "X-Request-Id"
+MAX_HEADER_BYTES = 32 * 1024
+"""The most bytes of header names and values a request may carry (431 over it). The
+HTTP server buffers up to ``lcx.api.http_server.MAX_HEAD_BYTES`` so that a request over
+this limit still reaches the app and gets the error envelope and ``X-Request-Id``."""
+WS_CLOSE_GRACE_SECONDS = 5.0
+"""How long a closed websocket waits for the client's close before hypercorn drops it."""
 UNMATCHED_ROUTE = "unmatched"
 """The ``route`` label of requests that matched no route (404, 405)."""
 
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("ascii")
+# Every response is what its Content-Type says (CSV and PDF transcripts included):
+# browsers must not sniff a download into something they would run.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_OWN_KEYS = frozenset({_REQUEST_ID_KEY, _NOSNIFF[0]})
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _access_log = logging.getLogger("lcx.access")
@@ -96,6 +106,9 @@ class LcxApp(QuartTrio):
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
         """Answer one ASGI exchange; HTTP ones get a request id, an access line, metrics."""
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().asgi_app(scope, receive, send)
             return
@@ -107,8 +120,8 @@ class LcxApp(QuartTrio):
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
                 message["headers"] = [
-                    *(h for h in message["headers"] if h[0].lower() != _REQUEST_ID_KEY),
-                    id_header]
+                    *(h for h in message["headers"] if h[0].lower() not in _OWN_KEYS),
+                    id_header, _NOSNIFF]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 # The last body message makes hypercorn close or recycle the connection
                 # inside this call, while quart-trio is already cancelling this task (the
@@ -129,6 +142,30 @@ class LcxApp(QuartTrio):
                 self._finish(scope["method"], scope["path"], exchange,
                              time.perf_counter() - started)
 
+    async def _websocket(self, scope: Scope, receive: ASGIReceiveCallable,
+                         send: ASGISendCallable) -> None:
+        """Serve a websocket, then read the client's events until it disconnects.
+
+        hypercorn hands a connection's events to the app through a short queue and only
+        closes the TCP connection once the app took the disconnect; when the handler
+        returns (after closing with 4008 or 4401) while the client still sends, nobody
+        reads that queue, hypercorn's reader blocks on it for good and the connection
+        stays in CLOSE-WAIT. So the events are drained here, for at most
+        :data:`WS_CLOSE_GRACE_SECONDS`, after which hypercorn closes it regardless.
+        """
+        disconnected = False
+
+        async def noting_receive() -> Any:
+            nonlocal disconnected
+            event = await receive()
+            disconnected = disconnected or event["type"] == "websocket.disconnect"
+            return event
+
+        await super().asgi_app(scope, noting_receive, send)
+        with trio.move_on_after(WS_CLOSE_GRACE_SECONDS):
+            while not disconnected:
+                await noting_receive()
+
     def _finish(self, method: str, path: str, exchange: _Exchange, seconds: float) -> None:
         # 499 (nginx's "client closed request"): the exchange ended before a response began.
         status = exchange.status if exchange.status is not None else 499
@@ -146,6 +183,13 @@ async def _note_route() -> None:
     exchange = _exchange.get()
     if exchange is not None and request.url_rule is not None:
         exchange.route = request.url_rule.rule
+
+
+async def _enforce_header_limit() -> None:
+    size = sum(len(name) + len(value) for name, value in request.headers.items())
+    if size > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"the request headers are larger than {MAX_HEADER_BYTES} bytes",
+                              details={"maxBytes": MAX_HEADER_BYTES})
 
 
 async def _enforce_body_limit() -> None:
@@ -235,6 +279,7 @@ def create_app(deps: AppDeps) -> LcxApp:
     app.config["MAX_CONTENT_LENGTH"] = deps.max_body_bytes
     app.body_limits = _body_limits(deps)
     app.before_request(_note_route)
+    app.before_request(_enforce_header_limit)
     app.before_request(_enforce_body_limit)
     app.before_request(_check_path_parameters)
     install_error_handlers(app)

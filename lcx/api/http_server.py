@@ -20,7 +20,19 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
-__all__ = ["HttpBinding", "serve_http"]
+__all__ = ["MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding", "serve_http"]
+
+MAX_HEAD_BYTES = 256 * 1024
+"""What hypercorn buffers of a request line and headers before it answers a bare 431
+itself: well above the app's own header limit, which answers with the error envelope."""
+STALLED_PEER_TIMEOUT_MS = 60_000
+"""A connection whose peer acknowledges nothing for this long (or keeps its receive window
+shut: a websocket client that never reads) is dropped by the kernel. hypercorn writes
+with its cancellation shielded, so without it a writer stuck on such a peer, and the
+socket's descriptor, would be held for as long as the peer stays connected."""
+MAX_WS_MESSAGE_BYTES = 1024 * 1024
+"""The largest websocket message hypercorn assembles; a larger one closes the socket with
+1009 (the frame handler refuses frames over 256 KiB with an ERROR long before that)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ def _config(graceful_timeout: float) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout
     config.include_server_header = False
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
+    config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
     return config
 
 
@@ -52,6 +66,9 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; accepted sockets inherit it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                            STALLED_PEER_TIMEOUT_MS)
         sock.bind((host, port))
         sock.listen(backlog)
         sock.setblocking(False)

@@ -41,12 +41,19 @@ from quart_trio.wrappers import TrioResponse
 from actors.messages import PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response, read_json
-from lcx.api.common import MAX_TEXT_CHARS, Id, read_query, require_livechat, timestamp_param
+from lcx.api.common import (
+    MAX_TEXT_CHARS,
+    Attachments,
+    Id,
+    read_query,
+    require_livechat,
+    timestamp_param,
+)
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, NotFound, Unauthorized
 from lcx.livechat import frames
-from lcx.model import Attachment, Author, Conversation, Message, iso, utc_now
+from lcx.model import Author, Conversation, Message, iso, utc_now
 from lcx.org_settings import LivechatSettings
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation, messages_between, remembered
@@ -79,7 +86,7 @@ class HttpMessageBody(msgspec.Struct, rename="camel", kw_only=True):
     conversation_id: Id
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
     id: Id | None = None
-    attachments: Annotated[list[Attachment], msgspec.Meta(max_length=20)] = []
+    attachments: Attachments = []
     private: bool = False
     """An internal note: shown to agents and supervisors only, never sent on."""
 

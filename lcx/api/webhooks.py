@@ -1,9 +1,10 @@
 """Provider and channel webhooks (API.md section 7): ``POST`` and ``HEAD /events/{alias}``.
 
-The signature (or shared secret) is checked before anything else: a bad one is 401 and
-nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
-edge's own event ids make repeats and duplicates disappear) and only then answered 200;
-the inbox processor applies the events once, in order.
+The signature (or shared secret) is checked before anything else but the depth of a JSON
+body (some channels carry their secret inside it): a bad one is 401 and nothing is
+stored. A good delivery is parsed into events, stored in the edge inbox (the edge's own
+event ids make repeats and duplicates disappear) and only then answered 200; the inbox
+processor applies the events once, in order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
 from adapters.edges import WebhookReceiver
-from lcx.api.bodies import json_response
+from lcx.api.bodies import json_response, refuse_deep_nesting
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
 from lcx.model import iso, utc_now
@@ -57,6 +58,8 @@ class WebhookRoutes:
         """``POST /events/{alias}``: verify, store, answer; processing happens after."""
         channel = self._channel(alias)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        if request.mimetype.endswith("json"):
+            refuse_deep_nesting(body)  # before a channel's verifier or parser recurses into it
         channel.verify(dict(request.headers), body)
         batch = channel.parse(body)
         rows = [(item.event_id, item.tenant_id, item.external_id, msgspec.json.encode(item))

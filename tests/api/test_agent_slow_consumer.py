@@ -10,7 +10,7 @@ from support.livechat_app import RecordingSink, livechat_app
 
 from actors.keys import agent_key
 from actors.messages import AgentState, Connect
-from lcx.api.agent_ws import SocketSink
+from lcx.api.socket_sink import SocketSink
 
 
 async def test_slow_socket_is_cut_and_other_tabs_keep_receiving(tmp_path: Path) -> None:

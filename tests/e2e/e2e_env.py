@@ -22,7 +22,8 @@ FLOW_TOKEN = "e2e-flow-token"
 
 
 def livechat_config(workdir: Path, bot_url: str, *, max_attempts: int = 8,
-                    publisher_url: str = "", heartbeat_seconds: float = 30) -> str:
+                    publisher_url: str = "", heartbeat_seconds: float = 30,
+                    max_queued_frames: int = 1000) -> str:
     """An lcx config with tenants t1 (group g1) and t2 (org o2) delivering to ``bot_url``
     (and flow triggers of t1 to ``publisher_url`` when given)."""
     return basic_config(workdir, extra=f"""
@@ -36,6 +37,7 @@ max_backoff_ms = 400
 
 [ws]
 heartbeat_seconds = {heartbeat_seconds}
+max_queued_frames = {max_queued_frames}
 
 [[tenants]]
 id = "t1"
