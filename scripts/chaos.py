@@ -31,9 +31,9 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "cluster")]
 from chaos_run import ChaosPlan, chaos, table  # noqa: E402
 
 
-async def main(plan: ChaosPlan, json_path: Path) -> int:
+async def main(plan: ChaosPlan, json_path: Path, logs: Path | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        result = await chaos(plan, Path(tmp), json_path=json_path)
+        result = await chaos(plan, Path(tmp), json_path=json_path, logs=logs)
     print(table(result))
     print(f"figures written to {json_path}")
     return 1 if any(result["lost"].values()) else 0
@@ -51,7 +51,9 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--json", type=Path, default=Path("chaos.json"),
                         help="where to write the figures")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="a directory to copy the instances' logs into")
     arguments = parser.parse_args()
     chosen = ChaosPlan(rate=arguments.rate, conversations=arguments.conversations,
                        agents=arguments.agents, kills=arguments.kills, seed=arguments.seed)
-    sys.exit(trio.run(main, chosen, arguments.json))
+    sys.exit(trio.run(main, chosen, arguments.json, arguments.logs))

@@ -13,6 +13,7 @@ import pytest
 from support.livechat_app import livechat_app
 
 from actors.messages import CreateRequest, PostMessage
+from lcx.api.errors import error_reply
 from lcx.errors import StaleState
 from lcx.livechat.conversation import new_request
 from lcx.model import Author, Conversation, Message, iso, utc_now
@@ -82,3 +83,13 @@ async def test_the_store_refuses_a_row_based_on_a_stale_state(tmp_path: Path) ->
         row = await hub.store.read(lambda tx: load_conversation(tx, request.id))
         assert row is not None
         assert row.last_seq == 1
+
+
+def test_a_write_still_stale_after_its_retries_is_a_503_owner_moving() -> None:
+    """Two instances acting for one conversation for longer than the actor's retries (an
+    instance cut from Redis owns every key on its side): the caller gets 503 with
+    ``Retry-After``, never 500."""
+    reply = error_reply(StaleState("conversation c changed since seq 3 / event 1 was read"))
+    assert (reply.status, reply.code, reply.details) == (503, "unavailable",
+                                                         {"reason": "owner_moving"})
+    assert reply.headers["Retry-After"] == "1"

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +53,8 @@ from support.tcp_proxy import TcpProxy
 
 CALL_TIMEOUT = 10.0
 """A caller's own timeout per attempt (it then tries again, elsewhere)."""
+WHOLE_TIMEOUT = 60.0
+"""How long the cluster may take to be whole again after a fault."""
 GIVE_UP = 90.0
 """A caller that got no 2xx in this long records a failure."""
 
@@ -103,6 +106,8 @@ class Fault:
     """503 answers to callers while it lasted and until the cluster was whole."""
     reasons_503: dict[str, int] = field(default_factory=dict)
     """Those 503s by ``details.reason`` (or ``dependency``)."""
+    not_whole: str = ""
+    """Why the cluster was not whole again within :data:`WHOLE_TIMEOUT` (empty: it was)."""
 
 
 @dataclass(frozen=True)
@@ -500,31 +505,36 @@ class ChaosRun:
                     self.ledger.leaders[int(leader["term"])].add(leader["instanceId"])
             await trio.sleep(0.25)
 
-    async def whole(self, timeout: float = 60.0) -> float:
-        """Wait until every instance is ready and sees all three members; seconds."""
+    async def whole(self, timeout: float = WHOLE_TIMEOUT) -> tuple[float, str]:
+        """Wait until every instance is ready and sees all three members: (seconds, why
+        not, if it was not within ``timeout``)."""
         began = trio.current_time()
         expected = set(self.cluster.instances)
         headers = {"Authorization": f"Bearer {token('ops', 'service')}"}
+        why = ""
 
-        async def is_whole() -> bool:
-            for name in expected:
+        async def is_whole() -> str:
+            for name in sorted(expected):
                 try:
                     ready = await self.cluster.http.get(f"{self.cluster.url(name)}/readyz",
                                                         timeout=1.0)
                     view = await self.cluster.http.get(f"{self.cluster.url(name)}/cluster",
                                                        headers=headers, timeout=1.0)
-                except httpx.HTTPError:
-                    return False
-                if ready.status_code != 200 or view.status_code != 200:
-                    return False
-                if {m["instanceId"] for m in view.json()["members"]} != expected:
-                    return False
-            return True
+                except httpx.HTTPError as exc:
+                    return f"{name}: {type(exc).__name__}"
+                if ready.status_code != 200:
+                    return f"{name}: readyz {ready.status_code} {ready.text[:200]}"
+                if view.status_code != 200:
+                    return f"{name}: /cluster {view.status_code}"
+                members = {m["instanceId"] for m in view.json()["members"]}
+                if members != expected:
+                    return f"{name}: sees {sorted(members)}"
+            return ""
 
-        with trio.fail_after(timeout):
-            while not await is_whole():  # noqa: ASYNC110 - polling other processes
+        with trio.move_on_after(timeout):
+            while why := await is_whole():  # noqa: ASYNC110 - polling other processes
                 await trio.sleep(0.1)
-        return trio.current_time() - began
+        return trio.current_time() - began, why
 
     async def leader(self) -> str:
         """The instance the cluster names as leader now."""
@@ -542,10 +552,12 @@ class ChaosRun:
         self.say(f"[{at:6.1f} s] {name} ({target})")
         await inject()
         lasted = self.now() - at
-        recovered = await self.whole()
+        recovered, why = await self.whole()
+        if why:
+            self.say(f"[{self.now():6.1f} s] not whole {recovered:.0f} s after: {why}")
         self.faults.append(Fault(kind, name, target, round(at, 2), round(lasted, 2),
                                  round(recovered, 2), self.ledger.answers_503 - before,
-                                 dict(self.ledger.reasons_503 - reasons_before)))
+                                 dict(self.ledger.reasons_503 - reasons_before), why))
 
     async def faults_in_turn(self) -> None:
         """Every fault of the plan, one after the other, the cluster whole before each."""
@@ -708,7 +720,7 @@ async def account(run: ChaosRun) -> dict[str, Any]:
         "duplicated at the bot (two Idempotency-Keys)", "out of seq order at the bot",
         "request accepted by two agents", "stored agent differs from the acked one",
         "term named with two leaders", "5xx other than 503, or internal frame",
-        "caller never answered 2xx")}
+        "caller never answered 2xx", "cluster not whole again within 60 s")}
     by_conversation: dict[str, list[Ack]] = defaultdict(list)
     for ack in [*ledger.user_acked.values(), *ledger.agent_acked.values()]:
         by_conversation[ack.conversation_id].append(ack)
@@ -766,6 +778,8 @@ async def account(run: ChaosRun) -> dict[str, Any]:
         f"term {t}: {sorted(h)}" for t, h in ledger.leaders.items() if len(h) > 1]
     lost["5xx other than 503, or internal frame"] = list(ledger.server_errors)
     lost["caller never answered 2xx"] = list(ledger.failures)
+    lost["cluster not whole again within 60 s"] = [
+        f"{f.name}: {f.not_whole}" for f in run.faults if f.not_whole]
     return {
         "plan": asdict(run.plan),
         "load_seconds": round(run.load_seconds, 1),
@@ -838,14 +852,25 @@ async def chaos_cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, PrivateP
         nursery.cancel_scope.cancel()
 
 
+def _copy_logs(cluster: Cluster, postgres: PrivatePostgres, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
+    for process in cluster.instances.values():
+        shutil.copy(process.log_path, logs / process.log_path.name)
+    shutil.copy(postgres.root / "server.log", logs / "postgres.log")
+
+
 async def chaos(plan: ChaosPlan, tmp_path: Path, *, say: Callable[[str], None] = print,
-                json_path: Path | None = None) -> dict[str, Any]:
+                json_path: Path | None = None, logs: Path | None = None) -> dict[str, Any]:
     """One full chaos run; its result (see :func:`account`), also written to
-    ``json_path``."""
+    ``json_path``; the instances' logs copied into ``logs`` (even when the run fails)."""
     async with chaos_cluster(tmp_path) as (cluster, postgres, proxies):
         run = ChaosRun(plan, cluster, postgres, proxies, say)
-        await run.run()
-        result = await account(run)
+        try:
+            await run.run()
+            result = await account(run)
+        finally:
+            if logs is not None:
+                await trio.to_thread.run_sync(_copy_logs, cluster, postgres, logs)
     result["lease_ms"] = LEASE_MS
     if json_path is not None:
         await trio.Path(json_path).write_text(json.dumps(result, indent=2))
