@@ -30,7 +30,7 @@ from actors.messages import (
     Transfer,
 )
 from actors.ports import ConversationPorts
-from lcx.errors import Conflict, IntegrityConflict, LcxError
+from lcx.errors import Conflict, IntegrityConflict, LcxError, StaleState
 from lcx.livechat import conversation as rules
 from lcx.livechat.commands import HandOver
 from lcx.livechat.decision import (
@@ -60,6 +60,8 @@ from lcx.store.outbox import OutboxEvent, enqueue
 
 log = logging.getLogger("lcx.conversation")
 
+STALE_ATTEMPTS = 3
+"""Decisions tried on a freshly read state before a stale write is given up."""
 CLOSED_IDLE_SECONDS = 120.0
 """How long a closed conversation's actor stays in memory after its last message."""
 OPEN_IDLE_SECONDS = 60.0
@@ -105,7 +107,7 @@ class ConversationActor(Actor):
         return await self._obey(message, key, in_commit)
 
     async def _obey(self, message: Any, key: tuple[str, str] | None,
-                    in_commit: tuple[str, str] | None) -> Any:
+                    in_commit: tuple[str, str] | None, attempt: int = 1) -> Any:
         """Decide, commit, carry out, re-arm the timer; the answer to the sender."""
         org = self.state.org_id if self.state is not None else None
         if isinstance(message, CreateRequest):
@@ -121,16 +123,24 @@ class ConversationActor(Actor):
             earlier = await self._commit(decision, unless_remembered=in_commit)
             if earlier is not None:
                 return earlier
-        except IntegrityConflict:
-            if isinstance(message, CreateRequest):
+        except (StaleState, IntegrityConflict) as exc:
+            if isinstance(message, CreateRequest) and isinstance(exc, IntegrityConflict):
                 raise Conflict("the subscriber already has an open request or "
                                "conversation") from None
-            if key is None:
+            if key is not None:
+                earlier = await self._remembered(key)  # a concurrent duplicate won the race
+                if earlier is not None:
+                    return earlier if isinstance(message, PostMessage) else None
+            if attempt >= STALE_ATTEMPTS:
                 raise
-            earlier = await self._remembered(key)  # a concurrent duplicate won the race
-            if earlier is None:
-                raise
-            return earlier if isinstance(message, PostMessage) else None
+            # another activation of this conversation wrote since this one read its state
+            # (an owner elsewhere while this instance was paused or cut off): nothing of
+            # this decision was stored, so decide again from the stored state
+            log.warning("conversation state was stale: reloaded", extra={
+                "conversation": self.id, "reason": type(exc).__name__})
+            self.state = await self.ports.store.read(
+                lambda tx: load_conversation(tx, self.id))
+            return await self._obey(message, key, in_commit, attempt + 1)
         await self._carry_out(decision)
         await self._arm_timer()
         if decision.with_history and decision.state is not None:
@@ -182,6 +192,7 @@ class ConversationActor(Actor):
                 return earlier
             self.state = new
             return None
+        base = self.state  # what the decision was made from: the row must still say so
         outbox: list[OutboxEvent] = []
         tenant = self.ports.tenant(new.tenant_id)
         event_no = new.last_event_no
@@ -205,7 +216,7 @@ class ConversationActor(Actor):
             if decision.insert:
                 insert_conversation(tx, new)
             else:
-                save_conversation(tx, new)
+                save_conversation(tx, new, expected=base)
             for message, client_id in decision.messages:
                 append_message(tx, message, org_id=new.org_id, client_id=client_id)
             for event in outbox:

@@ -30,6 +30,7 @@ of API.md section 1, and anything else into a 500 ``internal`` with a trace id.
     ├── StoreError                   the store failed
     │   ├── StoreUnavailable         cannot reach the database
     │   ├── IntegrityConflict        a uniqueness rule refused a write
+    │   ├── StaleState               a write based on a row another writer changed
     │   └── MigrationError           a migration could not be applied
     ├── FencedOut                    a stale leader's write was refused by its fencing term
     └── EdgeCallFailed               a channel or provider call failed (with its retry class)
@@ -185,6 +186,12 @@ class StoreUnavailable(StoreError):
 
 class IntegrityConflict(StoreError):
     """A uniqueness or foreign-key rule refused a write."""
+
+
+class StaleState(StoreError):
+    """A write based on a state that another writer changed since it was read (the same
+    actor active on two instances for a moment, e.g. a paused owner that woke up): refused,
+    so the writer reads the state again."""
 
 
 class MigrationError(StoreError):

@@ -24,7 +24,14 @@ from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from lcx.api.bodies import json_response
-from lcx.errors import ActorStopped, ApiError, AskTimeout, MailboxFull, StoreUnavailable
+from lcx.errors import (
+    ActorStopped,
+    ApiError,
+    AskTimeout,
+    MailboxFull,
+    StaleState,
+    StoreUnavailable,
+)
 from lcx.ids import new_id
 
 __all__ = [
@@ -112,6 +119,10 @@ def error_reply(exc: BaseException) -> ErrorReply:
         _log.warning("request refused by the actor runtime: %r", exc)
         return ErrorReply(503, "unavailable", "the service is busy; retry shortly",
                           {"reason": busy_reason(exc)}, dict(_RETRY_AFTER))
+    if isinstance(exc, StaleState):  # two instances acted for one actor while it moved
+        _log.warning("request refused: the conversation changed under it: %r", exc)
+        return ErrorReply(503, "unavailable", "the conversation is moving; retry shortly",
+                          {"reason": "owner_moving"}, dict(_RETRY_AFTER))
     if isinstance(exc, StoreUnavailable):
         _log.warning("request failed, the store is unavailable: %r", exc)
         return ErrorReply(503, "unavailable", "the store is unavailable; retry shortly",

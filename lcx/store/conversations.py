@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from lcx.errors import StaleState
 from lcx.model import Attachment, Author, Context, Conversation, Message, Participant, Subscriber
 from lcx.store.base import Row, Tx
 
@@ -60,12 +61,31 @@ def insert_conversation(tx: Tx, conversation: Conversation) -> None:
                _values(conversation))
 
 
-def save_conversation(tx: Tx, conversation: Conversation) -> None:
-    """Overwrite the stored state of an existing conversation."""
+def save_conversation(tx: Tx, conversation: Conversation, *,
+                      expected: Conversation | None = None) -> None:
+    """Overwrite the stored state of an existing conversation.
+
+    With ``expected`` (the state the new one was decided from) the row is written only if
+    its ``last_seq`` and ``last_event_no`` are still the expected ones: the counters of a
+    conversation never go back, whoever else wrote in between.
+
+    Raises:
+        StaleState: the stored row moved on since ``expected`` was read.
+    """
     columns = [c for c in _COLUMNS if c != "id"]
     assignments = ", ".join(f"{c} = ?" for c in columns)
     values = _values(conversation)[1:]
-    tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", [*values, conversation.id])
+    if expected is None:
+        tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ?",
+                   [*values, conversation.id])
+        return
+    changed = tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ? "
+                         "AND last_seq = ? AND last_event_no = ?",
+                         [*values, conversation.id, expected.last_seq,
+                          expected.last_event_no])
+    if changed != 1:
+        raise StaleState(f"conversation {conversation.id} changed since seq "
+                         f"{expected.last_seq} / event {expected.last_event_no} was read")
 
 
 def load_conversation(tx: Tx, conversation_id: str) -> Conversation | None:

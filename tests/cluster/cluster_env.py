@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +131,11 @@ class Cluster:
         self.alive.discard(name)
         await trio.to_thread.run_sync(self.instances[name].kill)
 
+    async def restart(self, name: str) -> None:
+        """Start a killed instance again (same config; it listens on a new port)."""
+        await trio.to_thread.run_sync(self.instances[name].start)
+        self.alive.add(name)
+
     async def transcript(self, name: str, conversation_id: str) -> list[dict[str, Any]]:
         response = await self.http.get(
             f"{self.url(name)}/organizations/o1/livechat-messages",
@@ -143,21 +148,30 @@ class Cluster:
 
 @asynccontextmanager
 async def running_cluster(tmp_path: Path, names: tuple[str, ...] = NAMES,
-                          extra: Callable[[str], str] | None = None
-                          ) -> AsyncIterator[Cluster]:
+                          extra: Callable[[str], str] | None = None, *,
+                          store_url: str | None = None,
+                          redis_link: Callable[[RedisServer, str], Awaitable[str]] | None
+                          = None) -> AsyncIterator[Cluster]:
     """Start Redis, the bot and the instances (``extra(bot_url)``: more config, e.g.
-    tenants pointing at fake providers); kill everything on exit."""
+    tenants pointing at fake providers); kill everything on exit.
+
+    ``store_url`` replaces the scratch schema of the shared PostgreSQL (e.g. a private
+    server the test restarts); ``await redis_link(redis, name)`` gives the Redis URL of
+    instance ``name`` (e.g. through a proxy that can cut it).
+    """
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(private_redis())
-        store_url = stack.enter_context(scratch_schema())
+        if store_url is None:
+            store_url = stack.enter_context(scratch_schema())
         bot = await stack.enter_async_context(open_fake_bot(WEBHOOK_SECRET))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         instances: dict[str, LcxProcess] = {}
         for name in names:
             workdir = tmp_path / name
             workdir.mkdir(parents=True)
+            redis_url = redis.url if redis_link is None else await redis_link(redis, name)
             process = LcxProcess(workdir, instance_config(
-                workdir, name, redis.url, store_url, bot.url, extra(bot.url) if extra else ""),
+                workdir, name, redis_url, store_url, bot.url, extra(bot.url) if extra else ""),
                 name=name)
             instances[name] = process
             stack.callback(process.kill)

@@ -50,6 +50,14 @@ class AgentClient:
                     raise AssertionError(f"socket closed ({self.closed_code}) while waiting")
                 await self._arrived.wait()
 
+    async def next_frame(self, index: int) -> Frame | None:
+        """The frame at ``index``, waiting for it; ``None`` once the socket closed first."""
+        while len(self.frames) <= index:
+            if self.closed_code is not None:
+                return None
+            await self._arrived.wait()
+        return self.frames[index]
+
     async def call(self, event: str | None, data: Any, *, kind: str = "event",
                    timeout: float = 5.0) -> Frame:
         """Send a frame with a fresh ref and return its ``ack`` or ``ERROR`` frame."""

@@ -147,6 +147,11 @@ class RedisServer:
             functools.partial(trio.run_process, command, check=False))
         await eventually(lambda: reachable(self.url, timeout=0.1), timeout=5.0)
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for ``kill -STOP`` / ``-CONT``)."""
+        return None if self._process is None else self._process.pid
+
     async def stop(self) -> None:
         """Kill the server (no save) and wait until it is gone."""
         if self._process is not None:
