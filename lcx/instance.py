@@ -45,7 +45,6 @@ from actors.livechat import Livechat
 from actors.provider_link import ProviderLinkActor
 from actors.queue import QueueActor
 from adapters.attachments import open_attachment_storage, signing_secret
-from adapters.edges import WebhookReceiver
 from adapters.policy import EdgeHttp
 from adapters.registry import build_edges
 from lcx.api.agent_sockets import SocketDirectory
@@ -106,7 +105,10 @@ class Lcx:
                                  max_queued_frames=settings.ws.max_queued_frames)
         register_actors(self.livechat)
         self.edge_client = httpx.AsyncClient(follow_redirects=False)
-        self.edge_http = EdgeHttp(self.edge_client)
+        edges = settings.edges
+        self.edge_http = EdgeHttp(self.edge_client, breaker_failures=edges.breaker_failures,
+                                  breaker_cooldown=edges.breaker_cooldown_ms / 1000,
+                                  breaker_max_cooldown=edges.breaker_max_cooldown_ms / 1000)
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
         self.edge_inbox = EdgeInboxService(self.livechat)
@@ -157,11 +159,9 @@ class Lcx:
         return create_app(deps)
 
     def _webhook_receivers(self) -> dict[str, object]:
-        """Channels, and providers that push their agents' events, by name."""
-        receivers: dict[str, object] = dict(self.livechat.channels)
-        receivers.update({name: provider for name, provider in self.livechat.providers.items()
-                          if isinstance(provider, WebhookReceiver)})
-        return receivers
+        """Every configured channel and provider by name (those that push their events
+        receive webhooks; all answer the HEAD health check)."""
+        return {**self.livechat.providers, **self.livechat.channels}
 
     def _readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
         checks: dict[str, Callable[[], Awaitable[None]]] = {"store": self.store.ping}

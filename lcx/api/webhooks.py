@@ -1,9 +1,14 @@
-"""Provider and channel webhooks (API.md section 7): ``POST`` and ``HEAD /events/{alias}``.
+"""Provider and channel webhooks (API.md section 7): ``POST``, ``GET`` and ``HEAD
+/events/{alias}``.
 
-The signature (or shared secret) is checked before anything else: a bad one is 401 and
-nothing is stored. A good delivery is parsed into events, stored in the edge inbox (the
-edge's own event ids make repeats and duplicates disappear) and only then answered 200;
-the inbox processor applies the events once, in order.
+``HEAD`` answers 200 for every configured edge (channel or provider, even one that never
+pushes), 404 otherwise. ``GET`` is a channel's verification handshake (Messenger's
+``hub.challenge``, X's ``crc_token``). On ``POST`` the signature (or shared secret) is
+checked before anything else, over the exact raw bytes: a bad one is 401 (403 where
+the vendor expects it) and nothing is stored. A good delivery is parsed into events,
+stored in the edge inbox (the edge's own event ids make repeats and duplicates
+disappear) and only then answered 200; the inbox processor applies the events once, in
+order.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import msgspec
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from adapters.edges import WebhookReceiver
+from adapters.edges import Handshaker, InboundRequest, RequestVerifier, WebhookReceiver
 from lcx.api.bodies import json_response
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
@@ -36,9 +41,13 @@ class WebhookAccepted(msgspec.Struct, kw_only=True):
 class WebhookRoutes:
     """Serves ``/events/{alias}`` for the configured channels."""
 
-    def __init__(self, receivers: Mapping[str, WebhookReceiver], store: Callable[[], Store],
+    def __init__(self, edges: Mapping[str, object], store: Callable[[], Store],
                  wake: Callable[[], None]) -> None:
-        self._by_alias = {receiver.alias: receiver for receiver in receivers.values()}
+        """``edges``: every configured channel and provider by name; those that are
+        :class:`WebhookReceiver`\\ s receive on their ``alias``."""
+        self._known = {str(getattr(edge, "alias", name)) for name, edge in edges.items()}
+        self._by_alias = {edge.alias: edge for edge in edges.values()
+                          if isinstance(edge, WebhookReceiver)}
         self._store = store
         self._wake = wake
 
@@ -49,15 +58,29 @@ class WebhookRoutes:
         return channel
 
     async def health(self, alias: str) -> TrioResponse:
-        """``HEAD /events/{alias}``: 200 for a known alias, 404 otherwise."""
-        self._channel(alias)
+        """``HEAD /events/{alias}``: 200 for a configured edge, 404 otherwise."""
+        if alias not in self._known:
+            raise NotFound(f"no edge {alias!r}")
         return TrioResponse(b"", status=200)
+
+    async def handshake(self, alias: str) -> TrioResponse:
+        """``GET /events/{alias}``: the channel's verification handshake."""
+        channel = self._channel(alias)
+        if not isinstance(channel, Handshaker):
+            raise NotFound(f"no handshake on {alias!r}")
+        answer = channel.handshake(dict(request.args))
+        return TrioResponse(answer.body, status=200, content_type=answer.content_type)
 
     async def receive(self, alias: str) -> TrioResponse:
         """``POST /events/{alias}``: verify, store, answer; processing happens after."""
         channel = self._channel(alias)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        channel.verify(dict(request.headers), body)
+        headers = dict(request.headers)
+        if isinstance(channel, RequestVerifier):
+            channel.verify_request(InboundRequest(url=request.url, query=dict(request.args),
+                                                  headers=headers, body=body))
+        else:
+            channel.verify(headers, body)
         batch = channel.parse(body)
         rows = [(item.event_id, item.tenant_id, item.external_id, msgspec.json.encode(item))
                 for item in batch.items]
@@ -78,12 +101,15 @@ ENDPOINTS = (
              errors=(400, 401, 404, 413)),
     Endpoint("/events/<alias>", "HEAD", "health", "Webhook endpoint health check",
              "webhooks", responses={200: None}, errors=(404,)),
+    Endpoint("/events/<alias>", "GET", "handshake",
+             "A channel's webhook verification handshake (hub.challenge, crc_token)",
+             "webhooks", responses={200: str}, errors=(400, 403, 404)),
 )
 
 
-def webhooks_blueprint(receivers: Mapping[str, WebhookReceiver], store: Callable[[], Store],
+def webhooks_blueprint(edges: Mapping[str, object], store: Callable[[], Store],
                        wake: Callable[[], None]) -> Blueprint:
-    """The blueprint serving ``/events/{alias}`` for channels and pushing providers."""
+    """The blueprint serving ``/events/{alias}`` for the configured edges."""
     blueprint = Blueprint("webhooks", __name__)
-    register(blueprint, WebhookRoutes(receivers, store, wake), ENDPOINTS)
+    register(blueprint, WebhookRoutes(edges, store, wake), ENDPOINTS)
     return blueprint

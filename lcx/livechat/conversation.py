@@ -469,7 +469,14 @@ class _Rules:
                 participants = [replace(p, left_at=self.at)
                                 if p.id == event.agent.id and p.left_at is None else p
                                 for p in state.participants]
-                return Decision(replace(state, participants=participants), write=True)
+                new = replace(state, participants=participants)
+                decision = Decision(new, write=True)
+                if self.settings.end_on_last_leave and \
+                        not any(p.left_at is None for p in participants):
+                    # as for native agents: the last one out ends it (the provider's doing)
+                    return decision.then(self.end(new, End(by="provider",
+                                                           reason="last agent left")))
+                return decision
             case EdgeEnded():
                 return self.end(state, End(by="provider", reason=event.reason))
         return Decision(state)

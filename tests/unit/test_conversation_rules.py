@@ -923,6 +923,31 @@ def test_agent_left_marks_the_participant_left() -> None:
     assert not decision.commands
 
 
+def test_last_provider_agent_leaving_ends_it_by_the_provider() -> None:
+    """With endOnLastLeave (the default) the provider's last agent leaving ends the
+    conversation as for native agents, ``endedBy: "provider"``; nothing is sent back to
+    the provider (it ended it), the customer's channel is told."""
+    conversation = active(ALICE, provider=EXTERNAL, channel="livechat")
+    decision = run(conversation, edge("provider", AgentLeft(agent=ALICE)), now=at(77))
+    new = state_of(decision)
+    assert (new.status, new.ended_by, new.end_reason) == ("ended", "provider",
+                                                          "last agent left")
+    assert [p.left_at for p in new.participants] == [iso(at(77))]
+    assert decision.events == [("CONVERSATION_END", {"endedBy": "provider",
+                                                     "reason": "last agent left"})]
+    assert [(side, type(c).__name__) for side, c in decision.commands] == [
+        (SIDE_CHANNEL, "EndSession")]
+
+
+def test_last_provider_agent_leaving_keeps_it_open_without_end_on_last_leave() -> None:
+    """Without endOnLastLeave the provider's last agent leaving only marks it left."""
+    decision = run(active(ALICE, provider=EXTERNAL), edge("provider", AgentLeft(agent=ALICE)),
+                   LivechatSettings(end_on_last_leave=False), now=at(77))
+    new = state_of(decision)
+    assert new.status == "active"
+    assert not decision.events
+
+
 def test_a_provider_typing_signal_is_shown_to_agents_and_the_bot() -> None:
     """Provider typing on an active conversation is a typing signal of the provider."""
     decision = run(active(provider=EXTERNAL), edge("provider", EdgeTyping(typing=True)))
