@@ -38,6 +38,12 @@ def _livechat(http: EdgeHttp, tenants: Tenants) -> Channel:
     return LiveChatChannel(tenants, http)
 
 
+def _aex(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.aex import AexChannel
+
+    return AexChannel(tenants, http)
+
+
 PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
     "genesys": _genesys,
     "zendesk": _zendesk,
@@ -47,6 +53,7 @@ PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
 
 CHANNELS: dict[str, Callable[[EdgeHttp, Tenants], Channel]] = {
     "livechat": _livechat,
+    "aex": _aex,
 }
 """Channels by the name tenants use (``bot``, the bot API, is lcx itself)."""
 
