@@ -24,7 +24,7 @@ asyncio-only or synchronous), hence these few lines.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,6 +35,9 @@ import trio
 from adapters.edges import EdgeCallFailed
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+Classifier = Callable[[httpx.Response], EdgeCallFailed | None]
+"""An edge's own reading of an answer: the failure it means, or None for a success."""
 
 
 def retry_after(headers: Mapping[str, str], cap: float = 600.0) -> float | None:
@@ -179,8 +182,10 @@ class EdgeHttp:
             self._limiters[account] = RateLimiter(per_second, burst=max(1.0, per_second))
 
     async def request(self, account: str, method: str, url: str, *, what: str,
-                      **kwargs: Any) -> httpx.Response:
-        """One call: limiter, breaker, timeout, classification.
+                      classify: Classifier | None = None, **kwargs: Any) -> httpx.Response:
+        """One call: limiter, breaker, timeout, classification (``classify``: the edge's
+        own, for edges whose error codes say more than the status; default
+        :func:`check`).
 
         Raises:
             EdgeCallFailed: classified (see the module docstring).
@@ -199,7 +204,10 @@ class EdgeHttp:
             breaker.abandon()  # cancelled: no verdict on the edge
             raise
         try:
-            check(response, what)
+            if classify is None:
+                check(response, what)
+            elif (failure := classify(response)) is not None:
+                raise failure
         except EdgeCallFailed as exc:
             breaker.after(failed=exc.retry)
             self.auth_failures += exc.auth

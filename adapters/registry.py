@@ -38,6 +38,12 @@ def _livechat(http: EdgeHttp, tenants: Tenants) -> Channel:
     return LiveChatChannel(tenants, http)
 
 
+def _messenger(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.messenger import MessengerChannel
+
+    return MessengerChannel(tenants, http)
+
+
 def _aex(http: EdgeHttp, tenants: Tenants) -> Channel:
     from adapters.aex import AexChannel
 
@@ -53,6 +59,7 @@ PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
 
 CHANNELS: dict[str, Callable[[EdgeHttp, Tenants], Channel]] = {
     "livechat": _livechat,
+    "messenger": _messenger,
     "aex": _aex,
 }
 """Channels by the name tenants use (``bot``, the bot API, is lcx itself)."""

@@ -62,7 +62,7 @@ from lcx.metrics import Metrics, runtime_collector
 from lcx.platform_services import ClientCloser, HttpService, StoreService
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
 from services.bot_delivery import DeliveryService
-from services.domain_metrics import edge_collector, livechat_collector
+from services.domain_metrics import edge_collector, livechat_collector, spam_collector
 from services.edge_delivery import channel_sender, provider_sender
 from services.edge_inbox import EdgeInboxService
 from services.ownership import OwnershipService
@@ -111,6 +111,7 @@ class Lcx:
                                   breaker_max_cooldown=edges.breaker_max_cooldown_ms / 1000)
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
+        self.metrics.add_collector(spam_collector(self.livechat.channels))
         self.edge_inbox = EdgeInboxService(self.livechat)
         self.pollers = TenantPollers(self.livechat, self._leadership)
         self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox,

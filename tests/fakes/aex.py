@@ -48,12 +48,13 @@ class FakeReturnEndpoint:
 
         @app.post(PATH)
         async def receive() -> Response:
+            raw = await request.get_data()  # always read: an unread body stalls keep-alive
             if request.headers.get("Authorization") != self.token:
                 self.refused += 1
                 return Response(json.dumps({"error": "unauthorized"}), status=401)
             if self._failures:
                 return Response("unavailable", status=self._failures.pop(0))
-            self.received.append(json.loads(await request.get_data()))
+            self.received.append(json.loads(raw))
             return Response("", status=204)
 
         return app
