@@ -44,6 +44,12 @@ def _messenger(http: EdgeHttp, tenants: Tenants) -> Channel:
     return MessengerChannel(tenants, http)
 
 
+def _twilio(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.twilio import TwilioChannel
+
+    return TwilioChannel(tenants, http)
+
+
 def _aex(http: EdgeHttp, tenants: Tenants) -> Channel:
     from adapters.aex import AexChannel
 
@@ -60,6 +66,7 @@ PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
 CHANNELS: dict[str, Callable[[EdgeHttp, Tenants], Channel]] = {
     "livechat": _livechat,
     "messenger": _messenger,
+    "twilio": _twilio,
     "aex": _aex,
 }
 """Channels by the name tenants use (``bot``, the bot API, is lcx itself)."""

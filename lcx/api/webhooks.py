@@ -20,7 +20,13 @@ import msgspec
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from adapters.edges import Handshaker, InboundRequest, RequestVerifier, WebhookReceiver
+from adapters.edges import (
+    HandshakeAnswer,
+    Handshaker,
+    InboundRequest,
+    RequestVerifier,
+    WebhookReceiver,
+)
 from lcx.api.bodies import json_response
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
@@ -92,6 +98,9 @@ class WebhookRoutes:
         stored = await self._store().transaction(store) if rows else 0
         if stored:
             self._wake()
+        ack = getattr(channel, "webhook_ack", None)
+        if isinstance(ack, HandshakeAnswer):  # the edge expects its own answer (TwiML)
+            return TrioResponse(ack.body, status=200, content_type=ack.content_type)
         return json_response(WebhookAccepted(received=len(rows), stored=stored))
 
 

@@ -63,6 +63,7 @@ from lcx.livechat.edges import (
     EdgeMessage,
     EdgeTransferred,
     EdgeTyping,
+    EdgeUndelivered,
     EndSession,
     SendMessage,
     SendTyping,
@@ -444,6 +445,15 @@ class _Rules:
                 return Decision(replace(state, flags={**state.flags,
                                                       "channelTransfer": event.to}),
                                 write=True)
+            case EdgeUndelivered():
+                told = frames.notification("message_undeliverable", {
+                    "conversationId": state.id, "messageId": event.message_id,
+                    "reason": event.notice})
+                return Decision(state, frames=_to_agents(state, told))
+            case EdgeTyping() if state.status == "active":
+                typing = frames.event("CONVERSATION_TYPING", {
+                    "conversationId": state.id, "subscriber": True, "typing": event.typing})
+                return Decision(state, frames=_to_agents(state, typing))
         return Decision(state)
 
     def _from_provider(self, state: Conversation, event: AnyEdgeEvent) -> Decision:

@@ -9,20 +9,19 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import trio
+from channel_env import JWT_SECRET, accepted, answer, received, seen
 from fakes.bot import open_fake_bot
 from fakes.messenger import DAY_MS, FakeMessenger, open_fake_messenger, sign
-from support.agent_client import AgentClient, agent_connection
+from support.agent_client import agent_connection
 from support.lcx_process import LcxProcess, basic_config
 from support.waiting import eventually
 
 from lcx.auth import mint_token
 
-JWT_SECRET = "channels-jwt-secret-with-more-than-32-bytes"
 SPAM_THRESHOLD = 5
 
 
@@ -65,37 +64,6 @@ webhook_secret = "bot-secret"
                 yield Env(lcx, fb, http)
         finally:
             await trio.to_thread.run_sync(lcx.kill)
-
-
-async def accepted(alice: AgentClient) -> str:
-    offer = await alice.notification("request_created", timeout=10)
-    answer = await alice.call("REQUEST_ACCEPT", {"requestId": offer["data"]["requestId"]})
-    return str(answer["data"]["conversationId"])
-
-
-def received(alice: AgentClient, conversation_id: str) -> list[dict[str, Any]]:
-    """The messages the agent has of a conversation: the history in the accept's ack,
-    then the message frames (each message once)."""
-    found: dict[str, dict[str, Any]] = {}
-    for frame in alice.frames:
-        data = frame.get("data")
-        history = data.get("messages", []) if frame.get("type") == "ack" and \
-            isinstance(data, dict) and data.get("conversationId") == conversation_id else []
-        for message in [*history, *([data] if frame.get("type") == "message" else [])]:
-            if message.get("conversationId") == conversation_id:
-                found.setdefault(message["messageId"], message)
-    return list(found.values())
-
-
-def seen(alice: AgentClient, conversation_id: str) -> list[str]:
-    """The texts of :func:`received`."""
-    return [m.get("text") or "" for m in received(alice, conversation_id)]
-
-
-async def answer(alice: AgentClient, conversation_id: str, text: str) -> None:
-    ack = await alice.call(None, {"conversationId": conversation_id, "text": text},
-                           kind="message")
-    assert ack["type"] == "ack", ack
 
 
 async def test_handshake_echoes_the_challenge_or_refuses(env: Env) -> None:
