@@ -50,6 +50,12 @@ def _twilio(http: EdgeHttp, tenants: Tenants) -> Channel:
     return TwilioChannel(tenants, http)
 
 
+def _x(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.x import XChannel
+
+    return XChannel(tenants, http)
+
+
 def _aex(http: EdgeHttp, tenants: Tenants) -> Channel:
     from adapters.aex import AexChannel
 
@@ -67,6 +73,7 @@ CHANNELS: dict[str, Callable[[EdgeHttp, Tenants], Channel]] = {
     "livechat": _livechat,
     "messenger": _messenger,
     "twilio": _twilio,
+    "x": _x,
     "aex": _aex,
 }
 """Channels by the name tenants use (``bot``, the bot API, is lcx itself)."""
