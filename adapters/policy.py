@@ -69,6 +69,10 @@ def check(response: httpx.Response, what: str) -> None:
                          auth=status in (401, 403))
 
 
+class CircuitOpen(EdgeCallFailed):
+    """A call the circuit breaker refused: it never went out (so it is no attempt)."""
+
+
 @dataclass
 class CircuitBreaker:
     """Fails fast after repeated retryable failures of one account; half-open after a
@@ -93,10 +97,10 @@ class CircuitBreaker:
             return
         now = trio.current_time()
         if now < self._open_until:
-            raise EdgeCallFailed(f"{account}: circuit open after {self._count} failures",
+            raise CircuitOpen(f"{account}: circuit open after {self._count} failures",
                                  retry=True, retry_after=self._open_until - now)
         if self._trial:
-            raise EdgeCallFailed(f"{account}: circuit half-open, a trial call is out",
+            raise CircuitOpen(f"{account}: circuit half-open, a trial call is out",
                                  retry=True, retry_after=min(1.0, self.cooldown))
         self._trial = True
 

@@ -335,7 +335,8 @@ class DeliveryService:
 
     async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
         """Store the outcome of one attempt; whether the lane may go on to its next event."""
-        attempts = row.attempts + 1
+        not_attempted = isinstance(outcome, Retry) and not outcome.attempted
+        attempts = row.attempts + (0 if not_attempted else 1)
         if isinstance(outcome, Delivered):
             await self._store.transaction(
                 partial(mark_delivered, event_id=row.id, attempts=attempts,
@@ -346,14 +347,15 @@ class DeliveryService:
             self._counters.rejected_auth += outcome.auth
             await self._bury(row, attempts, outcome.reason)
             return True
-        if attempts >= self._config.max_attempts:
+        if attempts >= self._config.max_attempts and not not_attempted:
             await self._bury(row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
             return True
         await self._park(row, attempts, outcome)
         return False
 
     async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
-        delay = max(self._backoff.delay(attempts), outcome.after_seconds or 0.0)
+        backoff = self._backoff.delay(attempts) if outcome.attempted else 0.0
+        delay = max(backoff, outcome.after_seconds or 0.0)
         due = iso(self._now() + timedelta(seconds=delay))
         await self._store.transaction(
             partial(mark_retry, event_id=row.id, attempts=attempts, next_attempt_at=due,

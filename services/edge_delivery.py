@@ -11,6 +11,7 @@ from actors.livechat import Livechat
 from actors.messages import DeliverEdge, EdgeInbound
 from adapters.bot_events import Delivered, Outcome, Reject, Retry
 from adapters.edges import EDGE_COMMANDS, EdgeCallFailed
+from adapters.policy import CircuitOpen
 from lcx.errors import LcxError
 from lcx.livechat.edges import SIDE_CHANNEL, EdgeUndelivered, SendMessage
 from lcx.store.conversations import load_conversation
@@ -24,9 +25,11 @@ LINK_TIMEOUT = 30.0
 
 
 def outcome_of(failure: EdgeCallFailed) -> Outcome:
-    """The outbox outcome of a failed edge call."""
+    """The outbox outcome of a failed edge call (a breaker's refusal is no attempt: an
+    outage longer than the attempts' backoff must not dead-letter what waits for it)."""
     if failure.retry:
-        return Retry(str(failure), failure.retry_after)
+        return Retry(str(failure), failure.retry_after,
+                     attempted=not isinstance(failure, CircuitOpen))
     return Reject(str(failure), auth=failure.auth)
 
 

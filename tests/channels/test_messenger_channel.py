@@ -134,13 +134,14 @@ async def test_forged_and_replayed_webhooks_change_nothing(env: Env) -> None:
 
 
 async def test_rate_limit_and_outage_are_retried_in_order(env: Env) -> None:
-    """Code 613 (rate limited) and 500s from the Send API are retried: every answer
-    arrives once, in order; past 24 h the answer goes with the HUMAN_AGENT tag."""
+    """Code 613 (rate limited) and 500s from the Send API are retried, through the open
+    breaker and its half-open trials, without using up the answers' attempts: every
+    answer arrives once, in order; past 24 h the answer goes with the HUMAN_AGENT tag."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
         await env.fb.user_says("psid-3", "help")
         conversation_id = await accepted(alice)
         env.fb.fail_next("rate_limit", 2)
-        env.fb.fail_next("outage", 2)
+        env.fb.fail_next("outage", 6)  # long enough to open the breaker (5 in a row)
         for n in range(3):
             await answer(alice, conversation_id, f"answer {n}")
         await eventually(lambda: len(env.fb.texts("psid-3")) == 3, timeout=20)
