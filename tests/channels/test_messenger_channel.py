@@ -141,7 +141,7 @@ async def test_rate_limit_and_outage_are_retried_in_order(env: Env) -> None:
         await env.fb.user_says("psid-3", "help")
         conversation_id = await accepted(alice)
         env.fb.fail_next("rate_limit", 2)
-        env.fb.fail_next("outage", 6)  # long enough to open the breaker (5 in a row)
+        env.fb.fail_next("outage", 4)  # 6 in a row: the breaker opens (at 5)
         for n in range(3):
             await answer(alice, conversation_id, f"answer {n}")
         await eventually(lambda: len(env.fb.texts("psid-3")) == 3, timeout=20)
