@@ -11,7 +11,7 @@ What the humans say goes back through :class:`adapters.aex.AexChannel`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from quart import Blueprint, request
@@ -22,7 +22,7 @@ from actors.messages import CreateRequest, PostMessage
 from adapters.aex import AexChannel, session_for
 from lcx.api.auth import authenticate
 from lcx.api.bodies import json_response, read_json
-from lcx.api.common import require_livechat
+from lcx.api.common import MAX_TEXT_CHARS, Id, require_livechat
 from lcx.api.deps import AppDeps
 from lcx.api.spec import Endpoint, register
 from lcx.auth import TokenVerifier, require_tenant
@@ -35,7 +35,6 @@ from lcx.store.conversations import load_conversation
 from lcx.store.edges import save_session
 
 SCOPES = ("bot", "service")
-MAX_TEXT = 16_384
 
 
 class RoutingTarget(msgspec.Struct, kw_only=True, rename="camel"):
@@ -58,7 +57,7 @@ class MemberInfo(msgspec.Struct, kw_only=True, rename="camel"):
 class InitiationParams(msgspec.Struct, kw_only=True, rename="camel"):
     """``initiationParams`` of an AEX ``initiate``."""
 
-    deployment_id: str
+    deployment_id: Id
     organization_id: str | None = None
     routing_target: RoutingTarget | None = None
     member_info: MemberInfo = msgspec.field(default_factory=MemberInfo)
@@ -67,7 +66,7 @@ class InitiationParams(msgspec.Struct, kw_only=True, rename="camel"):
 class ReturnEndpoints(msgspec.Struct, kw_only=True):
     """Where (and with which token) the humans' messages are POSTed."""
 
-    url: str
+    url: Annotated[str, msgspec.Meta(pattern="^https?://[^/]+", max_length=2048)]
     token: str = ""
 
 
@@ -90,8 +89,8 @@ class Initiated(msgspec.Struct, kw_only=True):
 class MessageBody(msgspec.Struct, kw_only=True):
     """``POST /aex/message``."""
 
-    id: str
-    msg: str
+    id: Id
+    msg: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
 class AexApi:
@@ -122,9 +121,6 @@ class AexApi:
             raise NotFound("no tenant has this AEX deployment",
                            details={"deploymentId": params.deployment_id})
         require_tenant(principal, tenant.id, tenant.organization_id)
-        if not body.return_endpoints.url.startswith(("http://", "https://")):
-            raise InvalidRequest("ReturnEndpoints.url must be an http(s) URL",
-                                 details={"fields": ["ReturnEndpoints.url"]})
         group = tenant.default_user_group
         if not group:
             raise InvalidRequest("the tenant has no default_user_group for AEX hand-overs")
@@ -153,9 +149,6 @@ class AexApi:
         """``POST /aex/message``: ``true`` once stored."""
         principal = self._caller()
         body = await read_json(request, MessageBody)
-        if not body.msg.strip() or len(body.msg) > MAX_TEXT:
-            raise InvalidRequest(f"msg must hold 1 to {MAX_TEXT} characters",
-                                 details={"fields": ["msg"]})
         conversation = await self.livechat.store.read(
             lambda tx: load_conversation(tx, body.id))
         if conversation is None or conversation.channel != "aex":
