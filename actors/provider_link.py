@@ -10,6 +10,10 @@ Links are placed like every keyed actor: one live link per conversation in the c
 When its instance dies, the conversation's new owner wakes it (``OpenLink``); the link
 finds the stored session and follows the stream again from where the provider lets it
 resume (a repeated event is dropped by its external id).
+
+The stream stops as soon as the conversation is over: once the end has been delivered to
+the provider (``EndSession``), or once an event the stream emitted closed the
+conversation (e.g. the provider's last agent left): an ended chat is never polled again.
 """
 
 from __future__ import annotations
@@ -18,9 +22,19 @@ import contextlib
 import logging
 from typing import Any
 
+import trio
+
 from actors.messages import DeliverEdge, EdgeInbound, End, OpenLink
 from actors.ports import LinkPorts
-from adapters.edges import AnyEdgeEvent, EdgeCallFailed, Provider, Session
+from adapters.edges import (
+    AgentLeft,
+    AnyEdgeEvent,
+    EdgeCallFailed,
+    EdgeEnded,
+    EndSession,
+    Provider,
+    Session,
+)
 from lcx.errors import LcxError
 from lcx.livechat.edges import SIDE_PROVIDER
 from lcx.model import Conversation, iso, utc_now
@@ -40,6 +54,7 @@ class ProviderLinkActor(Actor):
         self.session: Session | None = None
         self.provider: Provider | None = None
         self._streaming = False
+        self._stream_scope: trio.CancelScope | None = None
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -90,15 +105,22 @@ class ProviderLinkActor(Actor):
 
     async def _follow(self, provider: Provider, session: Session) -> None:
         try:
-            await provider.stream(session, self._emit, self._save)
+            with trio.CancelScope() as self._stream_scope:
+                await provider.stream(session, self._emit, self._save)
         except EdgeCallFailed as exc:
             log.warning("provider stream failed for good", extra={
                 "conversationId": self.conversation_id, "error": str(exc)})
             await self._give_up(str(exc))
             return
         finally:
+            self._stream_scope = None
             self._streaming = False
             self.ctx.idle_seconds = 60.0
+
+    def _stop_stream(self) -> None:
+        """Stop following the provider (the conversation is over)."""
+        if self._stream_scope is not None:
+            self._stream_scope.cancel()
 
     async def _save(self, session: Session) -> None:
         conversation = await self._conversation()
@@ -111,6 +133,10 @@ class ProviderLinkActor(Actor):
         await self.ports.tell_conversation(self.conversation_id,
                                          EdgeInbound(side="provider", event=event),
                                          timeout=30.0)
+        if isinstance(event, AgentLeft | EdgeEnded):  # the only events that may close it
+            conversation = await self._conversation()
+            if conversation is None or not conversation.is_open:
+                self._stop_stream()
 
     async def _deliver(self, deliver: DeliverEdge) -> None:
         if self.session is None or self.provider is None:
@@ -118,6 +144,8 @@ class ProviderLinkActor(Actor):
         if self.session is None or self.provider is None:
             raise EdgeCallFailed("no provider session (yet)", retry=True)
         await self.provider.send(self.session, deliver.command)
+        if isinstance(deliver.command, EndSession):
+            self._stop_stream()
 
     async def _give_up(self, reason: str) -> None:
         # already ended, or its owner is moving (the sweep tries again): nothing to do

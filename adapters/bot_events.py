@@ -51,10 +51,13 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """A transient failure; try again after ``after_seconds`` if the receiver said so."""
+    """A transient failure; try again after ``after_seconds`` if the receiver said so.
+    ``attempted=False``: no call went out (a circuit breaker refused it), so it does not
+    count against the event's attempts."""
 
     reason: str
     after_seconds: float | None = None
+    attempted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,8 +56,12 @@ __all__ = [
     "EdgeTyping",
     "Emit",
     "EndSession",
+    "HandshakeAnswer",
+    "Handshaker",
+    "InboundRequest",
     "PollBatch",
     "Provider",
+    "RequestVerifier",
     "Save",
     "SendMessage",
     "SendTyping",
@@ -166,6 +170,46 @@ class WebhookReceiver(Protocol):
 
     def parse(self, body: bytes) -> WebhookBatch:
         """The events of a verified body."""
+
+
+class InboundRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook request as received: what a signature may cover beyond the body."""
+
+    url: str
+    """The URL as this instance received it (scheme, host, port, path, query)."""
+    query: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    body: bytes = b""
+
+
+@runtime_checkable
+class RequestVerifier(Protocol):
+    """A receiver whose signature covers more than the body (e.g. Twilio's covers the
+    URL): verified with the whole request instead of ``verify(headers, body)``."""
+
+    def verify_request(self, request: InboundRequest) -> None:
+        """Check the signature; raise Unauthorized (or Forbidden) otherwise."""
+
+
+class HandshakeAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a webhook verification handshake."""
+
+    body: bytes
+    content_type: str = "text/plain"
+
+
+@runtime_checkable
+class Handshaker(Protocol):
+    """A receiver that answers a verification ``GET`` on its ``/events/{alias}`` path
+    (Messenger's ``hub.challenge``, X's ``crc_token``)."""
+
+    def handshake(self, query: Mapping[str, str]) -> HandshakeAnswer:
+        """The answer to the ``GET`` with ``query``.
+
+        Raises:
+            lcx.errors.Forbidden: the handshake's token is wrong.
+            lcx.errors.InvalidRequest: it is not this channel's handshake.
+        """
 
 
 class Channel(Protocol):

@@ -7,10 +7,14 @@
   retrying with exponential backoff and jitter, and dead-letters after the last attempt,
   for edge commands exactly as for bot events.
 - **A circuit breaker per account**: after ``failures`` retryable failures in a row the
-  account's calls fail fast (retryable) for ``cooldown`` seconds; after that, calls go
-  through again and the next retryable failure opens it for another ``cooldown`` (there
-  is no half-open state limiting the calls that follow the cooldown to one trial). One
-  tenant's broken provider never costs other tenants anything.
+  account's calls fail fast (retryable, with the time left as ``retry_after``) for a
+  cooldown; then it is *half-open*: one trial call goes through while the others still
+  fail fast. A successful trial closes it; a failed one opens it again for twice the
+  cooldown. The first cooldown is short (``cooldown``, about a second) and doubles up
+  to ``max_cooldown`` while the outage lasts, so a short outage costs about a second
+  (a couple of poll intervals) after the edge is back, and a long one costs the edge
+  one call per ``max_cooldown``. One tenant's broken provider never costs other tenants
+  anything.
 - **A rate limiter per account** (token bucket), e.g. LiveChat's 10 requests/s.
 
 No Trio-native library does breaking or token buckets (the well-known ones are
@@ -20,7 +24,7 @@ asyncio-only or synchronous), hence these few lines.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -31,6 +35,9 @@ import trio
 from adapters.edges import EdgeCallFailed
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+Classifier = Callable[[httpx.Response], EdgeCallFailed | None]
+"""An edge's own reading of an answer: the failure it means, or None for a success."""
 
 
 def retry_after(headers: Mapping[str, str], cap: float = 600.0) -> float | None:
@@ -62,35 +69,66 @@ def check(response: httpx.Response, what: str) -> None:
                          auth=status in (401, 403))
 
 
+class CircuitOpen(EdgeCallFailed):
+    """A call the circuit breaker refused: it never went out (so it is no attempt)."""
+
+
 @dataclass
 class CircuitBreaker:
-    """Fails fast after repeated retryable failures of one account."""
+    """Fails fast after repeated retryable failures of one account; half-open after a
+    cooldown that starts at ``cooldown`` and doubles (up to ``max_cooldown``) while the
+    trial calls keep failing (see the module docstring)."""
 
     failures: int = 5
-    cooldown: float = 30.0
+    cooldown: float = 1.0
+    max_cooldown: float = 30.0
     _count: int = 0
     _open_until: float = 0.0
+    _current: float = 0.0
+    """The cooldown in force (0: closed)."""
+    _trial: bool = False
+    """Whether the one trial call of the half-open state is in flight."""
 
     def before(self, account: str) -> None:
-        """Refuse the call while open (a retryable failure, so it is tried again later)."""
+        """Refuse the call while open, and while another call is the half-open trial (a
+        retryable failure, so it is tried again later); otherwise let it go (the first
+        call after the cooldown becomes the trial)."""
+        if self._count < self.failures:
+            return
         now = trio.current_time()
-        if self._count >= self.failures and now < self._open_until:
-            raise EdgeCallFailed(f"{account}: circuit open after {self._count} failures",
+        if now < self._open_until:
+            raise CircuitOpen(f"{account}: circuit open after {self._count} failures",
                                  retry=True, retry_after=self._open_until - now)
+        if self._trial:
+            raise CircuitOpen(f"{account}: circuit half-open, a trial call is out",
+                                 retry=True, retry_after=min(1.0, self.cooldown))
+        self._trial = True
 
     def after(self, failed: bool) -> None:
-        """Record the outcome of a call (only retryable failures count)."""
+        """Record the outcome of a call (only retryable failures count): a success closes
+        the breaker and resets its cooldown; a failed trial reopens it for twice as long."""
+        trial, self._trial = self._trial, False
         if not failed:
-            self._count = 0
+            self._count, self._current = 0, 0.0
             return
         self._count += 1
-        if self._count >= self.failures:
-            self._open_until = trio.current_time() + self.cooldown
+        if self._count < self.failures:
+            return
+        if trial or self._current == 0.0:
+            self._current = self.cooldown if self._current == 0.0 else \
+                min(self.max_cooldown, self._current * 2)
+            self._open_until = trio.current_time() + self._current
+
+    def abandon(self) -> None:
+        """Forget a call that never answered (cancelled): its trial slot is free again."""
+        self._trial = False
 
     @property
     def open(self) -> bool:
-        """Whether calls are being refused now."""
-        return self._count >= self.failures and trio.current_time() < self._open_until
+        """Whether calls are being refused now (open, or half-open with its trial out)."""
+        if self._count < self.failures:
+            return False
+        return self._trial or trio.current_time() < self._open_until
 
 
 @dataclass
@@ -121,12 +159,14 @@ class EdgeHttp:
     """HTTP calls to one kind of edge, under the policy, with one shared client."""
 
     def __init__(self, client: httpx.AsyncClient, *, timeout: float = 10.0,
-                 breaker_failures: int = 5, breaker_cooldown: float = 30.0) -> None:
+                 breaker_failures: int = 5, breaker_cooldown: float = 1.0,
+                 breaker_max_cooldown: float = 30.0) -> None:
         self.client = client
         self.timeout = timeout
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limiters: dict[str, RateLimiter] = {}
-        self._breaker_args = (breaker_failures, breaker_cooldown)
+        self._breaker_args = (breaker_failures, breaker_cooldown,
+                              max(breaker_cooldown, breaker_max_cooldown))
         self.auth_failures = 0
         """Calls refused for credentials (401/403): an alert metric."""
 
@@ -146,8 +186,10 @@ class EdgeHttp:
             self._limiters[account] = RateLimiter(per_second, burst=max(1.0, per_second))
 
     async def request(self, account: str, method: str, url: str, *, what: str,
-                      **kwargs: Any) -> httpx.Response:
-        """One call: limiter, breaker, timeout, classification.
+                      classify: Classifier | None = None, **kwargs: Any) -> httpx.Response:
+        """One call: limiter, breaker, timeout, classification (``classify``: the edge's
+        own, for edges whose error codes say more than the status; default
+        :func:`check`).
 
         Raises:
             EdgeCallFailed: classified (see the module docstring).
@@ -155,15 +197,21 @@ class EdgeHttp:
         breaker = self.breaker(account)
         breaker.before(account)
         limiter = self._limiters.get(account)
-        if limiter is not None:
-            await limiter.acquire()
         try:
+            if limiter is not None:
+                await limiter.acquire()
             response = await self.client.request(method, url, timeout=self.timeout, **kwargs)
         except httpx.HTTPError as exc:
             breaker.after(failed=True)
             raise EdgeCallFailed(f"{what}: {type(exc).__name__}: {exc}", retry=True) from exc
+        except BaseException:
+            breaker.abandon()  # cancelled: no verdict on the edge
+            raise
         try:
-            check(response, what)
+            if classify is None:
+                check(response, what)
+            elif (failure := classify(response)) is not None:
+                raise failure
         except EdgeCallFailed as exc:
             breaker.after(failed=exc.retry)
             self.auth_failures += exc.auth

@@ -38,6 +38,30 @@ def _livechat(http: EdgeHttp, tenants: Tenants) -> Channel:
     return LiveChatChannel(tenants, http)
 
 
+def _messenger(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.messenger import MessengerChannel
+
+    return MessengerChannel(tenants, http)
+
+
+def _twilio(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.twilio import TwilioChannel
+
+    return TwilioChannel(tenants, http)
+
+
+def _x(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.x import XChannel
+
+    return XChannel(tenants, http)
+
+
+def _aex(http: EdgeHttp, tenants: Tenants) -> Channel:
+    from adapters.aex import AexChannel
+
+    return AexChannel(tenants, http)
+
+
 PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
     "genesys": _genesys,
     "zendesk": _zendesk,
@@ -47,6 +71,10 @@ PROVIDERS: dict[str, Callable[[EdgeHttp, Tenants], Provider]] = {
 
 CHANNELS: dict[str, Callable[[EdgeHttp, Tenants], Channel]] = {
     "livechat": _livechat,
+    "messenger": _messenger,
+    "twilio": _twilio,
+    "x": _x,
+    "aex": _aex,
 }
 """Channels by the name tenants use (``bot``, the bot API, is lcx itself)."""
 

@@ -23,7 +23,11 @@ from the Zendesk agent workspace. Every call is Basic ``key_id:key_secret`` thro
   one of a conversation is preceded by :class:`AgentJoined` (``<message id>:joined``) and
   the agent is kept in the session. The cursor moves to the newest message of any author.
   A 404 conversation gives :class:`EdgeEnded` (``<conversation id>:ended``) and its session
-  is marked ``ended`` (not polled again); any other failure fails the whole poll (429/5xx:
+  is marked ``ended`` (not polled again). After the messages, ``GET .../conversations/<id>``
+  tells whether the agent workspace gave the conversation back (the agent solved or
+  closed the ticket: its ``activeSwitchboardIntegration`` is no longer of type
+  ``zd:agentWorkspace``): then :class:`EdgeEnded` (``<conversation id>:released``) and the
+  session is marked ``ended``. Any other failure fails the whole poll (429/5xx:
   retryable, the poller waits one interval). Only changed sessions are returned.
 - :meth:`ZendeskProvider.send`: messages as ``author.type user`` text (split at whitespace
   into parts of at most 4,096 characters, at most :data:`MAX_PARTS`; attachments as URL
@@ -37,7 +41,12 @@ from the Zendesk agent workspace. Every call is Basic ``key_id:key_secret`` thro
   ``business`` author into :class:`WebhookItem`\\ s (``side="provider"``, event id = the
   event's id, external id = the Zendesk conversation id) carrying the same
   :class:`EdgeMessage` the poll would build (same external id: applied once), and
-  ``conversation:remove`` into :class:`EdgeEnded` (same id as the poll's). Joins come
+  ``conversation:remove`` into :class:`EdgeEnded` (same id as the poll's),
+  ``switchboard:releaseControl`` and a ``switchboard:passControl`` that leaves a
+  non-workspace integration active into the same :class:`EdgeEnded` the poll gives
+  (``<conversation id>:released``), and ``conversation:typing`` by a ``business`` author
+  into :class:`EdgeTyping` (``typing:start`` / ``typing:stop``; the user's is ignored).
+  Joins come
   from the poll only (``parse`` has no session to know the first message). Other events
   are ignored.
 
@@ -71,6 +80,7 @@ from adapters.edges import (
     EdgeCallFailed,
     EdgeEnded,
     EdgeMessage,
+    EdgeTyping,
     Emit,
     EndSession,
     PollBatch,
@@ -98,6 +108,9 @@ CUT_MARK = " […]"
 MAX_PAGES = 50
 """At most this many message pages (of 100) read backwards per conversation and poll."""
 API_KEY_HEADER = "x-api-key"
+AGENT_WORKSPACE = "zd:agentWorkspace"
+"""The ``integrationType`` of the Zendesk agent workspace: while it is the conversation's
+active switchboard integration, the humans have the conversation."""
 
 T = TypeVar("T")
 
@@ -178,6 +191,36 @@ class _MessagePayload(msgspec.Struct, kw_only=True):
 
 class _RemovePayload(msgspec.Struct, kw_only=True):
     conversation: _Id
+
+
+class _Integration(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str | None = None
+    name: str | None = None
+    integration_type: str | None = None
+
+
+class _SwitchboardConversation(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    active_switchboard_integration: _Integration | None = None
+
+
+class _SwitchboardPayload(msgspec.Struct, kw_only=True):
+    conversation: _SwitchboardConversation
+    reason: str | None = None
+
+
+class _ConversationAnswer(msgspec.Struct, kw_only=True):
+    conversation: _SwitchboardConversation
+
+
+class _Activity(msgspec.Struct, kw_only=True):
+    type: str
+    author: _Author | None = None
+
+
+class _TypingPayload(msgspec.Struct, kw_only=True):
+    conversation: _Id
+    activity: _Activity
 
 
 def _decode(response: httpx.Response, kind: type[T], what: str) -> T:
@@ -272,6 +315,20 @@ def _events(session: Session, messages: list[_Message]) -> list[AnyEdgeEvent]:
             session["agent"] = {"id": event.author.id, "name": event.author.name}
         events.append(event)
     return events
+
+
+def humans_done(conversation: _SwitchboardConversation) -> bool:
+    """Whether the agent workspace let go of the conversation (pure): a switchboard is
+    configured and its active integration is no longer the agent workspace."""
+    active = conversation.active_switchboard_integration
+    return active is not None and active.integration_type != AGENT_WORKSPACE
+
+
+def _released(conversation_id: str, reason: str | None) -> EdgeEnded:
+    """The end of a conversation the agent workspace gave back (same id from the webhook
+    and from the poll)."""
+    return EdgeEnded(external_id=f"{conversation_id}:released",
+                     reason=reason or "agent workspace released the conversation")
 
 
 # --- the provider ------------------------------------------------------------------------
@@ -394,12 +451,27 @@ class ZendeskProvider:
                 raise
             session["ended"] = True
             return [EdgeEnded(external_id=f"{conversation_id}:ended", reason="not_found")]
-        if not messages:
-            return []
         events = _events(session, messages)
-        session["lastMessageId"] = messages[-1].id
-        session["lastReceived"] = messages[-1].received or session.get("lastReceived")
+        if messages:
+            session["lastMessageId"] = messages[-1].id
+            session["lastReceived"] = messages[-1].received or session.get("lastReceived")
+        if await self._released(config, conversation_id):
+            session["ended"] = True
+            events.append(_released(conversation_id, None))
         return events
+
+    async def _released(self, config: ZendeskConfig, conversation_id: str) -> bool:
+        """Whether the agent workspace gave the conversation back (see :func:`humans_done`);
+        a conversation gone in between counts as given back."""
+        try:
+            response = await self._call(config, "GET", f"/conversations/{_q(conversation_id)}",
+                                        what="zendesk get conversation")
+        except EdgeCallFailed as exc:
+            if exc.status != 404:
+                raise
+            return True
+        return humans_done(_decode(response, _ConversationAnswer,
+                                   "zendesk get conversation").conversation)
 
     async def _messages_since(self, config: ZendeskConfig, session: Session
                               ) -> list[_Message]:
@@ -520,6 +592,24 @@ def _parse_event(tenant_id: str, event: _Event) -> list[WebhookItem]:
         return [WebhookItem(side="provider", event_id=event.id, tenant_id=tenant_id,
                             external_id=payload.conversation.id, kind="event",
                             event=edge_message(payload.message))]
+    if event.type in ("switchboard:passControl", "switchboard:releaseControl"):
+        control = _payload(event, _SwitchboardPayload)
+        if event.type == "switchboard:passControl" and not humans_done(control.conversation):
+            return []  # control went to the agents (lcx's own hand-over)
+        conversation_id = control.conversation.id
+        return [WebhookItem(side="provider", event_id=event.id, tenant_id=tenant_id,
+                            external_id=conversation_id, kind="event",
+                            event=_released(conversation_id, control.reason))]
+    if event.type == "conversation:typing":
+        typing = _payload(event, _TypingPayload)
+        author = typing.activity.author
+        if author is None or author.type != "business" or \
+                typing.activity.type not in ("typing:start", "typing:stop"):
+            return []
+        return [WebhookItem(side="provider", event_id=event.id, tenant_id=tenant_id,
+                            external_id=typing.conversation.id, kind="event",
+                            event=EdgeTyping(agent=_agent(author),
+                                             typing=typing.activity.type == "typing:start"))]
     if event.type == "conversation:remove":
         conversation_id = _payload(event, _RemovePayload).conversation.id
         return [WebhookItem(side="provider", event_id=event.id, tenant_id=tenant_id,

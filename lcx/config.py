@@ -34,7 +34,7 @@ from lcx.config_checks import check_settings
 from lcx.errors import ConfigError
 
 Provider = Literal["helvia", "genesys", "cisco", "zendesk", "livechat"]
-Channel = Literal["bot", "livechat"]
+Channel = Literal["bot", "livechat", "messenger", "twilio", "x", "aex"]
 AttachmentBackend = Literal["local", "s3"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "text"]
@@ -122,6 +122,48 @@ class CiscoConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     poll_interval_seconds: float = 5.0
 
 
+class MessengerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[tenants.messenger]``: the Facebook page whose Messenger customers the tenant
+    serves (webhooks matched by page id)."""
+
+    api_url: str = "https://graph.facebook.com/v21.0"
+    page_id: str = ""
+    page_access_token: str = ""
+    app_secret: str = ""
+    verify_token: str = ""
+    spam_threshold: int = 2000
+
+
+class TwilioConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[tenants.twilio]``: the Twilio account and number (SMS or WhatsApp) of a tenant
+    (webhooks matched by ``AccountSid`` and ``To``)."""
+
+    api_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    webhook_url: str = ""
+    spam_threshold: int = 2000
+
+
+class XConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[tenants.x]``: the X business account whose direct messages the tenant serves
+    (webhooks matched by ``for_user_id``)."""
+
+    api_url: str = "https://api.x.com"
+    user_id: str = ""
+    consumer_secret: str = ""
+    access_token: str = ""
+    spam_threshold: int = 2000
+
+
+class AexConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[tenants.aex]``: the AEX deployment whose ``/aex/initiate`` calls land here."""
+
+    deployment_id: str = ""
+
+
 class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One ``[[tenants]]`` entry (``id``, ``organization_id`` required; absent sub-table: None)."""
 
@@ -138,6 +180,10 @@ class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     livechat: LivechatConfig | None = None
     zendesk: ZendeskConfig | None = None
     cisco: CiscoConfig | None = None
+    messenger: MessengerConfig | None = None
+    twilio: TwilioConfig | None = None
+    x: XConfig | None = None
+    aex: AexConfig | None = None
 
 
 class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -169,6 +215,16 @@ class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_backoff_ms: int = 30_000
 
 
+class EdgesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[edges]``: the circuit breaker of calls to providers and channels (per account):
+    retryable failures in a row that open it, its first cooldown and the cap its doubling
+    stops at."""
+
+    breaker_failures: int = 5
+    breaker_cooldown_ms: int = 1000
+    breaker_max_cooldown_ms: int = 30_000
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[metrics]``: the window of the average waiting time (API.md section 3)."""
 
@@ -193,6 +249,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     attachments: AttachmentsConfig = msgspec.field(default_factory=AttachmentsConfig)
     ws: WsConfig = msgspec.field(default_factory=WsConfig)
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    edges: EdgesConfig = msgspec.field(default_factory=EdgesConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
@@ -341,6 +398,9 @@ def _validate(settings: Settings) -> None:
     )
     _check_tenant_ids(settings.tenants)
     check_settings(settings)
+    edges = settings.edges
+    _require(edges.breaker_max_cooldown_ms >= edges.breaker_cooldown_ms,
+             "edges.breaker_max_cooldown_ms: must be at least edges.breaker_cooldown_ms")
 
 
 def _require(ok: bool, message: str) -> None:

@@ -45,7 +45,6 @@ from actors.livechat import Livechat
 from actors.provider_link import ProviderLinkActor
 from actors.queue import QueueActor
 from adapters.attachments import open_attachment_storage, signing_secret
-from adapters.edges import WebhookReceiver
 from adapters.policy import EdgeHttp
 from adapters.registry import build_edges
 from lcx.api.agent_sockets import SocketDirectory
@@ -65,7 +64,7 @@ from lcx.metrics import Metrics, runtime_collector
 from lcx.platform_services import EdgeClientService, HttpService, StoreService
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
 from services.bot_delivery import DeliveryService
-from services.domain_metrics import edge_collector, livechat_collector
+from services.domain_metrics import edge_collector, livechat_collector, spam_collector
 from services.edge_delivery import channel_sender, provider_sender
 from services.edge_inbox import EdgeInboxService
 from services.ownership import OwnershipService
@@ -113,10 +112,15 @@ class Lcx:
                                  max_queued_frames=settings.ws.max_queued_frames,
                                  settle_seconds=settle_seconds(settings))
         register_actors(self.livechat)
-        self.edge_http = EdgeHttp(httpx.AsyncClient(follow_redirects=False))
+        edges = settings.edges
+        self.edge_http = EdgeHttp(httpx.AsyncClient(follow_redirects=False),
+                                  breaker_failures=edges.breaker_failures,
+                                  breaker_cooldown=edges.breaker_cooldown_ms / 1000,
+                                  breaker_max_cooldown=edges.breaker_max_cooldown_ms / 1000)
         """The edges' calls; :class:`EdgeClientService` gives it a fresh client per run."""
         self.livechat.providers, self.livechat.channels = build_edges(
             self.edge_http, self.livechat.tenants)
+        self.metrics.add_collector(spam_collector(self.livechat.channels))
         self.edge_inbox = EdgeInboxService(self.livechat)
         self.pollers = TenantPollers(self.livechat, self._leadership)
         self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox,
@@ -168,11 +172,9 @@ class Lcx:
         return create_app(deps)
 
     def _webhook_receivers(self) -> dict[str, object]:
-        """Channels, and providers that push their agents' events, by name."""
-        receivers: dict[str, object] = dict(self.livechat.channels)
-        receivers.update({name: provider for name, provider in self.livechat.providers.items()
-                          if isinstance(provider, WebhookReceiver)})
-        return receivers
+        """Every configured channel and provider by name (those that push their events
+        receive webhooks; all answer the HEAD health check)."""
+        return {**self.livechat.providers, **self.livechat.channels}
 
     def _readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
         checks: dict[str, Callable[[], Awaitable[None]]] = {"store": self.store.ping}

@@ -352,7 +352,8 @@ class DeliveryService:
                       ) -> tuple[bool, OutboxRow | None]:
         """Store the outcome of one attempt: whether the lane may go on, and (read in the
         same transaction) its next pending event."""
-        attempts = row.attempts + 1
+        not_attempted = isinstance(outcome, Retry) and not outcome.attempted
+        attempts = row.attempts + (0 if not_attempted else 1)
         if isinstance(outcome, Delivered):
             delivered_at = iso(self._now())
 
@@ -367,14 +368,15 @@ class DeliveryService:
         if isinstance(outcome, Reject):
             self._counters.rejected_auth += outcome.auth
             return True, await self._bury(row, attempts, outcome.reason)
-        if attempts >= self._config.max_attempts:
+        if attempts >= self._config.max_attempts and not not_attempted:
             return True, await self._bury(
                 row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
         await self._park(row, attempts, outcome)
         return False, None
 
     async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
-        delay = max(self._backoff.delay(attempts), outcome.after_seconds or 0.0)
+        backoff = self._backoff.delay(attempts) if outcome.attempted else 0.0
+        delay = max(backoff, outcome.after_seconds or 0.0)
         due = iso(self._now() + timedelta(seconds=delay))
         await self._store.transaction(
             partial(mark_retry, event_id=row.id, attempts=attempts, next_attempt_at=due,

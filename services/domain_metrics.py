@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from actors.livechat import Livechat
 from adapters.policy import EdgeHttp
+from adapters.spam import SpamGuard
 from services.bot_delivery import DeliveryService
 from services.edge_inbox import EdgeInboxService
 from services.tenant_pollers import TenantPollers
@@ -83,5 +84,24 @@ def edge_collector(http: EdgeHttp, inbox: EdgeInboxService, pollers: TenantPolle
         polls.add_metric(["ok"], pollers.stats.polls - pollers.stats.failures)
         polls.add_metric(["failed"], pollers.stats.failures)
         return [refused, open_breakers, applied, polls]
+
+    return collect
+
+
+def spam_collector(channels: Mapping[str, object]) -> Callable[[], Iterable[Metric]]:
+    """A metrics source for the spam threshold: inbound messages dropped, by channel
+    account (channels with a :class:`~adapters.spam.SpamGuard` as ``spam``)."""
+
+    def collect() -> Iterable[Metric]:
+        dropped = CounterMetricFamily("lcx_edge_spam_dropped",
+                                      "Inbound channel messages dropped over the spam "
+                                      "threshold (per sender), by channel account.",
+                                      labels=["account"])
+        for channel in channels.values():
+            guard = getattr(channel, "spam", None)
+            if isinstance(guard, SpamGuard):
+                for account, count in sorted(guard.dropped.items()):
+                    dropped.add_metric([account], count)
+        return [dropped]
 
     return collect

@@ -1,16 +1,19 @@
 """Carrying out edge commands from the outbox: to providers through their link actors,
-to channels through their adapters; failures classified for the outbox's retry policy."""
+to channels through their adapters; failures classified for the outbox's retry policy.
+A channel that refuses an agent's message for good with a ``notice`` (e.g. WhatsApp
+outside its 24 h window) has the agents told, instead of a silent dead letter."""
 
 from __future__ import annotations
 
 import logging
 
 from actors.livechat import Livechat
-from actors.messages import DeliverEdge
+from actors.messages import DeliverEdge, EdgeInbound
 from adapters.bot_events import Delivered, Outcome, Reject, Retry
 from adapters.edges import EDGE_COMMANDS, EdgeCallFailed
+from adapters.policy import CircuitOpen
 from lcx.errors import LcxError
-from lcx.livechat.edges import SIDE_CHANNEL
+from lcx.livechat.edges import SIDE_CHANNEL, EdgeUndelivered, SendMessage
 from lcx.store.conversations import load_conversation
 from lcx.store.edges import load_session
 from lcx.store.outbox import OutboxRow
@@ -22,9 +25,11 @@ LINK_TIMEOUT = 30.0
 
 
 def outcome_of(failure: EdgeCallFailed) -> Outcome:
-    """The outbox outcome of a failed edge call."""
+    """The outbox outcome of a failed edge call (a breaker's refusal is no attempt: an
+    outage longer than the attempts' backoff must not dead-letter what waits for it)."""
     if failure.retry:
-        return Retry(str(failure), failure.retry_after)
+        return Retry(str(failure), failure.retry_after,
+                     attempted=not isinstance(failure, CircuitOpen))
     return Reject(str(failure), auth=failure.auth)
 
 
@@ -63,7 +68,24 @@ def channel_sender(livechat: Livechat) -> Sender:
         try:
             await channel.send(tenant, session, command)
         except EdgeCallFailed as failure:
+            notice = getattr(failure, "notice", None)
+            if not failure.retry and isinstance(command, SendMessage) and notice:
+                await _tell_agents(livechat, row.conversation_id, command.message_id,
+                                   str(notice))
             return outcome_of(failure)
         return Delivered(200)
 
     return send
+
+
+async def _tell_agents(livechat: Livechat, conversation_id: str, message_id: str,
+                       notice: str) -> None:
+    """Tell the conversation's agents why the channel refused their message for good."""
+    try:
+        await livechat.conversations.ask(conversation_id, EdgeInbound(
+            side=SIDE_CHANNEL, event=EdgeUndelivered(message_id=message_id, notice=notice)),
+            timeout=LINK_TIMEOUT)
+    except LcxError:
+        log.warning("could not tell the agents of an undeliverable message",
+                    extra={"conversationId": conversation_id, "messageId": message_id},
+                    exc_info=True)

@@ -243,7 +243,9 @@ def _blueprints(deps: AppDeps) -> list[Blueprint]:
             livechat = deps.livechat
             blueprints.append(webhooks_blueprint(deps.webhooks[0], lambda: livechat.store,
                                                  deps.webhooks[1]))
-        blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps),
+        from lcx.api.aex import aex_blueprint
+
+        blueprints += [agent_ws_blueprint(deps), bot_blueprint(deps), aex_blueprint(deps),
                        management_blueprint(deps), business_hours_blueprint(deps)]
         blueprints.append(records_blueprint(deps))
         from lcx.api.canned import canned_blueprint

@@ -73,6 +73,9 @@ def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, 
     for endpoint in endpoints:
         operation = _operation(endpoint, schema_of)
         paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = operation
+    components = {name: _bounded(schema) for name, schema in components.items()}
+    components[JSON_VALUE] = _JSON_VALUE_SCHEMA
+    paths = _bounded_schemas_in(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "lcx", "version": version,
@@ -84,6 +87,53 @@ def build_document(endpoints: Iterable[Endpoint], *, version: str) -> dict[str, 
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
+
+
+JSON_VALUE = "JsonValue"
+"""The component that free-form values (metadata, payloads, contexts) refer to."""
+_JSON_VALUE_REF = {"$ref": _REF.format(name=JSON_VALUE)}
+_JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value; integers within what the bus and the stores carry "
+                   "(-2^63 to 2^64-1), else 400 invalid_request.",
+    "anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "string"}, {"type": "number"},
+              {"type": "integer", "minimum": -(2 ** 63), "maximum": 2 ** 64 - 1},
+              {"type": "array", "items": _JSON_VALUE_REF},
+              {"type": "object", "additionalProperties": _JSON_VALUE_REF}]}
+
+
+def _bounded(schema: Any) -> Any:
+    """``schema`` with every free-form value (``{}``, or an object without declared
+    properties) described as a :data:`JSON_VALUE`, so that its integer bound is part of
+    the contract (and of what a generated client or fuzzer sends)."""
+    if isinstance(schema, list):
+        return [_bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if not schema:
+        return dict(_JSON_VALUE_REF)
+    bounded = {key: (_bounded(value) if key in _SUBSCHEMA_KEYS else
+                     {k: _bounded(v) for k, v in value.items()} if key in _SCHEMA_MAPS
+                     else value)
+               for key, value in schema.items()}
+    if bounded.get("type") == "object" and "properties" not in bounded \
+            and "additionalProperties" not in bounded:
+        bounded["additionalProperties"] = dict(_JSON_VALUE_REF)
+    return bounded
+
+
+_SUBSCHEMA_KEYS = frozenset({"items", "additionalProperties", "anyOf", "oneOf", "allOf",
+                             "not", "prefixItems"})
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs"})
+
+
+def _bounded_schemas_in(node: Any) -> Any:
+    """Every ``schema`` of the paths (bodies, parameters, responses) bounded."""
+    if isinstance(node, list):
+        return [_bounded_schemas_in(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: (_bounded(value) if key == "schema" else _bounded_schemas_in(value))
+            for key, value in node.items()}
 
 
 def _check_operation_ids(endpoints: Iterable[Endpoint]) -> None:

@@ -67,6 +67,7 @@ from lcx.livechat.edges import (
     EdgeMessage,
     EdgeTransferred,
     EdgeTyping,
+    EdgeUndelivered,
     EndSession,
     SendMessage,
     SendTyping,
@@ -452,6 +453,15 @@ class _Rules:
                 return Decision(replace(state, flags={**state.flags,
                                                       "channelTransfer": event.to}),
                                 write=True)
+            case EdgeUndelivered():
+                told = frames.notification("message_undeliverable", {
+                    "conversationId": state.id, "messageId": event.message_id,
+                    "reason": event.notice})
+                return Decision(state, frames=_to_agents(state, told))
+            case EdgeTyping() if state.status == "active":
+                typing = frames.event("CONVERSATION_TYPING", {
+                    "conversationId": state.id, "subscriber": True, "typing": event.typing})
+                return Decision(state, frames=_to_agents(state, typing))
         return Decision(state)
 
     def _from_provider(self, state: Conversation, event: AnyEdgeEvent) -> Decision:
@@ -477,7 +487,14 @@ class _Rules:
                 participants = [replace(p, left_at=self.at)
                                 if p.id == event.agent.id and p.left_at is None else p
                                 for p in state.participants]
-                return Decision(replace(state, participants=participants), write=True)
+                new = replace(state, participants=participants)
+                decision = Decision(new, write=True)
+                if self.settings.end_on_last_leave and \
+                        not any(p.left_at is None for p in participants):
+                    # as for native agents: the last one out ends it (the provider's doing)
+                    return decision.then(self.end(new, End(by="provider",
+                                                           reason="last agent left")))
+                return decision
             case EdgeEnded():
                 return self.end(state, End(by="provider", reason=event.reason))
         return Decision(state)

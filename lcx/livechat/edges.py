@@ -68,8 +68,16 @@ class EdgeTransferred(EdgeEvent, frozen=True, kw_only=True):
     to: dict[str, Any] = {}
 
 
+class EdgeUndelivered(EdgeEvent, frozen=True, kw_only=True):
+    """An agent's message the customer's channel refused for good (e.g. WhatsApp outside
+    its 24 h window): the agents are told, in the channel's own plain words."""
+
+    message_id: str
+    notice: str
+
+
 AnyEdgeEvent = AgentJoined | AgentLeft | EdgeMessage | EdgeTyping | EdgeEnded | \
-    EdgeTransferred
+    EdgeTransferred | EdgeUndelivered
 
 
 class EdgeCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="command"):

@@ -12,7 +12,7 @@ import pytest
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
 
-from adapters.bot_events import open_bot_client
+from adapters.bot_events import Delivered, Outcome, Retry, open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
 from lcx.store import Store, Tx, open_store
 from lcx.store.outbox import (
@@ -299,3 +299,27 @@ async def test_stop_finishes_the_post_in_flight_and_records_it(store: Store,
     assert bot.ids() == [events[0].id]
     assert await store.read(lambda tx: pending_count(tx)) == 1
     assert service.statistics().delivered == 1
+
+
+async def test_refusals_without_a_call_do_not_use_up_attempts(store: Store) -> None:
+    """A sender refusing without calling (an open circuit breaker) many more times than
+    max_attempts does not dead-letter the event: it goes once the edge is back."""
+    refusals = 3 * FAST.max_attempts
+    seen: list[str] = []
+
+    async def send(row: OutboxRow) -> Outcome:
+        seen.append(row.id)
+        if len(seen) <= refusals:
+            return Retry("circuit open", 0.01, attempted=False)
+        return Delivered(200)
+
+    event = outbox_event("c1", 1, target="edge")
+    await add(store, [event])
+    async with open_bot_client() as client, trio.open_nursery() as nursery:
+        service = DeliveryService(store, {"t1": tenant("t1", None)}, FAST, client,
+                                  limits=LIMITS, senders={"edge": send})
+        await nursery.start(service.run)
+        await eventually(lambda: count(store, pending_count, 0), timeout=10)
+        service.request_stop()
+    assert await store.read(lambda tx: dead_count(tx)) == 0
+    assert len(seen) == refusals + 1

@@ -17,11 +17,15 @@ Emulated: Basic auth (``key_id:key_secret``; else 401 ``unauthorized``), users (
 423 ``locked`` at ``message_cap``; list: the newest 100 first, ``page[before]`` /
 ``page[after]`` with ``meta.hasMore/beforeCursor/afterCursor`` and ``links.prev/next``;
 ``page[size]`` does not apply), ``activity`` (users: ``conversation:read`` only),
-``passControl`` / ``releaseControl``; errors ``{"errors": [{"code", "title"}]}``.
+``passControl`` (to the agent workspace) / ``releaseControl`` (back to lcx's
+integration), the conversation's ``activeSwitchboardIntegration``;
+errors ``{"errors": [{"code", "title"}]}``.
 Not emulated: JWT auth, OpenAPI validation, other list endpoints.
 
 Webhooks go to :attr:`FakeSunshine.webhook_url` with the v2 envelope (``events[]``) and
-``X-API-Key: <secret>``; ``retries`` re-POSTs on failure except 400/401/403/404/406.
+``X-API-Key: <secret>``: messages, the agent closing the ticket
+(``switchboard:passControl`` or ``switchboard:releaseControl``), the agent typing
+(``conversation:typing``); ``retries`` re-POSTs on failure except 400/401/403/404/406.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_fo
          503: "service_unavailable"}
 
 Json = dict[str, Any]
+LCX_INTEGRATION: Json = {"id": "sw-lcx", "name": "lcx", "integrationId": "int-lcx",
+                         "integrationType": "custom"}
+"""The switchboard's default integration: the API integration lcx uses."""
+AGENT_WORKSPACE: Json = {"id": "sw-agent", "name": "zd-agentWorkspace",
+                         "integrationId": "int-agent",
+                         "integrationType": "zd:agentWorkspace"}
+"""The switchboard's ``next`` integration: the Zendesk agent workspace."""
 
 
 @dataclass
@@ -67,6 +78,13 @@ class FakeConversation:
     messages: list[Json] = field(default_factory=list)
     passes: list[Json] = field(default_factory=list)
     activities: list[Json] = field(default_factory=list)
+    active: Json = field(default_factory=lambda: dict(LCX_INTEGRATION))
+    """The active switchboard integration (lcx's own until control is passed on)."""
+
+    def wire(self) -> Json:
+        """The conversation as the API shows it."""
+        return {"id": self.id, "type": "personal", "metadata": self.metadata,
+                "activeSwitchboardIntegration": dict(self.active)}
 
 
 def error(status: int, title: str, code: str | None = None) -> Response:
@@ -83,11 +101,7 @@ def message_event(event_id: str, app_id: str, conversation: FakeConversation,
                   message: Json) -> Json:
     """A ``conversation:message`` webhook event (PROVIDERS 3.5)."""
     return {"id": event_id, "type": "conversation:message", "createdAt": iso(utc_now()),
-            "payload": {"conversation": {"id": conversation.id, "type": "personal",
-                                         "activeSwitchboardIntegration": {
-                                             "id": "sw-agent", "name": "zd-agentWorkspace",
-                                             "integrationType": "zd:agentWorkspace"}},
-                        "message": message}}
+            "payload": {"conversation": conversation.wire(), "message": message}}
 
 
 def envelope(app_id: str, events: list[Json], webhook_id: str = "wh-1") -> Json:
@@ -176,6 +190,33 @@ class FakeSunshine:
     def remove(self, conversation_id: str) -> None:
         """Delete the conversation (later calls get 404)."""
         del self.conversations[conversation_id]
+
+    async def agent_closes_ticket(self, conversation_id: str, *, release: bool = False,
+                                  webhook: bool = True) -> int:
+        """The agent solves the ticket: the workspace passes control back to lcx's
+        integration (``release``: it releases control, no next integration) and, with
+        ``webhook``, says so in a ``switchboard:*`` webhook; its status (0: none sent)."""
+        conversation = self.conversations[conversation_id]
+        conversation.active = dict(LCX_INTEGRATION)
+        if not webhook:
+            return 0
+        kind = "switchboard:releaseControl" if release else "switchboard:passControl"
+        payload: Json = {"conversation": conversation.wire(), "reason": "ticketClosed"}
+        if not release:
+            payload["metadata"] = {"origin": "zendesk"}
+        return await self.emit([{"id": f"evt-{self.new_id()}", "type": kind,
+                                 "createdAt": iso(utc_now()), "payload": payload}])
+
+    async def agent_typing(self, conversation_id: str, typing: bool, *,
+                           author_type: str = "business", name: str = "Zoe") -> int:
+        """A ``conversation:typing`` webhook (``typing:start`` / ``typing:stop``)."""
+        conversation = self.conversations[conversation_id]
+        activity = {"type": "typing:start" if typing else "typing:stop",
+                    "author": {"type": author_type, "displayName": name}}
+        return await self.emit([{"id": f"evt-{self.new_id()}", "type": "conversation:typing",
+                                 "createdAt": iso(utc_now()),
+                                 "payload": {"conversation": conversation.wire(),
+                                             "activity": activity}}])
 
     def fail_next(self, path_suffix: str, status: int, *, times: int = 1) -> None:
         """The next ``times`` requests whose path ends with ``path_suffix`` fail."""
@@ -309,8 +350,14 @@ def _routes(fake: FakeSunshine, app: QuartTrio) -> None:
             return error(404, "User not found")
         conversation = FakeConversation(fake.new_id(), user["id"], body.get("metadata", {}))
         fake.conversations[conversation.id] = conversation
-        return _json({"conversation": {"id": conversation.id, "type": "personal",
-                                       "metadata": conversation.metadata}}, 201)
+        return _json({"conversation": conversation.wire()}, 201)
+
+    @app.get(f"{base}/conversations/<cid>")
+    async def get_conversation(app_id: str, cid: str) -> Response:
+        conversation = fake.conversations.get(cid)
+        if conversation is None:
+            return error(404, "Conversation not found")
+        return _json({"conversation": conversation.wire()})
 
     @app.post(f"{base}/conversations/<cid>/messages")
     async def post_message(app_id: str, cid: str) -> Response:
@@ -369,6 +416,10 @@ async def _control(fake: FakeSunshine, action: str, cid: str) -> Response:
     if action != "releaseControl" and not body.get("switchboardIntegration"):
         return error(400, "switchboardIntegration is required")
     conversation.passes.append({"action": action, **body})
+    if action == "passControl":
+        conversation.active = dict(AGENT_WORKSPACE)  # "next" is the agent workspace
+    elif action == "releaseControl":
+        conversation.active = dict(LCX_INTEGRATION)
     return _json({})
 
 

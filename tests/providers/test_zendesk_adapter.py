@@ -1,5 +1,6 @@
 """The Zendesk provider against the fake Sunshine Conversations API (real HTTP on
-127.0.0.1): open, send, poll (with backwards pagination) and webhooks."""
+127.0.0.1): open, send, poll (with backwards pagination), webhooks, the agent closing the
+ticket (by webhook and by poll) and the agent's typing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from adapters.edges import (
     EdgeCallFailed,
     EdgeEnded,
     EdgeMessage,
+    EdgeTyping,
     EndSession,
     PollBatch,
     Provider,
@@ -462,3 +464,87 @@ async def test_fake_enforces_text_limit_and_message_cap(http: EdgeHttp) -> None:
                                                      text="three"))
         assert caught.value.status == 423
         assert not caught.value.retry
+
+
+async def test_closing_the_ticket_ends_by_poll(provider: ZendeskProvider,
+                                               tenant: TenantConfig,
+                                               sunshine: FakeSunshine) -> None:
+    """Without webhooks the poll sees the workspace give control back: the agent's last
+    message, then the end; the conversation is not polled again."""
+    session = await opened(provider, tenant)
+    cid = session["conversationId"]
+    sessions: dict[str, Session] = {"c1": session}
+    assert not [e for _, e in (await poll(provider, tenant, sessions)).events]
+    sunshine.agent_says(cid, "solved, bye")
+    await sunshine.agent_closes_ticket(cid, webhook=False)
+    batch = await poll(provider, tenant, sessions)
+    kinds = [type(e).__name__ for _, e in batch.events]
+    assert kinds == ["AgentJoined", "EdgeMessage", "EdgeEnded"]
+    ended = batch.events[-1][1]
+    assert isinstance(ended, EdgeEnded)
+    assert ended.external_id == f"{cid}:released"
+    assert sessions["c1"]["ended"] is True
+    asked = len(sunshine.requests)
+    assert not (await poll(provider, tenant, sessions)).events
+    assert len(sunshine.requests) == asked
+
+
+async def test_open_conversation_is_not_ended_by_poll(provider: ZendeskProvider,
+                                                      tenant: TenantConfig,
+                                                      sunshine: FakeSunshine) -> None:
+    """While the agent workspace holds the conversation, polls end nothing."""
+    session = await opened(provider, tenant)
+    sunshine.agent_says(session["conversationId"], "working on it")
+    batch = await poll(provider, tenant, {"c1": session})
+    assert not any(isinstance(e, EdgeEnded) for _, e in batch.events)
+    assert [e.text for _, e in batch.events if isinstance(e, EdgeMessage)] == [
+        "working on it"]
+
+
+async def test_pass_and_release_control_webhooks_end(provider: ZendeskProvider,
+                                                     tenant: TenantConfig,
+                                                     sunshine: FakeSunshine,
+                                                     hooks: Hooks) -> None:
+    """``switchboard:passControl`` back to lcx's integration and ``releaseControl`` both
+    become the poll's end; lcx's own hand-over (control to the workspace) does not."""
+    one = await opened(provider, tenant, "c1")
+    two = await opened(provider, tenant, "c2")
+    with trio.fail_after(LIMIT):
+        await sunshine.agent_closes_ticket(one["conversationId"])
+        await sunshine.agent_closes_ticket(two["conversationId"], release=True)
+    for (headers, body), session in zip(hooks.received[-2:], (one, two), strict=True):
+        provider.verify(headers, body)
+        (item,) = provider.parse(body).items
+        assert item.side == "provider"
+        assert item.external_id == session["conversationId"]
+        assert isinstance(item.event, EdgeEnded)
+        assert item.event.external_id == f"{session['conversationId']}:released"
+    conversation = sunshine.conversations[one["conversationId"]]
+    conversation.active = {"id": "sw-agent", "integrationType": "zd:agentWorkspace"}
+    handed_over = {"id": "evt-x", "type": "switchboard:passControl",
+                   "payload": {"conversation": conversation.wire()}}
+    with trio.fail_after(LIMIT):
+        await sunshine.emit([handed_over])
+    assert provider.parse(hooks.received[-1][1]).items == ()
+
+
+async def test_agent_typing_webhook_is_carried(provider: ZendeskProvider,
+                                               tenant: TenantConfig,
+                                               sunshine: FakeSunshine,
+                                               hooks: Hooks) -> None:
+    """``conversation:typing`` by a business author is the agent typing (start and stop);
+    the user's own typing is ignored."""
+    session = await opened(provider, tenant)
+    cid = session["conversationId"]
+    with trio.fail_after(LIMIT):
+        await sunshine.agent_typing(cid, True)
+        await sunshine.agent_typing(cid, False)
+        await sunshine.agent_typing(cid, True, author_type="user")
+    parsed = [provider.parse(body).items for _, body in hooks.received[-3:]]
+    start, stop = parsed[0][0].event, parsed[1][0].event
+    assert isinstance(start, EdgeTyping)
+    assert isinstance(stop, EdgeTyping)
+    assert (start.typing, stop.typing) == (True, False)
+    assert start.agent is not None
+    assert start.agent.name == "Zoe"
+    assert parsed[2] == ()

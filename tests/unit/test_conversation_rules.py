@@ -57,6 +57,7 @@ from lcx.livechat.edges import (
     EdgeMessage,
     EdgeTransferred,
     EdgeTyping,
+    EdgeUndelivered,
     EndSession,
     SendMessage,
     SendTyping,
@@ -921,6 +922,60 @@ def test_agent_left_marks_the_participant_left() -> None:
     assert not decision.frames
     assert not decision.notes
     assert not decision.commands
+
+
+def test_last_provider_agent_leaving_ends_it_by_the_provider() -> None:
+    """With endOnLastLeave (the default) the provider's last agent leaving ends the
+    conversation as for native agents, ``endedBy: "provider"``; nothing is sent back to
+    the provider (it ended it), the customer's channel is told."""
+    conversation = active(ALICE, provider=EXTERNAL, channel="livechat")
+    decision = run(conversation, edge("provider", AgentLeft(agent=ALICE)), now=at(77))
+    new = state_of(decision)
+    assert (new.status, new.ended_by, new.end_reason) == ("ended", "provider",
+                                                          "last agent left")
+    assert [p.left_at for p in new.participants] == [iso(at(77))]
+    assert decision.events == [("CONVERSATION_END", {"endedBy": "provider",
+                                                     "reason": "last agent left"})]
+    assert [(side, type(c).__name__) for side, c in decision.commands] == [
+        (SIDE_CHANNEL, "EndSession")]
+
+
+def test_last_provider_agent_leaving_keeps_it_open_without_end_on_last_leave() -> None:
+    """Without endOnLastLeave the provider's last agent leaving only marks it left."""
+    decision = run(active(ALICE, provider=EXTERNAL), edge("provider", AgentLeft(agent=ALICE)),
+                   LivechatSettings(end_on_last_leave=False), now=at(77))
+    new = state_of(decision)
+    assert new.status == "active"
+    assert not decision.events
+
+
+def test_an_undeliverable_agent_message_is_told_to_the_agents() -> None:
+    """The customer's channel refusing a message for good (e.g. WhatsApp's 24 h window)
+    tells every agent in, in plain words; nothing is stored or sent anywhere."""
+    conversation = active(ALICE, BOB, channel="twilio")
+    decision = run(conversation, edge("channel", EdgeUndelivered(
+        message_id="m-7", notice="a template is needed")))
+    assert state_of(decision) == conversation
+    assert not decision.write
+    assert not decision.events
+    assert not decision.commands
+    assert [(f.agent_id, f.frame["data"]) for f in decision.frames] == [
+        (agent, {"kind": "message_undeliverable", "conversationId": conversation.id,
+                 "messageId": "m-7", "reason": "a template is needed"})
+        for agent in ("alice", "bob")]
+
+
+def test_customer_typing_is_shown_to_the_agents_only() -> None:
+    """The customer typing on a channel that says so (X) reaches the agents, not the
+    bot; before an agent accepted it, nothing."""
+    conversation = active(ALICE, channel="x")
+    decision = run(conversation, edge("channel", EdgeTyping(typing=True)))
+    assert not decision.events
+    assert not decision.commands
+    assert [f.frame for f in decision.frames] == [{
+        "type": "event", "event": "CONVERSATION_TYPING",
+        "data": {"conversationId": conversation.id, "subscriber": True, "typing": True}}]
+    assert not run(pending(channel="x"), edge("channel", EdgeTyping(typing=True))).frames
 
 
 def test_a_provider_typing_signal_is_shown_to_agents_and_the_bot() -> None:

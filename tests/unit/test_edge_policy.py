@@ -85,3 +85,105 @@ async def test_edge_http_counts_auth_failures_and_maps_network_errors() -> None:
         with pytest.raises(EdgeCallFailed) as down:
             await http.request("acct", "GET", "http://edge/down", what="down")
         assert down.value.retry
+
+
+async def test_breaker_is_half_open_with_one_trial_call(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """After the cooldown exactly one trial call goes through; the calls that come while
+    it is in flight still fail fast, so a provider that is still down sees one call."""
+    breaker = CircuitBreaker(failures=2, cooldown=1.0)
+    for _ in range(2):
+        breaker.before("acct")
+        breaker.after(failed=True)
+    await trio.sleep(1.0)
+    breaker.before("acct")  # the trial
+    with pytest.raises(EdgeCallFailed):
+        breaker.before("acct")  # a second caller while the trial is out
+    breaker.after(failed=False)
+    breaker.before("acct")
+    breaker.after(failed=False)
+    assert not breaker.open
+
+
+async def test_breaker_cooldown_starts_short_and_doubles_up_to_its_cap(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The first cooldown is about a second; each failed trial doubles it, up to the cap;
+    a success resets it, so the next outage starts short again."""
+    breaker = CircuitBreaker(failures=1, cooldown=1.0, max_cooldown=4.0)
+    breaker.before("acct")
+    breaker.after(failed=True)
+    cooldowns = []
+    for _ in range(4):
+        began = trio.current_time()
+        while True:
+            try:
+                breaker.before("acct")
+                break
+            except EdgeCallFailed as refusal:
+                await trio.sleep(refusal.retry_after or 0.0)
+        cooldowns.append(trio.current_time() - began)
+        breaker.after(failed=True)
+    assert cooldowns == [pytest.approx(c) for c in (1.0, 2.0, 4.0, 4.0)]
+    await trio.sleep(4.0)
+    breaker.before("acct")
+    breaker.after(failed=False)
+    breaker.before("acct")
+    breaker.after(failed=True)
+    with pytest.raises(EdgeCallFailed) as refused:
+        breaker.before("acct")
+    assert refused.value.retry_after == pytest.approx(1.0)
+
+
+async def test_a_four_second_outage_costs_about_a_second_after_recovery(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A poller calling every 0.5 s through the default breaker: the provider answers
+    500 for 4 s; the first call that gets through after it is back comes within ~2 poll
+    intervals of the recovery (with a fixed 30 s cooldown it came 30 s late)."""
+    recovered_at = 4.0
+    began = trio.current_time()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500 if trio.current_time() - began < recovered_at else 200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        http = EdgeHttp(client)
+        while True:
+            try:
+                await http.request("acct", "GET", "http://edge/poll", what="poll")
+                break
+            except EdgeCallFailed:
+                await trio.sleep(0.5)
+    late = trio.current_time() - began - recovered_at
+    assert 0 <= late <= 1.0 + 1e-6
+
+
+async def test_a_cancelled_trial_frees_the_half_open_slot(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A trial call abandoned before it answers (e.g. cancelled) does not keep the
+    breaker refusing: the next caller becomes the trial."""
+    breaker = CircuitBreaker(failures=1, cooldown=1.0)
+    breaker.before("acct")
+    breaker.after(failed=True)
+    await trio.sleep(1.0)
+    breaker.before("acct")
+    breaker.abandon()
+    breaker.before("acct")
+    breaker.after(failed=False)
+    assert not breaker.open
+
+
+async def test_edge_http_releases_the_trial_of_a_cancelled_call(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """EdgeHttp abandons the trial when its call is cancelled."""
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(100)
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
+        http = EdgeHttp(client, breaker_failures=1, breaker_cooldown=1.0, timeout=1000)
+        http.breaker("acct").before("acct")
+        http.breaker("acct").after(failed=True)
+        await trio.sleep(1.0)
+        with trio.move_on_after(1):
+            await http.request("acct", "GET", "http://edge/slow", what="slow")
+        http.breaker("acct").before("acct")  # not refused: the slot is free again

@@ -1,0 +1,147 @@
+"""X direct messages through a real ``lcx serve``: the CRC check, signed activity
+(forged and replayed deliveries change nothing; our own sends coming back are ignored),
+a customer → lcx agent → customer round trip with the customer's typing, a 429 honoured
+until ``x-rate-limit-reset``, an outage recovered in order, and the spam threshold."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from channel_env import JWT_SECRET, accepted, answer, received, seen
+from fakes.bot import open_fake_bot
+from fakes.x import FakeX, open_fake_x, sign
+from support.agent_client import agent_connection
+from support.lcx_process import LcxProcess, basic_config
+from support.waiting import eventually
+
+from lcx.auth import mint_token
+
+SPAM_THRESHOLD = 4
+GRACE = "7001"
+
+
+@dataclass
+class Env:
+    lcx: LcxProcess
+    x: FakeX
+    http: httpx.AsyncClient
+
+    def agent(self) -> str:
+        return mint_token(JWT_SECRET, sub="alice", org="o1", scopes="agent", groups=["g1"],
+                          name="Alice")
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    async with open_fake_bot("bot-secret") as bot, open_fake_x() as x:
+        config = basic_config(tmp_path, extra=f"""
+[auth]
+jwt_secret = "{JWT_SECRET}"
+
+[delivery]
+initial_backoff_ms = 50
+max_backoff_ms = 400
+
+[[tenants]]
+id = "x1"
+organization_id = "o1"
+channel = "x"
+default_user_group = "g1"
+bot_events_url = "{bot.url}"
+webhook_secret = "bot-secret"
+{x.config()}spam_threshold = {SPAM_THRESHOLD}
+""")
+        lcx = LcxProcess(tmp_path, config)
+        await trio.to_thread.run_sync(lcx.start)
+        x.webhook_url = f"{lcx.url}/events/x"
+        try:
+            async with httpx.AsyncClient(base_url=lcx.url, timeout=10) as http:
+                yield Env(lcx, x, http)
+        finally:
+            await trio.to_thread.run_sync(lcx.kill)
+
+
+async def test_crc_is_answered_quickly(env: Env) -> None:
+    """GET ?crc_token: the response token X expects, well within its 3 s."""
+    began = trio.current_time()
+    answered = await env.http.get("/events/x", params={"crc_token": "challenge-1"})
+    assert trio.current_time() - began < 3
+    assert answered.status_code == 200
+    assert answered.json() == {"response_token": sign(b"challenge-1",
+                                                      env.x.consumer_secret)}
+    assert (await env.http.get("/events/x")).status_code == 400
+
+
+async def test_round_trip_with_typing_and_media(env: Env) -> None:
+    """The customer's DM (with a photo) and typing reach the agent; the agent's answer
+    goes back as a DM; our own DM echoed by X is ignored."""
+    async with agent_connection(env.lcx.url, env.agent()) as alice:
+        body = env.x.activity(env.x.dm(GRACE, "hello", media_url="https://pbs.example/1.jpg"))
+        assert (await env.x.post(body)).status_code == 200
+        conversation_id = await accepted(alice)
+        await eventually(lambda: received(alice, conversation_id), timeout=10)
+        (message,) = received(alice, conversation_id)
+        assert (message["type"], message["text"]) == ("file", "hello")
+        assert message["attachments"][0]["url"] == "https://pbs.example/1.jpg"
+        await env.x.post(env.x.activity(typing=[GRACE]))
+        typing = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_TYPING",
+                                      timeout=10)
+        assert typing["data"] == {"conversationId": conversation_id, "subscriber": True,
+                                  "typing": True}
+        await answer(alice, conversation_id, "Hi Grace")
+        await eventually(lambda: env.x.texts(GRACE) == ["Hi Grace"], timeout=10)
+        echo = env.x.dm(GRACE, "Hi Grace")
+        echo["message_create"]["sender_id"] = env.x.user_id
+        echo["message_create"]["target"]["recipient_id"] = GRACE
+        assert (await env.x.post(env.x.activity(echo))).status_code == 200
+        await trio.sleep(0.5)
+        assert [m["author"]["type"] for m in received(alice, conversation_id)] == [
+            "subscriber", "agent"]
+
+
+async def test_forged_and_replayed_deliveries_change_nothing(env: Env) -> None:
+    """A wrong signature or another account is 401; the same event twice counts once."""
+    body = env.x.activity(env.x.dm(GRACE, "once", event_id="900"))
+    assert (await env.x.post(body, signature="sha256=AAAA")).status_code == 401
+    other = body.replace(f'"for_user_id": "{env.x.user_id}"'.encode(),
+                         b'"for_user_id": "666"')
+    assert (await env.x.post(other)).status_code == 401
+    async with agent_connection(env.lcx.url, env.agent()) as alice:
+        assert (await env.x.post(body)).status_code == 200
+        assert (await env.x.post(body)).status_code == 200
+        conversation_id = await accepted(alice)
+        await eventually(lambda: seen(alice, conversation_id), timeout=10)
+        await trio.sleep(0.5)
+        assert seen(alice, conversation_id) == ["once"]
+
+
+async def test_429_waits_for_the_reset_and_an_outage_recovers(env: Env) -> None:
+    """Past the per-user limit X answers 429 with x-rate-limit-reset: the answers wait
+    for it; a 503 outage is retried; all arrive once, in order."""
+    async with agent_connection(env.lcx.url, env.agent()) as alice:
+        await env.x.customer_says(GRACE, "help")
+        conversation_id = await accepted(alice)
+        env.x.limit = 2
+        env.x.fail_next(503, times=2)
+        for n in range(4):
+            await answer(alice, conversation_id, f"answer {n}")
+        await eventually(lambda: len(env.x.texts(GRACE)) == 4, timeout=30)
+        assert env.x.texts(GRACE) == [f"answer {n}" for n in range(4)]
+
+
+async def test_spam_threshold_drops_and_counts(env: Env) -> None:
+    async with agent_connection(env.lcx.url, env.agent()) as alice:
+        for n in range(SPAM_THRESHOLD + 2):
+            assert (await env.x.customer_says(GRACE, f"spam {n}")).status_code == 200
+        conversation_id = await accepted(alice)
+        await eventually(lambda: len(seen(alice, conversation_id)) == SPAM_THRESHOLD,
+                         timeout=10)
+        await trio.sleep(0.5)
+        assert len(seen(alice, conversation_id)) == SPAM_THRESHOLD
+    metrics = (await env.http.get("/metrics")).text
+    assert f'lcx_edge_spam_dropped_total{{account="x:{env.x.user_id}"}} 2.0' in metrics
