@@ -72,6 +72,8 @@ class Relay:
     def reset(self) -> None:
         """Start a new step."""
         self.sent = 0
+        self.acked: list[list[int]] = [[] for _ in self.subs]
+        """The user messages answered 202 (stored), per conversation."""
         self.post_errors: list[str] = []
         self.agent_latency_ms: list[float] = []
         self.agent_seen: defaultdict[int, list[int]] = defaultdict(list)
@@ -119,7 +121,9 @@ class Relay:
                 response = await http.post("/messages", json={
                     "tenantId": TENANT, "subHandle": self.subs[index],
                     "id": f"m-{index}-{n}", "type": "text", "text": f"U {index} {n} {due_ns}"})
-            if response.status_code != 202:
+            if response.status_code == 202:
+                self.acked[index].append(n)
+            else:
                 self.post_errors.append(f"{response.status_code} {response.text[:200]}")
         except httpx.HTTPError as exc:
             self.post_errors.append(f"{type(exc).__name__}: {exc}")
@@ -134,7 +138,6 @@ class Relay:
         pid = self.server.pid
         cpu_before = cpu_seconds(pid) if pid else 0.0
         started = time.monotonic_ns()
-        sent_per: list[list[int]] = [[] for _ in self.subs]
         async with trio.open_nursery() as nursery:
             for k in range(total):
                 due = started + round(k * 1e9 / rate)
@@ -144,7 +147,6 @@ class Relay:
                 index = k % len(self.subs)
                 n = self.next_n[index]
                 self.next_n[index] += 1
-                sent_per[index].append(n)
                 nursery.start_soon(self.post, http, index, n, due)
             self.sent = total
         sending_s = (time.monotonic_ns() - started) / 1e9
@@ -164,20 +166,20 @@ class Relay:
             await trio.sleep(0.05)
         elapsed_s = (time.monotonic_ns() - started) / 1e9
         cpu_used = (cpu_seconds(pid) - cpu_before) if pid else None
-        return self.figures(rate, seconds, sending_s, elapsed_s, sent_per, records, bot,
+        return self.figures(rate, seconds, sending_s, elapsed_s, self.acked, records, bot,
                             cpu_used)
 
     def figures(self, rate: float, seconds: float, sending_s: float, elapsed_s: float,
-                sent_per: list[list[int]], records: list[list[Any]], bot: dict[str, Any],
+                acked: list[list[int]], records: list[list[Any]], bot: dict[str, Any],
                 cpu_used: float | None) -> dict[str, Any]:
         """The figures of one step."""
-        agent = _order_counts(sent_per, self.agent_seen)
+        agent = _order_counts(acked, self.agent_seen)
         bot_seen: defaultdict[int, list[int]] = defaultdict(list)
         bot_latency_ms = []
         for conversation, n, latency_ns, _event_id in records:
             bot_seen[conversation].append(n)
             bot_latency_ms.append(latency_ns / 1e6)
-        bot_side = _order_counts(sent_per, bot_seen)
+        bot_side = _order_counts(acked, bot_seen)
         delivered = len(records) - bot_side["duplicated"]
         cpu_per_pair_us = None if cpu_used is None or not delivered else \
             round(cpu_used / delivered * 1e6, 1)
@@ -204,7 +206,8 @@ class Relay:
 
 
 def _order_counts(sent: list[list[int]], seen: dict[int, list[int]]) -> dict[str, int]:
-    """Missing, duplicated and out-of-order messages of one side, per conversation."""
+    """Missing (acknowledged, never seen), duplicated and out-of-order messages of one side,
+    per conversation."""
     missing = duplicated = out_of_order = 0
     for index, numbers in enumerate(sent):
         got = seen.get(index, [])
