@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 from collections import Counter, defaultdict
@@ -53,6 +54,7 @@ from support.tcp_proxy import TcpProxy
 
 CALL_TIMEOUT = 10.0
 """A caller's own timeout per attempt (it then tries again, elsewhere)."""
+_IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE_TIMEOUT = 60.0
 """How long the cluster may take to be whole again after a fault."""
 GIVE_UP = 90.0
@@ -178,8 +180,10 @@ def _reason(body: str) -> str:
         details = error.get("details") or {}
     except (ValueError, KeyError, TypeError, AttributeError):
         return "?"
-    return str(details.get("reason") or details.get("dependency")
-               or str(error.get("message", "?"))[:40])
+    reason = details.get("reason") or details.get("dependency")
+    if reason:
+        return str(reason)
+    return _IDS.sub("<id>", str(error.get("message", "?")))[:60]
 
 
 @dataclass
