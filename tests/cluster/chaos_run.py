@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 from collections import Counter, defaultdict
@@ -53,6 +54,7 @@ from support.tcp_proxy import TcpProxy
 
 CALL_TIMEOUT = 10.0
 """A caller's own timeout per attempt (it then tries again, elsewhere)."""
+_IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WHOLE_TIMEOUT = 60.0
 """How long the cluster may take to be whole again after a fault."""
 GIVE_UP = 90.0
@@ -137,6 +139,9 @@ class Ledger:
     """5xx other than 503, and ERROR frames with code ``internal``: bugs."""
     failures: list[str] = field(default_factory=list)
     """Callers that never got a 2xx, or got an answer that makes no sense."""
+    refused_participants: list[str] = field(default_factory=list)
+    """Agent messages refused ``forbidden`` (not in this conversation) although the
+    agent's accept had been acked: a stale copy of the conversation answered (resent)."""
     answers_503: int = 0
     reasons_503: Counter[str] = field(default_factory=Counter)
     longest_call: float = 0.0
@@ -175,8 +180,10 @@ def _reason(body: str) -> str:
         details = error.get("details") or {}
     except (ValueError, KeyError, TypeError, AttributeError):
         return "?"
-    return str(details.get("reason") or details.get("dependency")
-               or str(error.get("message", "?"))[:40])
+    reason = details.get("reason") or details.get("dependency")
+    if reason:
+        return str(reason)
+    return _IDS.sub("<id>", str(error.get("message", "?")))[:60]
 
 
 @dataclass
@@ -324,7 +331,9 @@ class ChaosAgent:
             ledger.answered("agent message", code, json.dumps({"error": answer["data"]}))
             if code == "internal":
                 ledger.server_errors.append(f"agent message: {answer}")
-            if code not in ("unavailable", "internal"):
+            if code == "forbidden":  # the agent's accept was acked: a stale view said no
+                ledger.refused_participants.append(f"{own_id} in {conversation_id}")
+            elif code not in ("unavailable", "internal"):
                 ledger.failures.append(f"agent message {own_id}: {answer}")
                 return
             await trio.sleep(0.2)
@@ -796,6 +805,8 @@ async def account(run: ChaosRun) -> dict[str, Any]:
         "answers_503": ledger.answers_503,
         "reasons_503": dict(ledger.reasons_503),
         "redelivered_at_bot": redelivered,
+        "refused_participants": len(ledger.refused_participants),
+        "refused_participants_items": ledger.refused_participants[:10],
         "leader_terms_seen": sorted(ledger.leaders),
         "agent_reconnects": sum(a.reconnects for a in run.agents),
         "longest_call_seconds": round(ledger.longest_call, 2),
@@ -822,7 +833,9 @@ def table(result: dict[str, Any]) -> str:
               f"{result['conversations']} conversations; {result['requests_accepted']} "
               f"requests accepted; {result['answers_503']} answers 503; "
               f"{result['redelivered_at_bot']} events redelivered to the bot under the same "
-              f"Idempotency-Key; {result['agent_reconnects']} agent reconnects",
+              f"Idempotency-Key; {result['agent_reconnects']} agent reconnects; "
+              f"{result['refused_participants']} agent messages refused as not in the "
+              "conversation after an acked accept (resent)",
               f"longest a caller waited: {result['longest_call_seconds']} s for one call "
               f"({result['longest_call_what']}, answered at {result['longest_call_at']} s), "
               f"{result['longest_until_ack_seconds']} s from first attempt to 2xx/ack"]

@@ -19,13 +19,18 @@ FAULTS = ["kill", "leader_pause", "redis_restart", "redis_pause", "postgres_rest
           "partition"]
 
 
+# callers cut off mid-request (an instance killed or paused under them, a run that ends)
+# leave httpx's request streams unfinished; they are collected later with a warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_every_acknowledgement_survives_the_faults(tmp_path: Path) -> None:
     """kill -9, a paused leader, Redis restarted and paused, PostgreSQL restarted and the
     leader cut from Redis, one after the other under load: every 202 and every ack is in
     its transcript, reached the other side once, and no request had two agents."""
-    result = await chaos(SHORT, tmp_path, say=lambda line: None,
-                         json_path=tmp_path / "chaos.json")
+    result = await chaos(SHORT, tmp_path, say=print, json_path=tmp_path / "chaos.json",
+                         logs=tmp_path / "logs")
     report = table(result)
+    print(report)
     assert [fault["kind"] for fault in result["faults"]] == FAULTS, report
     assert result["user_messages_acked"] > 0, report
     assert result["lost"] == dict.fromkeys(result["lost"], 0), report
