@@ -67,7 +67,7 @@ def test_empty_file_equals_no_file(tmp_path: Path) -> None:
 def test_example_config_loads_with_an_empty_environment() -> None:
     """The repository's config.toml loads with no environment variables set."""
     settings = load_settings(EXAMPLE, environ={})
-    assert [tenant.id for tenant in settings.tenants] == ["t1", "t2", "t3", "t4", "t5"]
+    assert [tenant.id for tenant in settings.tenants] == [f"t{n}" for n in range(1, 10)]
     assert settings.auth.jwt_secret == ""
 
 
