@@ -6,6 +6,8 @@ on one chat. ``started`` creates the lcx request (queued and routed like any oth
 ``event`` hands a normalized event to the conversation actor, which deduplicates
 messages by their external id. An event that cannot be applied yet (its chat has no
 conversation yet) or fails is tried again; after ``MAX_ATTEMPTS`` it is marked failed.
+Typing of a chat that has no conversation yet is dropped at once (it is a passing
+signal, and waiting for it would hold back the chat's first message).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import trio
 
 from actors.livechat import Livechat
 from actors.messages import CreateRequest, EdgeInbound
-from adapters.edges import WebhookItem
+from adapters.edges import EdgeTyping, WebhookItem
 from lcx.errors import Conflict, LcxError
 from lcx.livechat.conversation import new_request
 from lcx.livechat.edges import SIDE_CHANNEL
@@ -129,6 +131,8 @@ class EdgeInboxService:
         conversation_id = await self.livechat.store.read(
             lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
+            if isinstance(item.event, EdgeTyping):
+                return  # a passing signal: nothing to wait for, and later events must not
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:
             await self.livechat.conversations.ask(conversation_id, EdgeInbound(
