@@ -9,6 +9,8 @@ conversation yet) or fails, for any reason, is tried again after a backoff (late
 its chat wait, to keep their order); after ``MAX_ATTEMPTS`` it is marked failed (a dead
 letter, listed by ``lcx dlq list`` and replayable) and its chat moves on. A bug on one
 event never stops the processor.
+Typing of a chat that has no conversation yet is dropped at once (it is a passing
+signal, and waiting for it would hold back the chat's first message).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import trio
 
 from actors.livechat import Livechat
 from actors.messages import CreateRequest, EdgeInbound
-from adapters.edges import WebhookItem
+from adapters.edges import EdgeTyping, WebhookItem
 from lcx.errors import Conflict, LcxError
 from lcx.livechat.conversation import new_request
 from lcx.livechat.edges import SIDE_CHANNEL
@@ -146,6 +148,8 @@ class EdgeInboxService:
         conversation_id = await self.livechat.store.read(
             lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
+            if isinstance(item.event, EdgeTyping):
+                return  # a passing signal: nothing to wait for, and later events must not
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:
             await self.livechat.conversations.ask(conversation_id, EdgeInbound(

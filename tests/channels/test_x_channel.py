@@ -145,3 +145,15 @@ async def test_spam_threshold_drops_and_counts(env: Env) -> None:
         assert len(seen(alice, conversation_id)) == SPAM_THRESHOLD
     metrics = (await env.http.get("/metrics")).text
     assert f'lcx_edge_spam_dropped_total{{account="x:{env.x.user_id}"}} 2.0' in metrics
+
+
+async def test_typing_before_the_first_dm_holds_nothing_back(env: Env) -> None:
+    """The customer typing before any conversation exists is dropped at once: the DM
+    that follows reaches the agents without waiting for it."""
+    async with agent_connection(env.lcx.url, env.agent()) as alice:
+        assert (await env.x.post(env.x.activity(typing=[GRACE]))).status_code == 200
+        assert (await env.x.customer_says(GRACE, "first words")).status_code == 200
+        with trio.fail_after(5):  # well before the inbox would give up on the typing
+            conversation_id = await accepted(alice)
+            await eventually(lambda: seen(alice, conversation_id) == ["first words"],
+                             timeout=5)
