@@ -6,7 +6,7 @@ on one chat. ``started`` creates the lcx request (queued and routed like any oth
 ``event`` hands a normalized event to the conversation actor, which deduplicates
 messages by their external id. An event that cannot be applied yet (its chat has no
 conversation yet) or fails is tried again; after ``MAX_ATTEMPTS`` it is marked failed.
-Typing of a chat that has no conversation yet is dropped at once (it is a passing
+Typing and read receipts of a chat that has no conversation yet is dropped at once (it is a passing
 signal, and waiting for it would hold back the chat's first message).
 """
 
@@ -22,7 +22,7 @@ from actors.messages import CreateRequest, EdgeInbound
 from adapters.edges import EdgeTyping, WebhookItem
 from lcx.errors import Conflict, LcxError
 from lcx.livechat.conversation import new_request
-from lcx.livechat.edges import SIDE_CHANNEL
+from lcx.livechat.edges import SIDE_CHANNEL, EdgeRead
 from lcx.model import Conversation, Subscriber, iso, utc_now
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation
@@ -131,7 +131,7 @@ class EdgeInboxService:
         conversation_id = await self.livechat.store.read(
             lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
-            if isinstance(item.event, EdgeTyping):
+            if isinstance(item.event, EdgeTyping | EdgeRead):
                 return  # a passing signal: nothing to wait for, and later events must not
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:
