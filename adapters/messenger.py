@@ -15,7 +15,8 @@ Inbound, Meta POSTs page webhooks to ``/events/messenger``:
   then an :class:`EdgeMessage` deduplicated by ``mid``: text; attachments with a
   ``payload.url`` as a ``file`` message; a quick reply as a ``postback`` with its
   ``payload``; a ``postback`` (button) as a ``postback`` with its title and payload.
-  Echoes of our own sends (``is_echo``), ``delivery`` and ``read`` are dropped. Messages
+  A ``read`` (its ``watermark``) is the customer's read receipt (:class:`EdgeRead`).
+  Echoes of our own sends (``is_echo``) and ``delivery`` are dropped. Messages
   over the tenant's ``spam_threshold`` per sender are dropped (:mod:`adapters.spam`).
 
 Outbound, :meth:`MessengerChannel.send` calls ``POST {api_url}/{page id}/messages
@@ -35,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -56,7 +58,8 @@ from adapters.policy import RETRYABLE, EdgeHttp, retry_after
 from adapters.spam import SpamGuard
 from lcx.config import MessengerConfig, TenantConfig
 from lcx.errors import ConfigError, Forbidden, InvalidRequest, Unauthorized
-from lcx.model import AgentRef, Attachment
+from lcx.livechat.edges import EdgeRead
+from lcx.model import AgentRef, Attachment, iso
 
 __all__ = ["MAX_TEXT", "GraphError", "MessengerChannel", "classify", "signature"]
 
@@ -107,12 +110,17 @@ class _Postback(msgspec.Struct, kw_only=True):
     mid: str | None = None
 
 
+class _Read(msgspec.Struct, kw_only=True):
+    watermark: int
+
+
 class _Messaging(msgspec.Struct, kw_only=True):
     sender: _Id
     recipient: _Id
     timestamp: int = 0
     message: _Message | None = None
     postback: _Postback | None = None
+    read: _Read | None = None
 
 
 class _Entry(msgspec.Struct, kw_only=True):
@@ -277,13 +285,20 @@ class MessengerChannel:
         for entry in envelope.entry:
             tenant, config = self._config(entry.id)
             for event in entry.messaging:
+                chat = f"{entry.id}:{event.sender.id}"
+                if event.read is not None:
+                    read_id = f"read:{chat}:{event.read.watermark}"
+                    at = iso(datetime.fromtimestamp(event.read.watermark / 1000, UTC))
+                    items.append(WebhookItem(event_id=read_id, tenant_id=tenant.id,
+                                             external_id=chat, kind="event",
+                                             event=EdgeRead(external_id=read_id, at=at)))
+                    continue
                 message = _event_message(event)
                 if message is None or message.external_id is None:
                     continue
                 if not self.spam.admit(f"messenger:{entry.id}", event.sender.id,
                                        config.spam_threshold):
                     continue
-                chat = f"{entry.id}:{event.sender.id}"
                 items.append(WebhookItem(event_id=f"start:{message.external_id}",
                                          tenant_id=tenant.id, external_id=chat,
                                          kind="started", customer={"psid": event.sender.id}))

@@ -15,7 +15,8 @@ Inbound, X POSTs account activity to ``/events/x``:
   ``started`` item (name and screen name from ``users``), then an :class:`EdgeMessage`
   deduplicated by the event ``id`` (a media attachment as a ``file`` message);
   ``direct_message_indicate_typing_events`` become the customer typing
-  (:class:`EdgeTyping`). Over the ``spam_threshold`` messages are dropped.
+  (:class:`EdgeTyping`), ``direct_message_mark_read_events`` its read receipts
+  (:class:`EdgeRead`). Over the ``spam_threshold`` messages are dropped.
 
 Outbound, :meth:`XChannel.send` calls ``POST {api_url}/2/dm_conversations/with/
 {participant}/messages`` with the OAuth 2 user ``access_token``, ``{"text"}`` in pieces
@@ -33,6 +34,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import httpx
 import msgspec
@@ -52,7 +54,8 @@ from adapters.policy import RETRYABLE, EdgeHttp, retry_after
 from adapters.spam import SpamGuard
 from lcx.config import TenantConfig, XConfig
 from lcx.errors import ConfigError, InvalidRequest, Unauthorized
-from lcx.model import AgentRef, Attachment
+from lcx.livechat.edges import EdgeRead
+from lcx.model import AgentRef, Attachment, iso
 
 __all__ = ["MAX_TEXT", "XChannel", "classify", "crc_response", "signature"]
 
@@ -128,6 +131,12 @@ class _TypingEvent(msgspec.Struct, kw_only=True):
     target: _Target | None = None
 
 
+class _ReadEvent(msgspec.Struct, kw_only=True):
+    sender_id: str
+    created_timestamp: str = ""
+    last_read_event_id: str = ""
+
+
 class _User(msgspec.Struct, kw_only=True):
     id: str = ""
     name: str | None = None
@@ -138,6 +147,7 @@ class _Activity(msgspec.Struct, kw_only=True):
     for_user_id: str
     direct_message_events: list[_DmEvent] = []
     direct_message_indicate_typing_events: list[_TypingEvent] = []
+    direct_message_mark_read_events: list[_ReadEvent] = []
     users: dict[str, _User] = {}
 
 
@@ -245,6 +255,14 @@ class XChannel:
             items.append(WebhookItem(event_id=event_id, tenant_id=tenant.id,
                                      external_id=f"{ours}:{typing.sender_id}", kind="event",
                                      event=EdgeTyping(external_id=event_id, typing=True)))
+        for read in activity.direct_message_mark_read_events:
+            if read.sender_id == ours:
+                continue
+            event_id = f"read:{read.sender_id}:{read.last_read_event_id}"
+            items.append(WebhookItem(event_id=event_id, tenant_id=tenant.id,
+                                     external_id=f"{ours}:{read.sender_id}", kind="event",
+                                     event=EdgeRead(external_id=event_id,
+                                                    at=_moment(read.created_timestamp))))
         return WebhookBatch(items=tuple(items))
 
     async def send(self, tenant: TenantConfig, session: Session,
@@ -280,3 +298,10 @@ def _message(event_id: str, create: _MessageCreate, user: _User) -> EdgeMessage:
         return EdgeMessage(external_id=event_id, author=author, type="file", text=data.text,
                            attachments=(attachment,))
     return EdgeMessage(external_id=event_id, author=author, text=data.text)
+
+
+def _moment(epoch_ms: str) -> str | None:
+    """An X ``created_timestamp`` (epoch milliseconds) as an ISO time."""
+    if not epoch_ms.isdigit():
+        return None
+    return iso(datetime.fromtimestamp(int(epoch_ms) / 1000, UTC))

@@ -9,8 +9,8 @@ conversation yet) or fails, for any reason, is tried again after a backoff (late
 its chat wait, to keep their order); after ``MAX_ATTEMPTS`` it is marked failed (a dead
 letter, listed by ``lcx dlq list`` and replayable) and its chat moves on. A bug on one
 event never stops the processor.
-Typing of a chat that has no conversation yet is dropped at once (it is a passing
-signal, and waiting for it would hold back the chat's first message).
+Typing and read receipts of a chat that has no conversation yet are dropped at once (they
+are passing signals, and waiting for them would hold back the chat's first message).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from actors.messages import CreateRequest, EdgeInbound
 from adapters.edges import EdgeTyping, WebhookItem
 from lcx.errors import Conflict, LcxError
 from lcx.livechat.conversation import new_request
-from lcx.livechat.edges import SIDE_CHANNEL
+from lcx.livechat.edges import SIDE_CHANNEL, EdgeRead
 from lcx.model import Conversation, Subscriber, iso, utc_now
 from lcx.runtime import Backoff, ItemGuard, Outcome
 from lcx.store import Tx
@@ -148,7 +148,7 @@ class EdgeInboxService:
         conversation_id = await self.livechat.store.read(
             lambda tx: conversation_for(tx, alias, item.external_id))
         if conversation_id is None:
-            if isinstance(item.event, EdgeTyping):
+            if isinstance(item.event, EdgeTyping | EdgeRead):
                 return  # a passing signal: nothing to wait for, and later events must not
             raise NotYet(f"no conversation yet for {alias} chat {item.external_id}")
         if item.event is not None:

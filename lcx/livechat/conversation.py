@@ -65,6 +65,7 @@ from lcx.livechat.edges import (
     EdgeCommand,
     EdgeEnded,
     EdgeMessage,
+    EdgeRead,
     EdgeTransferred,
     EdgeTyping,
     EdgeUndelivered,
@@ -462,6 +463,10 @@ class _Rules:
                 typing = frames.event("CONVERSATION_TYPING", {
                     "conversationId": state.id, "subscriber": True, "typing": event.typing})
                 return Decision(state, frames=_to_agents(state, typing))
+            case EdgeRead() if state.status == "active":
+                read = frames.event("CONVERSATION_READ", {
+                    "conversationId": state.id, "subscriber": True, "at": event.at})
+                return Decision(state, frames=_to_agents(state, read))
         return Decision(state)
 
     def _from_provider(self, state: Conversation, event: AnyEdgeEvent) -> Decision:

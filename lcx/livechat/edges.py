@@ -68,6 +68,12 @@ class EdgeTransferred(EdgeEvent, frozen=True, kw_only=True):
     to: dict[str, Any] = {}
 
 
+class EdgeRead(EdgeEvent, frozen=True, kw_only=True):
+    """The customer read the conversation up to ``at`` (the channel's read receipt)."""
+
+    at: str | None = None
+
+
 class EdgeUndelivered(EdgeEvent, frozen=True, kw_only=True):
     """An agent's message the customer's channel refused for good (e.g. WhatsApp outside
     its 24 h window): the agents are told, in the channel's own plain words."""
@@ -77,7 +83,7 @@ class EdgeUndelivered(EdgeEvent, frozen=True, kw_only=True):
 
 
 AnyEdgeEvent = AgentJoined | AgentLeft | EdgeMessage | EdgeTyping | EdgeEnded | \
-    EdgeTransferred | EdgeUndelivered
+    EdgeTransferred | EdgeUndelivered | EdgeRead
 
 
 class EdgeCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="command"):

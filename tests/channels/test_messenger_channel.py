@@ -81,7 +81,8 @@ async def test_handshake_echoes_the_challenge_or_refuses(env: Env) -> None:
 
 async def test_round_trip_with_typing_attachments_and_postbacks(env: Env) -> None:
     """A customer's text, image and quick reply reach the agent; the agent's answer and
-    typing reach the customer; our own echo is ignored."""
+    typing reach the customer; our own echo is ignored; the customer's read receipt
+    reaches the agent."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
         assert (await env.fb.user_says("psid-1", "hello page")).status_code == 200
         conversation_id = await accepted(alice)
@@ -103,6 +104,12 @@ async def test_round_trip_with_typing_attachments_and_postbacks(env: Env) -> Non
         await eventually(lambda: env.fb.texts("psid-1") == ["Hi, Alice here"], timeout=10)
         assert env.fb.actions("psid-1") == ["typing_on"]
         assert env.fb.sent[-1]["messaging_type"] == "RESPONSE"
+        read = env.fb.event("psid-1", read={"watermark": env.fb.now_ms})
+        assert (await env.fb.post(env.fb.body(read))).status_code == 200
+        receipt = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_READ",
+                                       timeout=10)
+        assert receipt["data"]["subscriber"] is True
+        assert receipt["data"]["conversationId"] == conversation_id
 
 
 async def test_forged_and_replayed_webhooks_change_nothing(env: Env) -> None:

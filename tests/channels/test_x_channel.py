@@ -5,6 +5,7 @@ until ``x-rate-limit-reset``, an outage recovered in order, and the spam thresho
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,14 @@ async def test_round_trip_with_typing_and_media(env: Env) -> None:
                                   "typing": True}
         await answer(alice, conversation_id, "Hi Grace")
         await eventually(lambda: env.x.texts(GRACE) == ["Hi Grace"], timeout=10)
+        read = json.dumps({"for_user_id": env.x.user_id, "direct_message_mark_read_events": [
+            {"created_timestamp": "1764633600000", "sender_id": GRACE,
+             "target": {"recipient_id": env.x.user_id},
+             "last_read_event_id": env.x.sent[-1]["id"]}]}).encode()
+        assert (await env.x.post(read)).status_code == 200
+        receipt = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_READ",
+                                       timeout=10)
+        assert receipt["data"]["at"] == "2025-12-02T00:00:00.000Z"
         echo = env.x.dm(GRACE, "Hi Grace")
         echo["message_create"]["sender_id"] = env.x.user_id
         echo["message_create"]["target"]["recipient_id"] = GRACE

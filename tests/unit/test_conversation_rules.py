@@ -55,6 +55,7 @@ from lcx.livechat.edges import (
     AnyEdgeEvent,
     EdgeEnded,
     EdgeMessage,
+    EdgeRead,
     EdgeTransferred,
     EdgeTyping,
     EdgeUndelivered,
@@ -963,6 +964,17 @@ def test_an_undeliverable_agent_message_is_told_to_the_agents() -> None:
         (agent, {"kind": "message_undeliverable", "conversationId": conversation.id,
                  "messageId": "m-7", "reason": "a template is needed"})
         for agent in ("alice", "bob")]
+
+
+def test_customer_read_receipt_is_shown_to_the_agents_only() -> None:
+    """The customer's read receipt (Messenger, X) reaches the agents, not the bot."""
+    conversation = active(ALICE, channel="messenger")
+    decision = run(conversation, edge("channel", EdgeRead(at="2026-11-21T10:00:30.000Z")))
+    assert not decision.events
+    assert not decision.write
+    assert [f.frame["data"] for f in decision.frames] == [{
+        "conversationId": conversation.id, "subscriber": True,
+        "at": "2026-11-21T10:00:30.000Z"}]
 
 
 def test_customer_typing_is_shown_to_the_agents_only() -> None:
