@@ -19,11 +19,11 @@ computed are cached until the member set's version (or the set of suspects) chan
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import trio
 
-from lcx.cluster.bus import Bus, MemberInfo, candidates_of
+from lcx.cluster.bus import Bus
 
 OWNER_CACHE_SIZE = 100_000
 """Owners remembered per member-set version; past this the cache starts afresh."""
@@ -37,11 +37,6 @@ def _weight(member: str, key: str) -> int:
 def owner_of(key: str, members: Iterable[str]) -> str | None:
     """The member that owns ``key`` (None when there are no members)."""
     return max(members, key=lambda member: (_weight(member, key), member), default=None)
-
-
-def candidates(members: Mapping[str, MemberInfo]) -> list[str]:
-    """The members that may own actors: the non-draining ones (all, if every one drains)."""
-    return list(candidates_of(members))
 
 
 class Placement:
