@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 import queue
 import sqlite3
+import time
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
@@ -204,7 +205,7 @@ def _connect_all(path: str | None, readers: int, busy_timeout: float, synchronou
         opened.append(writer)
         if path is None:
             return writer, []
-        mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
+        mode = _switch_to_wal(writer, busy_timeout)
         if mode != "wal":
             raise StoreError(f"sqlite refused WAL mode (journal_mode={mode})")
         for _ in range(readers):
@@ -216,6 +217,27 @@ def _connect_all(path: str | None, readers: int, busy_timeout: float, synchronou
     except BaseException:
         _close_all(opened)
         raise
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Put the file in WAL mode and return the journal mode it ends up in.
+
+    Switching takes an exclusive lock, and SQLite answers "database is locked" at once,
+    without calling the busy handler, when another process opens the same file at the same
+    moment; so the switch is retried until ``busy_timeout`` passes.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            mode: str = conn.execute("PRAGMA journal_mode").fetchone()["journal_mode"]
+            if mode == "wal":
+                return mode
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
+            return mode
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _close_all(conns: Iterable[sqlite3.Connection]) -> None:
