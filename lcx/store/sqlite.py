@@ -42,8 +42,8 @@ from __future__ import annotations
 import os
 import queue
 import sqlite3
-import time
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
