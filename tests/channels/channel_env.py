@@ -1,12 +1,84 @@
-"""Helpers of the channel tests: an agent accepting, answering, and what it received."""
+"""Helpers of the channel tests: a real ``lcx serve`` with one channel tenant in front of
+a fake of that channel, and an agent accepting, answering, and what it received."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
+import httpx
+import trio
+from fakes.bot import open_fake_bot
 from support.agent_client import AgentClient
+from support.lcx_process import LcxProcess, basic_config
+
+from lcx.auth import mint_token
 
 JWT_SECRET = "channels-jwt-secret-with-more-than-32-bytes"
+
+
+class ChannelFake(Protocol):
+    """What the environment needs of a channel's fake: its tenant settings and the URL it
+    posts its webhooks to."""
+
+    webhook_url: str
+
+    def config(self) -> str:
+        """The channel's ``[tenants.<channel>]`` table for this fake."""
+        ...
+
+
+F = TypeVar("F", bound=ChannelFake)
+
+
+@dataclass
+class ChannelEnv(Generic[F]):
+    """A running lcx with one tenant of the channel, the channel's fake and a client."""
+
+    lcx: LcxProcess
+    fake: F
+    http: httpx.AsyncClient
+
+    def agent(self) -> str:
+        """A token of agent Alice in the tenant's group."""
+        return mint_token(JWT_SECRET, sub="alice", org="o1", scopes="agent", groups=["g1"],
+                          name="Alice")
+
+
+@asynccontextmanager
+async def channel_env(tmp_path: Path, fake: F, *, tenant: str, channel: str,
+                      spam_threshold: int) -> AsyncIterator[ChannelEnv[F]]:
+    """Start lcx with tenant ``tenant`` of organization o1 on ``channel`` (bot events to a
+    fake bot, fast delivery retries) and point the fake's webhooks at it."""
+    async with open_fake_bot("bot-secret") as bot:
+        config = basic_config(tmp_path, extra=f"""
+[auth]
+jwt_secret = "{JWT_SECRET}"
+
+[delivery]
+initial_backoff_ms = 50
+max_backoff_ms = 400
+
+[[tenants]]
+id = "{tenant}"
+organization_id = "o1"
+channel = "{channel}"
+default_user_group = "g1"
+bot_events_url = "{bot.url}"
+webhook_secret = "bot-secret"
+{fake.config()}spam_threshold = {spam_threshold}
+""")
+        lcx = LcxProcess(tmp_path, config)
+        await trio.to_thread.run_sync(lcx.start)
+        fake.webhook_url = f"{lcx.url}/events/{channel}"
+        try:
+            async with httpx.AsyncClient(base_url=lcx.url, timeout=10) as http:
+                yield ChannelEnv(lcx, fake, http)
+        finally:
+            await trio.to_thread.run_sync(lcx.kill)
 
 
 async def accepted(alice: AgentClient) -> str:

@@ -7,70 +7,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
-from channel_env import JWT_SECRET, accepted, answer, received, seen
-from fakes.bot import open_fake_bot
+from channel_env import ChannelEnv, accepted, answer, channel_env, received, seen
 from fakes.messenger import DAY_MS, FakeMessenger, open_fake_messenger, sign
 from support.agent_client import agent_connection
-from support.lcx_process import LcxProcess, basic_config
 from support.waiting import eventually
-
-from lcx.auth import mint_token
 
 SPAM_THRESHOLD = 5
 
 
-@dataclass
-class Env:
-    lcx: LcxProcess
-    fb: FakeMessenger
-    http: httpx.AsyncClient
-
-    def agent(self) -> str:
-        return mint_token(JWT_SECRET, sub="alice", org="o1", scopes="agent", groups=["g1"],
-                          name="Alice")
+Env = ChannelEnv[FakeMessenger]
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with open_fake_bot("bot-secret") as bot, open_fake_messenger() as fb:
-        config = basic_config(tmp_path, extra=f"""
-[auth]
-jwt_secret = "{JWT_SECRET}"
-
-[delivery]
-initial_backoff_ms = 50
-max_backoff_ms = 400
-
-[[tenants]]
-id = "m1"
-organization_id = "o1"
-channel = "messenger"
-default_user_group = "g1"
-bot_events_url = "{bot.url}"
-webhook_secret = "bot-secret"
-{fb.config()}spam_threshold = {SPAM_THRESHOLD}
-""")
-        lcx = LcxProcess(tmp_path, config)
-        await trio.to_thread.run_sync(lcx.start)
-        fb.webhook_url = f"{lcx.url}/events/messenger"
-        try:
-            async with httpx.AsyncClient(base_url=lcx.url, timeout=10) as http:
-                yield Env(lcx, fb, http)
-        finally:
-            await trio.to_thread.run_sync(lcx.kill)
+    async with open_fake_messenger() as fake, channel_env(
+            tmp_path, fake, tenant="m1", channel="messenger",
+            spam_threshold=SPAM_THRESHOLD) as running:
+        yield running
 
 
 async def test_handshake_echoes_the_challenge_or_refuses(env: Env) -> None:
     """hub.verify_token right: 200 with the challenge; wrong: 403; HEAD: 200."""
     ok = await env.http.get("/events/messenger", params={
         "hub.mode": "subscribe", "hub.challenge": "1158201444",
-        "hub.verify_token": env.fb.verify_token})
+        "hub.verify_token": env.fake.verify_token})
     assert (ok.status_code, ok.text) == (200, "1158201444")
     wrong = await env.http.get("/events/messenger", params={
         "hub.mode": "subscribe", "hub.challenge": "1", "hub.verify_token": "guess"})
@@ -84,14 +48,14 @@ async def test_round_trip_with_typing_attachments_and_postbacks(env: Env) -> Non
     typing reach the customer; our own echo is ignored; the customer's read receipt
     reaches the agent."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        assert (await env.fb.user_says("psid-1", "hello page")).status_code == 200
+        assert (await env.fake.user_says("psid-1", "hello page")).status_code == 200
         conversation_id = await accepted(alice)
-        image = env.fb.user_message("psid-1", None, attachments=[
+        image = env.fake.user_message("psid-1", None, attachments=[
             {"type": "image", "payload": {"url": "https://cdn.example.com/cat.png"}}])
-        quick = env.fb.user_message("psid-1", "Yes", quick_reply={"payload": "YES"})
-        echo = env.fb.event(env.fb.page_id, message={"mid": "m_echo", "text": "ours",
+        quick = env.fake.user_message("psid-1", "Yes", quick_reply={"payload": "YES"})
+        echo = env.fake.event(env.fake.page_id, message={"mid": "m_echo", "text": "ours",
                                                      "is_echo": True})
-        assert (await env.fb.post(env.fb.body(image, quick, echo))).status_code == 200
+        assert (await env.fake.post(env.fake.body(image, quick, echo))).status_code == 200
         await eventually(lambda: len(received(alice, conversation_id)) == 3, timeout=10)
         got = received(alice, conversation_id)
         assert got[0]["text"] == "hello page"
@@ -101,11 +65,11 @@ async def test_round_trip_with_typing_attachments_and_postbacks(env: Env) -> Non
                                                           "typing": True})
         assert typing["type"] == "ack", typing
         await answer(alice, conversation_id, "Hi, Alice here")
-        await eventually(lambda: env.fb.texts("psid-1") == ["Hi, Alice here"], timeout=10)
-        assert env.fb.actions("psid-1") == ["typing_on"]
-        assert env.fb.sent[-1]["messaging_type"] == "RESPONSE"
-        read = env.fb.event("psid-1", read={"watermark": env.fb.now_ms})
-        assert (await env.fb.post(env.fb.body(read))).status_code == 200
+        await eventually(lambda: env.fake.texts("psid-1") == ["Hi, Alice here"], timeout=10)
+        assert env.fake.actions("psid-1") == ["typing_on"]
+        assert env.fake.sent[-1]["messaging_type"] == "RESPONSE"
+        read = env.fake.event("psid-1", read={"watermark": env.fake.now_ms})
+        assert (await env.fake.post(env.fake.body(read))).status_code == 200
         receipt = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_READ",
                                        timeout=10)
         assert receipt["data"]["subscriber"] is True
@@ -115,23 +79,23 @@ async def test_round_trip_with_typing_attachments_and_postbacks(env: Env) -> Non
 async def test_forged_and_replayed_webhooks_change_nothing(env: Env) -> None:
     """A wrong secret, a missing header or a re-serialised body is 401 and starts
     nothing; the same signed delivery twice is applied once."""
-    body = env.fb.body(env.fb.user_message("psid-2", "héllo"))
-    forged = await env.fb.post(body, signature="sha256=" + "0" * 64)
+    body = env.fake.body(env.fake.user_message("psid-2", "héllo"))
+    forged = await env.fake.post(body, signature="sha256=" + "0" * 64)
     assert forged.status_code == 401
     # the same JSON re-serialised (other spacing, unescaped unicode) under the signature
     # of the original bytes: refused
     reserialised = json.dumps(json.loads(body), ensure_ascii=False,
                               separators=(",", ":")).encode()
     altered = await env.http.post("/events/messenger", content=reserialised, headers={
-        "X-Hub-Signature-256": sign(body, env.fb.app_secret),
+        "X-Hub-Signature-256": sign(body, env.fake.app_secret),
         "Content-Type": "application/json"})
     assert altered.status_code == 401
     unsigned = await env.http.post("/events/messenger", content=body,
                                    headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 401
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        first = await env.fb.post(body)
-        again = await env.fb.post(body)
+        first = await env.fake.post(body)
+        again = await env.fake.post(body)
         assert (first.status_code, again.status_code) == (200, 200)
         assert again.json()["stored"] == 0
         conversation_id = await accepted(alice)
@@ -145,18 +109,18 @@ async def test_rate_limit_and_outage_are_retried_in_order(env: Env) -> None:
     breaker and its half-open trials, without using up the answers' attempts: every
     answer arrives once, in order; past 24 h the answer goes with the HUMAN_AGENT tag."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        await env.fb.user_says("psid-3", "help")
+        await env.fake.user_says("psid-3", "help")
         conversation_id = await accepted(alice)
-        env.fb.fail_next("rate_limit", 2)
-        env.fb.fail_next("outage", 4)  # 6 in a row: the breaker opens (at 5)
+        env.fake.fail_next("rate_limit", 2)
+        env.fake.fail_next("outage", 4)  # 6 in a row: the breaker opens (at 5)
         for n in range(3):
             await answer(alice, conversation_id, f"answer {n}")
-        await eventually(lambda: len(env.fb.texts("psid-3")) == 3, timeout=20)
-        assert env.fb.texts("psid-3") == ["answer 0", "answer 1", "answer 2"]
-        env.fb.now_ms += DAY_MS + 1
+        await eventually(lambda: len(env.fake.texts("psid-3")) == 3, timeout=20)
+        assert env.fake.texts("psid-3") == ["answer 0", "answer 1", "answer 2"]
+        env.fake.now_ms += DAY_MS + 1
         await answer(alice, conversation_id, "a day later")
-        await eventually(lambda: len(env.fb.texts("psid-3")) == 4, timeout=10)
-        assert (env.fb.sent[-1]["messaging_type"], env.fb.sent[-1]["tag"]) == (
+        await eventually(lambda: len(env.fake.texts("psid-3")) == 4, timeout=10)
+        assert (env.fake.sent[-1]["messaging_type"], env.fake.sent[-1]["tag"]) == (
             "MESSAGE_TAG", "HUMAN_AGENT")
 
 
@@ -165,7 +129,7 @@ async def test_spam_threshold_drops_and_counts(env: Env) -> None:
     in /metrics; another sender is unaffected."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
         for n in range(SPAM_THRESHOLD + 3):
-            assert (await env.fb.user_says("psid-spam", f"spam {n}")).status_code == 200
+            assert (await env.fake.user_says("psid-spam", f"spam {n}")).status_code == 200
         conversation_id = await accepted(alice)
         await eventually(lambda: len(seen(alice, conversation_id)) == SPAM_THRESHOLD,
                          timeout=10)

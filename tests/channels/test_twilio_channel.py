@@ -6,71 +6,35 @@ WhatsApp's 24 h window told to the agent, and the spam threshold."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
-from channel_env import JWT_SECRET, accepted, answer, received, seen
-from fakes.bot import open_fake_bot
+from channel_env import ChannelEnv, accepted, answer, channel_env, received, seen
 from fakes.twilio import FakeTwilio, open_fake_twilio
 from support.agent_client import agent_connection
-from support.lcx_process import LcxProcess, basic_config
 from support.waiting import eventually
-
-from lcx.auth import mint_token
 
 SPAM_THRESHOLD = 4
 CUSTOMER = "+14155550100"
 
 
-@dataclass
-class Env:
-    lcx: LcxProcess
-    twilio: FakeTwilio
-    http: httpx.AsyncClient
-
-    def agent(self) -> str:
-        return mint_token(JWT_SECRET, sub="alice", org="o1", scopes="agent", groups=["g1"],
-                          name="Alice")
+Env = ChannelEnv[FakeTwilio]
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with open_fake_bot("bot-secret") as bot, open_fake_twilio() as twilio:
-        config = basic_config(tmp_path, extra=f"""
-[auth]
-jwt_secret = "{JWT_SECRET}"
-
-[delivery]
-initial_backoff_ms = 50
-max_backoff_ms = 400
-
-[[tenants]]
-id = "s1"
-organization_id = "o1"
-channel = "twilio"
-default_user_group = "g1"
-bot_events_url = "{bot.url}"
-webhook_secret = "bot-secret"
-{twilio.config()}spam_threshold = {SPAM_THRESHOLD}
-""")
-        lcx = LcxProcess(tmp_path, config)
-        await trio.to_thread.run_sync(lcx.start)
-        twilio.webhook_url = f"{lcx.url}/events/twilio"
-        try:
-            async with httpx.AsyncClient(base_url=lcx.url, timeout=10) as http:
-                yield Env(lcx, twilio, http)
-        finally:
-            await trio.to_thread.run_sync(lcx.kill)
+    async with open_fake_twilio() as fake, channel_env(
+            tmp_path, fake, tenant="s1", channel="twilio",
+            spam_threshold=SPAM_THRESHOLD) as running:
+        yield running
 
 
 async def test_sms_round_trip_with_media(env: Env) -> None:
     """An SMS with a photo reaches the agent; TwiML is answered; the agent's answer with
     an attachment goes back from our number."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        sent = await env.twilio.customer_texts(CUSTOMER, "my order", media=[
+        sent = await env.fake.customer_texts(CUSTOMER, "my order", media=[
             ("https://api.twilio.com/media/ME1", "image/jpeg")])
         assert sent.status_code == 200
         assert sent.headers["content-type"].startswith("text/xml")
@@ -81,22 +45,22 @@ async def test_sms_round_trip_with_media(env: Env) -> None:
         assert (message["type"], message["text"]) == ("file", "my order")
         assert message["attachments"][0]["url"] == "https://api.twilio.com/media/ME1"
         await answer(alice, conversation_id, "On its way")
-        await eventually(lambda: env.twilio.bodies(CUSTOMER) == ["On its way"], timeout=10)
-        assert env.twilio.sent[-1]["From"] == env.twilio.number
+        await eventually(lambda: env.fake.bodies(CUSTOMER) == ["On its way"], timeout=10)
+        assert env.fake.sent[-1]["From"] == env.fake.number
 
 
 async def test_forged_and_replayed_webhooks_change_nothing(env: Env) -> None:
     """A wrong signature or an unknown number is 403 and starts nothing; the same
     MessageSid twice is applied once."""
-    forged = await env.twilio.customer_texts(CUSTOMER, "forged", signature="AAAA")
+    forged = await env.fake.customer_texts(CUSTOMER, "forged", signature="AAAA")
     assert forged.status_code == 403
-    other_url = await env.twilio.customer_texts(CUSTOMER, "elsewhere",
+    other_url = await env.fake.customer_texts(CUSTOMER, "elsewhere",
                                                 url="https://attacker.example/hook")
     assert other_url.status_code == 403
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        sid = env.twilio.sid()
-        first = await env.twilio.customer_texts(CUSTOMER, "once", sid=sid)
-        again = await env.twilio.customer_texts(CUSTOMER, "once", sid=sid)
+        sid = env.fake.sid()
+        first = await env.fake.customer_texts(CUSTOMER, "once", sid=sid)
+        again = await env.fake.customer_texts(CUSTOMER, "once", sid=sid)
         assert (first.status_code, again.status_code) == (200, 200)
         conversation_id = await accepted(alice)
         await eventually(lambda: seen(alice, conversation_id), timeout=10)
@@ -107,45 +71,45 @@ async def test_forged_and_replayed_webhooks_change_nothing(env: Env) -> None:
 async def test_429_and_outage_are_retried_in_order(env: Env) -> None:
     """429 (code 20429, Retry-After) then 500s: every answer once, in order."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        await env.twilio.customer_texts(CUSTOMER, "hello")
+        await env.fake.customer_texts(CUSTOMER, "hello")
         conversation_id = await accepted(alice)
-        env.twilio.fail_next(429)
-        env.twilio.fail_next(500, times=2)
+        env.fake.fail_next(429)
+        env.fake.fail_next(500, times=2)
         for n in range(3):
             await answer(alice, conversation_id, f"answer {n}")
-        await eventually(lambda: len(env.twilio.bodies(CUSTOMER)) == 3, timeout=20)
-        assert env.twilio.bodies(CUSTOMER) == ["answer 0", "answer 1", "answer 2"]
+        await eventually(lambda: len(env.fake.bodies(CUSTOMER)) == 3, timeout=20)
+        assert env.fake.bodies(CUSTOMER) == ["answer 0", "answer 1", "answer 2"]
 
 
 async def test_whatsapp_outside_its_window_is_told_to_the_agent(env: Env) -> None:
     """WhatsApp messages keep their whatsapp: addresses; error 63016 is not retried and
     the agent is told that a template is needed."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        await env.twilio.customer_texts(CUSTOMER, "hola", whatsapp=True)
+        await env.fake.customer_texts(CUSTOMER, "hola", whatsapp=True)
         conversation_id = await accepted(alice)
         await answer(alice, conversation_id, "Hi there")
-        await eventually(lambda: env.twilio.bodies(f"whatsapp:{CUSTOMER}"), timeout=10)
-        assert env.twilio.sent[-1]["From"] == f"whatsapp:{env.twilio.number}"
-        env.twilio.whatsapp_window_closed.add(f"whatsapp:{CUSTOMER}")
+        await eventually(lambda: env.fake.bodies(f"whatsapp:{CUSTOMER}"), timeout=10)
+        assert env.fake.sent[-1]["From"] == f"whatsapp:{env.fake.number}"
+        env.fake.whatsapp_window_closed.add(f"whatsapp:{CUSTOMER}")
         await answer(alice, conversation_id, "A day later")
         told = await alice.notification("message_undeliverable", timeout=10)
         assert "template" in told["data"]["reason"]
         assert told["data"]["conversationId"] == conversation_id
-        assert env.twilio.bodies(f"whatsapp:{CUSTOMER}") == ["Hi there"]
+        assert env.fake.bodies(f"whatsapp:{CUSTOMER}") == ["Hi there"]
 
 
 async def test_spam_threshold_drops_and_counts(env: Env) -> None:
     """Past the threshold a sender's SMS are dropped and counted."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
         for n in range(SPAM_THRESHOLD + 2):
-            assert (await env.twilio.customer_texts(CUSTOMER, f"spam {n}")).status_code == 200
+            assert (await env.fake.customer_texts(CUSTOMER, f"spam {n}")).status_code == 200
         conversation_id = await accepted(alice)
         await eventually(lambda: len(seen(alice, conversation_id)) == SPAM_THRESHOLD,
                          timeout=10)
         await trio.sleep(0.5)
         assert len(seen(alice, conversation_id)) == SPAM_THRESHOLD
     metrics = (await env.http.get("/metrics")).text
-    account = env.twilio.account_sid
+    account = env.fake.account_sid
     assert f'lcx_edge_spam_dropped_total{{account="twilio:{account}"}} 2.0' in metrics
 
 

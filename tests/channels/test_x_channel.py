@@ -7,64 +7,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
-from channel_env import JWT_SECRET, accepted, answer, received, seen
-from fakes.bot import open_fake_bot
+from channel_env import ChannelEnv, accepted, answer, channel_env, received, seen
 from fakes.x import FakeX, open_fake_x, sign
 from support.agent_client import agent_connection
-from support.lcx_process import LcxProcess, basic_config
 from support.waiting import eventually
-
-from lcx.auth import mint_token
 
 SPAM_THRESHOLD = 4
 GRACE = "7001"
 
 
-@dataclass
-class Env:
-    lcx: LcxProcess
-    x: FakeX
-    http: httpx.AsyncClient
-
-    def agent(self) -> str:
-        return mint_token(JWT_SECRET, sub="alice", org="o1", scopes="agent", groups=["g1"],
-                          name="Alice")
+Env = ChannelEnv[FakeX]
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with open_fake_bot("bot-secret") as bot, open_fake_x() as x:
-        config = basic_config(tmp_path, extra=f"""
-[auth]
-jwt_secret = "{JWT_SECRET}"
-
-[delivery]
-initial_backoff_ms = 50
-max_backoff_ms = 400
-
-[[tenants]]
-id = "x1"
-organization_id = "o1"
-channel = "x"
-default_user_group = "g1"
-bot_events_url = "{bot.url}"
-webhook_secret = "bot-secret"
-{x.config()}spam_threshold = {SPAM_THRESHOLD}
-""")
-        lcx = LcxProcess(tmp_path, config)
-        await trio.to_thread.run_sync(lcx.start)
-        x.webhook_url = f"{lcx.url}/events/x"
-        try:
-            async with httpx.AsyncClient(base_url=lcx.url, timeout=10) as http:
-                yield Env(lcx, x, http)
-        finally:
-            await trio.to_thread.run_sync(lcx.kill)
+    async with open_fake_x() as fake, channel_env(
+            tmp_path, fake, tenant="x1", channel="x",
+            spam_threshold=SPAM_THRESHOLD) as running:
+        yield running
 
 
 async def test_crc_is_answered_quickly(env: Env) -> None:
@@ -74,7 +38,7 @@ async def test_crc_is_answered_quickly(env: Env) -> None:
     assert trio.current_time() - began < 3
     assert answered.status_code == 200
     assert answered.json() == {"response_token": sign(b"challenge-1",
-                                                      env.x.consumer_secret)}
+                                                      env.fake.consumer_secret)}
     assert (await env.http.get("/events/x")).status_code == 400
 
 
@@ -82,32 +46,32 @@ async def test_round_trip_with_typing_and_media(env: Env) -> None:
     """The customer's DM (with a photo) and typing reach the agent; the agent's answer
     goes back as a DM; our own DM echoed by X is ignored."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        body = env.x.activity(env.x.dm(GRACE, "hello", media_url="https://pbs.example/1.jpg"))
-        assert (await env.x.post(body)).status_code == 200
+        body = env.fake.activity(env.fake.dm(GRACE, "hello", media_url="https://pbs.example/1.jpg"))
+        assert (await env.fake.post(body)).status_code == 200
         conversation_id = await accepted(alice)
         await eventually(lambda: received(alice, conversation_id), timeout=10)
         (message,) = received(alice, conversation_id)
         assert (message["type"], message["text"]) == ("file", "hello")
         assert message["attachments"][0]["url"] == "https://pbs.example/1.jpg"
-        await env.x.post(env.x.activity(typing=[GRACE]))
+        await env.fake.post(env.fake.activity(typing=[GRACE]))
         typing = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_TYPING",
                                       timeout=10)
         assert typing["data"] == {"conversationId": conversation_id, "subscriber": True,
                                   "typing": True}
         await answer(alice, conversation_id, "Hi Grace")
-        await eventually(lambda: env.x.texts(GRACE) == ["Hi Grace"], timeout=10)
-        read = json.dumps({"for_user_id": env.x.user_id, "direct_message_mark_read_events": [
+        await eventually(lambda: env.fake.texts(GRACE) == ["Hi Grace"], timeout=10)
+        read = json.dumps({"for_user_id": env.fake.user_id, "direct_message_mark_read_events": [
             {"created_timestamp": "1764633600000", "sender_id": GRACE,
-             "target": {"recipient_id": env.x.user_id},
-             "last_read_event_id": env.x.sent[-1]["id"]}]}).encode()
-        assert (await env.x.post(read)).status_code == 200
+             "target": {"recipient_id": env.fake.user_id},
+             "last_read_event_id": env.fake.sent[-1]["id"]}]}).encode()
+        assert (await env.fake.post(read)).status_code == 200
         receipt = await alice.wait_for(lambda f: f.get("event") == "CONVERSATION_READ",
                                        timeout=10)
         assert receipt["data"]["at"] == "2025-12-02T00:00:00.000Z"
-        echo = env.x.dm(GRACE, "Hi Grace")
-        echo["message_create"]["sender_id"] = env.x.user_id
+        echo = env.fake.dm(GRACE, "Hi Grace")
+        echo["message_create"]["sender_id"] = env.fake.user_id
         echo["message_create"]["target"]["recipient_id"] = GRACE
-        assert (await env.x.post(env.x.activity(echo))).status_code == 200
+        assert (await env.fake.post(env.fake.activity(echo))).status_code == 200
         await trio.sleep(0.5)
         assert [m["author"]["type"] for m in received(alice, conversation_id)] == [
             "subscriber", "agent"]
@@ -115,14 +79,14 @@ async def test_round_trip_with_typing_and_media(env: Env) -> None:
 
 async def test_forged_and_replayed_deliveries_change_nothing(env: Env) -> None:
     """A wrong signature or another account is 401; the same event twice counts once."""
-    body = env.x.activity(env.x.dm(GRACE, "once", event_id="900"))
-    assert (await env.x.post(body, signature="sha256=AAAA")).status_code == 401
-    other = body.replace(f'"for_user_id": "{env.x.user_id}"'.encode(),
+    body = env.fake.activity(env.fake.dm(GRACE, "once", event_id="900"))
+    assert (await env.fake.post(body, signature="sha256=AAAA")).status_code == 401
+    other = body.replace(f'"for_user_id": "{env.fake.user_id}"'.encode(),
                          b'"for_user_id": "666"')
-    assert (await env.x.post(other)).status_code == 401
+    assert (await env.fake.post(other)).status_code == 401
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        assert (await env.x.post(body)).status_code == 200
-        assert (await env.x.post(body)).status_code == 200
+        assert (await env.fake.post(body)).status_code == 200
+        assert (await env.fake.post(body)).status_code == 200
         conversation_id = await accepted(alice)
         await eventually(lambda: seen(alice, conversation_id), timeout=10)
         await trio.sleep(0.5)
@@ -133,35 +97,35 @@ async def test_429_waits_for_the_reset_and_an_outage_recovers(env: Env) -> None:
     """Past the per-user limit X answers 429 with x-rate-limit-reset: the answers wait
     for it; a 503 outage is retried; all arrive once, in order."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        await env.x.customer_says(GRACE, "help")
+        await env.fake.customer_says(GRACE, "help")
         conversation_id = await accepted(alice)
-        env.x.limit = 2
-        env.x.fail_next(503, times=2)
+        env.fake.limit = 2
+        env.fake.fail_next(503, times=2)
         for n in range(4):
             await answer(alice, conversation_id, f"answer {n}")
-        await eventually(lambda: len(env.x.texts(GRACE)) == 4, timeout=30)
-        assert env.x.texts(GRACE) == [f"answer {n}" for n in range(4)]
+        await eventually(lambda: len(env.fake.texts(GRACE)) == 4, timeout=30)
+        assert env.fake.texts(GRACE) == [f"answer {n}" for n in range(4)]
 
 
 async def test_spam_threshold_drops_and_counts(env: Env) -> None:
     async with agent_connection(env.lcx.url, env.agent()) as alice:
         for n in range(SPAM_THRESHOLD + 2):
-            assert (await env.x.customer_says(GRACE, f"spam {n}")).status_code == 200
+            assert (await env.fake.customer_says(GRACE, f"spam {n}")).status_code == 200
         conversation_id = await accepted(alice)
         await eventually(lambda: len(seen(alice, conversation_id)) == SPAM_THRESHOLD,
                          timeout=10)
         await trio.sleep(0.5)
         assert len(seen(alice, conversation_id)) == SPAM_THRESHOLD
     metrics = (await env.http.get("/metrics")).text
-    assert f'lcx_edge_spam_dropped_total{{account="x:{env.x.user_id}"}} 2.0' in metrics
+    assert f'lcx_edge_spam_dropped_total{{account="x:{env.fake.user_id}"}} 2.0' in metrics
 
 
 async def test_typing_before_the_first_dm_holds_nothing_back(env: Env) -> None:
     """The customer typing before any conversation exists is dropped at once: the DM
     that follows reaches the agents without waiting for it."""
     async with agent_connection(env.lcx.url, env.agent()) as alice:
-        assert (await env.x.post(env.x.activity(typing=[GRACE]))).status_code == 200
-        assert (await env.x.customer_says(GRACE, "first words")).status_code == 200
+        assert (await env.fake.post(env.fake.activity(typing=[GRACE]))).status_code == 200
+        assert (await env.fake.customer_says(GRACE, "first words")).status_code == 200
         with trio.fail_after(5):  # well before the inbox would give up on the typing
             conversation_id = await accepted(alice)
             await eventually(lambda: seen(alice, conversation_id) == ["first words"],
