@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -81,6 +82,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _base_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) base URL, got {text!r}")
+    return text.rstrip("/")
+
+
 def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser(
         "token", help="print a token signed with the configured secret (development, tests)",
@@ -104,6 +112,9 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     token.add_argument("--console", action="store_true",
                        help="print the agent console's sign-in URL (server.public_url + "
                             "/console/?token=...) instead of the bare token")
+    token.add_argument("--url", type=_base_url, default=None,
+                       help="with --console: the server's base URL, e.g. the one "
+                            "`lcx serve --port 0` printed (default: server.public_url)")
 
 
 def load(config: str | None) -> Settings:
@@ -192,7 +203,11 @@ def token_command(args: argparse.Namespace) -> int:
     token = mint_token(secret, sub=args.sub, org=args.org or None, scopes=scopes,
                        groups=args.groups, tenants=args.tenants, name=args.name,
                        ttl_seconds=args.ttl, issuer=auth.issuer, audience=auth.audience)
-    print(console_url(settings.server.public_url, token) if args.console else token)
+    if args.console:
+        print(console_url(args.url or _with_port(settings, settings.server.port)
+                          .server.public_url, token))
+    else:
+        print(token)
     return 0
 
 

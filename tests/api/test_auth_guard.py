@@ -182,3 +182,21 @@ def test_cli_token_config_error_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "auth.jwt_secrett" in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.slow
+def test_cli_token_console_url_follows_the_port_or_the_given_url(tmp_path: Path) -> None:
+    """`lcx token --console` signs in at the configured port when public_url is left at its
+    default, and at `--url` when given (a server started with `--port 0`); a bad `--url`
+    is a usage error."""
+    (tmp_path / "lcx.toml").write_text(f'[auth]\njwt_secret = "{SECRET}"\n'
+                                       '[server]\nport = 9123\n')
+    common = ("--config", "lcx.toml", "--scope", "agent", "--org", "o1", "--sub", "a",
+              "--console")
+    by_port = run_token(tmp_path, *common)
+    given = run_token(tmp_path, *common, "--url", "http://127.0.0.1:41234/")
+    refused = run_token(tmp_path, *common, "--url", "localhost:41234")
+    assert by_port.stdout.startswith("http://127.0.0.1:9123/console/?token=ey"), by_port
+    assert given.stdout.startswith("http://127.0.0.1:41234/console/?token=ey"), given
+    assert refused.returncode == 2
+    assert "expected an http(s) base URL" in refused.stderr
