@@ -9,9 +9,19 @@ uses at most A's slots and never delays tenant B.
 
 ::
 
+    wake(c) --lane heads of c--+
+                               v
     scheduler  --scan (due_lanes)-->  lane task --POST--> bot
-       ^  wake() / lane exit / timer      |  2xx: next event     5xx...: park (retry later)
-       +----------------------------------+  4xx or out of attempts: dead, next event
+       ^  lane exit / timer                |  2xx: next event     5xx...: park (retry later)
+       +-----------------------------------+  4xx or out of attempts: dead, next event
+
+``wake(conversation_id)``, called after each commit that enqueued events, starts that
+conversation's lanes from their heads (one indexed lookup per lane, all hinted
+conversations in one read), so the hot path never scans the outbox; a lane already
+delivering looks once more before it ends. The full scan (:func:`due_lanes`) runs every
+``scan_interval``, when a parked lane is due, and when a lane frees a slot that others
+waited for: it finds everything the hints did not (a restart, replays, other instances'
+leftovers).
 
 Nothing lives only in memory: the outbox row is the state (attempts, ``next_attempt_at``,
 status). A lane whose head waits for a retry is *parked*: its task ends and the scheduler
@@ -51,6 +61,7 @@ from lcx.store.outbox import (
     Lane,
     OutboxRow,
     due_lanes,
+    lane_heads,
     mark_dead,
     mark_delivered,
     mark_retry,
@@ -159,20 +170,34 @@ class DeliveryService:
         self._counters = _Counters()
         self._active: dict[tuple[str, str], str] = {}
         self._per_tenant: Counter[str] = Counter()
+        self._targets = (TARGET_BOT, TARGET_FLOW, *self._senders)
+        """Every target a conversation can have a lane to (those ``wake`` looks at)."""
         self._kick = trio.Event()
+        self._hinted: set[str] = set()
+        """Conversations woken since the scheduler last looked."""
         self._recheck: set[tuple[str, str]] = set()
         self._rescan = False
+        """A scan is wanted as soon as a lane ends (a lane parked, or lanes were left out
+        for want of room)."""
+        self._scan_now = True
+        self._scan_at = 0.0
+        """``trio.current_time()`` of the next full scan."""
         self._lane_exited = trio.Event()
         self._stop = trio.Event()
         self._stopping = False
 
     def wake(self, conversation_id: str | None = None) -> None:
-        """Hint that events were committed (for ``conversation_id``): scan now.
+        """Hint that events were committed for ``conversation_id`` (``None``: somewhere):
+        start its lanes now (scan the whole outbox now).
 
-        Never blocks and never raises; calls coalesce into one scan. Call it from the Trio
+        Never blocks and never raises; calls coalesce into one read. Call it from the Trio
         thread, after the transaction that enqueued the events committed. Events are found
         by the periodic scan anyway; this only removes the wait.
         """
+        if conversation_id is None:
+            self._scan_now = True
+        else:
+            self._hinted.add(conversation_id)
         self._kick.set()
 
     def statistics(self) -> DeliveryStatistics:
@@ -196,7 +221,8 @@ class DeliveryService:
         and propagate (the supervisor restarts the service, which resumes from the store).
         """
         self._stop, self._stopping = trio.Event(), False
-        self._kick.set()  # first scan at once
+        self._scan_now = True  # first scan at once
+        self._kick.set()
         async with self._client_context() as client:
             self._client = client
             async with trio.open_nursery() as nursery:
@@ -220,24 +246,50 @@ class DeliveryService:
     # --- scheduling ---------------------------------------------------------------------
 
     async def _schedule(self, nursery: trio.Nursery) -> None:
-        next_due: float | None = None
         while not self._stopping:
-            await self._wait_for_work(next_due)
+            await self._wait_for_work()
             if self._stopping:
                 return
             try:
-                next_due = await self._scan(nursery)
+                if self._hinted:
+                    await self._start_hinted(nursery)
+                if self._scan_now or trio.current_time() >= self._scan_at:
+                    self._scan_now = False
+                    next_due = await self._scan(nursery)
+                    pause = self._limits.scan_interval
+                    if next_due is not None:
+                        pause = min(pause, max(0.0, next_due))
+                    self._scan_at = trio.current_time() + pause
             except StoreError:
                 log.warning("delivery scan failed; retrying", exc_info=True)
-                next_due = None
+                self._scan_at = trio.current_time() + self._limits.scan_interval
 
-    async def _wait_for_work(self, next_due: float | None) -> None:
-        timeout = self._limits.scan_interval
-        if next_due is not None:
-            timeout = min(timeout, max(0.0, next_due))
-        with trio.move_on_after(timeout):
+    async def _wait_for_work(self) -> None:
+        with trio.move_on_at(self._scan_at):
             await self._kick.wait()
         self._kick = trio.Event()
+
+    async def _start_hinted(self, nursery: trio.Nursery) -> None:
+        """Start the lanes of the woken conversations from their heads, read at once."""
+        wanted: list[tuple[str, str]] = []
+        for conversation_id in self._hinted:
+            if self._owns is not None and not self._owns(conversation_id):
+                continue
+            for target in self._targets:
+                key = (conversation_id, target)
+                if key in self._active:
+                    self._recheck.add(key)  # the lane looks again before it ends
+                else:
+                    wanted.append(key)
+        self._hinted.clear()
+        if not wanted:
+            return
+        heads = await self._store.read(partial(lane_heads, lanes=wanted))
+        now = iso(self._now())
+        for head in heads:
+            if head.next_attempt_at <= now:  # else parked: the scan's timer knows it
+                self._start_lane(nursery, Lane(head.conversation_id, head.target,
+                                               head.tenant_id), head)
 
     async def _scan(self, nursery: trio.Nursery) -> float | None:
         """Start the due lanes there is room for; seconds until the next parked one is due."""
@@ -259,7 +311,9 @@ class DeliveryService:
             self._start_lane(nursery, lane)
         return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
 
-    def _start_lane(self, nursery: trio.Nursery, lane: Lane) -> None:
+    def _start_lane(self, nursery: trio.Nursery, lane: Lane, head: OutboxRow | None = None
+                    ) -> None:
+        """Start delivering ``lane`` (from ``head``, its first pending row, if read)."""
         key = (lane.conversation_id, lane.target)
         if self._owns is not None and not self._owns(lane.conversation_id):
             return
@@ -272,7 +326,7 @@ class DeliveryService:
             return
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
-        nursery.start_soon(self._run_lane, lane)
+        nursery.start_soon(self._run_lane, lane, head)
 
     def _release(self, lane: Lane) -> None:
         key = (lane.conversation_id, lane.target)
@@ -281,24 +335,35 @@ class DeliveryService:
         if not self._per_tenant[lane.tenant_id]:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
-        # scan again only if a scan found this lane due while it ran, left lanes out for
-        # want of room, or a lane parked (its retry time must join the scheduler's timer);
-        # otherwise the next wake() or the periodic scan looks
-        if key in self._recheck or self._rescan:
+        # look again only if this lane was found due or woken while it ran (it may have
+        # ended before it saw why), or scan if lanes were left out for want of room or a
+        # lane parked (its retry time must join the scheduler's timer); otherwise the next
+        # wake() or the periodic scan looks
+        if key in self._recheck:
             self._recheck.discard(key)
+            self._hinted.add(lane.conversation_id)
+            self._kick.set()
+        if self._rescan:
             self._rescan = False
+            self._scan_now = True
             self._kick.set()
 
     # --- one lane -----------------------------------------------------------------------
 
-    async def _run_lane(self, lane: Lane) -> None:
-        """Deliver the lane's due events in order until it is empty, parked or stopping."""
+    async def _run_lane(self, lane: Lane, head: OutboxRow | None) -> None:
+        """Deliver the lane's due events in order, from ``head`` (read if ``None``), until
+        it is empty, parked or stopping."""
+        key = (lane.conversation_id, lane.target)
+        read_next = partial(next_in_lane, conversation_id=lane.conversation_id,
+                            target=lane.target)
         with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
             try:
-                row = await self._store.read(
-                    partial(next_in_lane, conversation_id=lane.conversation_id,
-                            target=lane.target))
+                row = head if head is not None else await self._store.read(read_next)
                 while not self._stopping:
+                    if row is None and key in self._recheck:
+                        # woken after the read that found the lane empty: look once more
+                        self._recheck.discard(key)
+                        row = await self._store.read(read_next)
                     if row is None or row.next_attempt_at > iso(self._now()):
                         return
                     outcome = await self._attempt(row)

@@ -152,6 +152,13 @@ def next_in_lane(tx: Tx, conversation_id: str, target: str) -> OutboxRow | None:
     return None if row is None else OutboxRow.from_row(row)
 
 
+def lane_heads(tx: Tx, lanes: Sequence[tuple[str, str]]) -> list[OutboxRow]:
+    """The first pending event (:func:`next_in_lane`) of each ``(conversation_id, target)``
+    lane that has one: one indexed lookup per lane, however long the lane's history."""
+    heads = (next_in_lane(tx, conversation_id, target) for conversation_id, target in lanes)
+    return [head for head in heads if head is not None]
+
+
 def mark_delivered(tx: Tx, event_id: str, attempts: int, delivered_at: str) -> bool:
     """Record a 2xx. Idempotent; False when the event is no longer pending (replayed or
     dropped meanwhile), in which case nothing changes."""

@@ -287,6 +287,40 @@ async def test_wake_delivers_without_waiting_for_the_scan(store: Store, bot: Fak
         await bot.wait_for(1, timeout=0.5)
 
 
+async def test_wake_starts_only_the_woken_conversation(store: Store, bot: FakeBot) -> None:
+    """wake(c) reads c's lanes, not the whole outbox: another conversation's events wait
+    for the periodic scan."""
+    limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        woken, other = await add(store, [outbox_event("c1", 1), outbox_event("c2", 1)])
+        service.wake("c1")
+        await bot.wait_for(1, timeout=0.5)
+        await trio.sleep(0.1)
+        assert bot.ids() == [woken.id]
+        service.wake()  # no conversation: scan everything
+        await bot.wait_for(2, timeout=0.5)
+    assert bot.ids() == [woken.id, other.id]
+
+
+async def test_an_event_woken_during_the_lanes_last_post_follows_it(store: Store,
+                                                                   bot: FakeBot) -> None:
+    """An event committed while its lane delivers the one before is delivered right after
+    it, by the same lane, without waiting for the scan."""
+    limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
+    first = outbox_event("c1", 1)
+    bot.script(Reply(delay=0.2), event_id=first.id)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        await add(store, [first])
+        service.wake("c1")
+        await trio.sleep(0.1)  # the first POST is in flight
+        (second,) = await add(store, [outbox_event("c1", 2)])
+        service.wake("c1")
+        await bot.wait_for(2, timeout=0.6)
+    assert bot.ids() == [first.id, second.id]
+
+
 async def test_stop_finishes_the_post_in_flight_and_records_it(store: Store,
                                                                bot: FakeBot) -> None:
     """A POST in flight at stop completes and is recorded; the next event is not started."""

@@ -18,6 +18,7 @@ from lcx.store.outbox import (
     drop_dead,
     due_lanes,
     enqueue,
+    lane_heads,
     list_dead,
     mark_dead,
     mark_delivered,
@@ -63,6 +64,22 @@ async def test_due_lanes_lists_each_lane_whose_head_is_due(store: Store) -> None
     assert lanes[-1] == Lane("c2", "bot", "t1")
     assert set(lanes) == {Lane("c1", "bot", "t1"), Lane("c1", "flow", "t1"),
                           Lane("c2", "bot", "t1")}
+
+
+async def test_lane_heads_gives_the_first_pending_event_of_each_lane(store: Store) -> None:
+    """Delivered and dead events are passed over; a lane with nothing pending is left out."""
+    done, dead_one, head, _ = await add(store, *(outbox_event("c1", n) for n in (1, 2, 3, 4)))
+    flow = outbox_event("c1", 1, target=TARGET_FLOW, url="http://x/flow")
+    await add(store, flow, outbox_event("c2", 1))
+
+    def settle(tx: Tx) -> None:
+        mark_delivered(tx, done.id, 1, NOW)
+        mark_dead(tx, dead_one.id, 1, "HTTP 400")
+
+    await run(store, settle)
+    heads = await run(store, lambda tx: lane_heads(
+        tx, [("c1", "bot"), ("c1", "flow"), ("c3", "bot"), ("c2", "flow")]))
+    assert [(h.id, h.event_no) for h in heads] == [(head.id, 3), (flow.id, 1)]
 
 
 async def test_a_lane_whose_head_is_parked_is_not_due(store: Store) -> None:
