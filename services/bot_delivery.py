@@ -16,20 +16,28 @@ uses at most A's slots and never delays tenant B.
        +-----------------------------------+  4xx or out of attempts: dead, next event
 
 ``wake(conversation_id)``, called after each commit that enqueued events, starts that
-conversation's lanes from their heads (one indexed lookup per lane, all hinted
-conversations in one read), so the hot path never scans the outbox; a lane already
+conversation's lanes from their first pending events (one indexed lookup per lane, all
+hinted conversations in one read), so the hot path never scans the outbox; a lane already
 delivering looks once more before it ends. The full scan (:func:`due_lanes`) runs every
 ``scan_interval``, when a parked lane is due, and when a lane frees a slot that others
 waited for: it finds everything the hints did not (a restart, replays, other instances'
 leftovers).
 
-Nothing lives only in memory: the outbox row is the state (attempts, ``next_attempt_at``,
-status). A lane whose head waits for a retry is *parked*: its task ends and the scheduler
-starts it again when the head is due (it sleeps until the earliest ``next_attempt_at``, at
-most ``scan_interval``). After a crash a new service picks everything up from the store.
-A POST that completes is always recorded (the store write is shielded from cancellation);
-one cancelled mid-flight is simply attempted again later (the bot dedupes by
-``Idempotency-Key``).
+A lane reads up to :data:`LANE_READ` events at a time and delivers them from memory; the
+store stays the state. 2xx answers are recorded in batches by one marker task (one
+transaction for every answer that came in while the previous one committed): a lane does
+not wait for its event's mark before it POSTs the next one, and it remembers, until the
+mark commits, how far it got (``_unmarked``), so that it never reads a delivered event
+back. Failures (retry, dead letter) are recorded at once, before the lane goes on.
+
+The outbox row is the state (attempts, ``next_attempt_at``, status); memory only holds
+what is being delivered. A lane whose head waits for a retry is *parked*: its task ends
+and the scheduler starts it again when the head is due (it sleeps until the earliest
+``next_attempt_at``, at most ``scan_interval``). After a crash a new service picks
+everything up from the store: an event whose 2xx was not recorded yet (a batch not yet
+committed) is delivered again, with the same ``Idempotency-Key`` and in order, which
+at-least-once allows. Stopping records every answer received (shielded from
+cancellation); a POST cancelled mid-flight is simply attempted again later.
 
 In a cluster every instance runs a delivery service, and each delivers only the lanes of
 the conversations it owns (``owns``), so a lane has one deliverer and keeps its order;
@@ -39,7 +47,7 @@ when ownership moves, the new owner picks the lane up from the store.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -59,17 +67,18 @@ from lcx.store.outbox import (
     TARGET_BOT,
     TARGET_FLOW,
     Lane,
+    LanePosition,
     OutboxRow,
     due_lanes,
-    lane_heads,
+    mark_all_delivered,
     mark_dead,
-    mark_delivered,
     mark_retry,
     next_due_at,
-    next_in_lane,
+    pending_in_lanes,
 )
 
-__all__ = ["BotOpener", "DeliveryLimits", "DeliveryService", "DeliveryStatistics"]
+__all__ = ["LANE_READ", "BotOpener", "DeliveryLimits", "DeliveryService",
+           "DeliveryStatistics"]
 
 log = logging.getLogger("lcx.delivery")
 
@@ -78,6 +87,10 @@ BotOpener = Callable[[], AbstractAsyncContextManager[BotClient]]
 
 
 _CLUSTER_SCAN_FACTOR = 8
+LANE_READ = 16
+"""Pending events a lane reads at a time (then delivers from memory)."""
+_MARK_RETRY_SECONDS = 1.0
+"""Pause before the marker tries a batch again after a store failure."""
 
 Sender = Callable[[OutboxRow], Awaitable[Outcome]]
 """Carries out one outbox row of a non-HTTP target; never raises for the edge's failures."""
@@ -126,6 +139,17 @@ class _Counters:
     dead: int = 0
     rejected_auth: int = 0
     in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A 2xx answer not recorded yet."""
+
+    lane: tuple[str, str]
+    event_no: int
+    event_id: str
+    attempts: int
+    delivered_at: str
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,12 @@ class DeliveryService:
         self._scan_now = True
         self._scan_at = 0.0
         """``trio.current_time()`` of the next full scan."""
+        self._marks: list[_Mark] = []
+        """2xx answers waiting for the marker."""
+        self._marks_waiting = trio.Event()
+        self._unmarked: dict[tuple[str, str], int] = {}
+        """Per lane, the last event delivered whose mark is not committed yet: reads of
+        the lane start after it."""
         self._lane_exited = trio.Event()
         self._stop = trio.Event()
         self._stopping = False
@@ -223,15 +253,21 @@ class DeliveryService:
         self._stop, self._stopping = trio.Event(), False
         self._scan_now = True  # first scan at once
         self._kick.set()
+        self._marks, self._unmarked = [], {}  # what a previous run did not record is redone
         async with self._client_context() as client:
             self._client = client
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._schedule, nursery)
-                task_status.started()
-                await self._stop.wait()
-                with trio.move_on_after(self._limits.stop_grace):
-                    await self._lanes_finished()
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._schedule, nursery)
+                    nursery.start_soon(self._mark_delivered)
+                    task_status.started()
+                    await self._stop.wait()
+                    with trio.move_on_after(self._limits.stop_grace):
+                        await self._lanes_finished()
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._record_marks()
 
     def _client_context(self) -> AbstractAsyncContextManager[BotClient]:
         if self._given_client is not None:
@@ -270,8 +306,9 @@ class DeliveryService:
         self._kick = trio.Event()
 
     async def _start_hinted(self, nursery: trio.Nursery) -> None:
-        """Start the lanes of the woken conversations from their heads, read at once."""
-        wanted: list[tuple[str, str]] = []
+        """Start the lanes of the woken conversations with their pending events, read at
+        once."""
+        wanted: list[LanePosition] = []
         for conversation_id in self._hinted:
             if self._owns is not None and not self._owns(conversation_id):
                 continue
@@ -280,16 +317,25 @@ class DeliveryService:
                 if key in self._active:
                     self._recheck.add(key)  # the lane looks again before it ends
                 else:
-                    wanted.append(key)
+                    wanted.append(self._position(key))
         self._hinted.clear()
         if not wanted:
             return
-        heads = await self._store.read(partial(lane_heads, lanes=wanted))
+        found = await self._store.read(partial(pending_in_lanes, lanes=wanted,
+                                               per_lane=LANE_READ))
         now = iso(self._now())
-        for head in heads:
+        by_lane: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in found:
+            by_lane.setdefault((row.conversation_id, row.target), []).append(row)
+        for rows in by_lane.values():
+            head = rows[0]
             if head.next_attempt_at <= now:  # else parked: the scan's timer knows it
                 self._start_lane(nursery, Lane(head.conversation_id, head.target,
-                                               head.tenant_id), head)
+                                               head.tenant_id), rows)
+
+    def _position(self, key: tuple[str, str]) -> LanePosition:
+        """Where reads of lane ``key`` start: after its last delivered, unrecorded event."""
+        return LanePosition(*key, self._unmarked.get(key, -1))
 
     async def _scan(self, nursery: trio.Nursery) -> float | None:
         """Start the due lanes there is room for; seconds until the next parked one is due."""
@@ -311,9 +357,9 @@ class DeliveryService:
             self._start_lane(nursery, lane)
         return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
 
-    def _start_lane(self, nursery: trio.Nursery, lane: Lane, head: OutboxRow | None = None
-                    ) -> None:
-        """Start delivering ``lane`` (from ``head``, its first pending row, if read)."""
+    def _start_lane(self, nursery: trio.Nursery, lane: Lane,
+                    rows: list[OutboxRow] | None = None) -> None:
+        """Start delivering ``lane`` (from ``rows``, its first pending events, if read)."""
         key = (lane.conversation_id, lane.target)
         if self._owns is not None and not self._owns(lane.conversation_id):
             return
@@ -326,7 +372,7 @@ class DeliveryService:
             return
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
-        nursery.start_soon(self._run_lane, lane, head)
+        nursery.start_soon(self._run_lane, lane, rows)
 
     def _release(self, lane: Lane) -> None:
         key = (lane.conversation_id, lane.target)
@@ -350,32 +396,42 @@ class DeliveryService:
 
     # --- one lane -----------------------------------------------------------------------
 
-    async def _run_lane(self, lane: Lane, head: OutboxRow | None) -> None:
-        """Deliver the lane's due events in order, from ``head`` (read if ``None``), until
+    async def _run_lane(self, lane: Lane, rows: list[OutboxRow] | None) -> None:
+        """Deliver the lane's due events in order, from ``rows`` (read if ``None``), until
         it is empty, parked or stopping."""
         key = (lane.conversation_id, lane.target)
-        read_next = partial(next_in_lane, conversation_id=lane.conversation_id,
-                            target=lane.target)
         with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
             try:
-                row = head if head is not None else await self._store.read(read_next)
+                queued = deque(rows if rows is not None else await self._read_lane(key))
+                # a full read may have left events behind: read on when it runs out
+                more = len(queued) >= LANE_READ
                 while not self._stopping:
-                    if row is None and key in self._recheck:
-                        # woken after the read that found the lane empty: look once more
+                    if not queued:
+                        if not more and key not in self._recheck:
+                            return
+                        # woken (or a full read) since the last read: look once more
                         self._recheck.discard(key)
-                        row = await self._store.read(read_next)
-                    if row is None or row.next_attempt_at > iso(self._now()):
+                        queued.extend(await self._read_lane(key))
+                        more = len(queued) >= LANE_READ
+                        if not queued:
+                            continue
+                    row = queued[0]
+                    if row.next_attempt_at > iso(self._now()):
                         return
                     outcome = await self._attempt(row)
                     with trio.CancelScope(shield=True):
-                        go_on, row = await self._record(row, outcome)
-                        if not go_on:
+                        if not await self._record(row, outcome):
                             return
+                    queued.popleft()
             except StoreError:
                 log.warning("delivery lane failed on the store; retrying later",
                             exc_info=True)
             finally:
                 self._release(lane)
+
+    async def _read_lane(self, key: tuple[str, str]) -> list[OutboxRow]:
+        return await self._store.read(partial(pending_in_lanes, lanes=[self._position(key)],
+                                              per_lane=LANE_READ))
 
     async def _attempt(self, row: OutboxRow) -> Outcome:
         sender = self._senders.get(row.target)
@@ -413,31 +469,56 @@ class DeliveryService:
             return _Target(row.url, tenant.webhook_secret, tenant.event_publisher_token)
         return Reject(f"unknown delivery target {row.target!r}")
 
-    async def _record(self, row: OutboxRow, outcome: Outcome
-                      ) -> tuple[bool, OutboxRow | None]:
-        """Store the outcome of one attempt: whether the lane may go on, and (read in the
-        same transaction) its next pending event."""
+    async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
+        """Record the outcome of one attempt (a 2xx: hand it to the marker); whether the
+        lane may go on with its next event."""
         not_attempted = isinstance(outcome, Retry) and not outcome.attempted
         attempts = row.attempts + (0 if not_attempted else 1)
         if isinstance(outcome, Delivered):
-            delivered_at = iso(self._now())
-
-            def delivered(tx: Tx) -> OutboxRow | None:
-                mark_delivered(tx, event_id=row.id, attempts=attempts,
-                               delivered_at=delivered_at)
-                return next_in_lane(tx, row.conversation_id, row.target)
-
-            following = await self._store.transaction(delivered)
+            key = (row.conversation_id, row.target)
+            self._marks.append(_Mark(key, row.event_no, row.id, attempts,
+                                     iso(self._now())))
+            self._unmarked[key] = row.event_no
+            self._marks_waiting.set()
             self._counters.delivered += 1
-            return True, following
+            return True
         if isinstance(outcome, Reject):
             self._counters.rejected_auth += outcome.auth
-            return True, await self._bury(row, attempts, outcome.reason)
+            await self._bury(row, attempts, outcome.reason)
+            return True
         if attempts >= self._config.max_attempts and not not_attempted:
-            return True, await self._bury(
-                row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
+            await self._bury(row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
+            return True
         await self._park(row, attempts, outcome)
-        return False, None
+        return False
+
+    async def _mark_delivered(self) -> None:
+        """The marker: record the 2xx answers, all those waiting in one transaction."""
+        while True:
+            await self._marks_waiting.wait()
+            self._marks_waiting = trio.Event()
+            with trio.CancelScope(shield=True):
+                recorded = await self._record_marks()
+            if not recorded:
+                await trio.sleep(_MARK_RETRY_SECONDS)
+                self._marks_waiting.set()
+
+    async def _record_marks(self) -> bool:
+        """Commit the waiting marks; False (they wait for another try) on a store failure."""
+        batch, self._marks = self._marks, []
+        if not batch:
+            return True
+        try:
+            await self._store.transaction(partial(mark_all_delivered, marks=[
+                (mark.event_id, mark.attempts, mark.delivered_at) for mark in batch]))
+        except StoreError:
+            log.warning("recording deliveries failed; retrying", exc_info=True)
+            self._marks = batch + self._marks
+            return False
+        for mark in batch:
+            if self._unmarked.get(mark.lane) == mark.event_no:
+                del self._unmarked[mark.lane]  # else a later event of the lane waits
+        return True
 
     async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
         backoff = self._backoff.delay(attempts) if outcome.attempted else 0.0
@@ -451,16 +532,11 @@ class DeliveryService:
         log.info("delivery failed; will retry", extra={
             "eventId": row.id, "attempts": attempts, "retryAt": due, "error": outcome.reason})
 
-    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> OutboxRow | None:
-        """Dead-letter ``row``; the lane's next pending event."""
-        def bury(tx: Tx) -> OutboxRow | None:
-            mark_dead(tx, event_id=row.id, attempts=attempts, error=error)
-            return next_in_lane(tx, row.conversation_id, row.target)
-
-        following = await self._store.transaction(bury)
+    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> None:
+        """Dead-letter ``row``."""
+        await self._store.transaction(partial(mark_dead, event_id=row.id, attempts=attempts,
+                                              error=error))
         self._counters.dead += 1
         log.warning("event dead-lettered", extra={
             "eventId": row.id, "type": row.type, "target": row.target,
             "attempts": attempts, "error": error})
-        return following
-
