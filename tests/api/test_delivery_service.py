@@ -28,7 +28,7 @@ from lcx.store.outbox import (
     pending_count,
     replay_dead,
 )
-from services.bot_delivery import DeliveryLimits, DeliveryService
+from services.bot_delivery import LANE_READ, DeliveryLimits, DeliveryService
 
 T = TypeVar("T")
 FAST = DeliveryConfig(max_attempts=5, initial_backoff_ms=10, max_backoff_ms=40)
@@ -132,6 +132,20 @@ async def test_each_conversation_is_delivered_in_order_exactly_once(store: Store
     assert sorted(bot.ids()) == sorted(e.id for e in events)
     for c in range(8):
         assert [e["seq"] for e in bot.events_for(f"c{c}")] == list(range(1, 16))
+
+
+async def test_a_lane_longer_than_one_read_is_delivered_in_order(store: Store,
+                                                                 bot: FakeBot) -> None:
+    """A backlog of several reads' worth (LANE_READ events per read) in one conversation,
+    with a retry in the middle, arrives whole and in seq order."""
+    total = 3 * LANE_READ + 5
+    events = await add(store, (outbox_event("c1", n) for n in range(1, total + 1)))
+    bot.script(Reply(503), event_id=events[LANE_READ + 2].id)
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(total + 1)
+        await eventually(lambda: count(store, pending_count, 0))
+    assert [r.event["seq"] for r in bot.received if r.status == 200] == list(
+        range(1, total + 1))
 
 
 async def test_500_is_retried_with_the_same_idempotency_key(store: Store,
