@@ -199,6 +199,9 @@ class DeliveryService:
         self._kick = trio.Event()
         self._hinted: set[str] = set()
         """Conversations woken since the scheduler last looked."""
+        self._waiting: dict[str, dict[tuple[str, str], None]] = {}
+        """Per tenant, woken lanes that found its slots taken, oldest first (woken again
+        as slots free up, without a scan of the outbox)."""
         self._recheck: set[tuple[str, str]] = set()
         self._rescan = False
         """A scan is wanted as soon as a lane ends (a lane parked, or lanes were left out
@@ -254,6 +257,7 @@ class DeliveryService:
         self._scan_now = True  # first scan at once
         self._kick.set()
         self._marks, self._unmarked = [], {}  # what a previous run did not record is redone
+        self._waiting = {}
         async with self._client_context() as client:
             self._client = client
             try:
@@ -366,10 +370,19 @@ class DeliveryService:
         if key in self._active:
             self._recheck.add(key)  # it may end before it sees what made it due: look again
             return
-        if (len(self._active) >= self._limits.total
-                or self._per_tenant[lane.tenant_id] >= self._limits.per_tenant):
+        if len(self._active) >= self._limits.total:
             self._rescan = True
             return
+        waiting = self._waiting.setdefault(lane.tenant_id, {})
+        if self._per_tenant[lane.tenant_id] >= self._limits.per_tenant:
+            if rows is not None:
+                waiting[key] = None  # woken: woken again when its tenant has a free slot
+            else:
+                self._rescan = True
+            return
+        waiting.pop(key, None)
+        if not waiting:
+            del self._waiting[lane.tenant_id]
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
         nursery.start_soon(self._run_lane, lane, rows)
@@ -381,6 +394,15 @@ class DeliveryService:
         if not self._per_tenant[lane.tenant_id]:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
+        if waiting := self._waiting.get(lane.tenant_id):
+            # a slot of this tenant is free: wake the lane that waited longest for one (the
+            # scheduler reads it again: rows read before may have been delivered since)
+            first = next(iter(waiting))
+            del waiting[first]
+            if not waiting:
+                del self._waiting[lane.tenant_id]
+            self._hinted.add(first[0])
+            self._kick.set()
         # look again only if this lane was found due or woken while it ran (it may have
         # ended before it saw why), or scan if lanes were left out for want of room or a
         # lane parked (its retry time must join the scheduler's timer); otherwise the next

@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -345,6 +346,25 @@ async def test_wake_starts_only_the_woken_conversation(store: Store, bot: FakeBo
         service.wake()  # no conversation: scan everything
         await bot.wait_for(2, timeout=0.5)
     assert bot.ids() == [woken.id, other.id]
+
+
+async def test_woken_lanes_beyond_the_tenant_limit_start_as_slots_free(store: Store,
+                                                                      bot: FakeBot) -> None:
+    """Conversations woken together while their tenant has one slot are delivered one
+    after the other as the slot frees up, without waiting for the periodic scan."""
+    limits = DeliveryLimits(per_tenant=1, scan_interval=30, stop_grace=0.2)
+    events = [outbox_event(f"c{n}", 1) for n in range(4)]
+    bot.script(*(Reply(delay=0.05) for _ in events))
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        await add(store, events)
+        for event in events:
+            service.wake(event.conversation_id)
+        received = await bot.wait_for(len(events), timeout=1.5)
+        assert service.statistics().active_lanes <= 1
+    assert sorted(r.event_id for r in received) == sorted(e.id for e in events)
+    gaps = [later.at - earlier.at for earlier, later in pairwise(received)]
+    assert all(gap >= 0.04 for gap in gaps)  # one at a time: each waited for the previous
 
 
 async def test_an_event_woken_during_the_lanes_last_post_follows_it(store: Store,
