@@ -18,10 +18,11 @@ uses at most A's slots and never delays tenant B.
 ``wake(conversation_id)``, called after each commit that enqueued events, starts that
 conversation's lanes from their first pending events (one indexed lookup per lane, all
 hinted conversations in one read), so the hot path never scans the outbox; a lane already
-delivering looks once more before it ends. The full scan (:func:`due_lanes`) runs every
-``scan_interval``, when a parked lane is due, and when a lane frees a slot that others
-waited for: it finds everything the hints did not (a restart, replays, other instances'
-leftovers).
+delivering looks once more before it ends, and one that finds its tenant's slots taken
+waits in its tenant's queue and is woken again when a slot frees up. The full scan
+(:func:`due_lanes`) runs every ``scan_interval``, when a parked lane is due, and when a
+slot frees up that lanes found by a scan waited for: it finds everything the wakes did
+not announce (a restart, replays, other instances' leftovers).
 
 A lane reads up to :data:`LANE_READ` events at a time and delivers them from memory; the
 store stays the state. 2xx answers are recorded in batches by one marker task (one
