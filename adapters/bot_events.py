@@ -185,7 +185,6 @@ class BotClient:
         try:
             answer = await self._pool.handle_async_request(request)
             try:
-                detail = ""
                 if 200 <= answer.status < 300:
                     # read to its end (usually empty): a response closed unread closes its
                     # connection, and the next event would pay for a new one
