@@ -9,17 +9,36 @@ uses at most A's slots and never delays tenant B.
 
 ::
 
+    wake(c) --lane heads of c--+
+                               v
     scheduler  --scan (due_lanes)-->  lane task --POST--> bot
-       ^  wake() / lane exit / timer      |  2xx: next event     5xx...: park (retry later)
-       +----------------------------------+  4xx or out of attempts: dead, next event
+       ^  lane exit / timer                |  2xx: next event     5xx...: park (retry later)
+       +-----------------------------------+  4xx or out of attempts: dead, next event
 
-Nothing lives only in memory: the outbox row is the state (attempts, ``next_attempt_at``,
-status). A lane whose head waits for a retry is *parked*: its task ends and the scheduler
-starts it again when the head is due (it sleeps until the earliest ``next_attempt_at``, at
-most ``scan_interval``). After a crash a new service picks everything up from the store.
-A POST that completes is always recorded (the store write is shielded from cancellation);
-one cancelled mid-flight is simply attempted again later (the bot dedupes by
-``Idempotency-Key``).
+``wake(conversation_id)``, called after each commit that enqueued events, starts that
+conversation's lanes from their first pending events (one indexed lookup per lane, all
+hinted conversations in one read), so the hot path never scans the outbox; a lane already
+delivering looks once more before it ends, and one that finds its tenant's slots taken
+waits in its tenant's queue and is woken again when a slot frees up. The full scan
+(:func:`due_lanes`) runs every ``scan_interval``, when a parked lane is due, and when a
+slot frees up that lanes found by a scan waited for: it finds everything the wakes did
+not announce (a restart, replays, other instances' leftovers).
+
+A lane reads up to :data:`LANE_READ` events at a time and delivers them from memory; the
+store stays the state. 2xx answers are recorded in batches by one marker task (one
+transaction for every answer that came in while the previous one committed): a lane does
+not wait for its event's mark before it POSTs the next one, and it remembers, until the
+mark commits, how far it got (``_unmarked``), so that it never reads a delivered event
+back. Failures (retry, dead letter) are recorded at once, before the lane goes on.
+
+The outbox row is the state (attempts, ``next_attempt_at``, status); memory only holds
+what is being delivered. A lane whose head waits for a retry is *parked*: its task ends
+and the scheduler starts it again when the head is due (it sleeps until the earliest
+``next_attempt_at``, at most ``scan_interval``). After a crash a new service picks
+everything up from the store: an event whose 2xx was not recorded yet (a batch not yet
+committed) is delivered again, with the same ``Idempotency-Key`` and in order, which
+at-least-once allows. Stopping records every answer received (shielded from
+cancellation); a POST cancelled mid-flight is simply attempted again later.
 
 In a cluster every instance runs a delivery service, and each delivers only the lanes of
 the conversations it owns (``owns``), so a lane has one deliverer and keeps its order;
@@ -29,7 +48,7 @@ when ownership moves, the new owner picks the lane up from the store.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -49,16 +68,18 @@ from lcx.store.outbox import (
     TARGET_BOT,
     TARGET_FLOW,
     Lane,
+    LanePosition,
     OutboxRow,
     due_lanes,
+    mark_all_delivered,
     mark_dead,
-    mark_delivered,
     mark_retry,
     next_due_at,
-    next_in_lane,
+    pending_in_lanes,
 )
 
-__all__ = ["BotOpener", "DeliveryLimits", "DeliveryService", "DeliveryStatistics"]
+__all__ = ["LANE_READ", "BotOpener", "DeliveryLimits", "DeliveryService",
+           "DeliveryStatistics"]
 
 log = logging.getLogger("lcx.delivery")
 
@@ -67,6 +88,10 @@ BotOpener = Callable[[], AbstractAsyncContextManager[BotClient]]
 
 
 _CLUSTER_SCAN_FACTOR = 8
+LANE_READ = 16
+"""Pending events a lane reads at a time (then delivers from memory)."""
+_MARK_RETRY_SECONDS = 1.0
+"""Pause before the marker tries a batch again after a store failure."""
 
 Sender = Callable[[OutboxRow], Awaitable[Outcome]]
 """Carries out one outbox row of a non-HTTP target; never raises for the edge's failures."""
@@ -117,6 +142,17 @@ class _Counters:
     in_flight: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A 2xx answer not recorded yet."""
+
+    lane: tuple[str, str]
+    event_no: int
+    event_id: str
+    attempts: int
+    delivered_at: str
+
+
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -159,20 +195,43 @@ class DeliveryService:
         self._counters = _Counters()
         self._active: dict[tuple[str, str], str] = {}
         self._per_tenant: Counter[str] = Counter()
+        self._targets = (TARGET_BOT, TARGET_FLOW, *self._senders)
+        """Every target a conversation can have a lane to (those ``wake`` looks at)."""
         self._kick = trio.Event()
+        self._hinted: set[str] = set()
+        """Conversations woken since the scheduler last looked."""
+        self._waiting: dict[str, dict[tuple[str, str], None]] = {}
+        """Per tenant, woken lanes that found its slots taken, oldest first (woken again
+        as slots free up, without a scan of the outbox)."""
         self._recheck: set[tuple[str, str]] = set()
         self._rescan = False
+        """A scan is wanted as soon as a lane ends (a lane parked, or lanes were left out
+        for want of room)."""
+        self._scan_now = True
+        self._scan_at = 0.0
+        """``trio.current_time()`` of the next full scan."""
+        self._marks: list[_Mark] = []
+        """2xx answers waiting for the marker."""
+        self._marks_waiting = trio.Event()
+        self._unmarked: dict[tuple[str, str], int] = {}
+        """Per lane, the last event delivered whose mark is not committed yet: reads of
+        the lane start after it."""
         self._lane_exited = trio.Event()
         self._stop = trio.Event()
         self._stopping = False
 
     def wake(self, conversation_id: str | None = None) -> None:
-        """Hint that events were committed (for ``conversation_id``): scan now.
+        """Hint that events were committed for ``conversation_id`` (``None``: somewhere):
+        start its lanes now (scan the whole outbox now).
 
-        Never blocks and never raises; calls coalesce into one scan. Call it from the Trio
+        Never blocks and never raises; calls coalesce into one read. Call it from the Trio
         thread, after the transaction that enqueued the events committed. Events are found
         by the periodic scan anyway; this only removes the wait.
         """
+        if conversation_id is None:
+            self._scan_now = True
+        else:
+            self._hinted.add(conversation_id)
         self._kick.set()
 
     def statistics(self) -> DeliveryStatistics:
@@ -196,16 +255,24 @@ class DeliveryService:
         and propagate (the supervisor restarts the service, which resumes from the store).
         """
         self._stop, self._stopping = trio.Event(), False
-        self._kick.set()  # first scan at once
+        self._scan_now = True  # first scan at once
+        self._kick.set()
+        self._marks, self._unmarked = [], {}  # what a previous run did not record is redone
+        self._waiting = {}
         async with self._client_context() as client:
             self._client = client
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._schedule, nursery)
-                task_status.started()
-                await self._stop.wait()
-                with trio.move_on_after(self._limits.stop_grace):
-                    await self._lanes_finished()
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._schedule, nursery)
+                    nursery.start_soon(self._mark_delivered)
+                    task_status.started()
+                    await self._stop.wait()
+                    with trio.move_on_after(self._limits.stop_grace):
+                        await self._lanes_finished()
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._record_marks()
 
     def _client_context(self) -> AbstractAsyncContextManager[BotClient]:
         if self._given_client is not None:
@@ -220,24 +287,60 @@ class DeliveryService:
     # --- scheduling ---------------------------------------------------------------------
 
     async def _schedule(self, nursery: trio.Nursery) -> None:
-        next_due: float | None = None
         while not self._stopping:
-            await self._wait_for_work(next_due)
+            await self._wait_for_work()
             if self._stopping:
                 return
             try:
-                next_due = await self._scan(nursery)
+                if self._hinted:
+                    await self._start_hinted(nursery)
+                if self._scan_now or trio.current_time() >= self._scan_at:
+                    self._scan_now = False
+                    next_due = await self._scan(nursery)
+                    pause = self._limits.scan_interval
+                    if next_due is not None:
+                        pause = min(pause, max(0.0, next_due))
+                    self._scan_at = trio.current_time() + pause
             except StoreError:
                 log.warning("delivery scan failed; retrying", exc_info=True)
-                next_due = None
+                self._scan_at = trio.current_time() + self._limits.scan_interval
 
-    async def _wait_for_work(self, next_due: float | None) -> None:
-        timeout = self._limits.scan_interval
-        if next_due is not None:
-            timeout = min(timeout, max(0.0, next_due))
-        with trio.move_on_after(timeout):
+    async def _wait_for_work(self) -> None:
+        with trio.move_on_at(self._scan_at):
             await self._kick.wait()
         self._kick = trio.Event()
+
+    async def _start_hinted(self, nursery: trio.Nursery) -> None:
+        """Start the lanes of the woken conversations with their pending events, read at
+        once."""
+        wanted: list[LanePosition] = []
+        for conversation_id in self._hinted:
+            if self._owns is not None and not self._owns(conversation_id):
+                continue
+            for target in self._targets:
+                key = (conversation_id, target)
+                if key in self._active:
+                    self._recheck.add(key)  # the lane looks again before it ends
+                else:
+                    wanted.append(self._position(key))
+        self._hinted.clear()
+        if not wanted:
+            return
+        found = await self._store.read(partial(pending_in_lanes, lanes=wanted,
+                                               per_lane=LANE_READ))
+        now = iso(self._now())
+        by_lane: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in found:
+            by_lane.setdefault((row.conversation_id, row.target), []).append(row)
+        for rows in by_lane.values():
+            head = rows[0]
+            if head.next_attempt_at <= now:  # else parked: the scan's timer knows it
+                self._start_lane(nursery, Lane(head.conversation_id, head.target,
+                                               head.tenant_id), rows)
+
+    def _position(self, key: tuple[str, str]) -> LanePosition:
+        """Where reads of lane ``key`` start: after its last delivered, unrecorded event."""
+        return LanePosition(*key, self._unmarked.get(key, -1))
 
     async def _scan(self, nursery: trio.Nursery) -> float | None:
         """Start the due lanes there is room for; seconds until the next parked one is due."""
@@ -259,20 +362,31 @@ class DeliveryService:
             self._start_lane(nursery, lane)
         return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
 
-    def _start_lane(self, nursery: trio.Nursery, lane: Lane) -> None:
+    def _start_lane(self, nursery: trio.Nursery, lane: Lane,
+                    rows: list[OutboxRow] | None = None) -> None:
+        """Start delivering ``lane`` (from ``rows``, its first pending events, if read)."""
         key = (lane.conversation_id, lane.target)
         if self._owns is not None and not self._owns(lane.conversation_id):
             return
         if key in self._active:
             self._recheck.add(key)  # it may end before it sees what made it due: look again
             return
-        if (len(self._active) >= self._limits.total
-                or self._per_tenant[lane.tenant_id] >= self._limits.per_tenant):
+        if len(self._active) >= self._limits.total:
             self._rescan = True
             return
+        waiting = self._waiting.setdefault(lane.tenant_id, {})
+        if self._per_tenant[lane.tenant_id] >= self._limits.per_tenant:
+            if rows is not None:
+                waiting[key] = None  # woken: woken again when its tenant has a free slot
+            else:
+                self._rescan = True
+            return
+        waiting.pop(key, None)
+        if not waiting:
+            del self._waiting[lane.tenant_id]
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
-        nursery.start_soon(self._run_lane, lane)
+        nursery.start_soon(self._run_lane, lane, rows)
 
     def _release(self, lane: Lane) -> None:
         key = (lane.conversation_id, lane.target)
@@ -281,36 +395,66 @@ class DeliveryService:
         if not self._per_tenant[lane.tenant_id]:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
-        # scan again only if a scan found this lane due while it ran, left lanes out for
-        # want of room, or a lane parked (its retry time must join the scheduler's timer);
-        # otherwise the next wake() or the periodic scan looks
-        if key in self._recheck or self._rescan:
+        if waiting := self._waiting.get(lane.tenant_id):
+            # a slot of this tenant is free: wake the lane that waited longest for one (the
+            # scheduler reads it again: rows read before may have been delivered since)
+            first = next(iter(waiting))
+            del waiting[first]
+            if not waiting:
+                del self._waiting[lane.tenant_id]
+            self._hinted.add(first[0])
+            self._kick.set()
+        # look again only if this lane was found due or woken while it ran (it may have
+        # ended before it saw why), or scan if lanes were left out for want of room or a
+        # lane parked (its retry time must join the scheduler's timer); otherwise the next
+        # wake() or the periodic scan looks
+        if key in self._recheck:
             self._recheck.discard(key)
+            self._hinted.add(lane.conversation_id)
+            self._kick.set()
+        if self._rescan:
             self._rescan = False
+            self._scan_now = True
             self._kick.set()
 
     # --- one lane -----------------------------------------------------------------------
 
-    async def _run_lane(self, lane: Lane) -> None:
-        """Deliver the lane's due events in order until it is empty, parked or stopping."""
+    async def _run_lane(self, lane: Lane, rows: list[OutboxRow] | None) -> None:
+        """Deliver the lane's due events in order, from ``rows`` (read if ``None``), until
+        it is empty, parked or stopping."""
+        key = (lane.conversation_id, lane.target)
         with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
             try:
-                row = await self._store.read(
-                    partial(next_in_lane, conversation_id=lane.conversation_id,
-                            target=lane.target))
+                queued = deque(rows if rows is not None else await self._read_lane(key))
+                # a full read may have left events behind: read on when it runs out
+                more = len(queued) >= LANE_READ
                 while not self._stopping:
-                    if row is None or row.next_attempt_at > iso(self._now()):
+                    if not queued:
+                        if not more and key not in self._recheck:
+                            return
+                        # woken (or a full read) since the last read: look once more
+                        self._recheck.discard(key)
+                        queued.extend(await self._read_lane(key))
+                        more = len(queued) >= LANE_READ
+                        if not queued:
+                            continue
+                    row = queued[0]
+                    if row.next_attempt_at > iso(self._now()):
                         return
                     outcome = await self._attempt(row)
                     with trio.CancelScope(shield=True):
-                        go_on, row = await self._record(row, outcome)
-                        if not go_on:
+                        if not await self._record(row, outcome):
                             return
+                    queued.popleft()
             except StoreError:
                 log.warning("delivery lane failed on the store; retrying later",
                             exc_info=True)
             finally:
                 self._release(lane)
+
+    async def _read_lane(self, key: tuple[str, str]) -> list[OutboxRow]:
+        return await self._store.read(partial(pending_in_lanes, lanes=[self._position(key)],
+                                              per_lane=LANE_READ))
 
     async def _attempt(self, row: OutboxRow) -> Outcome:
         sender = self._senders.get(row.target)
@@ -348,31 +492,56 @@ class DeliveryService:
             return _Target(row.url, tenant.webhook_secret, tenant.event_publisher_token)
         return Reject(f"unknown delivery target {row.target!r}")
 
-    async def _record(self, row: OutboxRow, outcome: Outcome
-                      ) -> tuple[bool, OutboxRow | None]:
-        """Store the outcome of one attempt: whether the lane may go on, and (read in the
-        same transaction) its next pending event."""
+    async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
+        """Record the outcome of one attempt (a 2xx: hand it to the marker); whether the
+        lane may go on with its next event."""
         not_attempted = isinstance(outcome, Retry) and not outcome.attempted
         attempts = row.attempts + (0 if not_attempted else 1)
         if isinstance(outcome, Delivered):
-            delivered_at = iso(self._now())
-
-            def delivered(tx: Tx) -> OutboxRow | None:
-                mark_delivered(tx, event_id=row.id, attempts=attempts,
-                               delivered_at=delivered_at)
-                return next_in_lane(tx, row.conversation_id, row.target)
-
-            following = await self._store.transaction(delivered)
+            key = (row.conversation_id, row.target)
+            self._marks.append(_Mark(key, row.event_no, row.id, attempts,
+                                     iso(self._now())))
+            self._unmarked[key] = row.event_no
+            self._marks_waiting.set()
             self._counters.delivered += 1
-            return True, following
+            return True
         if isinstance(outcome, Reject):
             self._counters.rejected_auth += outcome.auth
-            return True, await self._bury(row, attempts, outcome.reason)
+            await self._bury(row, attempts, outcome.reason)
+            return True
         if attempts >= self._config.max_attempts and not not_attempted:
-            return True, await self._bury(
-                row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
+            await self._bury(row, attempts, f"{outcome.reason} (attempt {attempts}, the last)")
+            return True
         await self._park(row, attempts, outcome)
-        return False, None
+        return False
+
+    async def _mark_delivered(self) -> None:
+        """The marker: record the 2xx answers, all those waiting in one transaction."""
+        while True:
+            await self._marks_waiting.wait()
+            self._marks_waiting = trio.Event()
+            with trio.CancelScope(shield=True):
+                recorded = await self._record_marks()
+            if not recorded:
+                await trio.sleep(_MARK_RETRY_SECONDS)
+                self._marks_waiting.set()
+
+    async def _record_marks(self) -> bool:
+        """Commit the waiting marks; False (they wait for another try) on a store failure."""
+        batch, self._marks = self._marks, []
+        if not batch:
+            return True
+        try:
+            await self._store.transaction(partial(mark_all_delivered, marks=[
+                (mark.event_id, mark.attempts, mark.delivered_at) for mark in batch]))
+        except StoreError:
+            log.warning("recording deliveries failed; retrying", exc_info=True)
+            self._marks = batch + self._marks
+            return False
+        for mark in batch:
+            if self._unmarked.get(mark.lane) == mark.event_no:
+                del self._unmarked[mark.lane]  # else a later event of the lane waits
+        return True
 
     async def _park(self, row: OutboxRow, attempts: int, outcome: Retry) -> None:
         backoff = self._backoff.delay(attempts) if outcome.attempted else 0.0
@@ -386,16 +555,11 @@ class DeliveryService:
         log.info("delivery failed; will retry", extra={
             "eventId": row.id, "attempts": attempts, "retryAt": due, "error": outcome.reason})
 
-    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> OutboxRow | None:
-        """Dead-letter ``row``; the lane's next pending event."""
-        def bury(tx: Tx) -> OutboxRow | None:
-            mark_dead(tx, event_id=row.id, attempts=attempts, error=error)
-            return next_in_lane(tx, row.conversation_id, row.target)
-
-        following = await self._store.transaction(bury)
+    async def _bury(self, row: OutboxRow, attempts: int, error: str) -> None:
+        """Dead-letter ``row``."""
+        await self._store.transaction(partial(mark_dead, event_id=row.id, attempts=attempts,
+                                              error=error))
         self._counters.dead += 1
         log.warning("event dead-lettered", extra={
             "eventId": row.id, "type": row.type, "target": row.target,
             "attempts": attempts, "error": error})
-        return following
-

@@ -72,6 +72,8 @@ DELIVERED = "delivered"
 DEAD = "dead"
 _IN_CHUNK = 500
 """Ids per ``IN (...)`` list: well under every engine's parameter limit."""
+_LANES_PER_QUERY = 100
+"""Lanes per :func:`pending_in_lanes` statement (five parameters each)."""
 
 _ROW_COLUMNS = ("id, org_id, tenant_id, conversation_id, event_no, target, url, type, body, "
                 "status, attempts, next_attempt_at, last_error, created_at, delivered_at")
@@ -152,12 +154,49 @@ def next_in_lane(tx: Tx, conversation_id: str, target: str) -> OutboxRow | None:
     return None if row is None else OutboxRow.from_row(row)
 
 
+class LanePosition(NamedTuple):
+    """Where a reader stands in a lane: the events after ``after_event_no`` are wanted."""
+
+    conversation_id: str
+    target: str
+    after_event_no: int = -1
+
+
+def pending_in_lanes(tx: Tx, lanes: Sequence[LanePosition], per_lane: int = 1
+                     ) -> list[OutboxRow]:
+    """The first ``per_lane`` pending events (due or not) after each lane's position, in
+    ``(conversation_id, target, event_no)`` order: an indexed lookup per lane however long
+    its history, in one statement per :data:`_LANES_PER_QUERY` lanes. Dead events are
+    skipped, as in :func:`next_in_lane`."""
+    one = (f"SELECT * FROM (SELECT {_ROW_COLUMNS} FROM outbox WHERE conversation_id = ? "
+           "AND target = ? AND status = ? AND event_no > ? ORDER BY event_no LIMIT ?) AS h")
+    found: list[OutboxRow] = []
+    for start in range(0, len(lanes), _LANES_PER_QUERY):
+        chunk = lanes[start:start + _LANES_PER_QUERY]
+        params = [value for lane in chunk for value in (
+            lane.conversation_id, lane.target, PENDING, lane.after_event_no, per_lane)]
+        rows = tx.fetchall(" UNION ALL ".join([one] * len(chunk)), params)
+        found.extend(OutboxRow.from_row(row) for row in rows)
+    found.sort(key=lambda row: (row.conversation_id, row.target, row.event_no))
+    return found
+
+
 def mark_delivered(tx: Tx, event_id: str, attempts: int, delivered_at: str) -> bool:
     """Record a 2xx. Idempotent; False when the event is no longer pending (replayed or
     dropped meanwhile), in which case nothing changes."""
     return tx.execute(
         "UPDATE outbox SET status = ?, attempts = ?, delivered_at = ? WHERE id = ? "
         "AND status = ?", (DELIVERED, attempts, delivered_at, event_id, PENDING)) > 0
+
+
+def mark_all_delivered(tx: Tx, marks: Sequence[tuple[str, int, str]]) -> None:
+    """:func:`mark_delivered` for many ``(event_id, attempts, delivered_at)`` at once (the
+    delivery service records its 2xx answers in batches). Events no longer pending are
+    left alone."""
+    tx.executemany(
+        "UPDATE outbox SET status = ?, attempts = ?, delivered_at = ? WHERE id = ? "
+        "AND status = ?", [(DELIVERED, attempts, delivered_at, event_id, PENDING)
+                           for event_id, attempts, delivered_at in marks])
 
 
 def mark_retry(tx: Tx, event_id: str, attempts: int, next_attempt_at: str,

@@ -69,3 +69,27 @@ async def test_error_answers_carry_status_body_and_retry_after() -> None:
     assert rejected.reason.startswith("HTTP 422: missing field: seq")
     assert len(rejected.reason) < 300
     assert retried == Retry("HTTP 503", 3.0)
+
+
+async def test_the_url_query_and_host_reach_the_bot() -> None:
+    """The path with its query string arrives as configured, with a Host header naming
+    the port, event after event."""
+    async with open_fake_bot() as bot, open_bot_client() as client:
+        url = bot.url + "?triggerType=x&tenantId=t%201"
+        first = await client.post(url, b"{}", event_id="e1")
+        second = await client.post(url, b"{}", event_id="e2")
+    assert first == second == Delivered(200)
+    port = bot.url.split(":")[2].split("/")[0]
+    for received in bot.received:
+        assert received.path.endswith("?triggerType=x&tenantId=t%201")
+        assert received.headers["host"] == f"127.0.0.1:{port}"
+        assert received.headers["user-agent"].startswith("lcx/")
+
+
+async def test_a_malformed_url_is_rejected() -> None:
+    """A URL that does not parse, or has no host, is a permanent failure."""
+    async with open_bot_client() as client:
+        for url in ("http://[::1/x", "http:///events"):
+            outcome = await client.post(url, b"{}", event_id="e1")
+            assert isinstance(outcome, Reject), url
+            assert outcome.reason.startswith("invalid URL"), url

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 import trio
@@ -14,6 +16,7 @@ from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
 
 from adapters.bot_events import Delivered, Outcome, Retry, open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
+from lcx.errors import StoreUnavailable
 from lcx.store import Store, Tx, open_store
 from lcx.store.outbox import (
     TARGET_FLOW,
@@ -22,11 +25,13 @@ from lcx.store.outbox import (
     dead_count,
     enqueue,
     list_dead,
+    mark_all_delivered,
     pending_count,
     replay_dead,
 )
-from services.bot_delivery import DeliveryLimits, DeliveryService
+from services.bot_delivery import LANE_READ, DeliveryLimits, DeliveryService
 
+T = TypeVar("T")
 FAST = DeliveryConfig(max_attempts=5, initial_backoff_ms=10, max_backoff_ms=40)
 LIMITS = DeliveryLimits(scan_interval=0.05, stop_grace=0.2)
 
@@ -59,6 +64,32 @@ async def delivering(store: Store, tenants: Iterable[TenantConfig],
         await nursery.start(service.run)
         yield service
         service.request_stop()
+
+
+class MarksHeldBack:
+    """A store whose batches of delivery marks wait until :attr:`gate` is set, or fail
+    (``fail``); everything else goes straight through."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gate = trio.Event()
+        self.fail = False
+        self.batches: list[int] = []
+        """How many marks each batch carried."""
+
+    async def transaction(self, fn: Callable[[Tx], T]) -> T:
+        if isinstance(fn, partial) and fn.func is mark_all_delivered:
+            self.batches.append(len(fn.keywords["marks"]))
+            if self.fail:
+                raise StoreUnavailable("the store is gone")
+            await self.gate.wait()
+        return await self.store.transaction(fn)
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        return await self.store.read(fn)
+
+    def as_store(self) -> Store:
+        return cast(Store, self)
 
 
 async def add(store: Store, events: Iterable[OutboxEvent]) -> list[OutboxEvent]:
@@ -102,6 +133,20 @@ async def test_each_conversation_is_delivered_in_order_exactly_once(store: Store
     assert sorted(bot.ids()) == sorted(e.id for e in events)
     for c in range(8):
         assert [e["seq"] for e in bot.events_for(f"c{c}")] == list(range(1, 16))
+
+
+async def test_a_lane_longer_than_one_read_is_delivered_in_order(store: Store,
+                                                                 bot: FakeBot) -> None:
+    """A backlog of several reads' worth (LANE_READ events per read) in one conversation,
+    with a retry in the middle, arrives whole and in seq order."""
+    total = 3 * LANE_READ + 5
+    events = await add(store, (outbox_event("c1", n) for n in range(1, total + 1)))
+    bot.script(Reply(503), event_id=events[LANE_READ + 2].id)
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(total + 1)
+        await eventually(lambda: count(store, pending_count, 0))
+    assert [r.event["seq"] for r in bot.received if r.status == 200] == list(
+        range(1, total + 1))
 
 
 async def test_500_is_retried_with_the_same_idempotency_key(store: Store,
@@ -285,6 +330,98 @@ async def test_wake_delivers_without_waiting_for_the_scan(store: Store, bot: Fak
         await add(store, [outbox_event("c1", 1)])
         service.wake("c1")
         await bot.wait_for(1, timeout=0.5)
+
+
+async def test_wake_starts_only_the_woken_conversation(store: Store, bot: FakeBot) -> None:
+    """wake(c) reads c's lanes, not the whole outbox: another conversation's events wait
+    for the periodic scan."""
+    limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        woken, other = await add(store, [outbox_event("c1", 1), outbox_event("c2", 1)])
+        service.wake("c1")
+        await bot.wait_for(1, timeout=0.5)
+        await trio.sleep(0.1)
+        assert bot.ids() == [woken.id]
+        service.wake()  # no conversation: scan everything
+        await bot.wait_for(2, timeout=0.5)
+    assert bot.ids() == [woken.id, other.id]
+
+
+async def test_woken_lanes_beyond_the_tenant_limit_start_as_slots_free(store: Store,
+                                                                      bot: FakeBot) -> None:
+    """Conversations woken together while their tenant has one slot are delivered one
+    after the other as the slot frees up, without waiting for the periodic scan."""
+    limits = DeliveryLimits(per_tenant=1, scan_interval=30, stop_grace=0.2)
+    events = [outbox_event(f"c{n}", 1) for n in range(4)]
+    bot.script(*(Reply(delay=0.05) for _ in events))
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        await add(store, events)
+        for event in events:
+            service.wake(event.conversation_id)
+        received = await bot.wait_for(len(events), timeout=1.5)
+        assert service.statistics().active_lanes <= 1
+    assert sorted(r.event_id for r in received) == sorted(e.id for e in events)
+    gaps = [later.at - earlier.at for earlier, later in pairwise(received)]
+    assert all(gap >= 0.04 for gap in gaps)  # one at a time: each waited for the previous
+
+
+async def test_an_event_woken_during_the_lanes_last_post_follows_it(store: Store,
+                                                                   bot: FakeBot) -> None:
+    """An event committed while its lane delivers the one before is delivered right after
+    it, by the same lane, without waiting for the scan."""
+    limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
+    first = outbox_event("c1", 1)
+    bot.script(Reply(delay=0.2), event_id=first.id)
+    async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
+        await trio.sleep(0.05)
+        await add(store, [first])
+        service.wake("c1")
+        await trio.sleep(0.1)  # the first POST is in flight
+        (second,) = await add(store, [outbox_event("c1", 2)])
+        service.wake("c1")
+        await bot.wait_for(2, timeout=0.6)
+    assert bot.ids() == [first.id, second.id]
+
+
+async def test_a_lane_posts_on_while_its_2xx_waits_to_be_recorded(store: Store,
+                                                                  bot: FakeBot) -> None:
+    """A lane does not wait for the store to record a 2xx before it POSTs its next event;
+    the answers that came in meanwhile are recorded together, in one transaction."""
+    held = MarksHeldBack(store)
+    events = await add(store, [outbox_event("c1", n) for n in range(1, 6)])
+    async with delivering(held.as_store(), [tenant("t1", bot)]) as service:
+        await bot.wait_for(5)
+        await eventually(lambda: delivered(service, 5))
+        assert await store.read(lambda tx: pending_count(tx)) == 5
+        held.gate.set()
+        await eventually(lambda: count(store, pending_count, 0))
+    assert bot.ids() == [e.id for e in events]
+    assert held.batches == [1, 4]
+
+
+async def test_a_2xx_not_recorded_before_the_end_is_delivered_again(store: Store,
+                                                                   bot: FakeBot) -> None:
+    """2xx answers the store failed to record before the service ended (as in a crash)
+    are delivered again by the next service: in order, with the same Idempotency-Key,
+    never twice by the same service."""
+    held = MarksHeldBack(store)
+    held.fail = True
+    events = await add(store, [outbox_event("c1", n) for n in (1, 2)])
+    async with delivering(held.as_store(), [tenant("t1", bot)]) as service:
+        await bot.wait_for(2)
+        await eventually(lambda: delivered(service, 2))
+        await trio.sleep(0.2)  # several scans: the lane is not read back
+    assert await store.read(lambda tx: pending_count(tx)) == 2
+    async with delivering(store, [tenant("t1", bot)]):
+        await bot.wait_for(4)
+        await eventually(lambda: count(store, pending_count, 0))
+    assert bot.ids() == [e.id for e in events] * 2
+
+
+async def delivered(service: DeliveryService, expected: int) -> bool:
+    return service.statistics().delivered == expected
 
 
 async def test_stop_finishes_the_post_in_flight_and_records_it(store: Store,

@@ -13,20 +13,25 @@ from lcx.store import Store, Tx, open_store
 from lcx.store.outbox import (
     TARGET_FLOW,
     Lane,
+    LanePosition,
     OutboxEvent,
     dead_count,
     drop_dead,
     due_lanes,
     enqueue,
     list_dead,
+    mark_all_delivered,
     mark_dead,
     mark_delivered,
     mark_retry,
     next_due_at,
     next_in_lane,
     pending_count,
+    pending_in_lanes,
     replay_dead,
 )
+
+pytest_plugins = ["support.stores"]
 
 T = TypeVar("T")
 NOW = "2026-01-01T00:01:00.000Z"
@@ -63,6 +68,50 @@ async def test_due_lanes_lists_each_lane_whose_head_is_due(store: Store) -> None
     assert lanes[-1] == Lane("c2", "bot", "t1")
     assert set(lanes) == {Lane("c1", "bot", "t1"), Lane("c1", "flow", "t1"),
                           Lane("c2", "bot", "t1")}
+
+
+async def test_pending_in_lanes_reads_each_lane_after_its_position(any_store: Store
+                                                                 ) -> None:
+    """Per lane, up to ``per_lane`` pending events after its position, in order: delivered
+    and dead ones passed over, lanes with nothing pending left out (on every backend: one
+    statement for many lanes)."""
+    store = any_store
+    done, dead_one, third, fourth, fifth = await add(
+        store, *(outbox_event("c1", n) for n in range(1, 6)))
+    flow = outbox_event("c1", 1, target=TARGET_FLOW, url="http://x/flow")
+    await add(store, flow, outbox_event("c2", 1))
+
+    def settle(tx: Tx) -> None:
+        mark_delivered(tx, done.id, 1, NOW)
+        mark_dead(tx, dead_one.id, 1, "HTTP 400")
+
+    await run(store, settle)
+    lanes = [LanePosition("c1", "flow"), LanePosition("c1", "bot"), LanePosition("c3", "bot"),
+             LanePosition("c2", "flow")]
+    found = await run(store, lambda tx: pending_in_lanes(tx, lanes, per_lane=2))
+    assert [(r.id, r.body) for r in found] == [(third.id, third.body),
+                                               (fourth.id, fourth.body), (flow.id, flow.body)]
+    after = await run(store, lambda tx: pending_in_lanes(tx, [LanePosition("c1", "bot", 3)],
+                                                         per_lane=5))
+    assert [r.id for r in after] == [fourth.id, fifth.id]
+    many = [LanePosition(f"c{n}", "bot") for n in range(250)]
+    assert len(await run(store, lambda tx: pending_in_lanes(tx, many))) == 2
+
+
+async def test_mark_all_delivered_records_many_and_leaves_the_rest(store: Store) -> None:
+    """Each listed pending event becomes delivered with its attempts and time; an event no
+    longer pending (dead meanwhile) stays as it is."""
+    one, two, three = await add(store, *(outbox_event("c1", n) for n in (1, 2, 3)))
+    await run(store, lambda tx: mark_dead(tx, two.id, 1, "HTTP 400"))
+    await run(store, lambda tx: mark_all_delivered(
+        tx, [(one.id, 1, NOW), (two.id, 2, NOW), (three.id, 3, LATER)]))
+    assert await run(store, lambda tx: pending_count(tx)) == 0
+    (still_dead,) = await run(store, lambda tx: list_dead(tx))
+    assert (still_dead.id, still_dead.attempts) == (two.id, 1)
+    rows = await run(store, lambda tx: tx.fetchall(
+        "SELECT id, status, attempts, delivered_at FROM outbox ORDER BY event_no"))
+    assert [(r["status"], r["attempts"], r["delivered_at"]) for r in rows] == [
+        ("delivered", 1, NOW), ("dead", 1, None), ("delivered", 3, LATER)]
 
 
 async def test_a_lane_whose_head_is_parked_is_not_due(store: Store) -> None:
