@@ -36,6 +36,7 @@ from benchkit import (
     Frame,
     agents_connected,
     bot_client,
+    cpu_seconds,
     open_conversations,
     put_settings,
     rss_kib,
@@ -112,8 +113,10 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
             async with agents_connected(nursery, server.url, names, _ignore) as connected:
                 await trio.sleep(1.0)
                 rss_before = rss_kib(server.pid)
+                cpu_before = cpu_seconds(server.pid)
                 latencies, errors, took = await _create_requests(http, count,
                                                                  f"scale-{online}")
+                cpu_used = cpu_seconds(server.pid) - cpu_before
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
             nursery.cancel_scope.cancel()
@@ -122,11 +125,13 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
                   "agentsFailed": len(connected.failures), "requests": count,
                   "requestsPerSecond": rate,
                   "postRequestsMs": summary_ms(latencies), "errors": errors,
+                  "serverCpuPerRequestUs": round(cpu_used / count * 1e6),
                   "rssPerPendingConversationKiB": round((rss_after - rss_before) / count, 1),
                   "seconds": round(took, 3)}
         print(f"{len(connected.agents)} agents online ({len(connected.failures)} failed): "
               f"{count} requests at {rate}/s, POST /requests "
-              f"{summary_ms(latencies)}, {errors} errors, RSS per pending conversation "
+              f"{summary_ms(latencies)}, {errors} errors, server CPU per request "
+              f"{result['serverCpuPerRequestUs']} us, RSS per pending conversation "
               f"{result['rssPerPendingConversationKiB']} KiB", flush=True)
         return result
 

@@ -24,6 +24,7 @@ from lcx.api.auth import principal_from_query_or_frame
 from lcx.api.bodies import refuse_deep_nesting
 from lcx.api.deps import AppDeps
 from lcx.api.socket_sink import SocketSink, instance_budget
+from lcx.api.ws_wire import WireWriter, decline_deflate
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
 from lcx.ids import new_id
@@ -45,6 +46,7 @@ def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
 
     @blueprint.websocket("/ws")
     async def agent_socket() -> None:
+        decline_deflate()
         await websocket.accept()
         livechat = deps.livechat
         assert livechat is not None
@@ -101,7 +103,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write, sink)
+                nursery.start_soon(_write, sink, WireWriter())
                 nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
                 nursery.start_soon(_close_on_drain, livechat, sink)
                 if principal.has_any("supervisor"):
@@ -128,10 +130,9 @@ async def _read(handler: FrameHandler, sink: SocketSink) -> None:
         await handler.handle(raw)
 
 
-async def _write(sink: SocketSink) -> None:
+async def _write(sink: SocketSink, wire: WireWriter) -> None:
     while True:
-        frame = await sink.next_frame()
-        await websocket.send(frame.decode())
+        await wire.write(await sink.next_frames())
 
 
 async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:

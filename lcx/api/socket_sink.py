@@ -61,8 +61,8 @@ class SocketSink:
     """The outbound queue of one websocket; see the module docstring.
 
     The session offers frames (:meth:`offer`, never waits); the socket's writer takes
-    them (:meth:`next_frame`); :meth:`release` gives back what is left when the socket
-    closes. ``scope`` is cancelled by :meth:`cut`.
+    them (:meth:`next_frames`, a batch at a time); :meth:`release` gives back what is
+    left when the socket closes. ``scope`` is cancelled by :meth:`cut`.
     """
 
     def __init__(self, capacity: int, *, max_bytes: int = MAX_QUEUED_BYTES,
@@ -111,6 +111,24 @@ class SocketSink:
         if self._has_room():
             self._room.set()
         return frame
+
+    async def next_frames(self, max_bytes: int = 256 * 1024) -> list[bytes]:
+        """The oldest queued frame, waiting for one, and those queued behind it (up to
+        ``max_bytes`` in all) without waiting: one batch for one write."""
+        frames = [await self.receive.receive()]
+        size = len(frames[0])
+        while size < max_bytes:
+            try:
+                frame = self.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            frames.append(frame)
+            size += len(frame)
+        for frame in frames:
+            self._forget(frame)
+        if self._has_room():
+            self._room.set()
+        return frames
 
     async def wait_room(self) -> None:
         """Wait until at most half the frames and bytes allowed are queued."""

@@ -1,0 +1,128 @@
+"""Writing queued frames to an agent websocket: several frames, one write.
+
+The public path (``websocket.send`` per frame) goes through Quart, hypercorn's ASGI
+``app_send``, wsproto's event building and a locked, shielded ``send_all`` for every
+frame: most of the server's CPU when a request is broadcast to many agents. The fast path
+serialises every frame queued on a socket (text frames, server side: no mask, no
+extension) and hands them to hypercorn's stream in one ``Data`` event, so one lock and
+one ``send_all`` per batch.
+
+It reaches into hypercorn (its ``WSStream`` behind the ASGI ``send``), so it is used only
+with the exact versions it was written against (:data:`KNOWN_VERSIONS`) and only when the
+connection negotiated no extension; otherwise, or when anything does not look as
+expected, the public path is used. ``tests/api/test_ws_wire_paths.py`` proves both paths
+put the same bytes on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from functools import partial
+from importlib.metadata import version
+from typing import Any, cast
+
+from quart import websocket
+
+log = logging.getLogger("lcx.ws")
+
+__all__ = ["KNOWN_VERSIONS", "WireWriter", "decline_deflate", "text_frame"]
+
+KNOWN_VERSIONS = {"hypercorn": "0.18.0", "wsproto": "1.3.2"}
+"""The versions whose internals the fast path relies on."""
+
+_TEXT_FIN = 0x81  # FIN, no RSV bits, opcode 1 (text)
+
+
+def _versions_match() -> bool:
+    try:
+        return all(version(name) == wanted for name, wanted in KNOWN_VERSIONS.items())
+    except Exception:  # a missing distribution: use the public path
+        return False
+
+
+FAST_PATH_AVAILABLE = _versions_match()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked text frame (RFC 6455 section 5.2) carrying ``payload``
+    (UTF-8 JSON), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT_FIN, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", _TEXT_FIN, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT_FIN, 127, size) + payload
+
+
+def _hypercorn_stream() -> Any | None:
+    """The hypercorn ``WSStream`` of the current websocket, or None if not recognisable."""
+    if not FAST_PATH_AVAILABLE:
+        return None
+    from hypercorn.protocol.ws_stream import WSStream
+
+    send = getattr(cast(Any, websocket)._get_current_object(), "_send", None)
+    if not isinstance(send, partial) or len(send.args) != 1:
+        return None
+    stream = getattr(send.args[0], "__self__", None)
+    return stream if isinstance(stream, WSStream) else None
+
+
+def decline_deflate() -> None:
+    """Accept the current websocket without permessage-deflate (call before ``accept``).
+
+    Agent frames are small JSON: compressing them costs more CPU than it saves on
+    loopback or LAN, and each deflate context holds memory per socket. Nothing happens
+    when hypercorn is not the known version (the client may then get deflate)."""
+    stream = _hypercorn_stream()
+    if stream is not None and hasattr(stream, "handshake"):
+        stream.handshake.extensions = None
+
+
+class WireWriter:
+    """Writes batches of encoded frames to the current websocket (fast path when it can).
+
+    Made inside the websocket handler, after ``accept``. ``writes`` counts writes to the
+    transport, ``frames`` the frames they carried.
+    """
+
+    def __init__(self, *, fast: bool = True) -> None:
+        self._stream = _hypercorn_stream() if fast else None
+        if self._stream is not None and not self._plain(self._stream):
+            self._stream = None
+        self.writes = 0
+        self.frames = 0
+
+    @property
+    def fast(self) -> bool:
+        """Whether batches go straight to hypercorn's stream."""
+        return self._stream is not None
+
+    @staticmethod
+    def _plain(stream: Any) -> bool:
+        """Connected, with no extension negotiated (frames go out as they are)."""
+        from hypercorn.protocol.ws_stream import ASGIWebsocketState
+
+        connection = getattr(stream, "connection", None)
+        proto = getattr(connection, "_proto", None)
+        return (stream.state == ASGIWebsocketState.CONNECTED and proto is not None
+                and not proto.extensions)
+
+    async def write(self, frames: list[bytes]) -> None:
+        """Send ``frames`` (UTF-8 JSON each) in order, as text messages."""
+        stream = self._stream
+        if stream is None:
+            for frame in frames:
+                await websocket.send(frame.decode())
+            self.writes += len(frames)
+            self.frames += len(frames)
+            return
+        from hypercorn.protocol.events import Data as StreamData
+        from wsproto.connection import ConnectionState
+
+        if stream.closed or stream.connection.state != ConnectionState.OPEN:
+            return  # as hypercorn's app_send (wsproto refuses data after a close)
+        await stream.send(StreamData(stream_id=stream.stream_id,
+                                     data=b"".join(text_frame(f) for f in frames)))
+        self.writes += 1
+        self.frames += len(frames)
