@@ -11,7 +11,7 @@ factory per kind (:meth:`Livechat.register`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +66,10 @@ def _no_sink(socket_id: str) -> FrameSink | None:
     return None
 
 
+AgentsPush = Callable[[str, Iterable[str], bytes], None]
+"""Offers one encoded frame to the sockets of several agents of an organization."""
+
+
 @dataclass
 class LivechatCounters:
     """Domain counters exported to ``/metrics``."""
@@ -100,6 +104,9 @@ class Livechat:
         self.placement = Placement(bus, suspect_seconds=max(settle_seconds, 1.0))
         self.local_sink: Callable[[str], FrameSink | None] = _no_sink
         """The sink of a socket held by this instance (the socket directory sets it)."""
+        self.local_push: AgentsPush | None = None
+        """Direct fan-out to agent sockets (the socket directory sets it); None: through
+        each agent's session actor."""
         self.presence_book = PresenceBook(bus)
         self.draining = trio.Event()
         """Set when the instance shuts down: agent sockets close with 1012."""
@@ -217,6 +224,15 @@ class Livechat:
         """Send an encoded frame to every socket of a connected agent (dropped if not
         connected)."""
         self.tell_agent(org_id, agent_id, Push(frame=frame))
+
+    def push_to_agents(self, org_id: str, agent_ids: Iterable[str], frame: bytes) -> None:
+        """Send one encoded frame to every socket of each agent, without waiting: straight
+        to the sockets when a socket directory is attached, else agent by agent."""
+        if self.local_push is not None:
+            self.local_push(org_id, agent_ids, frame)
+            return
+        for agent_id in agent_ids:
+            self.push_to_agent(org_id, agent_id, frame)
 
     def tell_agent(self, org_id: str, agent_id: str, message: Msg) -> None:
         """Notify an agent's session without waiting, wherever it lives; dropped when the
