@@ -89,6 +89,8 @@ class Livechat:
     def __init__(self, *, store: Callable[[], Store], tenants: Mapping[str, TenantConfig],
                  registry: Registry, wake_delivery: Callable[[str], None], bus: Bus,
                  heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000,
+                 max_queued_bytes: int = 1024 * 1024,
+                 max_queued_bytes_total: int = 64 * 1024 * 1024,
                  settle_seconds: float = 0.0) -> None:
         self._store = store
         self.tenants = tenants
@@ -96,6 +98,10 @@ class Livechat:
         self._wake_delivery = wake_delivery
         self.heartbeat_seconds = heartbeat_seconds
         self.max_queued_frames = max_queued_frames
+        self.max_queued_bytes = max_queued_bytes
+        """``ws.max_queued_bytes``: bytes one agent socket may have waiting."""
+        self.max_queued_bytes_total = max_queued_bytes_total
+        """``ws.max_queued_bytes_total``: bytes all agent sockets may have waiting."""
         self.org_settings = OrgSettings(store)
         self._bus = bus
         self.settle_seconds = settle_seconds

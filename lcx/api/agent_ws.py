@@ -93,7 +93,8 @@ async def _first_frame_token() -> str | None:
 async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
     assert principal.org is not None
     socket_id = new_id()
-    sink = SocketSink(livechat.max_queued_frames, budget=instance_budget(livechat))
+    sink = SocketSink(livechat.max_queued_frames, max_bytes=livechat.max_queued_bytes,
+                      budget=instance_budget(livechat))
     await sockets.attach(socket_id, sink, principal)
     livechat.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
