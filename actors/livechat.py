@@ -80,6 +80,9 @@ class LivechatCounters:
     conversations_ended: int = 0
     ws_sessions: int = 0
     slow_consumers_cut: int = 0
+    ws_writes: int = 0
+    """Writes to agent sockets (each carries one or more frames)."""
+    ws_frames_sent: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 

@@ -17,7 +17,7 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from actors.livechat import Livechat
+from actors.livechat import Livechat, LivechatCounters
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
@@ -104,7 +104,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write, sink, WireWriter())
+                nursery.start_soon(_write, sink, WireWriter(), livechat.counters)
                 nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
                 nursery.start_soon(_close_on_drain, livechat, sink)
                 if principal.has_any("supervisor"):
@@ -131,9 +131,12 @@ async def _read(handler: FrameHandler, sink: SocketSink) -> None:
         await handler.handle(raw)
 
 
-async def _write(sink: SocketSink, wire: WireWriter) -> None:
+async def _write(sink: SocketSink, wire: WireWriter, counters: LivechatCounters) -> None:
     while True:
-        await wire.write(await sink.next_frames())
+        frames = await sink.next_frames()
+        counters.ws_writes += 1
+        counters.ws_frames_sent += len(frames)
+        await wire.write(frames)
 
 
 async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:
