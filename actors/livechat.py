@@ -11,7 +11,7 @@ factory per kind (:meth:`Livechat.register`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +66,10 @@ def _no_sink(socket_id: str) -> FrameSink | None:
     return None
 
 
+AgentsPush = Callable[[str, Iterable[str], bytes], None]
+"""Offers one encoded frame to the sockets of several agents of an organization."""
+
+
 @dataclass
 class LivechatCounters:
     """Domain counters exported to ``/metrics``."""
@@ -76,6 +80,9 @@ class LivechatCounters:
     conversations_ended: int = 0
     ws_sessions: int = 0
     slow_consumers_cut: int = 0
+    ws_writes: int = 0
+    """Writes to agent sockets (each carries one or more frames)."""
+    ws_frames_sent: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -85,6 +92,8 @@ class Livechat:
     def __init__(self, *, store: Callable[[], Store], tenants: Mapping[str, TenantConfig],
                  registry: Registry, wake_delivery: Callable[[str], None], bus: Bus,
                  heartbeat_seconds: float = 20.0, max_queued_frames: int = 1000,
+                 max_queued_bytes: int = 1024 * 1024,
+                 max_queued_bytes_total: int = 64 * 1024 * 1024,
                  settle_seconds: float = 0.0) -> None:
         self._store = store
         self.tenants = tenants
@@ -92,6 +101,10 @@ class Livechat:
         self._wake_delivery = wake_delivery
         self.heartbeat_seconds = heartbeat_seconds
         self.max_queued_frames = max_queued_frames
+        self.max_queued_bytes = max_queued_bytes
+        """``ws.max_queued_bytes``: bytes one agent socket may have waiting."""
+        self.max_queued_bytes_total = max_queued_bytes_total
+        """``ws.max_queued_bytes_total``: bytes all agent sockets may have waiting."""
         self.org_settings = OrgSettings(store)
         self._bus = bus
         self.settle_seconds = settle_seconds
@@ -100,6 +113,9 @@ class Livechat:
         self.placement = Placement(bus, suspect_seconds=max(settle_seconds, 1.0))
         self.local_sink: Callable[[str], FrameSink | None] = _no_sink
         """The sink of a socket held by this instance (the socket directory sets it)."""
+        self.local_push: AgentsPush | None = None
+        """Direct fan-out to agent sockets (the socket directory sets it); None: through
+        each agent's session actor."""
         self.presence_book = PresenceBook(bus)
         self.draining = trio.Event()
         """Set when the instance shuts down: agent sockets close with 1012."""
@@ -217,6 +233,15 @@ class Livechat:
         """Send an encoded frame to every socket of a connected agent (dropped if not
         connected)."""
         self.tell_agent(org_id, agent_id, Push(frame=frame))
+
+    def push_to_agents(self, org_id: str, agent_ids: Iterable[str], frame: bytes) -> None:
+        """Send one encoded frame to every socket of each agent, without waiting: straight
+        to the sockets when a socket directory is attached, else agent by agent."""
+        if self.local_push is not None:
+            self.local_push(org_id, agent_ids, frame)
+            return
+        for agent_id in agent_ids:
+            self.push_to_agent(org_id, agent_id, frame)
 
     def tell_agent(self, org_id: str, agent_id: str, message: Msg) -> None:
         """Notify an agent's session without waiting, wherever it lives; dropped when the

@@ -10,7 +10,7 @@ agent session, queue -> conversation, conversation -> agent session).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from actors.messages import Accept, Accepted, Msg, Reserve, Timeout
@@ -39,6 +39,10 @@ class Notifier(Protocol):
     def push_to_agent(self, org_id: str, agent_id: str, frame: bytes) -> None:
         """Send an encoded frame to every socket of a connected agent (dropped if the agent
         is connected nowhere)."""
+
+    def push_to_agents(self, org_id: str, agent_ids: Iterable[str], frame: bytes) -> None:
+        """Send one encoded frame to every socket of each of ``agent_ids`` (the same bytes
+        offered to every sink; no wait for any socket)."""
 
     def tell_agent(self, org_id: str, agent_id: str, message: Msg) -> None:
         """Post to an agent's session actor (dropped if the agent is connected nowhere)."""

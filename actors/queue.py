@@ -91,15 +91,13 @@ class QueueActor(Actor):
 
     def _notify(self, kind: str, data: dict[str, Any], *, skip: str | None = None) -> None:
         frame = msgspec.json.encode(frames.notification(kind, data))
-        for agent_id in list(self.book.agents):
-            if agent_id != skip:
-                self._push(agent_id, frame)
+        self.ports.push_to_agents(self.org_id,
+                                  [a for a in self.book.agents if a != skip], frame)
 
     def _offer(self, conversation: Conversation, agent_ids: list[str]) -> None:
         frame = msgspec.json.encode(frames.notification(
             "request_created", frames.request_data(conversation)))
-        for agent_id in agent_ids:
-            self._push(agent_id, frame)
+        self.ports.push_to_agents(self.org_id, agent_ids, frame)
 
     async def _enqueue(self, conversation: Conversation) -> None:
         new = self.book.enqueue(conversation)

@@ -201,9 +201,13 @@ class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
 
 class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[ws]``: agent websocket backlog limit and heartbeat interval."""
+    """``[ws]``: agent websocket backlog limits and heartbeat interval."""
 
     max_queued_frames: int = 1000
+    max_queued_bytes: int = 1024 * 1024
+    """Bytes one socket may have waiting to be written (then it is cut off, 4008)."""
+    max_queued_bytes_total: int = 64 * 1024 * 1024
+    """Bytes all the agent sockets of one instance may have waiting together."""
     heartbeat_seconds: float = 20.0
 
 
@@ -396,6 +400,8 @@ def _validate(settings: Settings) -> None:
         settings.attachments.backend != "s3" or bool(settings.attachments.s3_bucket),
         'attachments.s3_bucket: required when attachments.backend = "s3"',
     )
+    _require(settings.ws.max_queued_bytes_total >= settings.ws.max_queued_bytes,
+             "ws.max_queued_bytes_total: must be at least ws.max_queued_bytes")
     _check_tenant_ids(settings.tenants)
     check_settings(settings)
     edges = settings.edges

@@ -110,6 +110,8 @@ class Lcx:
                                  registry=self.registry, wake_delivery=self._wake_delivery,
                                  bus=self.bus, heartbeat_seconds=settings.ws.heartbeat_seconds,
                                  max_queued_frames=settings.ws.max_queued_frames,
+                                 max_queued_bytes=settings.ws.max_queued_bytes,
+                                 max_queued_bytes_total=settings.ws.max_queued_bytes_total,
                                  settle_seconds=settle_seconds(settings))
         register_actors(self.livechat)
         edges = settings.edges

@@ -31,7 +31,11 @@ def livechat_collector(livechat: Livechat, delivery: Callable[[], DeliveryServic
                 ("lcx_conversations_ended", "Conversations ended.",
                  counters.conversations_ended),
                 ("lcx_ws_slow_consumers_cut", "Agent sockets cut off for falling behind.",
-                 counters.slow_consumers_cut)):
+                 counters.slow_consumers_cut),
+                ("lcx_ws_writes", "Writes to agent sockets (one or more frames each).",
+                 counters.ws_writes),
+                ("lcx_ws_frames_sent", "Frames written to agent sockets.",
+                 counters.ws_frames_sent)):
             family = CounterMetricFamily(name, help_text)
             family.add_metric([], value)
             families.append(family)

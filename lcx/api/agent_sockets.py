@@ -4,11 +4,17 @@ A socket registers with its agent's session actor wherever that actor lives: wit
 sink when the session is local, with this instance's id when it is remote (frames then
 arrive on the bus and are handed to the sink here). Because sessions move when
 membership changes, :meth:`SocketDirectory.resync` registers every local socket again.
+
+A frame for many agents (a queue's broadcast) skips the session actors:
+:meth:`SocketDirectory.push_to_agents` offers the same encoded bytes straight to each
+local socket of those agents, and publishes the frame once to the other instances, which
+do the same with theirs (one bus message per instance, not one per agent).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -22,6 +28,16 @@ from lcx.auth import Principal
 from lcx.errors import LcxError
 
 log = logging.getLogger("lcx.ws")
+
+FANOUT_TOPIC = "agent.fanout"
+
+
+class FanOut(msgspec.Struct, kw_only=True):
+    """One frame for the local sockets of several agents of an organization."""
+
+    org_id: str
+    agent_ids: list[str]
+    frame: bytes
 
 
 @dataclass
@@ -39,9 +55,12 @@ class SocketDirectory:
     def __init__(self, livechat: Livechat) -> None:
         self.livechat = livechat
         self._sockets: dict[str, _Socket] = {}
+        self._by_agent: dict[tuple[str, str], dict[str, FrameSink]] = {}
         livechat.local_sink = self.sink_of
+        livechat.local_push = self.push_to_agents
         livechat.bus.subscribe(FRAME_TOPIC, self._frame)
         livechat.bus.subscribe(CUT_TOPIC, self._cut)
+        livechat.bus.subscribe(FANOUT_TOPIC, self._fanout)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -55,12 +74,23 @@ class SocketDirectory:
         assert principal.org is not None
         socket = _Socket(sink, principal.org, principal.sub, principal.name, principal.groups)
         self._sockets[socket_id] = socket
-        await self._register(socket_id, socket)
+        self._by_agent.setdefault((socket.org_id, socket.agent_id), {})[socket_id] = sink
+        try:
+            await self._register(socket_id, socket)
+        except BaseException:
+            self.detach(socket_id)
+            raise
 
     def detach(self, socket_id: str) -> None:
         """Forget a closed socket and tell its agent's session."""
         socket = self._sockets.pop(socket_id, None)
         if socket is not None:
+            key = (socket.org_id, socket.agent_id)
+            held = self._by_agent.get(key)
+            if held is not None:
+                held.pop(socket_id, None)
+                if not held:
+                    del self._by_agent[key]
             self.livechat.tell_agent(socket.org_id, socket.agent_id,
                                      Disconnect(socket_id=socket_id))
 
@@ -77,6 +107,39 @@ class SocketDirectory:
         """The sink of a socket held here."""
         socket = self._sockets.get(socket_id)
         return None if socket is None else socket.sink
+
+    def push_to_agents(self, org_id: str, agent_ids: Iterable[str], frame: bytes) -> None:
+        """Offer ``frame`` (encoded once) to every socket of each agent, here and, through
+        one bus message per instance, on the other instances. Never waits; a socket that
+        cannot take it is cut off."""
+        agents = list(agent_ids)
+        self._offer_local(org_id, agents, frame)
+        bus = self.livechat.bus
+        others = [m for m in bus.members() if m != bus.instance_id]
+        if not others:
+            return
+        payload = msgspec.msgpack.encode(FanOut(org_id=org_id, agent_ids=agents, frame=frame))
+        for instance_id in others:
+            if not bus.publish(instance_id, FANOUT_TOPIC, payload):
+                log.warning("fan-out to an instance dropped (bus queue full)",
+                            extra={"instance": instance_id})
+
+    def _offer_local(self, org_id: str, agent_ids: list[str], frame: bytes) -> None:
+        by_agent = self._by_agent
+        for agent_id in agent_ids:
+            held = by_agent.get((org_id, agent_id))
+            if held is None:
+                continue
+            for sink in list(held.values()):
+                if not sink.offer(frame):
+                    self.livechat.count_slow_consumer()
+                    sink.cut("too many frames queued")
+
+    def _fanout(self, sender: str, payload: bytes) -> None:
+        if sender == self.livechat.bus.instance_id:
+            return
+        fan_out = msgspec.msgpack.decode(payload, type=FanOut)
+        self._offer_local(fan_out.org_id, fan_out.agent_ids, fan_out.frame)
 
     async def _register(self, socket_id: str, socket: _Socket) -> None:
         # the session finds the sink by id when it lives here, wherever it is placed by

@@ -3,7 +3,8 @@
 The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad token
 closes it with 4401), registers a bounded frame sink with the agent's session actor and
 then runs three tasks: a reader that decodes and dispatches frames (``agent_frames``), a
-writer that drains the sink onto the socket, and a heartbeat. A client that falls more
+writer that drains the sink onto the socket and queues the heartbeats, and one that closes
+the socket when the instance drains. A client that falls more
 than ``ws.max_queued_frames`` or the sink's byte bounds behind is cut off (4008) instead
 of growing memory (``socket_sink``); the reader takes no frame while the sink is half
 full, so a client's own requests slow it down rather than cut it.
@@ -17,7 +18,7 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from actors.livechat import Livechat
+from actors.livechat import Livechat, LivechatCounters
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
@@ -93,7 +94,8 @@ async def _first_frame_token() -> str | None:
 async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
     assert principal.org is not None
     socket_id = new_id()
-    sink = SocketSink(livechat.max_queued_frames, budget=instance_budget(livechat))
+    sink = SocketSink(livechat.max_queued_frames, max_bytes=livechat.max_queued_bytes,
+                      budget=instance_budget(livechat))
     await sockets.attach(socket_id, sink, principal)
     livechat.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
@@ -103,8 +105,8 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write, sink, WireWriter())
-                nursery.start_soon(_heartbeat, sink, livechat.heartbeat_seconds)
+                nursery.start_soon(_write, sink, WireWriter(), livechat.counters,
+                                   livechat.heartbeat_seconds)
                 nursery.start_soon(_close_on_drain, livechat, sink)
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
@@ -130,18 +132,26 @@ async def _read(handler: FrameHandler, sink: SocketSink) -> None:
         await handler.handle(raw)
 
 
-async def _write(sink: SocketSink, wire: WireWriter) -> None:
+async def _write(sink: SocketSink, wire: WireWriter, counters: LivechatCounters,
+                 heartbeat_seconds: float) -> None:
+    """Drain the sink onto the socket, and queue a ``HEARTBEAT`` every
+    ``heartbeat_seconds`` whatever the traffic (in this task: one task less per socket)."""
+    beat_at = trio.current_time() + heartbeat_seconds
     while True:
-        await wire.write(await sink.next_frames())
+        frames: list[bytes] = []
+        with trio.move_on_at(beat_at):
+            frames = await sink.next_frames()
+        if trio.current_time() >= beat_at:
+            beat_at += heartbeat_seconds
+            sink.offer_json({"type": "event", "event": "HEARTBEAT",
+                             "data": {"at": iso(utc_now())}})
+        if frames:
+            counters.ws_writes += 1
+            counters.ws_frames_sent += len(frames)
+            await wire.write(frames)
 
 
 async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:
     await livechat.draining.wait()
     sink.going_away = True
     sink.scope.cancel()
-
-
-async def _heartbeat(sink: SocketSink, seconds: float) -> None:
-    while True:
-        await trio.sleep(seconds)
-        sink.offer_json({"type": "event", "event": "HEARTBEAT", "data": {"at": iso(utc_now())}})

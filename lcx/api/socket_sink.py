@@ -1,8 +1,9 @@
 """The bounded outbound queue of one agent websocket (its session's ``FrameSink``).
 
-A socket may hold at most ``ws.max_queued_frames`` frames and :data:`MAX_QUEUED_BYTES`
+A socket may hold at most ``ws.max_queued_frames`` frames and ``ws.max_queued_bytes``
 bytes not yet handed to the connection, and all the sockets of an instance together at
-most :data:`MAX_QUEUED_BYTES_TOTAL`; a frame that does not fit is refused and the
+most ``ws.max_queued_bytes_total`` (defaults :data:`MAX_QUEUED_BYTES`,
+:data:`MAX_QUEUED_BYTES_TOTAL`); a frame that does not fit is refused and the
 socket is cut off (4008). Replies to the client's own frames never cut it: the reader
 waits for room (:meth:`SocketSink.wait_room`) before it takes the next frame, so a
 client that sends faster than it reads is slowed down, not disconnected.
@@ -50,10 +51,12 @@ _budgets: weakref.WeakKeyDictionary[Any, QueueBudget] = weakref.WeakKeyDictionar
 
 
 def instance_budget(owner: Any) -> QueueBudget:
-    """The one budget of ``owner`` (the instance's livechat domain), made on first use."""
+    """The one budget of ``owner`` (the instance's livechat domain, whose
+    ``max_queued_bytes_total`` is its ceiling), made on first use."""
     budget = _budgets.get(owner)
     if budget is None:
-        budget = _budgets[owner] = QueueBudget()
+        budget = _budgets[owner] = QueueBudget(
+            getattr(owner, "max_queued_bytes_total", MAX_QUEUED_BYTES_TOTAL))
     return budget
 
 

@@ -4,8 +4,10 @@ The public path (``websocket.send`` per frame) goes through Quart, hypercorn's A
 ``app_send``, wsproto's event building and a locked, shielded ``send_all`` for every
 frame: most of the server's CPU when a request is broadcast to many agents. The fast path
 serialises every frame queued on a socket (text frames, server side: no mask, no
-extension) and hands them to hypercorn's stream in one ``Data`` event, so one lock and
-one ``send_all`` per batch.
+extension) and writes them to the connection's socket at once, without a task switch:
+when nobody else is writing (hypercorn's send lock is free) the bytes go straight to the
+socket with one ``os.write``; whatever the kernel does not take at once goes through
+hypercorn's stream (its lock, a shielded ``send_all``), before any later frame.
 
 It reaches into hypercorn (its ``WSStream`` behind the ASGI ``send``), so it is used only
 with the exact versions it was written against (:data:`KNOWN_VERSIONS`) and only when the
@@ -17,6 +19,7 @@ put the same bytes on the wire.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from functools import partial
 from importlib.metadata import version
@@ -90,13 +93,37 @@ class WireWriter:
         self._stream = _hypercorn_stream() if fast else None
         if self._stream is not None and not self._plain(self._stream):
             self._stream = None
+        self._lock: Any = None
+        self._fd = -1
+        if self._stream is not None:
+            self._lock, self._fd = self._socket_of(self._stream)
         self.writes = 0
         self.frames = 0
+
+    @staticmethod
+    def _socket_of(stream: Any) -> tuple[Any, int]:
+        """hypercorn's send lock and the socket's descriptor behind ``stream`` (an HTTP/1.1
+        upgrade on a plain TCP connection), or (None, -1)."""
+        import trio
+
+        tcp = getattr(getattr(stream.send, "__self__", None), "send", None)
+        server = getattr(tcp, "__self__", None)
+        lock = getattr(server, "send_lock", None)
+        socket_stream = getattr(server, "stream", None)
+        if not isinstance(lock, trio.Lock) or not isinstance(socket_stream,
+                                                              trio.SocketStream):
+            return None, -1
+        return lock, socket_stream.socket.fileno()
 
     @property
     def fast(self) -> bool:
         """Whether batches go straight to hypercorn's stream."""
         return self._stream is not None
+
+    @property
+    def direct(self) -> bool:
+        """Whether batches may be written straight to the socket (no task switch)."""
+        return self._lock is not None
 
     @staticmethod
     def _plain(stream: Any) -> bool:
@@ -122,7 +149,21 @@ class WireWriter:
 
         if stream.closed or stream.connection.state != ConnectionState.OPEN:
             return  # as hypercorn's app_send (wsproto refuses data after a close)
-        await stream.send(StreamData(stream_id=stream.stream_id,
-                                     data=b"".join(text_frame(f) for f in frames)))
+        data = b"".join([text_frame(f) for f in frames])
         self.writes += 1
         self.frames += len(frames)
+        if self._lock is not None and not self._lock.locked():
+            # nobody is mid-write and nothing below yields before the write: whole frames
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                written = 0  # hypercorn's path notices the broken connection
+            if written == len(data):
+                return
+            data = data[written:]
+        import trio
+
+        with trio.CancelScope(shield=True):  # never leave a frame half written
+            await stream.send(StreamData(stream_id=stream.stream_id, data=data))

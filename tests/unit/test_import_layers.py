@@ -86,7 +86,8 @@ def test_blueprints_never_import_each_other() -> None:
     """An HTTP blueprint imports only the leaves of lcx.api (helpers, deps, spec...)."""
     leaves = {"lcx.api.auth", "lcx.api.bodies", "lcx.api.common", "lcx.api.deps",
               "lcx.api.spec", "lcx.api.errors", "lcx.api.agent_frames",
-              "lcx.api.agent_sockets", "lcx.api.http_server", "lcx.api.socket_sink"}
+              "lcx.api.agent_sockets", "lcx.api.http_server", "lcx.api.socket_sink",
+              "lcx.api.ws_wire"}
     blueprints = {name: path for name, path in MODULES.items()
                   if name.startswith("lcx.api.") and "_blueprint" in path.read_text()
                   and name != "lcx.api.http_app"}
