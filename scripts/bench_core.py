@@ -6,6 +6,8 @@ Figures (each µs per operation, wall and process CPU, all threads counted):
 * ``post_C``: the store part of posting a message into one of C open conversations
   (one transaction: ``append_message`` then ``save_conversation`` guarded by the counters),
   one post at a time, for C = 20 and 1,000;
+* ``post_keyed``: a post that also stores its idempotency key (a bot message with an
+  ``id``), 20 open: ``claim`` where the tree has it, else look-up then insert;
 * ``batch_N``: N concurrent writers each committing small posts; with group commit many
   share one fsync (the figure is per transaction).
 
@@ -32,10 +34,13 @@ import trio
 import lcx
 from lcx.model import Author, Context, Conversation, Message, Subscriber
 from lcx.store import Store, Tx, open_store
+from lcx.store import conversations as conversations_module
 from lcx.store.conversations import (
     append_message,
     insert_conversation,
     load_conversation,
+    remember,
+    remembered,
     save_conversation,
 )
 
@@ -62,6 +67,24 @@ def post(state: dict[str, Conversation], cid: str) -> Callable[[Tx], None]:
                                    text="hello"), org_id="o1", client_id=None)
         save_conversation(tx, after, expected=before)
         state[cid] = after
+    return fn
+
+
+def keyed_post(state: dict[str, Conversation], cid: str, key: str) -> Callable[[Tx], None]:
+    """A post that stores its idempotency key, the way the tree under test does it."""
+    plain = post(state, cid)
+    claim = getattr(conversations_module, "claim", None)
+
+    def fn(tx: Tx) -> None:
+        if claim is not None:
+            if claim(tx, "bot:o1", key, b'{"seq":1}', AT) is not None:
+                return
+            plain(tx)
+            return
+        if remembered(tx, "bot:o1", key) is not None:
+            return
+        plain(tx)
+        remember(tx, "bot:o1", key, b'{"seq":1}', AT)
     return fn
 
 
@@ -101,6 +124,9 @@ async def post_figures(store: Store, open_count: int, reads: int, posts: int
             reads, lambda i: store.read(lambda tx: load_conversation(tx, ids[i % 20])))
     figures[f"post_{open_count}"] = await timed(
         posts, lambda i: store.transaction(post(state, ids[i % len(ids)])))
+    if open_count == 20:
+        figures["post_keyed"] = await timed(
+            posts, lambda i: store.transaction(keyed_post(state, ids[i % 20], f"m{i}")))
     return figures
 
 
