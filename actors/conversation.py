@@ -49,6 +49,7 @@ from lcx.runtime import Actor, ActorContext
 from lcx.store import Tx
 from lcx.store.conversations import (
     append_message,
+    claim,
     insert_conversation,
     load_conversation,
     messages_after,
@@ -208,8 +209,17 @@ class ConversationActor(Actor):
             scope, client_id, answer = decision.remember
             remembered_answer = (scope, client_id, _encode(answer))
 
+        claimed = remembered_answer is not None and \
+            remembered_answer[:2] == unless_remembered
+        at = iso(utc_now())
+
         def write(tx: Tx) -> bytes | None:
-            if unless_remembered is not None:
+            if claimed and remembered_answer is not None:
+                # the key is stored first, in one statement: a resend finds it there
+                earlier = claim(tx, *remembered_answer, at=at)
+                if earlier is not None:
+                    return earlier
+            elif unless_remembered is not None:
                 earlier = remembered(tx, *unless_remembered)
                 if earlier is not None:
                     return earlier
@@ -221,8 +231,8 @@ class ConversationActor(Actor):
                 append_message(tx, message, org_id=new.org_id, client_id=client_id)
             for event in outbox:
                 enqueue(tx, event)
-            if remembered_answer is not None:
-                remember(tx, *remembered_answer, at=iso(utc_now()))
+            if remembered_answer is not None and not claimed:
+                remember(tx, *remembered_answer, at=at)
             return None
 
         stored = await self.ports.store.transaction(write)

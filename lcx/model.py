@@ -27,8 +27,11 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # formatted by hand: strftime costs several times more, on every stored row
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
 def parse_iso(text: str) -> datetime:
@@ -38,6 +41,8 @@ def parse_iso(text: str) -> datetime:
         ValueError: not a timestamp, or one that falls outside years 1-9999 in UTC.
     """
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is UTC:  # already UTC: nothing to range-check
+        return parsed
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a timezone: {text!r}")
     try:

@@ -42,6 +42,12 @@ class TimerService:
     def arm(self, key: str, delay: float, fire: Fire) -> None:
         """Call ``fire`` in ``delay`` seconds, replacing the timer ``key`` had."""
         deadline = trio.current_time() + max(0.0, delay)
+        current = self._armed.get(key)
+        if current is not None and current[0] <= deadline:
+            # only later (an inactivity limit pushed back by every message): the heap
+            # entry of the earlier deadline stays; when it comes up it is moved on
+            self._armed[key] = (deadline, current[1], fire)
+            return
         seq = next(self._seq)
         self._armed[key] = (deadline, seq, fire)
         earliest = self._heap[0][0] if self._heap else None
@@ -83,6 +89,9 @@ class TimerService:
             entry = self._armed.get(key)
             if entry is None or entry[1] != seq:
                 continue  # cancelled or replaced
+            if entry[0] > now:  # re-armed later in the meantime: wait for that
+                heapq.heappush(self._heap, (entry[0], seq, key))
+                continue
             del self._armed[key]
             self.fired += 1
             try:

@@ -130,7 +130,8 @@ class Store(Protocol):
         other database errors as :class:`~lcx.errors.StoreError` (always ``from`` the
         original); exceptions raised by ``fn`` itself propagate unchanged.
         Writers are serializable: the outcome is that of running them one at a time.
-        SQLite runs them one at a time and ``fn`` once per call; PostgreSQL runs them
+        SQLite runs them one at a time, and ``fn`` again only when a group commit it was
+        part of had to be redone (see :mod:`lcx.store.sqlite`); PostgreSQL runs them
         concurrently (``SERIALIZABLE``) and may run ``fn`` again after a serialization
         failure or deadlock (see :mod:`lcx.store.postgres`).
         """
@@ -141,7 +142,9 @@ class Store(Protocol):
 
         May run concurrently with other reads and with a write; sees only committed data.
         Writing through ``tx`` fails with :class:`~lcx.errors.StoreError`. Errors are
-        mapped as for :meth:`transaction`.
+        mapped as for :meth:`transaction`. ``fn`` may run more than once (SQLite first
+        tries it on the Trio thread and re-runs a slow one on a reader thread), so it must
+        have no side effects beyond its reads.
         """
         ...
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from lcx.errors import StaleState
+from lcx.errors import IntegrityConflict, StaleState
 from lcx.model import Attachment, Author, Context, Conversation, Message, Participant, Subscriber
 from lcx.store.base import Row, Tx
 
@@ -67,18 +67,19 @@ def save_conversation(tx: Tx, conversation: Conversation, *,
 
     With ``expected`` (the state the new one was decided from) the row is written only if
     its ``last_seq`` and ``last_event_no`` are still the expected ones: the counters of a
-    conversation never go back, whoever else wrote in between.
+    conversation never go back, whoever else wrote in between. Then only the columns that
+    differ from ``expected`` (and the counters) are written.
 
     Raises:
         StaleState: the stored row moved on since ``expected`` was read.
     """
-    columns = [c for c in _COLUMNS if c != "id"]
-    assignments = ", ".join(f"{c} = ?" for c in columns)
-    values = _values(conversation)[1:]
     if expected is None:
+        columns = [c for c in _COLUMNS if c != "id"]
+        assignments = ", ".join(f"{c} = ?" for c in columns)
         tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ?",
-                   [*values, conversation.id])
+                   [*_values(conversation)[1:], conversation.id])
         return
+    assignments, values = _changes(expected, conversation)
     changed = tx.execute(f"UPDATE conversations SET {assignments} WHERE id = ? "
                          "AND last_seq = ? AND last_event_no = ?",
                          [*values, conversation.id, expected.last_seq,
@@ -86,6 +87,26 @@ def save_conversation(tx: Tx, conversation: Conversation, *,
     if changed != 1:
         raise StaleState(f"conversation {conversation.id} changed since seq "
                          f"{expected.last_seq} / event {expected.last_event_no} was read")
+
+
+def _changes(before: Conversation, after: Conversation) -> tuple[str, list[Any]]:
+    """The ``SET`` list and values of the columns that differ from ``before`` to ``after``
+    (most saves move only the counters and the activity time: no JSON encoded for them).
+    Never empty: the counters are always written, so the guard's row counts as changed."""
+    columns: list[str] = []
+    values: list[Any] = []
+    for column in _COLUMNS:
+        if column == "open_key":
+            if (key := open_key(after)) != open_key(before):
+                columns.append(column)
+                values.append(key)
+            continue
+        value = getattr(after, column)
+        if column in ("last_seq", "last_event_no") or (
+                column != "id" and value != getattr(before, column)):
+            columns.append(column)
+            values.append(_encode(value).decode() if column in _JSON_COLUMNS else value)
+    return ", ".join(f"{c} = ?" for c in columns), values
 
 
 def load_conversation(tx: Tx, conversation_id: str) -> Conversation | None:
@@ -214,6 +235,23 @@ def remembered(tx: Tx, scope: str, key: str) -> bytes | None:
     row = tx.fetchone("SELECT result FROM idempotency_keys WHERE scope = ? AND key = ?",
                       (scope, key))
     return None if row is None else str(row["result"]).encode()
+
+
+def claim(tx: Tx, scope: str, key: str, result: bytes, at: str) -> bytes | None:
+    """Store the answer of an idempotent operation unless one is there; None when this
+    call stored it, else the earlier answer (nothing written).
+
+    One statement in the usual case (no earlier answer) instead of a look-up followed by
+    an insert; run it first in the transaction that carries the operation's effect.
+    """
+    if tx.execute("INSERT INTO idempotency_keys (scope, key, result, created_at) "
+                  "VALUES (?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING",
+                  (scope, key, result.decode(), at)):
+        return None
+    earlier = remembered(tx, scope, key)
+    if earlier is None:  # taken and gone again (a concurrent erasure): let the caller retry
+        raise IntegrityConflict("the idempotency key changed under this transaction")
+    return earlier
 
 
 def remember(tx: Tx, scope: str, key: str, result: bytes, at: str) -> None:

@@ -15,9 +15,11 @@ Threads and connections
 Group commit
     While the writer runs (and fsyncs) one batch, new transactions wait in its queue; it
     then takes all of them (up to ``max_batch``) as the next batch: one ``BEGIN
-    IMMEDIATE``, each transaction inside its own ``SAVEPOINT``, one ``COMMIT`` (one
-    fsync), and every waiter is woken after it. A transaction that raises is rolled back
-    to its savepoint and fails alone; the others commit. If the batch as a whole fails
+    IMMEDIATE``, every transaction's ``fn`` in turn, one ``COMMIT`` (one fsync), and
+    every waiter is woken after it. Only if one of them raises is the whole batch rolled
+    back and run again with each transaction inside its own ``SAVEPOINT`` (so the common
+    case pays no savepoint per job): a transaction that raises is then rolled back to its
+    savepoint and fails alone; the others commit. If the batch as a whole fails
     (``BEGIN``/``COMMIT`` fails, or an error makes SQLite abandon the transaction), none of
     it was committed and each transaction is run again on its own, so every caller gets
     the outcome it would have had alone (``fn`` may run twice then, as the store protocol
@@ -28,6 +30,15 @@ Durability
     so a transaction that returned survives a process kill and a power cut. The opt-in
     ``synchronous="normal"`` (``store.sqlite_synchronous``) fsyncs only at checkpoints: a
     returned transaction still survives a kill of lcx, but not an OS crash or power cut.
+
+Reads on the Trio thread
+    A file store also opens one more read connection for the Trio thread itself:
+    :meth:`SqliteStore.read` first runs ``fn`` there, with no thread hop (a point lookup
+    costs ~15 µs; handing it to a reader thread and back costs ~70-90 µs more). A progress
+    handler aborts that attempt once it has run for ``inline_budget`` seconds (default
+    1 ms), and the connection never waits for a lock (``busy_timeout`` 0); an aborted or
+    locked attempt is rolled back and ``fn`` runs again on a reader thread. So a read
+    ``fn`` may run twice and must have no side effects beyond its reads.
 
 In memory
     ``sqlite://:memory:`` opens a single private connection that serves reads and writes
@@ -195,7 +206,8 @@ def _connect(target: str, *, busy_timeout: float, query_only: bool,
 
 def _connect_all(path: str | None, readers: int, busy_timeout: float, synchronous: str = "full"
                  ) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
-    """Worker thread: open the writer (switching the file to WAL), then the readers."""
+    """Worker thread: open the writer (switching the file to WAL), then the readers; for a
+    file, the last reader is the Trio thread's own (it never waits for a lock)."""
     opened: list[sqlite3.Connection] = []
     try:
         if path is not None:
@@ -210,6 +222,7 @@ def _connect_all(path: str | None, readers: int, busy_timeout: float, synchronou
             raise StoreError(f"sqlite refused WAL mode (journal_mode={mode})")
         for _ in range(readers):
             opened.append(_connect(path, busy_timeout=busy_timeout, query_only=True))
+        opened.append(_connect(path, busy_timeout=0.0, query_only=True))
         return writer, opened[1:]
     except (sqlite3.Error, OSError) as exc:
         _close_all(opened)
@@ -303,6 +316,9 @@ def _failure(exc: BaseException) -> outcome.Error:
 
 _ENDED_ITSELF = "the transaction function ended the transaction itself"
 
+_PROGRESS_STEPS = 1000
+"""SQLite VM steps between two calls of the inline connection's progress handler."""
+
 # The store's own transaction statements. Their text is the store's alone (the comment):
 # sqlite3 caches prepared statements by text and the authorizer sees a statement only
 # when it is prepared, so a "COMMIT" written by fn is prepared afresh, and refused.
@@ -353,6 +369,29 @@ class _BatchBroken(Exception):
     """The group transaction itself failed: its jobs are run again one by one."""
 
 
+def _run_group_plain(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+    """Writer thread: run ``jobs`` in one transaction without savepoints and commit once.
+
+    The common case (every job succeeds) then costs no ``SAVEPOINT``/``RELEASE`` per job.
+    Returns False, with nothing committed and every outcome cleared, as soon as one job
+    raises or the transaction fails: the caller then runs the group again with savepoints,
+    so a failing job still fails alone (its neighbours' ``fn`` run a second time then).
+    """
+    try:
+        if conn.in_transaction:  # left open by a failed rollback: start clean
+            conn.execute(_ROLLBACK)
+        conn.execute(_BEGIN_WRITE)
+        for job in jobs:
+            job.outcome = outcome.Value(_call(job.fn, conn))
+        conn.execute(_COMMIT)
+        return True
+    except BaseException as exc:  # any failure: redo the group with savepoints
+        _rollback_quietly(conn, exc)
+        for job in jobs:
+            job.outcome = None
+        return False
+
+
 def _run_group(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
     """Writer thread: run ``jobs`` in one transaction, each inside its own savepoint, and
     commit once (one fsync for all). A job that raises is rolled back to its savepoint and
@@ -390,6 +429,7 @@ class _StoreThreads:
         self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._reads: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0
+        self.savepoint_batches = 0
         self._threads = [threading.Thread(target=self._write_loop, args=(writer,),
                                           name="lcx-sqlite-writer", daemon=True)]
         self._threads += [threading.Thread(target=self._read_loop, args=(conn,),
@@ -458,6 +498,9 @@ class _StoreThreads:
             return
         self.batches += 1
         if len(group) > 1:
+            if _run_group_plain(conn, group):
+                return
+            self.savepoint_batches += 1
             try:
                 _run_group(conn, group)
                 return
@@ -499,11 +542,21 @@ class SqliteStore:
     """
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], *,
-                 max_batch: int = 256) -> None:
+                 inline: sqlite3.Connection | None = None, max_batch: int = 256,
+                 inline_budget: float = 0.001) -> None:
         """Take ownership of already configured connections (use :meth:`open`); must be
-        called from the Trio thread that will use the store."""
+        called from the Trio thread that will use the store. ``inline`` is the read
+        connection of the Trio thread itself (see the module docstring), whose attempts
+        are aborted after ``inline_budget`` seconds."""
         self._reads_on_writer = not readers
-        self._owned = (*readers, writer)
+        self._owned = (*readers, writer) if inline is None else (*readers, writer, inline)
+        self._inline = inline
+        self._inline_budget = inline_budget
+        self._inline_deadline = 0.0
+        self._inline_aborted = False
+        self.inline_reads = self.inline_fallbacks = 0
+        if inline is not None:
+            inline.set_progress_handler(self._inline_progress, _PROGRESS_STEPS)
         self._threads = _StoreThreads(writer, readers, trio.lowlevel.current_trio_token(),
                                       max_batch)
         self._committed = self._failed = self._in_flight = 0
@@ -526,7 +579,8 @@ class SqliteStore:
         target = None if path is None else os.fspath(path)
         writer, reader_conns = await trio.to_thread.run_sync(
             _connect_all, target, readers, busy_timeout, synchronous)
-        return cls(writer, reader_conns)
+        inline = reader_conns.pop() if reader_conns else None
+        return cls(writer, reader_conns, inline=inline)
 
     @property
     def dialect(self) -> str:
@@ -552,14 +606,50 @@ class SqliteStore:
             return result
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
-        """See :meth:`lcx.store.base.Store.read`."""
+        """See :meth:`lcx.store.base.Store.read`.
+
+        A file store first runs ``fn`` on the Trio thread and, if that attempt is aborted
+        (over ``inline_budget``, or a lock in the way), again on a reader thread: ``fn``
+        may run twice, so it must be free of side effects.
+        """
         with self._operation():
+            if self._inline is not None:
+                await trio.lowlevel.checkpoint()
+                if (done := self._read_inline(fn)) is not None:
+                    inline_result: T = done.unwrap()
+                    return inline_result
             job = _Job(fn, read=True)
             if self._reads_on_writer:
                 result: T = await self._submit(job, self._threads.write)
             else:
                 result = await self._submit(job, self._threads.read)
             return result
+
+    def _inline_progress(self) -> int:
+        """SQLite progress handler of the inline connection: non-zero aborts the statement."""
+        if time.perf_counter() > self._inline_deadline:
+            self._inline_aborted = True
+            return 1
+        return 0
+
+    def _read_inline(self, fn: Callable[[Tx], T]) -> outcome.Outcome[T] | None:
+        """Trio thread: one bounded attempt at ``fn`` on the inline connection; ``None``
+        when it must be run again on a reader thread (aborted, or a lock in the way)."""
+        assert self._inline is not None
+        self._inline_aborted = False
+        self._inline_deadline = time.perf_counter() + self._inline_budget
+        try:
+            result = _run_in_transaction(self._inline, _BEGIN_READ, fn, _ROLLBACK)
+        except StoreUnavailable:
+            self.inline_fallbacks += 1
+            return None
+        except Exception as exc:
+            if self._inline_aborted:
+                self.inline_fallbacks += 1
+                return None
+            return outcome.Error(exc)
+        self.inline_reads += 1
+        return outcome.Value(result)
 
     @staticmethod
     async def _submit(job: _Job, queue_job: Callable[[_Job], None]) -> Any:
@@ -618,6 +708,11 @@ class SqliteStore:
     def commit_batches(self) -> int:
         """How many commits the writer made (fewer than transactions: group commit)."""
         return self._threads.batches
+
+    @property
+    def savepoint_batches(self) -> int:
+        """How many groups failed without savepoints and were run again with them."""
+        return self._threads.savepoint_batches
 
     @contextmanager
     def _operation(self) -> Iterator[None]:

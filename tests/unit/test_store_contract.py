@@ -446,6 +446,19 @@ async def test_idempotency_keys_remember_once(any_store: Store) -> None:
         await write(any_store, lambda tx: conv.remember(tx, "http:o1:x", "k", b"{}", T1))
 
 
+
+async def test_idempotency_claim_stores_once_and_returns_the_earlier_answer(
+        any_store: Store) -> None:
+    """claim() stores an answer when the key is new (None back) and, when it is taken,
+    writes nothing and gives back the first answer: one statement for the usual case."""
+    assert await write(any_store, lambda tx: conv.claim(tx, "bot:o1", "m1", b'{"a":1}', T0)) \
+        is None
+    assert await write(any_store, lambda tx: conv.claim(tx, "bot:o1", "m1", b'{"a":2}', T1)) \
+        == b'{"a":1}'
+    assert await any_store.read(lambda tx: conv.remembered(tx, "bot:o1", "m1")) == b'{"a":1}'
+    assert await write(any_store, lambda tx: conv.claim(tx, "bot:o1", "m2", b"{}", T1)) is None
+
+
 # --- outbox ----------------------------------------------------------------------------
 
 

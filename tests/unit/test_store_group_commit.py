@@ -82,6 +82,7 @@ async def test_concurrent_transactions_commit_together_and_are_all_durable(
         outcomes = await run_behind_a_held_writer(store, [put(key) for key in keys])
         assert outcomes == keys
         assert store.commit_batches - batches == 2  # the held write, then all 50 at once
+        assert store.savepoint_batches == 0  # all succeeded: no savepoint per job
     finally:
         await store.close()
     assert keys_on_disk(path) == {*keys, "held"}
@@ -89,7 +90,7 @@ async def test_concurrent_transactions_commit_together_and_are_all_durable(
 
 async def test_a_failing_transaction_fails_only_its_own_caller(tmp_path: Path) -> None:
     """In one batch: a duplicate key and an exception raised by fn fail their callers with
-    their own errors; the others commit."""
+    their own errors; the others commit (the batch is run again, each job in a savepoint)."""
     path = tmp_path / "lcx.db"
     store = await SqliteStore.open(path)
 
@@ -104,6 +105,7 @@ async def test_a_failing_transaction_fails_only_its_own_caller(tmp_path: Path) -
         outcomes = await run_behind_a_held_writer(
             store, [put("a"), put("taken"), put("b"), broken, put("c")])
         assert store.commit_batches - batches == 2
+        assert store.savepoint_batches == 1  # the plain try failed; redone with savepoints
     finally:
         await store.close()
     assert outcomes[0] == "a"

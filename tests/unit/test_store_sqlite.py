@@ -142,11 +142,24 @@ async def test_reads_run_while_a_write_is_open(file_store: Store) -> None:
         assert await file_store.read(count_items) == 1
 
 
+SLOW_QUERY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+              " WHERE i < 100000000) SELECT count(*) AS c FROM n")
+"""Runs for seconds: far over the Trio-thread read budget (1 ms)."""
+
+
+def abort_if_inline(tx: Tx) -> None:
+    """In a read fn: on the Trio thread, run a query long enough to be aborted there, so
+    the store runs the fn again on a reader thread."""
+    if threading.current_thread() is threading.main_thread():
+        tx.fetchone(SLOW_QUERY)
+
+
 async def test_reads_run_concurrently(file_store: Store) -> None:
     """Two reads run at the same time (each waits at a barrier only the other can pass)."""
     barrier = threading.Barrier(2, timeout=5)
 
     def meet(tx: Tx) -> int:
+        abort_if_inline(tx)  # the barrier would block the Trio thread: go to the threads
         barrier.wait()
         return count_items(tx)
 
@@ -157,7 +170,8 @@ async def test_reads_run_concurrently(file_store: Store) -> None:
 
 
 async def test_wal_synchronous_full_foreign_keys_and_busy_timeout(file_store: Store) -> None:
-    """Writer and readers: WAL, synchronous=FULL (2), foreign keys on, 5 s busy timeout."""
+    """Writer and reader threads: WAL, synchronous=FULL (2), foreign keys on, 5 s busy
+    timeout; the Trio thread's reader the same but with no busy timeout."""
     def pragmas(tx: Tx) -> list[Row | None]:
         names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
         return [tx.fetchone(f"PRAGMA {name}") for name in names]
@@ -165,7 +179,13 @@ async def test_wal_synchronous_full_foreign_keys_and_busy_timeout(file_store: St
     expected = [{"journal_mode": "wal"}, {"synchronous": 2}, {"foreign_keys": 1},
                 {"timeout": 5000}]
     assert await file_store.transaction(pragmas) == expected
-    assert await file_store.read(pragmas) == expected
+    def pragmas_on_reader_thread(tx: Tx) -> list[Row | None]:
+        abort_if_inline(tx)
+        return pragmas(tx)
+
+    assert await file_store.read(pragmas_on_reader_thread) == expected
+    # the Trio thread's own read connection never waits for a lock (it hands off instead)
+    assert await file_store.read(pragmas) == [*expected[:3], {"timeout": 0}]
 
 
 async def test_cancel_during_write_still_commits_whole_transaction(store: Store) -> None:
@@ -382,3 +402,33 @@ async def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
         async with open_store(url) as store:
             rows = await store.read(lambda tx: tx.fetchall("SELECT org_id FROM org_settings"))
     assert sorted(row["org_id"] for row in rows) == sorted(keys)
+
+
+async def test_a_read_aborted_on_the_trio_thread_gives_the_same_answer_on_a_reader(
+        tmp_path: Path) -> None:
+    """A read over the Trio thread's budget is aborted there and run again on a reader
+    thread; its caller gets the answer a plain read gives."""
+    store = await SqliteStore.open(tmp_path / "lcx.db")
+    try:
+        await store.transaction(lambda tx: tx.execute(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+        await store.transaction(lambda tx: tx.executemany(
+            "INSERT INTO t (k, v) VALUES (?, ?)", [(i, f"v{i}") for i in range(100)]))
+        threads: list[bool] = []
+
+        def answer(tx: Tx) -> list[Row]:
+            threads.append(threading.current_thread() is threading.main_thread())
+            abort_if_inline(tx)
+            return tx.fetchall("SELECT k, v FROM t ORDER BY k")
+
+        def plain(tx: Tx) -> list[Row]:
+            return tx.fetchall("SELECT k, v FROM t ORDER BY k")
+
+        expected = await store.read(plain)
+        assert store.inline_reads == 1
+        assert store.inline_fallbacks == 0
+        assert await store.read(answer) == expected
+        assert threads == [True, False]  # aborted on the Trio thread, re-run on a reader
+        assert store.inline_fallbacks == 1
+    finally:
+        await store.close()

@@ -81,3 +81,19 @@ async def test_many_keys_and_a_failing_callback(nursery: trio.Nursery,
     await trio.sleep(30)
     assert sorted(fired) == list(range(10_000))
     assert len(timers) == 0
+
+
+async def test_pushing_a_deadline_later_keeps_one_heap_entry(
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    """Re-armed later a thousand times (an inactivity limit moved by every message), a key
+    adds no heap entry, does not fire at the old deadline and fires once at the last one."""
+    timers = await started(nursery)
+    fired: list[float] = []
+    start = trio.current_time()
+    timers.arm("k", 10.0, lambda: fired.append(-1.0))
+    for step in range(1000):
+        timers.arm("k", 10.0 + step / 100, lambda: fired.append(trio.current_time() - start))
+    assert len(timers._heap) == 1
+    await trio.sleep(25)
+    assert [round(at, 2) for at in fired] == [19.99]
+    assert timers.fired == 1
