@@ -95,8 +95,10 @@ class WireWriter:
             self._stream = None
         self._lock: Any = None
         self._fd = -1
+        self._socket: Any = None
         if self._stream is not None:
             self._lock, self._fd = self._socket_of(self._stream)
+            self._socket = self._stream_socket(self._stream) if self._lock else None
         self.writes = 0
         self.frames = 0
 
@@ -114,6 +116,10 @@ class WireWriter:
                                                               trio.SocketStream):
             return None, -1
         return lock, socket_stream.socket.fileno()
+
+    @staticmethod
+    def _stream_socket(stream: Any) -> Any:
+        return stream.send.__self__.send.__self__.stream.socket
 
     @property
     def fast(self) -> bool:
@@ -152,7 +158,10 @@ class WireWriter:
         data = b"".join([text_frame(f) for f in frames])
         self.writes += 1
         self.frames += len(frames)
-        if self._lock is not None and not self._lock.locked():
+        # the descriptor is used only while the connection's socket still owns it: once
+        # hypercorn closes it the number may belong to another connection
+        if (self._lock is not None and not self._lock.locked()
+                and self._socket.fileno() == self._fd):
             # nobody is mid-write and nothing below yields before the write: whole frames
             try:
                 written = os.write(self._fd, data)
