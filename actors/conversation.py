@@ -7,6 +7,14 @@ organization's settings, the target agent's slot for a hand-over), asks the rule
 state, its messages and the events and edge commands it causes: a transactional outbox),
 and only after the commit updates its memory, pushes frames and tells queues, agents and
 provider links. Then it re-arms its one timer.
+
+Its memory may lag behind the store: while membership changes another instance may own
+the conversation for a while and write to it (this one paused, cut off, or suspected dead
+when it was not), and this actor is not told. A write decided from a lagging memory fails
+the store's guard and is decided again on the stored state; a refusal is never made from
+memory alone either: a command the rules refuse is decided again on the stored state when
+that differs (one read, on refusals only). ``GetState(fresh=True)`` answers from the
+store, for callers about to refuse on the strength of the answer.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from actors.messages import (
     CreateRequest,
     Dequeue,
     Enqueue,
+    GetState,
     PostMessage,
     PostResult,
     Release,
@@ -80,13 +89,32 @@ class ConversationActor(Actor):
         self.ports = ports
         self.id = conversation_id
         self.state: Conversation | None = None
+        self._fresh = False
+        """Whether :attr:`state` was read from the store while handling this message."""
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
-        self.state = await self.ports.store.read(lambda tx: load_conversation(tx, self.id))
+        await self._reload()
         await self._arm_timer()
 
     async def receive(self, message: Any) -> Any:
+        try:
+            return await self._receive(message)
+        finally:
+            self._fresh = False
+
+    async def _reload(self) -> bool:
+        """Adopt the stored state; whether it differs from what memory held (another
+        activation of this conversation wrote meanwhile: an owner elsewhere for a while)."""
+        stored = await self.ports.store.read(lambda tx: load_conversation(tx, self.id))
+        changed = stored != self.state
+        self.state = stored
+        self._fresh = True
+        return changed
+
+    async def _receive(self, message: Any) -> Any:
+        if isinstance(message, GetState) and message.fresh and not self._fresh:
+            await self._reload()
         if isinstance(message, Timeout) and await self._is_stale(message):
             await self._arm_timer()
             return None
@@ -119,6 +147,12 @@ class ConversationActor(Actor):
         except LcxError:
             if in_commit is not None and (earlier := await self._remembered(in_commit)):
                 return earlier  # a resend after the conversation ended
+            if not self._fresh and await self._reload():
+                # never refuse from memory alone: it lagged behind the store, so the
+                # command is decided again on the stored state (one read per refusal)
+                log.warning("conversation state was stale: reloaded before refusing",
+                            extra={"conversation": self.id})
+                return await self._obey(message, key, in_commit, attempt)
             raise
         try:
             earlier = await self._commit(decision, unless_remembered=in_commit)
@@ -139,8 +173,7 @@ class ConversationActor(Actor):
             # this decision was stored, so decide again from the stored state
             log.warning("conversation state was stale: reloaded", extra={
                 "conversation": self.id, "reason": type(exc).__name__})
-            self.state = await self.ports.store.read(
-                lambda tx: load_conversation(tx, self.id))
+            await self._reload()
             return await self._obey(message, key, in_commit, attempt + 1)
         await self._carry_out(decision)
         await self._arm_timer()

@@ -3,7 +3,8 @@
 Every frame is validated against its typed shape; a bad frame gets an ``ERROR`` event
 (with the client's ``ref``) and the socket stays up. Conversations are checked against
 the caller: same organization, and a participant (supervisors may act on any
-conversation of their organization).
+conversation of their organization); a refusal is checked against the store first
+(the conversation actor's memory may lag behind another owner's writes).
 """
 
 from __future__ import annotations
@@ -245,17 +246,45 @@ class FrameHandler:
             self.send(frames.event("REQUEST_CREATE_ACK", result, frame.ref))
         return result
 
-    async def _conversation(self, conversation_id: str, *, member: bool = True) -> Conversation:
+    async def _conversation(self, conversation_id: str, *, member: bool = True,
+                            took_part: bool = False) -> Conversation:
+        """The conversation, if the caller may act on it: of its organization, and (with
+        ``member``) one of its active agents or (with ``took_part``) one of its
+        participants ever; supervisors may act on any.
+
+        The actor answers from memory; before refusing, it is asked again to answer from
+        the store (its memory may lag behind another owner's writes), so an agent whose
+        accept was acked is never refused because a stale copy does not know it yet.
+
+        Raises:
+            NotFound: no such conversation in the caller's organization.
+            Forbidden: the caller is not in it (as the store says).
+        """
+        state = await self._state(conversation_id, fresh=False)
+        if self._refuses(state, member=member, took_part=took_part):
+            state = await self._state(conversation_id, fresh=True)
+            if self._refuses(state, member=member, took_part=took_part):
+                raise Forbidden("you are not in this conversation")
+        return state
+
+    async def _state(self, conversation_id: str, *, fresh: bool) -> Conversation:
         try:
-            state: Conversation = await self.livechat.conversations.ask(conversation_id, GetState())
+            state: Conversation = await self.livechat.conversations.ask(
+                conversation_id, GetState(fresh=fresh))
         except NotFound:
             raise NotFound("no such conversation") from None
         if state.org_id != self.org:
             raise NotFound("no such conversation")
-        if member and not self.supervisor and \
-                not any(p.id == self.agent.id for p in state.active_agents()):
-            raise Forbidden("you are not in this conversation")
         return state
+
+    def _refuses(self, state: Conversation, *, member: bool, took_part: bool) -> bool:
+        if self.supervisor:
+            return False
+        if member:
+            return not any(p.id == self.agent.id for p in state.active_agents())
+        if took_part:
+            return not any(p.id == self.agent.id for p in state.participants)
+        return False
 
     async def _ask(self, conversation_id: str, message: Any) -> Any:
         return await self.livechat.conversations.ask(conversation_id, message)
@@ -364,10 +393,7 @@ class FrameHandler:
         resume = _decode(data, ResumeData)
         replayed: dict[str, int] = {}
         for conversation_id, last_seen in resume.conversations.items():
-            state = await self._conversation(conversation_id, member=False)
-            if not self.supervisor and not any(p.id == self.agent.id
-                                               for p in state.participants):
-                raise Forbidden("you are not in this conversation")
+            await self._conversation(conversation_id, member=False, took_part=True)
             replayed[conversation_id] = await self._replay(conversation_id, last_seen)
         return {"conversations": replayed}
 

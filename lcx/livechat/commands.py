@@ -156,8 +156,12 @@ class UpdateRequest(Msg, frozen=True, kw_only=True):
 
 
 class GetState(Msg, frozen=True, kw_only=True):
-    """Answer the current Conversation."""
+    """Answer the current Conversation: as the actor holds it, or with ``fresh`` as the
+    store holds it (the actor adopts it). A caller about to refuse something on the
+    strength of the answer asks again with ``fresh``: the memory of an actor may lag
+    behind what another owner stored while membership changed."""
 
+    fresh: bool = False
     reply: ClassVar[Any] = Conversation
 
 
