@@ -9,7 +9,11 @@ At start, whenever membership changes, and every ``SWEEP_SECONDS``:
   stream resumes from the stored session): after an instance dies, its conversations,
   queues and provider streams come back on the survivors without waiting for traffic;
 - the local agent sockets are registered again with their agents' sessions, which may
-  have moved.
+  have moved;
+- after this instance was isolated (the bus told it an empty view: paused or cut off past
+  its lease, or Redis lost its record), every local conversation and queue actor is
+  stopped when it sees the cluster again: other instances may have owned and changed them
+  meanwhile, so what they hold in memory may be stale; they are rebuilt from the store.
 
 This replaces a one-shot start-up recovery: a restart is just the first sweep.
 """
@@ -44,9 +48,13 @@ class OwnershipService:
         self._stop = trio.Event()
         self._changed = trio.Event()
         self.sweeps = 0
+        self._isolated = False
+        """The bus told an empty view since the last sweep that saw members."""
         livechat.bus.on_membership(self._membership_changed)
 
     def _membership_changed(self, members: Mapping[str, MemberInfo]) -> None:
+        if not members:
+            self._isolated = True
         self._changed.set()
 
     def request_stop(self) -> None:
@@ -76,7 +84,7 @@ class OwnershipService:
     async def sweep(self) -> None:
         """Hand off what moved away, wake what moved here, re-register sockets."""
         self.sweeps += 1
-        moved = self._hand_off()
+        moved = self._rebuild_after_isolation() + self._hand_off()
         rows = await self.livechat.store.read(open_conversations)
         woken = 0
         me = self.livechat.bus.instance_id
@@ -102,6 +110,18 @@ class OwnershipService:
             await self._resync_sockets()
         if moved or woken:
             log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+
+    def _rebuild_after_isolation(self) -> int:
+        if not self._isolated or not self.livechat.bus.members():
+            return 0
+        self._isolated = False
+        stopped = 0
+        for router in (self.livechat.conversations, self.livechat.queues):
+            for key in router.live_keys():
+                stopped += router.local.stop_actor(key)
+        log.warning("back in the cluster after isolation: actors rebuilt from the store",
+                    extra={"stopped": stopped})
+        return stopped
 
     def _hand_off(self) -> int:
         moved = 0

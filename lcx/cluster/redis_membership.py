@@ -10,6 +10,12 @@ When Redis cannot be reached the last view is kept (a blip must not reshuffle ev
 but it ages; once it is older than ``lease_ms`` every peer has dropped us too, so the view
 is emptied: an isolated instance sees no cluster, not a stale one. ``view_age()`` tells how
 old the view is.
+
+A beat that finds our record gone (expired while we were paused or cut off, or lost with a
+Redis restart), or that comes more than a lease after the last one was sent, tells the
+handlers an empty view before the new one, even if nobody looked at the view in between:
+the others may have counted us gone and owned our actors meanwhile, and an empty view is
+how the handlers learn that this instance was isolated.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Membership:
         self._lease_ms = lease_ms
         self._view: dict[str, MemberInfo] = {}
         self._read_at: float | None = None
+        self._beat_sent_at: float | None = None
+        """When the last beat that was answered was sent."""
         self._handlers: list[MembershipHandler] = []
         self._told = False
         self._member_set = MemberSet(0, ())
@@ -68,9 +76,17 @@ class Membership:
         Raises:
             BusUnavailable: Redis did not answer.
         """
-        records = await link.script(
+        sent_at = trio.current_time()
+        had, records = await link.script(
             "heartbeat", [self._keys.members, self._keys.member(self.instance_id)],
             [self.instance_id, encode(record), self._lease_ms, self._keys.member_prefix])
+        if self._lapsed(bool(had)):
+            # the others may have counted us gone meanwhile (and owned our actors): say so
+            # with an empty view first, as if it had expired while we looked
+            log.warning("membership lapsed: this instance may have been counted gone",
+                        extra={"instance": self.instance_id})
+            self._apply({})
+        self._beat_sent_at = sent_at
         self._read_at = trio.current_time()
         view: dict[str, MemberInfo] = {}
         for raw in records:
@@ -81,6 +97,17 @@ class Membership:
                 continue
             view[info.instance_id] = info
         self._apply(view)
+
+    def _lapsed(self, had_record: bool) -> bool:
+        """Whether our membership may have lapsed since the last beat (our record was gone
+        before this one, or the last beat was sent more than a lease ago), while we had a
+        view the handlers were told of and not yet told it emptied."""
+        if not (self._told and self._view):
+            return False
+        if not had_record:
+            return True
+        sent = self._beat_sent_at
+        return sent is not None and (trio.current_time() - sent) * 1000 > self._lease_ms
 
     def expire(self) -> None:
         """Empty the view if it is older than the lease (called when a beat failed)."""
@@ -108,6 +135,7 @@ class Membership:
         """Forget the view without telling anyone (the bus stopped)."""
         self._view = {}
         self._read_at = None
+        self._beat_sent_at = None
         self._told = False
         self._member_set = MemberSet(self._member_set.version + 1, ())
 

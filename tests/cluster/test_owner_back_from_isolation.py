@@ -50,7 +50,7 @@ async def request_owned_by(cluster: Cluster, store_url: str, name: str) -> dict[
         conversation_id = await trio.to_thread.run_sync(conversation_of, store_url,
                                                         created["id"])
         if cluster.owner("conversation", conversation_id) == name:
-            return {**created, "conversationId": conversation_id}
+            return {**created, "conversationId": conversation_id, "subHandle": f"iso-{index}"}
     raise AssertionError(f"no request owned by {name} in 60 tries")
 
 
@@ -108,3 +108,36 @@ async def test_an_accept_made_while_the_owner_was_paused_holds_when_it_is_back(
                                         {"conversations": {conversation_id: 0}})
             assert resumed["type"] == "ack", resumed
             assert resumed["data"]["conversations"] == {conversation_id: 1}
+
+
+async def test_a_supervisor_who_joined_while_the_owner_was_paused_gets_its_messages(
+        tmp_path: Path) -> None:
+    """The owner of an active conversation is paused past its lease; a supervisor joins
+    it through another instance; the owner resumes and owns it again: the next user
+    message reaches the supervisor's socket at once (the owner rebuilt the conversation
+    from the store, it did not go on with the participants it remembered)."""
+    async with cluster_on_schema(tmp_path) as (cluster, store_url):
+        alice = token("alice", "agent", groups=["g1"], name="Alice")
+        sue = token("sue", "supervisor", groups=["g1"], name="Sue")
+        async with agent_connection(cluster.url(AGENT_HOME), alice) as agent, \
+                agent_connection(cluster.url("c"), sue) as supervisor:
+            request = await request_owned_by(cluster, store_url, VICTIM)
+            conversation_id = request["conversationId"]
+            accepted = await until_acked(agent, "REQUEST_ACCEPT", {"requestId": request["id"]})
+            assert accepted["type"] == "ack", accepted
+            await pause(cluster, VICTIM)
+            try:
+                joined = await until_acked(supervisor, "CONVERSATION_JOIN",
+                                           {"conversationId": conversation_id})
+            finally:
+                await resume(cluster, VICTIM)
+            assert joined["type"] == "ack", joined
+            assert cluster.owner("conversation", conversation_id) == VICTIM
+
+            response = await cluster.post_message(AGENT_HOME, request["subHandle"], "u-1",
+                                                  "hello")
+            assert response.status_code == 202, response.text
+            await supervisor.wait_for(lambda f: f.get("type") == "message"
+                                      and f["data"]["messageId"] == response.json()["id"])
+            await agent.wait_for(lambda f: f.get("type") == "message"
+                                 and f["data"]["messageId"] == response.json()["id"])

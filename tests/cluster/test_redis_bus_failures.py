@@ -311,6 +311,26 @@ async def test_paused_leader_steps_down_by_its_local_deadline(cluster: Cluster) 
     assert violations == []
 
 
+async def test_a_member_back_after_its_record_lapsed_tells_an_empty_view_first(
+        cluster: Cluster) -> None:
+    """A member whose heartbeats stalled until the others dropped it tells its handlers an
+    empty view before the full one when it beats again (it was isolated: the others may
+    have owned its actors), even though nobody looked at its view while it stalled."""
+    a, b, _ = three(cluster)
+    views: list[set[str]] = []
+    a.on_membership(lambda members: views.append(set(members)))
+    with trio.fail_after(10):
+        await cluster.start()
+        await cluster.converged()
+        everyone = set(a.members())
+        views.clear()
+        a.suspend_heartbeats()
+        await eventually(lambda: a.instance_id not in b.members(), timeout=4 * LEASE)
+        a.resume_heartbeats()
+        await eventually(lambda: views and views[-1] == everyone, timeout=4 * LEASE)
+    assert set() in views, views
+
+
 async def test_draining_is_announced_at_once(cluster: Cluster) -> None:
     """set_draining shows in the other members' views at once (hint + early heartbeat)."""
     a, b, _ = three(cluster)
