@@ -14,6 +14,13 @@ body decoding with :func:`lcx.api.bodies.decode_json`), the same rules
 (:class:`lcx.api.bot_rules.BotRules`), the same error envelope
 (:func:`lcx.api.errors.error_reply`) and the same response headers. The sameness test
 (``tests/api/test_lean_routes.py``) drives both paths with the same cases.
+
+One difference, on purpose: a client that disconnects once its body is in does not cancel
+the work (quart-trio cancels its handler then, and counts a 499). The message or request
+is stored and the answer written to a closed socket is dropped; both endpoints are safe
+to retry (the message ``id`` makes a resend idempotent, a second request is a 409), and a
+half-done ask is what a cancel would leave instead. A client gone before its body is
+complete is still a 499 with nothing done.
 """
 
 from __future__ import annotations
