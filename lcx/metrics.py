@@ -73,11 +73,23 @@ class Metrics:
         self.http_latency = Histogram(
             "lcx_http_request_duration_seconds", "Time to answer an HTTP request.",
             ["method", "route"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered HTTP request; ``route`` is the template, never the raw path."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        """Count one answered HTTP request; ``route`` is the template, never the raw path.
+
+        The labelled children are looked up once per (method, route, status): prometheus'
+        ``labels()`` validates and locks on every call, a cost the hot routes pay per
+        request otherwise. Routes are templates, so the cache stays small.
+        """
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def add_collector(self, source: MetricsSource) -> None:
         """Export what ``source()`` returns at every scrape.

@@ -15,7 +15,8 @@ from quart.wrappers import Request
 from lcx.auth import Principal, TokenVerifier, require_scope
 from lcx.errors import Unauthorized
 
-__all__ = ["authenticate", "bearer_principal", "bearer_token", "principal_from_query_or_frame"]
+__all__ = ["authenticate", "bearer_principal", "bearer_token", "principal_from_query_or_frame",
+           "principal_of_header", "token_of_header"]
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _CHALLENGE = 'Bearer realm="lcx"'
@@ -36,7 +37,15 @@ def bearer_token(request: Request) -> str:
         Unauthorized: the header is missing, of another scheme, or malformed; it carries
             ``WWW-Authenticate: Bearer``.
     """
-    header = request.headers.get("Authorization")
+    return token_of_header(request.headers.get("Authorization"))
+
+
+def token_of_header(header: str | None) -> str:
+    """Return the token of an ``Authorization`` header value (``None``: no header).
+
+    Raises:
+        Unauthorized: as :func:`bearer_token`.
+    """
     if not header:
         message = "missing Authorization header; send 'Authorization: Bearer <token>'"
         raise Unauthorized(message, headers=_challenge(message, invalid_token=False))
@@ -54,12 +63,27 @@ def bearer_principal(request: Request, verifier: TokenVerifier) -> Principal:
         Unauthorized: the header is missing or malformed, or the token is refused (expired,
             badly signed, wrong claims...); it carries ``WWW-Authenticate: Bearer``.
     """
-    token = bearer_token(request)
+    return principal_of_header(request.headers.get("Authorization"), verifier)
+
+
+def principal_of_header(header: str | None, verifier: TokenVerifier,
+                        *scopes: str) -> Principal:
+    """Return the verified principal of an ``Authorization`` header value, which must hold
+    one of ``scopes`` when some are given (the lean routes read headers as bytes).
+
+    Raises:
+        Unauthorized: as :func:`bearer_principal`.
+        Forbidden: the token holds none of ``scopes``.
+    """
+    token = token_of_header(header)
     try:
-        return verifier.verify(token)
+        principal = verifier.verify(token)
     except Unauthorized as exc:
         raise Unauthorized(exc.message, details=exc.details,
                            headers=_challenge(exc.message, invalid_token=True)) from None
+    if scopes:
+        require_scope(principal, *scopes)
+    return principal
 
 
 def authenticate(request: Request, verifier: TokenVerifier, *scopes: str) -> Principal:

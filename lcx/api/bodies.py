@@ -12,8 +12,9 @@ from quart_trio.wrappers import TrioResponse
 
 from lcx.errors import InvalidRequest, UnsupportedMediaType
 
-__all__ = ["JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "field_path", "json_response", "read_json",
-           "refuse_deep_nesting", "refuse_huge_integers", "refuse_nul"]
+__all__ = ["JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "decode_json", "field_path", "json_response",
+           "read_json", "refuse_deep_nesting", "refuse_huge_integers", "refuse_nul",
+           "require_json"]
 
 T = TypeVar("T")
 
@@ -73,22 +74,47 @@ async def read_json(request: Request, type_: type[T]) -> T:
         werkzeug.exceptions.RequestEntityTooLarge: the body outgrew ``MAX_CONTENT_LENGTH``
             while being read (the error handlers render it as 413 ``payload_too_large``).
     """
-    if not _is_json(request.mimetype):
-        raise UnsupportedMediaType(
-            f"expected a JSON body (application/json), got {request.mimetype or 'none'}",
-            details={"expected": "application/json"})
+    require_json(request.mimetype)
     body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    return decode_json(body, type_)
+
+
+def require_json(mimetype: str) -> None:
+    """Refuse a body whose (lowercased, parameter-free) media type is not JSON.
+
+    Raises:
+        UnsupportedMediaType: not ``application/json`` nor ``application/*+json``.
+    """
+    if not _is_json(mimetype):
+        raise UnsupportedMediaType(
+            f"expected a JSON body (application/json), got {mimetype or 'none'}",
+            details={"expected": "application/json"})
+
+
+def decode_json(body: bytes, type_: type[T]) -> T:
+    """Decode a JSON request body into ``type_`` with every check of :func:`read_json`
+    (NUL, depth, types, 64-bit integers); the Quart routes and the lean routes share it.
+
+    Raises:
+        InvalidRequest: as :func:`read_json`.
+    """
     refuse_nul(body)
     refuse_deep_nesting(body)
     try:
         decoded = cast(T, _decoder(type_).decode(body))
     except msgspec.ValidationError as exc:
         decoded = _decode_leniently(body, type_, exc)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}",
-                             details={"fields": ["$"]}) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _not_json(exc) from exc
     _refuse_64_bit_overflow(decoded)
     return decoded
+
+
+def _not_json(exc: msgspec.DecodeError | UnicodeDecodeError) -> InvalidRequest:
+    # msgspec raises UnicodeDecodeError for a string that is not UTF-8
+    reason = "a string is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    return InvalidRequest(f"request body is not valid JSON: {reason}",
+                          details={"fields": ["$"]})
 
 
 def _refuse_64_bit_overflow(decoded: object) -> None:
@@ -106,7 +132,11 @@ def _decode_leniently(body: bytes, type_: type[T], error: msgspec.ValidationErro
     """Second chance for a body the typed decoder refused: JSON does not tell ``120.0``
     from ``120`` (JSON Schema calls both integers), so integral floats become ints."""
     try:
-        return msgspec.convert(_integral_floats_as_ints(msgspec.json.decode(body)), type_)
+        loose = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _not_json(exc) from exc
+    try:
+        return msgspec.convert(_integral_floats_as_ints(loose), type_)
     except (msgspec.ValidationError, msgspec.DecodeError):
         raise InvalidRequest(f"invalid request body: {error}",
                              details={"fields": [field_path(error)]}) from error

@@ -35,7 +35,8 @@ from lcx.errors import (
 from lcx.ids import new_id
 
 __all__ = [
-    "ErrorReply", "code_for_status", "error_reply", "install_error_handlers", "render_error",
+    "ErrorReply", "code_for_status", "envelope", "error_reply", "install_error_handlers",
+    "render_error",
 ]
 
 _log = logging.getLogger(__name__)
@@ -130,12 +131,17 @@ def error_reply(exc: BaseException) -> ErrorReply:
     return _internal(exc)
 
 
-def render_error(reply: ErrorReply) -> TrioResponse:
-    """Return the JSON error-envelope response of ``reply``."""
+def envelope(reply: ErrorReply) -> dict[str, Any]:
+    """The error envelope of ``reply``: ``{"error": {"code", "message", "details"?}}``."""
     error: dict[str, Any] = {"code": reply.code, "message": reply.message}
     if reply.details:
         error["details"] = reply.details
-    return json_response({"error": error}, reply.status, reply.headers)
+    return {"error": error}
+
+
+def render_error(reply: ErrorReply) -> TrioResponse:
+    """Return the JSON error-envelope response of ``reply``."""
+    return json_response(envelope(reply), reply.status, reply.headers)
 
 
 async def _handle(exc: Exception) -> TrioResponse:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
@@ -33,6 +33,9 @@ from lcx.api.spec import MAX_PATH_PARAMETER
 from lcx.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge
 from lcx.ids import new_id
 from lcx.logs import bind
+
+if TYPE_CHECKING:
+    from lcx.api.lean_routes import LeanRoutes
 
 __all__ = ["REQUEST_ID_HEADER", "AppDeps", "LcxApp", "create_app", "request_id_from"]
 
@@ -56,7 +59,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 _access_log = logging.getLogger("lcx.access")
 HOT_ROUTES = frozenset({("POST", "/messages"), ("POST", "/requests")})
 """Routes a bot calls for every message: their successful exchanges are logged at debug
-(their count and latency are in /metrics); failures are logged at info like the rest."""
+(their count and latency are in /metrics); failures are logged at info like the rest.
+They are also the routes :class:`~lcx.api.lean_routes.LeanRoutes` serves in front of Quart."""
 
 
 @dataclass(slots=True)
@@ -102,6 +106,8 @@ class LcxApp(QuartTrio):
     body_limits: Mapping[tuple[str, str], int] = {}
     """(method, path) -> body limit of routes that take more than ``max_body_bytes``
     (uploads); decided before the request exists, so the body is never cut short."""
+    lean: LeanRoutes | None = None
+    """Serves :data:`~lcx.api.lean_routes.LEAN_ROUTES` in front of Quart (None: Quart does)."""
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -136,7 +142,12 @@ class LcxApp(QuartTrio):
         with bind(requestId=request_id):
             token = _exchange.set(exchange)
             try:
-                await super().asgi_app(scope, receive, send_with_id)
+                if self.lean is not None and (scope["method"], scope["path"]) in HOT_ROUTES:
+                    exchange.route = scope["path"]
+                    await self.lean.serve(scope, receive, send_with_id, exchange.body_limit
+                                          or self.config["MAX_CONTENT_LENGTH"])
+                else:
+                    await super().asgi_app(scope, receive, send_with_id)
             finally:
                 _exchange.reset(token)
                 self._finish(scope["method"], scope["path"], exchange,
@@ -267,9 +278,12 @@ def _body_limits(deps: AppDeps) -> dict[tuple[str, str], int]:
     return body_limits(deps)
 
 
-def create_app(deps: AppDeps) -> LcxApp:
+def create_app(deps: AppDeps, *, lean: bool = True) -> LcxApp:
     """Return a new app (a ``QuartTrio``) serving the routes of every area over ``deps``.
 
+    With ``lean`` (the default) and a livechat, ``POST /messages`` and ``POST /requests``
+    are served by :class:`~lcx.api.lean_routes.LeanRoutes` in front of Quart; without,
+    by their Quart routes (the same rules and answers, at a higher cost per request).
     Creates no client, thread or task: serving it (``lcx.api.http_server.serve_http``)
     is what runs it. Each call returns an independent app.
     """
@@ -285,6 +299,12 @@ def create_app(deps: AppDeps) -> LcxApp:
     app.before_request(_enforce_body_limit)
     app.before_request(_check_path_parameters)
     install_error_handlers(app)
+    if lean and deps.livechat is not None:
+        from lcx.api.bot_rules import BotRules
+        from lcx.api.lean_routes import LeanRoutes
+
+        app.lean = LeanRoutes(BotRules(deps.livechat), deps.verifier,
+                              max_header_bytes=MAX_HEADER_BYTES)
     for blueprint in _blueprints(deps):
         app.register_blueprint(blueprint)
     return app

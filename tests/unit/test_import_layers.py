@@ -85,7 +85,7 @@ def test_the_core_imports_nothing_of_io_even_indirectly() -> None:
 def test_blueprints_never_import_each_other() -> None:
     """An HTTP blueprint imports only the leaves of lcx.api (helpers, deps, spec...)."""
     leaves = {"lcx.api.auth", "lcx.api.bodies", "lcx.api.common", "lcx.api.deps",
-              "lcx.api.spec", "lcx.api.errors", "lcx.api.agent_frames",
+              "lcx.api.spec", "lcx.api.errors", "lcx.api.agent_frames", "lcx.api.bot_rules",
               "lcx.api.agent_sockets", "lcx.api.http_server", "lcx.api.socket_sink",
               "lcx.api.ws_wire"}
     blueprints = {name: path for name, path in MODULES.items()
