@@ -12,7 +12,7 @@ classification itself is the pure function :func:`classify`:
 other 4xx, 1xx/3xx (redirects not taken)   :class:`Reject`
 =========================================  ====================================
 
-One ``httpcore.AsyncConnectionPool`` serves every tenant; whoever opens it with
+One keep-alive :class:`~adapters.http1.Http1Pool` serves every tenant; whoever opens it with
 :func:`open_bot_client` owns and closes it.
 """
 
@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-import httpcore
 import httpx
 import trio
 
+from adapters.http1 import ConnectFailed, Http1Pool, Origin, ProtocolFailure, open_pool
 from lcx.version import lcx_version
 
 __all__ = ["BotClient", "Delivered", "Destination", "Outcome", "Reject", "Retry", "classify",
@@ -43,8 +43,9 @@ MAX_RETRY_AFTER = 600.0
 RETRYABLE = frozenset({408, 425, 429})
 """4xx statuses that mean "try again later"."""
 AUTH_FAILURES = frozenset({401, 403})
-KEEPALIVE_SECONDS = 5.0
-"""How long an idle connection to a bot stays open for the next event."""
+KEEPALIVE_SECONDS = 30.0
+"""How long an idle connection to a bot stays open for the next event (a bot that closes
+it sooner costs one resend on a new connection, see :mod:`adapters.http1`)."""
 _USER_AGENT = f"lcx/{lcx_version()}".encode()
 _REASON_BODY_CHARS = 200
 
@@ -131,23 +132,21 @@ def classify(status: int, headers: Mapping[str, str] | None = None, *,
 
 
 class BotClient:
-    """POSTs events over one shared ``httpcore.AsyncConnectionPool``, which it does not own.
+    """POSTs events over one shared :class:`~adapters.http1.Http1Pool`, which it does not own.
 
-    It talks to httpcore's pool directly rather than through an ``httpx.AsyncClient``: an
-    event POST needs none of httpx's layers (redirects are not followed, there is no auth
-    flow and no cookie), and skipping them halves the client's CPU per POST. A URL is
-    parsed and checked once (:func:`destination`); each POST then only builds its headers.
-    Safe to use from many tasks at once (the pool bounds connections).
+    It speaks HTTP/1.1 through the small keep-alive client of :mod:`adapters.http1` rather
+    than httpx or httpcore: an event POST needs none of their layers (redirects are not
+    followed, there is no auth flow and no cookie), and the head of each POST is mostly
+    prepared once per URL (:func:`destination`), so a POST only adds its length, its
+    ``Idempotency-Key`` and its signature. Safe to use from many tasks at once (the pool
+    bounds connections).
     """
 
-    def __init__(self, pool: httpcore.AsyncConnectionPool, *,
-                 timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, pool: Http1Pool, *, timeout: float = DEFAULT_TIMEOUT,
                  max_retry_after: float = MAX_RETRY_AFTER) -> None:
         self._pool = pool
         self.timeout = timeout
         self.max_retry_after = max_retry_after
-        self._extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"),
-                                                     timeout)}
 
     @staticmethod
     def headers(body: bytes, *, event_id: str, secret: str = "",
@@ -171,48 +170,58 @@ class BotClient:
         target = destination(url)
         if isinstance(target, str):
             return Reject(f"invalid URL: {target}")
-        headers = [*target.headers, (b"Content-Length", str(len(body)).encode()),
-                   *((name.encode(), value.encode()) for name, value in
-                     self.headers(body, event_id=event_id, secret=secret,
-                                  bearer=bearer).items())]
-        request = httpcore.Request(b"POST", target.url, headers=headers, content=body,
-                                   extensions=self._extensions)
+        if _unsafe(event_id) or _unsafe(bearer):
+            return Reject("a header value contains a line break or a control character")
+        head = [target.head, b"Content-Length: %d\r\nIdempotency-Key: %b\r\n"
+                % (len(body), event_id.encode())]
+        if secret:
+            head.append(b"X-Lcx-Signature: sha256=%b\r\n" % _digest(body, secret).encode())
+        if bearer:
+            head.append(b"Authorization: Bearer %b\r\n" % bearer.encode())
+        head.append(b"\r\n")
+        head.append(body)
         with trio.move_on_after(self.timeout):
-            return await self._exchange(request)
+            return await self._exchange(target.origin, b"".join(head))
         return Retry(f"timeout after {self.timeout:g}s")
 
-    async def _exchange(self, request: httpcore.Request) -> Outcome:
+    async def _exchange(self, origin: Origin, request: bytes) -> Outcome:
         try:
-            answer = await self._pool.handle_async_request(request)
-            try:
-                if 200 <= answer.status < 300:
-                    # read to its end (usually empty): a response closed unread closes its
-                    # connection, and the next event would pay for a new one
-                    async for _ in _stream_of(answer):
-                        pass
-                    return Delivered(answer.status)
-                detail = await _start_of(answer)
-                headers = {name.decode("latin-1"): value.decode("latin-1")
-                           for name, value in answer.headers}
-                return classify(answer.status, headers, detail=detail,
-                                max_retry_after=self.max_retry_after)
-            finally:
-                await answer.aclose()
-        except httpcore.UnsupportedProtocol as exc:
-            return Reject(f"invalid URL: {exc}")
-        except httpcore.TimeoutException as exc:
-            return Retry(f"timeout: {type(exc).__name__}")
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
+            answer = await self._pool.request(origin, request, keep=_REASON_BODY_CHARS)
+        except ConnectFailed as exc:
+            return Retry(f"network error: ConnectError: {exc}".rstrip(": "))
+        except ProtocolFailure as exc:
+            return Retry(f"network error: RemoteProtocolError: {exc}".rstrip(": "))
+        except (OSError, trio.BrokenResourceError) as exc:
             return Retry(f"network error: {type(exc).__name__}: {exc}".rstrip(": "))
+        if 200 <= answer.status < 300:
+            return Delivered(answer.status)
+        detail = answer.body_start.decode(errors="replace").strip()
+        return classify(answer.status, dict(answer.headers), detail=detail,
+                        max_retry_after=self.max_retry_after)
+
+
+def _digest(body: bytes, secret: str) -> str:
+    return hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _key(secret: str) -> bytes:
+    return secret.encode()
+
+
+def _unsafe(value: str) -> bool:
+    """Whether ``value`` cannot be a header value as it is (CR, LF, other controls)."""
+    return not value.isprintable() if value else False
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """A checked event URL, ready for httpcore: the URL and its ``Host`` header."""
+    """A checked event URL: where to connect, and the start of every POST's head."""
 
-    url: httpcore.URL
-    headers: tuple[tuple[bytes, bytes], ...]
-    """The headers every POST to it carries (``Host``, ``User-Agent``)."""
+    origin: Origin
+    head: bytes
+    """The request line and the headers every POST to it carries (``Host``,
+    ``User-Agent``, ``Content-Type``)."""
 
 
 @lru_cache(maxsize=1024)
@@ -229,29 +238,11 @@ def destination(url: str) -> Destination | str:
         return "no host"
     host = parsed.raw_host if parsed.port is None else b"%b:%d" % (parsed.raw_host,
                                                                    parsed.port)
-    return Destination(
-        httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port,
-                     target=parsed.raw_path),
-        ((b"Host", host), (b"User-Agent", _USER_AGENT)))
-
-
-def _stream_of(answer: httpcore.Response) -> AsyncIterable[bytes]:
-    stream = answer.stream
-    assert isinstance(stream, AsyncIterable)  # the async pool streams asynchronously
-    return stream
-
-
-async def _start_of(answer: httpcore.Response) -> str:
-    """The first characters of a response body, for an error message.
-
-    The body is drained (within the POST's timeout) but only its start is kept, so that
-    the connection can serve the next event.
-    """
-    chunk = b""
-    async for piece in _stream_of(answer):
-        if len(chunk) < _REASON_BODY_CHARS:
-            chunk += piece
-    return chunk[:_REASON_BODY_CHARS].decode(errors="replace").strip()
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    name = parsed.host  # IPv6 without brackets, IDNA-decoded for the TLS server name
+    head = (b"POST %b HTTP/1.1\r\nHost: %b\r\nUser-Agent: %b\r\n"
+            b"Content-Type: application/json\r\n" % (parsed.raw_path, host, _USER_AGENT))
+    return Destination(Origin(parsed.scheme, name, port), head)
 
 
 @asynccontextmanager
@@ -260,7 +251,6 @@ async def open_bot_client(*, timeout: float = DEFAULT_TIMEOUT, max_connections: 
                           ) -> AsyncIterator[BotClient]:
     """Open the shared connection pool (one for every tenant), yield a :class:`BotClient`,
     close the pool on exit."""
-    async with httpcore.AsyncConnectionPool(
-            max_connections=max_connections, max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_SECONDS) as pool:
+    async with open_pool(max_connections=max_connections,
+                         keepalive=KEEPALIVE_SECONDS) as pool:
         yield BotClient(pool, timeout=timeout, max_retry_after=max_retry_after)

@@ -26,7 +26,8 @@ not announce (a restart, replays, other instances' leftovers).
 
 A lane reads up to :data:`LANE_READ` events at a time and delivers them from memory; the
 store stays the state. 2xx answers are recorded in batches by one marker task (one
-transaction for every answer that came in while the previous one committed): a lane does
+transaction for every answer that came in within ``mark_gather`` of the first one or while
+the previous batch committed): a lane does
 not wait for its event's mark before it POSTs the next one, and it remembers, until the
 mark commits, how far it got (``_unmarked``), so that it never reads a delivered event
 back. Failures (retry, dead letter) are recorded at once, before the lane goes on.
@@ -111,13 +112,19 @@ class DeliveryLimits:
     """Due lanes read per scan (on top of those already running)."""
     stop_grace: float = 3.0
     """Seconds in-flight POSTs get to finish after :meth:`DeliveryService.request_stop`."""
+    mark_gather: float = 0.05
+    """Seconds the marker waits after a 2xx before it records it, so that the answers of
+    that moment share one transaction (at 100 events/s: one store write for five instead
+    of one each). Only a crash within it costs anything: those events are delivered
+    again, with their Idempotency-Key, as at-least-once allows."""
 
     def __post_init__(self) -> None:
         """Raises ValueError for a limit below 1 or a pause that is not positive."""
         if min(self.per_tenant, self.total, self.scan_batch) < 1:
             raise ValueError("delivery limits must be at least 1")
-        if self.scan_interval <= 0 or self.stop_grace < 0:
-            raise ValueError("scan_interval must be positive and stop_grace not negative")
+        if self.scan_interval <= 0 or self.stop_grace < 0 or self.mark_gather < 0:
+            raise ValueError("scan_interval must be positive, stop_grace and mark_gather "
+                             "not negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +526,8 @@ class DeliveryService:
         """The marker: record the 2xx answers, all those waiting in one transaction."""
         while True:
             await self._marks_waiting.wait()
+            if self._limits.mark_gather:
+                await trio.sleep(self._limits.mark_gather)  # let the batch fill up
             self._marks_waiting = trio.Event()
             with trio.CancelScope(shield=True):
                 recorded = await self._record_marks()

@@ -20,7 +20,8 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
-__all__ = ["MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding", "serve_http"]
+__all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding",
+           "serve_http"]
 
 MAX_HEAD_BYTES = 256 * 1024
 """What hypercorn buffers of a request line and headers before it answers a bare 431
@@ -30,6 +31,12 @@ STALLED_PEER_TIMEOUT_MS = 60_000
 shut: a websocket client that never reads) is dropped by the kernel. hypercorn writes
 with its cancellation shielded, so without it a writer stuck on such a peer, and the
 socket's descriptor, would be held for as long as the peer stays connected."""
+KEEP_ALIVE_SECONDS = 75.0
+"""How long an idle client connection is kept open for its next request (hypercorn's
+default is 5 s): a bot posting now and then, or a load balancer in front (which keeps its
+own connections for 60 s), reuses its connection instead of paying for a new one (and the
+TIME_WAIT it leaves). Longer than the usual balancer's idle timeout, so the balancer, not
+lcx, closes first and never sends a request on a connection lcx is closing."""
 MAX_WS_MESSAGE_BYTES = 1024 * 1024
 """The largest websocket message hypercorn assembles; a larger one closes the socket with
 1009 (the frame handler refuses frames over 256 KiB with an ERROR long before that)."""
@@ -56,6 +63,7 @@ def _config(graceful_timeout: float) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout
     config.include_server_header = False
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
     return config

@@ -93,3 +93,25 @@ async def test_a_malformed_url_is_rejected() -> None:
             outcome = await client.post(url, b"{}", event_id="e1")
             assert isinstance(outcome, Reject), url
             assert outcome.reason.startswith("invalid URL"), url
+
+
+async def test_a_line_break_in_a_header_value_is_rejected() -> None:
+    """An Idempotency-Key or token with CR/LF could inject headers: refused, not sent."""
+    async with open_fake_bot() as bot, open_bot_client() as client:
+        outcome = await client.post(bot.url, b"{}", event_id="e1\r\nX-Evil: 1")
+        token = await client.post(bot.url, b"{}", event_id="e2", bearer="t\nX: y")
+    assert isinstance(outcome, Reject)
+    assert isinstance(token, Reject)
+    assert bot.received == []
+
+
+async def test_events_share_one_keep_alive_connection() -> None:
+    """Event after event goes over the same connection, each with its own signature."""
+    async with open_fake_bot(secret="k") as bot, open_bot_client() as client:
+        for n in range(5):
+            assert await client.post(bot.url, b'{"n":%d}' % n, event_id=f"e{n}",
+                                     secret="k") == Delivered(200)
+        opened = client._pool.opened
+    assert opened == 1
+    assert all(received.signature_valid for received in bot.received)
+    assert [r.headers["idempotency-key"] for r in bot.received] == [f"e{n}" for n in range(5)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -391,7 +392,8 @@ async def test_a_lane_posts_on_while_its_2xx_waits_to_be_recorded(store: Store,
     the answers that came in meanwhile are recorded together, in one transaction."""
     held = MarksHeldBack(store)
     events = await add(store, [outbox_event("c1", n) for n in range(1, 6)])
-    async with delivering(held.as_store(), [tenant("t1", bot)]) as service:
+    async with delivering(held.as_store(), [tenant("t1", bot)],
+                          limits=replace(LIMITS, mark_gather=0.0)) as service:
         await bot.wait_for(5)
         await eventually(lambda: delivered(service, 5))
         assert await store.read(lambda tx: pending_count(tx)) == 5
@@ -399,6 +401,33 @@ async def test_a_lane_posts_on_while_its_2xx_waits_to_be_recorded(store: Store,
         await eventually(lambda: count(store, pending_count, 0))
     assert bot.ids() == [e.id for e in events]
     assert held.batches == [1, 4]
+
+
+async def test_the_marker_gathers_the_2xx_of_a_moment_into_one_transaction(
+        store: Store, bot: FakeBot) -> None:
+    """Events answered within ``mark_gather`` of the first answer are recorded together,
+    even when the store is idle (one write for many events, not one each)."""
+    held = MarksHeldBack(store)
+    held.gate.set()
+    events = await add(store, [outbox_event("c1", n) for n in range(1, 6)])
+    async with delivering(held.as_store(), [tenant("t1", bot)],
+                          limits=replace(LIMITS, mark_gather=2.0)) as service:
+        await bot.wait_for(5)
+        await eventually(lambda: delivered(service, 5))
+        await eventually(lambda: count(store, pending_count, 0))
+    assert bot.ids() == [e.id for e in events]
+    assert held.batches == [5]
+
+
+async def test_stopping_records_the_2xx_still_gathering(store: Store, bot: FakeBot) -> None:
+    """A stop within the gather window records the answers gathered so far."""
+    await add(store, [outbox_event("c1", n) for n in (1, 2)])
+    async with delivering(store, [tenant("t1", bot)],
+                          limits=replace(LIMITS, mark_gather=600.0)) as service:
+        await bot.wait_for(2)
+        await eventually(lambda: delivered(service, 2))
+        assert await store.read(lambda tx: pending_count(tx)) == 2
+    assert await store.read(lambda tx: pending_count(tx)) == 0
 
 
 async def test_a_2xx_not_recorded_before_the_end_is_delivered_again(store: Store,

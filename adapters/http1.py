@@ -1,0 +1,312 @@
+"""A small HTTP/1.1 client for one job: POST a prepared request, read the status back.
+
+The bot client (:mod:`adapters.bot_events`) sends thousands of small POSTs a second to a
+few URLs over keep-alive connections. A general client (httpx, httpcore + h11) spends most
+of its CPU per request on layers this does not need: header normalisation and validation
+of headers it built itself, a per-request state machine, pool bookkeeping with locks and
+cancel shields. :class:`Http1Pool` keeps, per origin, a stack of idle connections; a
+request is one ``send_all`` of bytes prepared by the caller and a parse of the response
+head and body (``Content-Length``, chunked, or read to the end of the connection).
+
+Guarantees kept: a connection is reused only after a complete response to a request that
+did not ask to close it, within ``keepalive`` seconds of its last use; a connection that
+saw an error, a cancellation or an incomplete response is closed, never reused. A request
+that fails on a *reused* connection before any byte of the response came back (the server
+closed the idle connection meanwhile) is sent once more on a new connection; callers must
+tolerate a repeated request (event POSTs carry an ``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+__all__ = ["ConnectFailed", "Http1Pool", "Origin", "ProtocolFailure", "Response"]
+
+MAX_HEAD_BYTES = 65_536
+"""The longest response head (status line and headers) accepted."""
+MAX_DRAIN_BYTES = 1 << 20
+"""Body bytes read past the kept start before the connection is closed instead."""
+_READ_SIZE = 65_536
+_NO_BODY = frozenset({204, 304})
+
+
+class ProtocolFailure(Exception):
+    """The server's answer is not HTTP/1.x as this client reads it."""
+
+
+class ConnectFailed(OSError):
+    """No connection could be opened to the origin."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where connections go: scheme (``http`` or ``https``), host name and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete response: status, headers (names in lower case) and the body's start."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body_start: bytes
+
+
+@dataclass(eq=False)
+class _Connection:
+    stream: trio.abc.Stream
+    last_used: float = 0.0
+    buffer: bytearray = field(default_factory=bytearray)
+
+
+class _Eof(Exception):
+    """The connection ended before the response did."""
+
+
+class Http1Pool:
+    """Keep-alive HTTP/1.1 connections, at most ``max_connections`` at once in all.
+
+    ``keepalive`` is how long an idle connection is kept for the next request; ``tls`` the
+    context of ``https`` origins. Safe to use from many Trio tasks at once. Close it with
+    :meth:`aclose` (or open it with :func:`open_pool`).
+    """
+
+    def __init__(self, *, max_connections: int = 100, keepalive: float = 60.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._slots = trio.CapacityLimiter(max_connections)
+        self._keepalive = keepalive
+        self._tls = tls
+        self.opened = 0
+        """Connections opened so far (for tests and metrics)."""
+
+    async def request(self, origin: Origin, data: bytes, *, keep: int = 200) -> Response:
+        """Send ``data`` (a complete request: head and body) to ``origin``; the response
+        with the first ``keep`` bytes of its body (the rest is read and dropped).
+
+        Raises :class:`ConnectFailed`, :class:`ProtocolFailure`, ``OSError`` or a
+        ``trio.BrokenResourceError`` for what went wrong; cancellation propagates. The
+        caller bounds the time (a cancel scope).
+        """
+        async with self._slots:
+            connection = self._reusable(origin)
+            if connection is not None:
+                try:
+                    return await self._exchange(origin, connection, data, keep, fresh=False)
+                except _StaleConnection:
+                    pass  # the server had closed it: once more on a new one
+            connection = await self._connect(origin)
+            return await self._exchange(origin, connection, data, keep, fresh=True)
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                await trio.aclose_forcefully(connection.stream)
+
+    def _reusable(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = trio.current_time()
+        while stack:
+            connection = stack.pop()
+            if now - connection.last_used < self._keepalive:
+                return connection
+            _close_soon(connection)
+        return None
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        try:
+            stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
+        except OSError as exc:
+            raise ConnectFailed(str(exc)) from exc
+        if origin.scheme == "https":
+            context = self._tls or ssl.create_default_context()
+            tls = trio.SSLStream(stream, context, server_hostname=origin.host,
+                                 https_compatible=True)
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(tls)
+                raise
+            stream = tls
+        self.opened += 1
+        return _Connection(stream)
+
+    async def _exchange(self, origin: Origin, connection: _Connection, data: bytes,
+                        keep: int, *, fresh: bool) -> Response:
+        reusable = False
+        try:
+            try:
+                await connection.stream.send_all(data)
+                status, headers = await _read_head(connection)
+            except (_Eof, OSError, trio.BrokenResourceError) as exc:
+                if not fresh:
+                    raise _StaleConnection from exc
+                if isinstance(exc, _Eof):
+                    raise ProtocolFailure("connection closed before the response") from exc
+                raise
+            try:
+                while 100 <= status < 200:  # interim answers (100 Continue): skip them
+                    status, headers = await _read_head(connection)
+                body, complete = await _read_body(connection, status, headers, keep)
+                reusable = complete and not connection.buffer
+            except _Eof as exc:
+                raise ProtocolFailure("connection closed before the response ended") from exc
+            return Response(status, headers[1:], body)
+        finally:
+            if reusable:
+                connection.last_used = trio.current_time()
+                self._idle.setdefault(origin, []).append(connection)
+            else:
+                _close_soon(connection)
+
+
+class _StaleConnection(Exception):
+    """A reused connection failed before any byte of the response."""
+
+
+def _close_soon(connection: _Connection) -> None:
+    """Close a connection without waiting (a TLS close-notify is not worth a wait)."""
+    stream = connection.stream
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        stream.socket.close()
+
+
+async def _fill(connection: _Connection) -> None:
+    chunk = await connection.stream.receive_some(_READ_SIZE)
+    if not chunk:
+        raise _Eof
+    connection.buffer += chunk
+
+
+async def _read_head(connection: _Connection) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """The status and headers of the next response head in the connection (the first
+    pair is ``("", version)``); :class:`_Eof` if the connection ended before any byte."""
+    buffer = connection.buffer
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise ProtocolFailure("response head too long")
+        try:
+            await _fill(connection)
+        except _Eof:
+            if buffer:
+                raise ProtocolFailure("connection closed in the response head") from None
+            raise
+        buffer = connection.buffer
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[:end + 4]
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolFailure(f"not an HTTP/1 status line: {lines[0][:80]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ProtocolFailure(f"malformed header line: {line[:80]!r}")
+        headers.append((name.lower(), value.strip()))
+    return int(parts[1]), (("", parts[0]), *headers)
+
+
+async def _read_body(connection: _Connection, status: int,
+                     head: tuple[tuple[str, str], ...], keep: int) -> tuple[bytes, bool]:
+    """The first ``keep`` bytes of the body, and whether the connection can be reused."""
+    version = head[0][1]
+    headers = head[1:]
+    tokens = ",".join(value for name, value in headers if name == "connection").lower()
+    reusable = version == "HTTP/1.1" and "close" not in tokens
+    if status in _NO_BODY:
+        return b"", reusable
+    encoding = ",".join(value for name, value in headers
+                        if name == "transfer-encoding").lower()
+    if encoding:
+        if encoding.rsplit(",", 1)[-1].strip() != "chunked":
+            return await _read_to_end(connection, keep), False
+        return await _read_chunked(connection, keep), reusable
+    lengths = {value for name, value in headers if name == "content-length"}
+    if not lengths:
+        return await _read_to_end(connection, keep), False
+    if len(lengths) > 1 or not (length := lengths.pop()).isdigit():
+        raise ProtocolFailure("bad Content-Length")
+    body, complete = await _read_exact(connection, int(length), keep)
+    return body, complete and reusable
+
+
+async def _read_exact(connection: _Connection, length: int, keep: int
+                      ) -> tuple[bytes, bool]:
+    if length > keep + MAX_DRAIN_BYTES:  # not worth draining: give the connection up
+        while len(connection.buffer) < keep:
+            await _fill(connection)
+        return bytes(connection.buffer[:keep]), False
+    while len(connection.buffer) < length:
+        await _fill(connection)
+    body = bytes(connection.buffer[:min(length, keep)])
+    del connection.buffer[:length]
+    return body, True
+
+
+async def _read_to_end(connection: _Connection, keep: int) -> bytes:
+    while len(connection.buffer) < keep + MAX_DRAIN_BYTES:
+        try:
+            await _fill(connection)
+        except _Eof:
+            break
+    return bytes(connection.buffer[:keep])
+
+
+async def _read_line(connection: _Connection) -> bytes:
+    while (end := connection.buffer.find(b"\r\n")) < 0:
+        if len(connection.buffer) > MAX_HEAD_BYTES:
+            raise ProtocolFailure("chunk line too long")
+        await _fill(connection)
+    line = bytes(connection.buffer[:end])
+    del connection.buffer[:end + 2]
+    return line
+
+
+async def _read_chunked(connection: _Connection, keep: int) -> bytes:
+    kept = bytearray()
+    total = 0
+    while True:
+        size_text = (await _read_line(connection)).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise ProtocolFailure("bad chunk size") from None
+        if size == 0:
+            while await _read_line(connection):  # trailers, up to the empty line
+                pass
+            return bytes(kept)
+        total += size
+        if total > keep + MAX_DRAIN_BYTES:
+            raise ProtocolFailure("chunked body too long to drain")
+        while len(connection.buffer) < size + 2:
+            await _fill(connection)
+        if len(kept) < keep:
+            kept += connection.buffer[:min(size, keep - len(kept))]
+        if connection.buffer[size:size + 2] != b"\r\n":
+            raise ProtocolFailure("chunk not followed by CRLF")
+        del connection.buffer[:size + 2]
+
+
+@asynccontextmanager
+async def open_pool(*, max_connections: int = 100, keepalive: float = 60.0,
+                    tls: ssl.SSLContext | None = None) -> AsyncIterator[Http1Pool]:
+    """An :class:`Http1Pool` closed on exit."""
+    pool = Http1Pool(max_connections=max_connections, keepalive=keepalive, tls=tls)
+    try:
+        yield pool
+    finally:
+        with trio.CancelScope(shield=True):
+            await pool.aclose()
