@@ -14,9 +14,9 @@ once, when the blueprint is built. Every answer carries:
   carries a token).
 
 ``/`` and ``/console`` redirect to ``/console/`` (the query kept, so ``/?token=`` signs
-in; ``/`` with 302, since a deployment may put another page there). Only the file names that exist are served:
-anything else under ``/console/`` is 404, and more specific routes registered by other
-blueprints (the demo's ``/console/try``) win over the ``/console/<name>`` rule.
+in; ``/`` with 302, since a deployment may put another page there). Only the file names
+that exist are served: anything else under ``/console/`` is 404, and more specific routes
+registered by other blueprints (the demo's ``/console/try``) win over the ``/console/<name>`` rule.
 """
 
 from __future__ import annotations
