@@ -13,9 +13,10 @@ once, when the blueprint is built. Every answer carries:
 * ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer`` (the sign-in URL
   carries a token).
 
-``/console`` redirects to ``/console/``. Only the file names that exist are served:
-anything else under ``/console/`` is 404, and more specific routes registered by other
-blueprints (the demo's ``/console/try``) win over the ``/console/<name>`` rule.
+``/`` and ``/console`` redirect to ``/console/`` (the query kept, so ``/?token=`` signs
+in; ``/`` with 302, since a deployment may put another page there). Only the file names
+that exist are served: anything else under ``/console/`` is 404, and more specific routes
+registered by other blueprints (the demo's ``/console/try``) win over the ``/console/<name>`` rule.
 """
 
 from __future__ import annotations
@@ -109,11 +110,18 @@ def console_blueprint(public_url: str | None = None,
             response.content_length = len(found.body)
         return response
 
-    @blueprint.get("/console")
-    async def console_root() -> TrioResponse:
+    def redirect(status: int) -> TrioResponse:
         query = request.query_string.decode("latin-1")
         location = CONSOLE_PATH + (f"?{query}" if query else "")
-        return TrioResponse(b"", status=308, headers={"Location": location})
+        return TrioResponse(b"", status=status, headers={"Location": location})
+
+    @blueprint.get("/")
+    async def site_root() -> TrioResponse:
+        return redirect(302)
+
+    @blueprint.get("/console")
+    async def console_root() -> TrioResponse:
+        return redirect(308)
 
     @blueprint.get(CONSOLE_PATH)
     async def console_index() -> TrioResponse:

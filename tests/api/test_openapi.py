@@ -21,7 +21,7 @@ from lcx.config import TenantConfig
 from lcx.instance import Lcx
 
 FUZZ_SECRET = "fuzzing-jwt-secret-with-more-than-32-bytes"
-UNDOCUMENTED = {("/ws", "GET"), ("/console", "GET"), ("/console/", "GET"),
+UNDOCUMENTED = {("/ws", "GET"), ("/", "GET"), ("/console", "GET"), ("/console/", "GET"),
                 ("/console/{name}", "GET")}
 """The agent websocket is a protocol of its own (API.md section 5), not an HTTP operation;
 the console's static files (section 10) are a web page, not an API."""

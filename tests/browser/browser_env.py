@@ -172,7 +172,8 @@ class ConsoleEnv:
         return {"Authorization": f"Bearer {self.token(sub, scope=scope)}"}
 
     def open_console(self, sub: str, *, scope: str = "agent", locale: str = "en-US",
-                     name: str | None = None, bypass_csp: bool = False) -> Page:
+                     name: str | None = None, bypass_csp: bool = False,
+                     groups: tuple[str, ...] = ("g1",)) -> Page:
         """A signed-in console page of a new agent (its own browser context), connected."""
         context = self.browser.new_context(locale=locale, bypass_csp=bypass_csp,
                                            viewport={"width": 1400, "height": 900})
@@ -180,7 +181,8 @@ class ConsoleEnv:
         self.contexts.append(context)
         page = context.new_page()
         self.pages.append(page)
-        page.goto(f"{self.url}/console/?token={self.token(sub, scope=scope, name=name)}")
+        token = self.token(sub, scope=scope, name=name, groups=groups)
+        page.goto(f"{self.url}/console/?token={token}")
         expect(page.get_by_role("status").filter(has_text="Connected")
                .or_(page.get_by_role("status").filter(has_text="Συνδεδεμένος"))).to_be_visible()
         return page

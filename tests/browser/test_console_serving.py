@@ -40,6 +40,19 @@ def test_token_console_prints_a_sign_in_url_that_signs_in(console: ConsoleEnv,
     expect(page.get_by_role("status")).to_have_text("Connected")
 
 
+def test_the_site_root_leads_to_the_console_and_signs_in(console: ConsoleEnv) -> None:
+    """``/`` answers 302 to ``/console/`` (query kept), so ``/?token=`` signs in."""
+    answer = console.http.get("/?token=abc")
+    assert (answer.status_code, answer.headers["location"]) == (302, "/console/?token=abc")
+    context = console.browser.new_context()
+    console.contexts.append(context)
+    page = context.new_page()
+    console.pages.append(page)
+    page.goto(f"{console.url}/?token={console.token('dan')}")
+    expect(page.get_by_role("status")).to_have_text("Connected")
+    assert page.url == f"{console.url}/console/"
+
+
 def test_sign_in_form_and_a_refused_token(console: ConsoleEnv) -> None:
     context = console.browser.new_context()
     console.contexts.append(context)

@@ -228,7 +228,7 @@ function newConversation(data) {
     subscriber: data.subscriber || {}, context: data.context || {},
     userGroupId: data.userGroupId, tenantId: data.tenantId, status: data.status || "active",
     messages: new Map(), unread: 0, readOnly: false, flagged: false, typing: null,
-    participants: data.participants || [],
+    participants: data.participants || [], readSeq: 0, reads: new Map(), seenAt: null,
   };
 }
 
@@ -258,8 +258,29 @@ async function loadConversations() {
     const fresh = !state.convs.has(item.id);
     const conv = addConversation(item);
     conv.flagged = Boolean(item.flags && item.flags.flagged);
-    if (fresh) await loadTranscript(conv);
+    if (fresh) {
+      await loadTranscript(conv);
+      restoreReadMarkers(conv, item.flags);
+    }
   }));
+}
+
+/** The read markers kept on the conversation (flags.readMarkers, agent id -> seq): this
+ * agent's gives the unread count after a reload, the others' show who read how far. */
+function restoreReadMarkers(conv, flags) {
+  const markers = (flags && flags.readMarkers) || {};
+  for (const [agentId, seq] of Object.entries(markers)) {
+    if (agentId === state.me.id) continue;
+    const who = conv.participants.find((p) => p.id === agentId);
+    conv.reads.set(agentId, { name: (who && who.name) || agentId, seq });
+  }
+  conv.readSeq = markers[state.me.id] || 0;
+  conv.unread = [...conv.messages.values()].filter((m) =>
+    m.seq > conv.readSeq && !isMine(m)).length;
+}
+
+function isMine(message) {
+  return message.author.type === "agent" && message.author.id === state.me.id;
 }
 
 async function loadTranscript(conv) {
@@ -302,7 +323,7 @@ function storeMessage(conv, message) {
 function messageReceived(message) {
   const conv = state.convs.get(message.conversationId);
   if (!conv || !storeMessage(conv, message)) return;
-  const mine = message.author.type === "agent" && message.author.id === state.me.id;
+  const mine = isMine(message);
   const visible = state.openId === conv.id && !document.hidden;
   if (!mine && !visible) {
     conv.unread += 1;
@@ -376,6 +397,9 @@ function eventReceived(name, data, ref) {
         renderTyping();
       }
       break;
+    case "CONVERSATION_READ":
+      if (conv) readReceived(conv, data);
+      break;
     case "PARTICIPANT_FLAG":
       if (conv && data.flag === "flagged") conv.flagged = Boolean(data.value);
       renderConversation();
@@ -392,6 +416,22 @@ function eventReceived(name, data, ref) {
     default:
       break;
   }
+}
+
+/** Another participant's read marker (an agent: up to `seq`; the subscriber, on channels
+ * that report it: everything sent up to `at`). */
+function readReceived(conv, data) {
+  if (data.subscriber) {
+    if (!conv.seenAt || String(data.at) > conv.seenAt) conv.seenAt = String(data.at);
+  } else if (data.agent && data.agent.id !== state.me.id) {
+    const known = conv.reads.get(data.agent.id);
+    if (!known || data.seq > known.seq) {
+      conv.reads.set(data.agent.id, { name: data.agent.name || data.agent.id, seq: data.seq });
+    }
+  } else {
+    return;
+  }
+  if (state.openId === conv.id) renderReceipts(conv);
 }
 
 function conversationEnded(id) {
@@ -799,6 +839,8 @@ function messageItem(message) {
 
 function appendMessage(message) {
   insertBySeq($("message-list"), messageItem(message), message.seq);
+  const conv = state.convs.get(message.conversationId);
+  if (conv) renderReceipts(conv);
   const log = $("messages");
   log.scrollTop = log.scrollHeight;
 }
@@ -815,6 +857,7 @@ function renderConversation() {
   for (const seq of [...conv.messages.keys()].sort((a, b) => a - b)) {
     list.append(messageItem(conv.messages.get(seq)));
   }
+  renderReceipts(conv);
   $("messages").scrollTop = $("messages").scrollHeight;
   const ended = conv.status !== "active";
   const stateText = [ended ? t("conversationEnded") : t("statusActive")];
@@ -828,6 +871,35 @@ function renderConversation() {
   }
   $("flag").setAttribute("aria-pressed", conv.flagged ? "true" : "false");
   renderTyping();
+}
+
+/** "Read by …" under the last message each other agent has read; "Seen by the customer"
+ * under the last agent message sent before the subscriber's read time. */
+function renderReceipts(conv) {
+  const list = $("message-list");
+  for (const old of list.querySelectorAll(".receipt")) old.remove();
+  const items = [...list.children];
+  const marks = new Map();
+  const mark = (item, text) => {
+    if (!item) return;
+    marks.set(item, [...(marks.get(item) || []), text]);
+  };
+  const byReader = new Map();
+  for (const read of conv.reads.values()) {
+    const item = items.filter((li) => Number(li.dataset.seq) <= read.seq).pop();
+    if (item) byReader.set(item, [...(byReader.get(item) || []), read.name]);
+  }
+  for (const [item, names] of byReader) mark(item, t("readBy", { names: names.join(", ") }));
+  if (conv.seenAt) {
+    mark(items.filter((li) => {
+      const message = conv.messages.get(Number(li.dataset.seq));
+      return message && message.author.type !== "subscriber" && !message.private &&
+        String(message.at) <= conv.seenAt;
+    }).pop(), t("seenByCustomer"));
+  }
+  for (const [item, texts] of marks) {
+    item.append(el("div", { class: "receipt muted", text: texts.join(" · ") }));
+  }
 }
 
 function renderTyping() {

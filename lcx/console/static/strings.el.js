@@ -110,6 +110,8 @@ export default {
   authorSystem: "Σύστημα",
   authorBot: "Bot",
   you: "Εσείς",
+  readBy: "Διαβάστηκε από: {names}",
+  seenByCustomer: "Το είδε ο πελάτης",
   isTyping: "Ο/Η {name} πληκτρολογεί…",
   statusActive: "Ενεργή",
   statusEnded: "Έληξε",

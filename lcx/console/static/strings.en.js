@@ -110,6 +110,8 @@ export default {
   authorSystem: "System",
   authorBot: "Bot",
   you: "You",
+  readBy: "Read by {names}",
+  seenByCustomer: "Seen by the customer",
   isTyping: "{name} is typing…",
   statusActive: "Active",
   statusEnded: "Ended",
