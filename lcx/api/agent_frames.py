@@ -159,7 +159,7 @@ def _ref_of(raw: str | bytes) -> str | None:
     try:
         refuse_deep_nesting(raw)
         return msgspec.json.decode(raw, type=_RefOnly).ref
-    except (msgspec.DecodeError, InvalidRequest):
+    except (msgspec.DecodeError, UnicodeDecodeError, InvalidRequest):
         return None
 
 
@@ -219,7 +219,8 @@ class FrameHandler:
             frame = msgspec.json.decode(raw, type=Frame)
             ref = frame.ref
             reply = await self._dispatch(frame)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec raises UnicodeDecodeError, not DecodeError, for bytes that are not UTF-8
             self.send(error_frame(_ref_of(raw), InvalidRequest(f"malformed frame: {exc}")))
         except LcxError as exc:
             self.send(error_frame(ref if ref is not None else _ref_of(raw), exc))

@@ -83,7 +83,7 @@ async def _first_frame_token() -> str | None:
         try:
             refuse_deep_nesting(raw)
             frame = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, InvalidRequest):
+        except (msgspec.DecodeError, UnicodeDecodeError, InvalidRequest):
             return None
         if isinstance(frame, dict) and frame.get("type") == "auth":
             token = frame.get("token")

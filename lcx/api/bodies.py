@@ -236,3 +236,17 @@ def refuse_nul(text: bytes | str, field: str = "$") -> None:
     raw = text.encode() if isinstance(text, str) else text
     if b"\x00" in raw or _NUL_ESCAPE.search(raw):
         raise InvalidRequest("text may not contain NUL characters", details={"fields": [field]})
+
+
+def refuse_not_utf8(body: bytes) -> None:
+    """Refuse a JSON body that is not UTF-8 (RFC 8259 allows no other encoding), before a
+    parser that would raise ``UnicodeDecodeError`` instead of a decode error sees it.
+
+    Raises:
+        InvalidRequest: naming ``$``.
+    """
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"the body is not UTF-8: {exc.reason} at byte {exc.start}",
+                             details={"fields": ["$"]}) from exc

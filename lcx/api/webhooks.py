@@ -28,7 +28,7 @@ from adapters.edges import (
     RequestVerifier,
     WebhookReceiver,
 )
-from lcx.api.bodies import json_response, refuse_deep_nesting
+from lcx.api.bodies import json_response, refuse_deep_nesting, refuse_not_utf8
 from lcx.api.spec import Endpoint, register
 from lcx.errors import NotFound
 from lcx.model import iso, utc_now
@@ -83,6 +83,7 @@ class WebhookRoutes:
         channel = self._channel(alias)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         if request.mimetype.endswith("json"):
+            refuse_not_utf8(body)  # before a channel's verifier or parser decodes it
             refuse_deep_nesting(body)  # before a channel's verifier or parser recurses into it
         headers = dict(request.headers)
         if isinstance(channel, RequestVerifier):
