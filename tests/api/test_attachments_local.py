@@ -111,8 +111,9 @@ async def test_bad_and_expired_signatures_are_forbidden(tmp_path: Path) -> None:
         tampered = path[:-1] + ("0" if path[-1] != "0" else "1")
         expired = UrlSigner.from_secret(SECRET, clock=lambda: time.time() - 7200).url(
             "", body["id"], 60)
+        other_id = body["id"][:-1] + ("0" if body["id"][-1] != "0" else "1")
         for url in (tampered, f"{UPLOAD}/{body['id']}", expired,
-                    path.replace(body["id"], body["id"][:-1] + "0")):
+                    path.replace(body["id"], other_id)):
             error_of(await app.client.get(url), 403, "forbidden")
         unknown = UrlSigner.from_secret(SECRET).url("", "0000-unknown", 60)
         error_of(await app.client.get(unknown), 404, "not_found")
