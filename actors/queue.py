@@ -32,6 +32,7 @@ from actors.messages import (
 from actors.ports import QueuePorts
 from lcx.errors import Conflict, LcxError
 from lcx.livechat import frames
+from lcx.livechat.conversation import held_by
 from lcx.livechat.queue import NoFreeSlot, QueueBook
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation, utc_now
@@ -116,8 +117,16 @@ class QueueActor(Actor):
                                                 "conversationId": None})
 
     async def _accept(self, request: AcceptRequest) -> Accepted:
-        conversation = self.book.pending.get(request.conversation_id) or \
-            await self._missed_enqueue(request.conversation_id)
+        conversation = self.book.pending.get(request.conversation_id)
+        if conversation is None:
+            stored = await self.ports.store.read(
+                lambda tx: load_conversation(tx, request.conversation_id))
+            if stored is not None and stored.org_id == self.org_id and \
+                    held_by(stored, request.agent.id):
+                # the winner retries (its ack was lost): answered again; its slot is
+                # neither taken twice nor, on a refusal, given back
+                return await self.ports.accept(stored.id, Accept(agent=request.agent))
+            conversation = self._missed_enqueue(stored)
         if conversation is None:
             raise Conflict("the request is no longer pending",
                            details={"requestId": request.conversation_id})
@@ -127,10 +136,9 @@ class QueueActor(Actor):
                                           "agentId": request.agent.id}, skip=request.agent.id)
         return accepted
 
-    async def _missed_enqueue(self, conversation_id: str) -> Conversation | None:
+    def _missed_enqueue(self, stored: Conversation | None) -> Conversation | None:
         """A request this queue was never told of (its notification was lost, e.g. sent to
-        an instance that had just died): the store says whether it waits here."""
-        stored = await self.ports.store.read(lambda tx: load_conversation(tx, conversation_id))
+        an instance that had just died): its stored row says whether it waits here."""
         if stored is None or stored.status != "pending" or stored.org_id != self.org_id \
                 or stored.user_group_id != self.group:
             return None

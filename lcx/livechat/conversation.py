@@ -124,6 +124,13 @@ def next_timeout(state: Conversation | None, settings: LivechatSettings) -> Time
     return Timeout(kind="inactivity", deadline=iso(deadline))
 
 
+def held_by(state: Conversation, agent_id: str) -> bool:
+    """Whether ``agent_id`` accepted this conversation and is still in it (an accept it
+    retries is answered again rather than refused)."""
+    return state.status == "active" and state.accepted_by == agent_id and any(
+        p.id == agent_id and p.left_at is None for p in state.participants)
+
+
 def idempotency_key(state: Conversation | None, command: Any) -> tuple[str, str] | None:
     """The (scope, client id) under which an earlier answer to ``command`` may be stored:
     the shell looks it up before deciding, so that a resend is answered as the first."""
@@ -232,6 +239,8 @@ class _Rules:
         return decision
 
     def accept(self, state: Conversation, agent: AgentRef) -> Decision:
+        if held_by(state, agent.id):  # the winner's retry, its ack lost: the same answer
+            return Decision(state, with_history=True)
         if state.status != "pending":
             raise Conflict("the request is no longer pending",
                            details={"requestId": state.request_id, "status": state.status})

@@ -283,6 +283,20 @@ def test_accept_is_a_conflict_unless_pending(status: str) -> None:
     refuse(state, Accept(agent=BOB), Conflict)
 
 
+def test_an_accept_retried_by_its_winner_is_answered_again_and_changes_nothing() -> None:
+    """The agent that accepted (and is still in the conversation) asking again gets the
+    same answer (state and history) with nothing written, told or emitted; once it left,
+    its accept is a conflict like anyone's."""
+    state = active()
+    decision = run(state, Accept(agent=ALICE), now=at(90))
+    assert decision.state == state
+    assert decision.with_history
+    assert (decision.write, decision.events, decision.notes) == (False, [], [])
+    assert (decision.commands, decision.messages) == ([], [])
+    left = state_of(run(active(ALICE, BOB), Leave(agent=ALICE)))
+    refuse(left, Accept(agent=ALICE), Conflict)
+
+
 def test_accept_of_an_unknown_conversation_is_not_found() -> None:
     """Commands other than create, timers, edges and recover need an existing state."""
     refuse(None, Accept(agent=ALICE), NotFound)
