@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 import trio
 
@@ -30,20 +31,23 @@ from actors.livechat import Livechat
 from actors.messages import OpenLink, Recover, Resync
 from lcx.cluster.bus import MemberInfo
 from lcx.livechat.conversation import NATIVE_PROVIDER
-from lcx.store.conversations import open_conversations
+from lcx.store.conversations import OpenConversationKey, open_conversation_keys
 
 log = logging.getLogger("lcx.ownership")
 
 SWEEP_SECONDS = 10.0
+SWEEP_PAGE = 500
+"""Open conversations read per store read of a sweep; the event loop runs between pages."""
 
 
 class OwnershipService:
     """A supervised service running the sweeps described in the module docstring."""
 
     def __init__(self, livechat: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
-                 sweep_seconds: float = SWEEP_SECONDS) -> None:
+                 sweep_seconds: float = SWEEP_SECONDS, page_size: int = SWEEP_PAGE) -> None:
         self.livechat = livechat
         self.sweep_seconds = sweep_seconds
+        self.page_size = page_size
         self._resync_sockets = sockets
         self._stop = trio.Event()
         self._changed = trio.Event()
@@ -85,10 +89,35 @@ class OwnershipService:
         """Hand off what moved away, wake what moved here, re-register sockets."""
         self.sweeps += 1
         moved = self._rebuild_after_isolation() + self._hand_off()
-        rows = await self.livechat.store.read(open_conversations)
+        woken, after = 0, ""
+        queues: set[str] = set()
+        while True:
+            # keys only, a page at a time: with 100,000 open conversations a sweep neither
+            # decodes every row nor holds the event loop for the whole scan
+            page = await self.livechat.store.read(
+                partial(open_conversation_keys, after=after, limit=self.page_size))
+            woken += self._wake(page)
+            queues.update(queue_key(c.org_id, c.user_group_id) for c in page
+                          if c.status == "pending")
+            if len(page) < self.page_size:
+                break
+            after = page[-1].open_key
+            await trio.lowlevel.checkpoint()
+        for key in sorted(queues):
+            if self.livechat.queues.owner(key) == self.livechat.bus.instance_id and \
+                    self.livechat.queues.get(key) is None:
+                self.livechat.queues.post(key, Resync())
+        if self._resync_sockets is not None:
+            await self._resync_sockets()
+        if moved or woken:
+            log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+
+    def _wake(self, page: list[OpenConversationKey]) -> int:
+        """Wake the conversations (and provider links) of ``page`` this instance owns that
+        are neither in memory nor waiting on a deadline here; how many were woken."""
         woken = 0
         me = self.livechat.bus.instance_id
-        for conversation in rows:
+        for conversation in page:
             if conversation.provider != NATIVE_PROVIDER and \
                     self.livechat.links.owner(conversation.id) == me and \
                     self.livechat.links.get(conversation.id) is None:
@@ -101,15 +130,7 @@ class OwnershipService:
                 # not in memory and no deadline waiting here: (re)build it, arming its timer
                 self.livechat.conversations.post(conversation.id, Recover())
                 woken += 1
-        queues = {queue_key(c.org_id, c.user_group_id) for c in rows if c.status == "pending"}
-        for key in sorted(queues):
-            if self.livechat.queues.owner(key) == self.livechat.bus.instance_id and \
-                    self.livechat.queues.get(key) is None:
-                self.livechat.queues.post(key, Resync())
-        if self._resync_sockets is not None:
-            await self._resync_sockets()
-        if moved or woken:
-            log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+        return woken
 
     def _rebuild_after_isolation(self) -> int:
         if not self._isolated or not self.livechat.bus.members():

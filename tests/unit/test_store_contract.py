@@ -8,6 +8,7 @@ statement that is not portable fails here.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -397,6 +398,26 @@ async def test_conversation_queries_order_with_ties(any_store: Store) -> None:
 
     assert await any_store.read(fn) == [
         ["c2", "c3", "c1"], ["c2", "c3", "c4", "c5", "c1"], ["c5", "c4"], "c6", 3, 0, 3]
+
+
+async def test_open_conversation_keys_page_through_the_open_ones_only(
+        any_store: Store) -> None:
+    """Pages of (id, org, group, provider, status) of open conversations only, by
+    open_key, each page starting after the last one's key, until an empty page."""
+    await insert(any_store, *[conversation(f"c{n}", sub=f"u-{n}") for n in range(5)],
+                 conversation("c8", sub="u-8", status="active", agent_id="al", group="g2"),
+                 conversation("c9", sub="u-9", status="ended", ended_at=T1))
+    seen: list[tuple[str, str, str]] = []
+    after, pages = "", 0
+    while page := await any_store.read(
+            functools.partial(conv.open_conversation_keys, after=after, limit=2)):
+        seen += [(key.id, key.user_group_id, key.status) for key in page]
+        after, pages = page[-1].open_key, pages + 1
+    assert pages == 3
+    assert sorted(seen) == [*[(f"c{n}", "g1", "pending") for n in range(5)],
+                            ("c8", "g2", "active")]
+    [key] = await any_store.read(lambda tx: conv.open_conversation_keys(tx, limit=1))
+    assert (key.org_id, key.provider, key.open_key) == ("o1", "helvia", "t1/u-0")
 
 
 async def test_accepted_waits_since(any_store: Store) -> None:
