@@ -30,7 +30,7 @@ from lcx.livechat.edges import SIDE_PROVIDER
 from lcx.model import iso, utc_now
 from lcx.runtime import Backoff, ItemGuard, Outcome
 from lcx.store import Tx
-from lcx.store.conversations import open_conversations
+from lcx.store.conversations import open_ids_of_tenant
 from lcx.store.edges import load_session, save_session
 from lcx.store.fencing import advance
 
@@ -146,9 +146,8 @@ def _interval(tenant: TenantConfig) -> float:
 
 def _open_sessions(tx: Tx, tenant_id: str, provider: str) -> dict[str, Session]:
     sessions: dict[str, Session] = {}
-    for conversation in open_conversations(tx):
-        if conversation.tenant_id == tenant_id and conversation.provider == provider:
-            session = load_session(tx, conversation.id, SIDE_PROVIDER)
-            if session is not None:
-                sessions[conversation.id] = session
+    for conversation_id in open_ids_of_tenant(tx, tenant_id, provider):
+        session = load_session(tx, conversation_id, SIDE_PROVIDER)
+        if session is not None:
+            sessions[conversation_id] = session
     return sessions

@@ -174,6 +174,15 @@ def open_conversation_keys(tx: Tx, *, after: str = "", limit: int = 1000
             for row in rows]
 
 
+def open_ids_of_tenant(tx: Tx, tenant_id: str, provider: str) -> list[str]:
+    """Ids of the tenant's open conversations with ``provider``: a range of the
+    ``open_key`` index (``<tenant_id>/...``), not a scan of every open conversation."""
+    rows = tx.fetchall("SELECT id FROM conversations WHERE open_key > ? AND open_key < ? "
+                       "AND tenant_id = ? AND provider = ? ORDER BY open_key",
+                       (f"{tenant_id}/", f"{tenant_id}0", tenant_id, provider))
+    return [row["id"] for row in rows]
+
+
 def active_for_agent(tx: Tx, org_id: str, agent_id: str) -> list[str]:
     """Ids of the active conversations an agent handles."""
     rows = tx.fetchall("SELECT id FROM conversations WHERE org_id = ? AND agent_id = ? "

@@ -420,6 +420,22 @@ async def test_open_conversation_keys_page_through_the_open_ones_only(
     assert (key.org_id, key.provider, key.open_key) == ("o1", "helvia", "t1/u-0")
 
 
+async def test_open_ids_of_a_tenant_are_its_open_ones_with_that_provider(
+        any_store: Store) -> None:
+    """Only open conversations of exactly that tenant (not one whose id starts with it)
+    and that provider."""
+    await insert(any_store, conversation("c1", sub="a"), conversation("c2", sub="b"),
+                 conversation("c3", sub="c", status="ended", ended_at=T1),
+                 conversation("c4", sub="d", provider="zendesk"),
+                 conversation("c5", sub="a", tenant="t10"),
+                 conversation("c6", sub="x/a", tenant="t1"),
+                 conversation("c7", sub="b", tenant="t1/x"))
+    assert await any_store.read(
+        lambda tx: conv.open_ids_of_tenant(tx, "t1", "helvia")) == ["c1", "c2", "c6"]
+    assert await any_store.read(
+        lambda tx: conv.open_ids_of_tenant(tx, "t1", "zendesk")) == ["c4"]
+
+
 async def test_accepted_waits_since(any_store: Store) -> None:
     """accepted_waits lists (queued_at, accepted_at) accepted at or after ``since``."""
     await insert(any_store,
