@@ -51,7 +51,7 @@ from lcx.runtime import (
     TimerService,
 )
 from lcx.store import Store
-from lcx.store.conversations import open_conversations
+from lcx.store.conversations import open_ids_of_org
 
 log = logging.getLogger("lcx.livechat")
 
@@ -294,10 +294,8 @@ class Livechat:
     async def settings_changed(self, org_id: str) -> None:
         """Apply new organization settings at once: open conversations re-arm their timers
         and the organization's queues route again (e.g. after a switch to auto)."""
-        rows = await self.store.read(open_conversations)
-        for conversation in rows:
-            if conversation.org_id == org_id:
-                self.conversations.post(conversation.id, Recover())
+        for conversation_id in await self.store.read(lambda tx: open_ids_of_org(tx, org_id)):
+            self.conversations.post(conversation_id, Recover())
         for key in self.queues.live_keys():
             if split_key(key)[0] == org_id:
                 self.queues.post(key, Resync())

@@ -183,6 +183,14 @@ def open_ids_of_tenant(tx: Tx, tenant_id: str, provider: str) -> list[str]:
     return [row["id"] for row in rows]
 
 
+def open_ids_of_org(tx: Tx, org_id: str) -> list[str]:
+    """Ids of the organization's open (pending or active) conversations, oldest first,
+    from the ``(org_id, status, created_at)`` index."""
+    rows = tx.fetchall("SELECT id FROM conversations WHERE org_id = ? AND status IN (?, ?) "
+                       "ORDER BY created_at, id", (org_id, "pending", "active"))
+    return [row["id"] for row in rows]
+
+
 def active_for_agent(tx: Tx, org_id: str, agent_id: str) -> list[str]:
     """Ids of the active conversations an agent handles."""
     rows = tx.fetchall("SELECT id FROM conversations WHERE org_id = ? AND agent_id = ? "

@@ -436,6 +436,15 @@ async def test_open_ids_of_a_tenant_are_its_open_ones_with_that_provider(
         lambda tx: conv.open_ids_of_tenant(tx, "t1", "zendesk")) == ["c4"]
 
 
+async def test_open_ids_of_an_org_are_its_pending_and_active_ones(any_store: Store) -> None:
+    """Open conversations of that organization only, oldest first."""
+    await insert(any_store, conversation("c1", sub="a", created_at=T1),
+                 conversation("c2", sub="b", status="active", agent_id="al"),
+                 conversation("c3", sub="c", status="missed", ended_at=T1),
+                 conversation("c4", sub="d", org="o2"))
+    assert await any_store.read(lambda tx: conv.open_ids_of_org(tx, "o1")) == ["c2", "c1"]
+
+
 async def test_accepted_waits_since(any_store: Store) -> None:
     """accepted_waits lists (queued_at, accepted_at) accepted at or after ``since``."""
     await insert(any_store,
