@@ -142,13 +142,6 @@ def pending_in_queue(tx: Tx, org_id: str, user_group_id: str) -> list[Conversati
     return [_conversation(row) for row in rows]
 
 
-def open_conversations(tx: Tx) -> list[Conversation]:
-    """Every pending or active conversation (for timers after a restart)."""
-    rows = tx.fetchall("SELECT * FROM conversations WHERE open_key IS NOT NULL "
-                       "ORDER BY queued_at, id")
-    return [_conversation(row) for row in rows]
-
-
 class OpenConversationKey(NamedTuple):
     """What a sweep over every open conversation needs of one, without decoding its row."""
 

@@ -17,7 +17,7 @@ from lcx.instance import Lcx
 from lcx.model import iso, utc_now
 from lcx.runtime import Backoff
 from lcx.store import Tx
-from lcx.store.conversations import open_conversations
+from lcx.store.conversations import open_conversation_keys
 from lcx.store.edges import list_failed_inbox, pending_inbox, store_inbox
 
 
@@ -48,8 +48,8 @@ async def test_a_poison_webhook_is_dead_lettered_and_the_rest_applied(tmp_path: 
                 return dead == ["poison-1"] and not pending_inbox(tx)
 
             await eventually_async(lambda: store.read(settled), timeout=20)
-            opened = await store.read(open_conversations)
-            assert [c.sub_handle for c in opened] == ["bot:chat-good"]
+            opened = await store.read(open_conversation_keys)
+            assert [c.open_key.split("/", 1)[1] for c in opened] == ["bot:chat-good"]
             assert lcx.edge_inbox.guard.dead == 1
             restarts = [child for child in lcx.root.which_children() if child.restarts]
             assert restarts == []
