@@ -37,7 +37,8 @@ from lcx.livechat.queue import NoFreeSlot, QueueBook
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation, utc_now
 from lcx.runtime import Actor, ActorContext
-from lcx.store.conversations import load_conversation, pending_in_queue
+from lcx.store import Tx
+from lcx.store.conversations import load_conversation, pending_places
 
 log = logging.getLogger("lcx.queue")
 
@@ -82,9 +83,24 @@ class QueueActor(Actor):
         raise TypeError(f"queue actor got {type(message).__name__}")
 
     async def _resync(self) -> None:
-        rows = await self.ports.store.read(
-            lambda tx: pending_in_queue(tx, self.org_id, self.group))
-        self.book.reload(rows)
+        """Make the book the store's view (a lost notification is repaired here), reading
+        the places of what waits and loading only the requests the book lacks or holds
+        at another place: no decoding of a whole long queue every period."""
+        places = await self.ports.store.read(
+            lambda tx: pending_places(tx, self.org_id, self.group))
+        book = self.book.pending
+        missing = [cid for queued_at, cid in places
+                   if cid not in book or book[cid].queued_at != queued_at]
+
+        def load(tx: Tx) -> dict[str, Conversation]:
+            rows = (load_conversation(tx, cid) for cid in missing)
+            return {row.id: row for row in rows if row is not None and row.status == "pending"}
+
+        fresh = await self.ports.store.read(load) if missing else {}
+        kept = {cid: book[cid] for queued_at, cid in places
+                if cid in book and book[cid].queued_at == queued_at}
+        self.book.reload([row for _, cid in places
+                          if (row := fresh.get(cid) or kept.get(cid)) is not None])
         self.ctx.send_after(RESYNC_SECONDS, Resync(), key="resync")
 
     def _push(self, agent_id: str, frame: bytes) -> None:

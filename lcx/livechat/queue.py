@@ -9,6 +9,7 @@ A :class:`QueueBook` is the queue's pure state; the queue actor does the talking
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,31 +33,61 @@ class QueuedAgent:
     active: int
 
 
+def _place(conversation: Conversation) -> tuple[str, str]:
+    """A waiting request's place in the queue: first come (``queuedAt``), then id."""
+    return conversation.queued_at, conversation.id
+
+
 @dataclass
 class QueueBook:
-    """The waiting requests and the group's agents; see the module docstring."""
+    """The waiting requests and the group's agents; see the module docstring.
+
+    ``pending`` iterates in queue order. Beside it a sorted list of places makes adding,
+    removing and ranking a request cost O(log n) searches (plus a memmove), not a sort
+    of the whole queue: a new request, the newest, is an append.
+    """
 
     pending: dict[str, Conversation] = field(default_factory=dict)
     agents: dict[str, QueuedAgent] = field(default_factory=dict)
     average_wait: float = DEFAULT_WAIT_SECONDS
+    _places: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reload(list(self.pending.values()))
 
     def reload(self, rows: list[Conversation]) -> None:
         """Replace the waiting requests with ``rows`` (the store's view)."""
-        self.pending = {}
-        for row in rows:
-            self.pending[row.id] = row
-        self._order()
+        ordered = sorted(rows, key=_place)
+        self.pending = {row.id: row for row in ordered}
+        self._places = [_place(row) for row in ordered]
 
     def enqueue(self, conversation: Conversation) -> bool:
         """Add (or refresh) a waiting request; True when it was not waiting yet."""
-        known = conversation.id in self.pending
-        self.pending[conversation.id] = conversation
-        self._order()
-        return not known
+        place = _place(conversation)
+        earlier = self.pending.get(conversation.id)
+        if earlier is not None:
+            if _place(earlier) == place:  # refreshed in place (e.g. its context changed)
+                self.pending[conversation.id] = conversation
+                return False
+            self.dequeue(conversation.id)
+        if not self._places or place > self._places[-1]:
+            self._places.append(place)
+            self.pending[conversation.id] = conversation
+        else:  # older than the newest (rare: a re-queue keeping its time): re-order
+            bisect.insort(self._places, place)
+            self.pending[conversation.id] = conversation
+            self.pending = {cid: self.pending[cid] for _, cid in self._places}
+        return earlier is None
 
     def dequeue(self, conversation_id: str) -> Conversation | None:
         """Remove a request; the one removed, if it was waiting."""
-        return self.pending.pop(conversation_id, None)
+        gone = self.pending.pop(conversation_id, None)
+        if gone is not None:
+            place = _place(gone)
+            index = bisect.bisect_left(self._places, place)
+            if index < len(self._places) and self._places[index] == place:
+                del self._places[index]
+        return gone
 
     def online(self) -> list[QueuedAgent]:
         """The agents who are online (not away, not offline)."""
@@ -80,7 +111,7 @@ class QueueBook:
     def taken(self, conversation: Conversation, agent_id: str, now: datetime) -> None:
         """A request was accepted by ``agent_id``: it stops waiting, the agent is busier,
         and the estimated wait learns from it."""
-        self.pending.pop(conversation.id, None)
+        self.dequeue(conversation.id)
         waited = (now - parse_iso(conversation.queued_at)).total_seconds()
         self.average_wait = 0.8 * self.average_wait + 0.2 * max(0.0, waited)
         slot = self.agents.get(agent_id)
@@ -95,13 +126,9 @@ class QueueBook:
 
     def position(self, conversation_id: str) -> tuple[int | None, int | None]:
         """(1-based position, estimated wait in seconds) of a waiting request."""
-        order = list(self.pending)
-        if conversation_id not in order:
+        waiting = self.pending.get(conversation_id)
+        if waiting is None:
             return None, None
-        position = order.index(conversation_id) + 1
-        agents = max(1, len(self.online()))
+        position = bisect.bisect_left(self._places, _place(waiting)) + 1
+        agents = max(1, sum(1 for a in self.agents.values() if a.status == "online"))
         return position, round(self.average_wait * position / agents)
-
-    def _order(self) -> None:
-        self.pending = dict(sorted(self.pending.items(),
-                                   key=lambda kv: (kv[1].queued_at, kv[0])))

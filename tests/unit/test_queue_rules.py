@@ -3,6 +3,7 @@ who may be assigned, presence, the learned wait and positions."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -161,3 +162,40 @@ def test_position_and_estimate_follow_the_order_and_the_online_agents() -> None:
 def test_position_of_a_request_not_waiting_is_unknown() -> None:
     """A request that is not waiting has no position and no estimate."""
     assert QueueBook().position("nope") == (None, None)
+
+
+def test_any_mix_of_enqueues_refreshes_and_removals_keeps_order_and_positions() -> None:
+    """2,000 seeded random operations (new requests mostly newest, some older, re-queues
+    at a new time, refreshes, accepts, removals): after each, the book's order and every
+    position are those of sorting what waits by (queuedAt, id)."""
+    rng = random.Random(20261203)
+    book = book_with(("al", "online", 0))
+    model: dict[str, Conversation] = {}
+    clock = 0.0
+    for step in range(2000):
+        roll = rng.random()
+        if roll < 0.45 or not model:
+            clock += rng.choice((0.0, 0.5, 1.0))  # equal times happen: ordered by id
+            queued = clock if rng.random() < 0.9 else clock - rng.uniform(0, 50)
+            conversation = request(f"c{step:05d}", queued)
+        elif roll < 0.6:  # re-queued at a new time (a transfer)
+            conversation = request(rng.choice(sorted(model)), clock + 1)
+        elif roll < 0.7:  # refreshed in place (same time)
+            conversation = msgspec.structs.replace(model[rng.choice(sorted(model))],
+                                                   subscriber=Subscriber(name="Bo"))
+        else:
+            gone = rng.choice(sorted(model))
+            if rng.random() < 0.5:
+                assert book.dequeue(gone) is not None
+            else:
+                book.taken(model[gone], "al", at(clock + 100))
+            del model[gone]
+            conversation = None
+        if conversation is not None:
+            assert book.enqueue(conversation) == (conversation.id not in model)
+            model[conversation.id] = conversation
+        expected = [c.id for c in sorted(model.values(), key=lambda c: (c.queued_at, c.id))]
+        assert list(book.pending) == expected
+        if expected:
+            probe = rng.choice(expected)
+            assert book.position(probe)[0] == expected.index(probe) + 1

@@ -389,7 +389,7 @@ async def test_conversation_queries_order_with_ties(any_store: Store) -> None:
                               ended_at=T2))
 
     def fn(tx: Tx) -> list[Any]:
-        return [[c.id for c in conv.pending_in_queue(tx, "o1", "g1")],
+        return [[cid for _, cid in conv.pending_places(tx, "o1", "g1")],
                 conv.active_for_agent(tx, "o1", "al"),
                 conv.find_latest(tx, "t1", "u-1").id,
                 conv.count_pending(tx, "o1"), conv.count_pending(tx, "o1", tenant_id="t2"),
