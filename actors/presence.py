@@ -9,6 +9,7 @@ forgotten (its instance died without saying so).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 
 import msgspec
@@ -43,6 +44,8 @@ class PresenceBook:
         self._bus = bus
         self._clock = clock
         self._entries: dict[tuple[str, str], Presence] = {}
+        self._online: Counter[tuple[str, str | None]] = Counter()
+        """Online agents by (org, group) and by (org, None): counting costs O(1)."""
         self._swept_at = -math.inf
         bus.subscribe(PRESENCE_TOPIC, self._heard)
 
@@ -54,7 +57,7 @@ class PresenceBook:
             self._swept_at = now
             horizon = now - PRESENCE_TTL_SECONDS
             for key in [k for k, p in self._entries.items() if p.seen < horizon]:
-                del self._entries[key]
+                self._drop(key)
         return self._entries
 
     def get(self, org_id: str, agent_id: str) -> Presence | None:
@@ -75,9 +78,8 @@ class PresenceBook:
 
     def online(self, org_id: str, user_group_id: str | None = None) -> int:
         """How many agents of an organization (optionally of one group) are online."""
-        return sum(1 for (org, _), p in self.current().items()
-                   if org == org_id and p.status == "online"
-                   and (user_group_id is None or user_group_id in p.groups))
+        self.current()
+        return self._online[(org_id, user_group_id)]
 
     def announce(self, presence: Presence) -> None:
         """Record an agent's presence here and tell every other instance."""
@@ -90,7 +92,21 @@ class PresenceBook:
 
     def _note(self, presence: Presence) -> None:
         key = (presence.org_id, presence.agent_id)
-        if presence.status == "offline":
-            self._entries.pop(key, None)
-        else:
+        self._drop(key)
+        if presence.status != "offline":
             self._entries[key] = msgspec.structs.replace(presence, seen=self._clock())
+            self._count(presence, 1)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        gone = self._entries.pop(key, None)
+        if gone is not None:
+            self._count(gone, -1)
+
+    def _count(self, presence: Presence, change: int) -> None:
+        if presence.status != "online":
+            return
+        for group in (None, *dict.fromkeys(presence.groups)):
+            place = (presence.org_id, group)
+            self._online[place] += change
+            if not self._online[place]:
+                del self._online[place]
