@@ -33,6 +33,7 @@ from actors.messages import (
     GetState,
     PostMessage,
     PostResult,
+    Recover,
     Release,
     Reserve,
     Timeout,
@@ -77,6 +78,9 @@ CLOSED_IDLE_SECONDS = 120.0
 OPEN_IDLE_SECONDS = 60.0
 """How long an open conversation's actor stays in memory after its last message; its
 deadline waits in the instance's timer service meanwhile and wakes it."""
+WOKEN_IDLE_SECONDS = 1.0
+"""How long an actor woken only to re-arm its deadline (``Recover``: a sweep after a
+restart or a move wakes every open conversation) stays without another message."""
 
 replace = msgspec.structs.replace
 _encode = msgspec.json.encode
@@ -102,6 +106,8 @@ class ConversationActor(Actor):
             return await self._receive(message)
         finally:
             self._fresh = False
+            if isinstance(message, Recover):
+                self.ctx.idle_seconds = WOKEN_IDLE_SECONDS
 
     async def _reload(self) -> bool:
         """Adopt the stored state; whether it differs from what memory held (another

@@ -1,6 +1,7 @@
-"""The ownership sweep reads the open conversations a page of keys at a time and still
-wakes every one that is neither in memory nor waiting on a deadline (what a restart or a
-dead peer leaves), however many pages they span."""
+"""The ownership sweep at scale: it reads the open conversations a page of keys at a time
+and still wakes every one that is neither in memory nor waiting on a deadline (what a
+restart or a dead peer leaves), however many pages they span; and what it wakes only to
+re-arm a deadline leaves memory again soon."""
 
 from __future__ import annotations
 
@@ -38,3 +39,26 @@ async def test_a_sweep_in_pages_of_two_wakes_all_five_lost_conversations(
         state = await app.client.get("/subscribers/lost-4/livechat-state", headers=bot,
                                      params={"tenantId": "t1"})
         assert state.json()["state"] == "pending", state.text
+
+
+async def test_a_conversation_woken_only_to_rearm_passivates_soon(tmp_path: Path) -> None:
+    """After a sweep woke it (Recover), an actor leaves memory within a few seconds while
+    its deadline stays armed in the timer service: a restart's sweep over 100,000 open
+    conversations does not keep 100,000 actors alive. A message brings it back."""
+    async with livechat_app(tmp_path) as app:
+        bot = app.tokens.bot()
+        created = await app.client.post("/requests", headers=bot, json={
+            "tenantId": "t1", "subHandle": "woken"})
+        assert created.status_code == 201, created.text
+        hub = app.hub
+        [key] = await hub.store.read(open_conversation_keys)
+        hub.conversations.local.stop_actor(key.id)
+        await eventually(lambda: hub.conversations.get(key.id) is None)
+        hub.timers.cancel(key.id)
+        await OwnershipService(hub).sweep()
+        await eventually(lambda: hub.timers.armed(key.id))
+        await eventually(lambda: hub.conversations.get(key.id) is None, timeout=5)
+        assert hub.timers.armed(key.id)
+        posted = await app.client.post("/messages", headers=bot, json={
+            "tenantId": "t1", "subHandle": "woken", "text": "still waiting"})
+        assert posted.status_code == 202, posted.text
