@@ -30,7 +30,8 @@ from actors.keys import queue_key
 from actors.livechat import Livechat
 from actors.messages import OpenLink, Recover, Resync
 from lcx.cluster.bus import MemberInfo
-from lcx.livechat.conversation import NATIVE_PROVIDER
+from lcx.livechat.conversation import NATIVE_PROVIDER, timeout_of
+from lcx.model import parse_iso, utc_now
 from lcx.store.conversations import OpenConversationKey, open_conversation_keys
 
 log = logging.getLogger("lcx.ownership")
@@ -96,7 +97,7 @@ class OwnershipService:
             # decodes every row nor holds the event loop for the whole scan
             page = await self.livechat.store.read(
                 partial(open_conversation_keys, after=after, limit=self.page_size))
-            woken += self._wake(page)
+            woken += await self._wake(page)
             queues.update(queue_key(c.org_id, c.user_group_id) for c in page
                           if c.status == "pending")
             if len(page) < self.page_size:
@@ -112,25 +113,41 @@ class OwnershipService:
         if moved or woken:
             log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
 
-    def _wake(self, page: list[OpenConversationKey]) -> int:
+    async def _wake(self, page: list[OpenConversationKey]) -> int:
         """Wake the conversations (and provider links) of ``page`` this instance owns that
-        are neither in memory nor waiting on a deadline here; how many were woken."""
+        are neither in memory nor waiting on a deadline here; how many were woken.
+
+        A conversation of lcx's own agents only needs its deadline back: it is armed
+        here from the stored keys, as its actor would (the deadline's message activates
+        the actor, which checks it against the whole state). Others are rebuilt.
+        """
         woken = 0
         me = self.livechat.bus.instance_id
         for conversation in page:
-            if conversation.provider != NATIVE_PROVIDER and \
-                    self.livechat.links.owner(conversation.id) == me and \
+            native = conversation.provider == NATIVE_PROVIDER
+            if not native and self.livechat.links.owner(conversation.id) == me and \
                     self.livechat.links.get(conversation.id) is None:
                 self.livechat.links.post(conversation.id, OpenLink())  # its stream resumes here
                 woken += 1
-            if self.livechat.conversations.owner(conversation.id) != me:
+            if self.livechat.conversations.owner(conversation.id) != me or \
+                    self.livechat.conversations.get(conversation.id) is not None or \
+                    self.livechat.timers.armed(conversation.id):
                 continue
-            if self.livechat.conversations.get(conversation.id) is None and \
-                    not self.livechat.timers.armed(conversation.id):
-                # not in memory and no deadline waiting here: (re)build it, arming its timer
+            if native:
+                await self._arm(conversation)
+            else:
                 self.livechat.conversations.post(conversation.id, Recover())
-                woken += 1
+            woken += 1
         return woken
+
+    async def _arm(self, conversation: OpenConversationKey) -> None:
+        settings = await self.livechat.org_settings.get(conversation.org_id)
+        timeout = timeout_of(conversation.status, conversation.queued_at,
+                             conversation.last_activity_at, settings)
+        if timeout is None:
+            return
+        delay = max(0.0, (parse_iso(timeout.deadline) - utc_now()).total_seconds())
+        self.livechat.arm_timeout(conversation.id, delay, timeout)
 
     def _rebuild_after_isolation(self) -> int:
         if not self._isolated or not self.livechat.bus.members():

@@ -113,15 +113,23 @@ def new_request(*, org_id: str, tenant_id: str, sub_handle: str, user_group_id: 
 def next_timeout(state: Conversation | None, settings: LivechatSettings) -> Timeout | None:
     """The timer an open conversation runs: the request timeout while pending, the
     inactivity timeout while active; None once it is closed."""
-    if state is None or not state.is_open:
+    if state is None:
         return None
-    if state.status == "pending":
-        deadline = parse_iso(state.queued_at) + timedelta(
-            seconds=settings.request_timeout_seconds)
+    return timeout_of(state.status, state.queued_at, state.last_activity_at, settings)
+
+
+def timeout_of(status: str, queued_at: str, last_activity_at: str,
+               settings: LivechatSettings) -> Timeout | None:
+    """:func:`next_timeout` from the three fields it depends on (for a sweep that arms
+    deadlines from stored keys without loading whole conversations)."""
+    if status == "pending":
+        deadline = parse_iso(queued_at) + timedelta(seconds=settings.request_timeout_seconds)
         return Timeout(kind="request", deadline=iso(deadline))
-    deadline = parse_iso(state.last_activity_at) + timedelta(
-        seconds=settings.inactivity_timeout_seconds)
-    return Timeout(kind="inactivity", deadline=iso(deadline))
+    if status == "active":
+        deadline = parse_iso(last_activity_at) + timedelta(
+            seconds=settings.inactivity_timeout_seconds)
+        return Timeout(kind="inactivity", deadline=iso(deadline))
+    return None
 
 
 def held_by(state: Conversation, agent_id: str) -> bool:

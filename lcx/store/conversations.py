@@ -154,6 +154,8 @@ class OpenConversationKey(NamedTuple):
     status: str
     open_key: str
     """The page position (:func:`open_conversation_keys`' ``after``)."""
+    queued_at: str
+    last_activity_at: str
 
 
 def open_conversation_keys(tx: Tx, *, after: str = "", limit: int = 1000
@@ -161,11 +163,12 @@ def open_conversation_keys(tx: Tx, *, after: str = "", limit: int = 1000
     """One page of the open conversations' keys, ordered by ``open_key`` (the unique
     index), starting after ``after``: a scan of 100,000 of them runs in pages with the
     event loop free between them, and costs no JSON decoding."""
-    rows = tx.fetchall("SELECT id, org_id, user_group_id, provider, status, open_key "
-                       "FROM conversations WHERE open_key > ? ORDER BY open_key LIMIT ?",
-                       (after, limit))
+    rows = tx.fetchall("SELECT id, org_id, user_group_id, provider, status, open_key, "
+                       "queued_at, last_activity_at FROM conversations WHERE open_key > ? "
+                       "ORDER BY open_key LIMIT ?", (after, limit))
     return [OpenConversationKey(row["id"], row["org_id"], row["user_group_id"],
-                                row["provider"], row["status"], row["open_key"])
+                                row["provider"], row["status"], row["open_key"],
+                                row["queued_at"], row["last_activity_at"])
             for row in rows]
 
 

@@ -1,16 +1,17 @@
 """The ownership sweep at scale: it reads the open conversations a page of keys at a time
 and still wakes every one that is neither in memory nor waiting on a deadline (what a
-restart or a dead peer leaves), however many pages they span; and what it wakes only to
-re-arm a deadline leaves memory again soon."""
+restart or a dead peer leaves), however many pages they span; a conversation of lcx's own
+agents gets its deadline back without its actor being loaded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from support.livechat_app import livechat_app
-from support.waiting import eventually
+from support.waiting import eventually, eventually_async
 
-from lcx.store.conversations import open_conversation_keys
+from lcx.model import Conversation
+from lcx.store.conversations import load_conversation, open_conversation_keys
 from services.ownership import OwnershipService
 
 
@@ -41,14 +42,16 @@ async def test_a_sweep_in_pages_of_two_wakes_all_five_lost_conversations(
         assert state.json()["state"] == "pending", state.text
 
 
-async def test_a_conversation_woken_only_to_rearm_passivates_soon(tmp_path: Path) -> None:
-    """After a sweep woke it (Recover), an actor leaves memory within a few seconds while
-    its deadline stays armed in the timer service: a restart's sweep over 100,000 open
-    conversations does not keep 100,000 actors alive. A message brings it back."""
-    async with livechat_app(tmp_path) as app:
+async def test_a_sweep_arms_a_lost_deadline_without_loading_the_conversation(
+        tmp_path: Path) -> None:
+    """A pending request whose actor stopped and whose timer was lost: the sweep arms its
+    deadline from the stored keys without activating the actor, and the deadline fires
+    on time (the request is missed after its 2 s), as if the actor had armed it."""
+    async with livechat_app(tmp_path,
+                            settings_overrides={"o1": {"requestTimeoutSeconds": 2}}) as app:
         bot = app.tokens.bot()
         created = await app.client.post("/requests", headers=bot, json={
-            "tenantId": "t1", "subHandle": "woken"})
+            "tenantId": "t1", "subHandle": "lost-deadline"})
         assert created.status_code == 201, created.text
         hub = app.hub
         [key] = await hub.store.read(open_conversation_keys)
@@ -56,9 +59,12 @@ async def test_a_conversation_woken_only_to_rearm_passivates_soon(tmp_path: Path
         await eventually(lambda: hub.conversations.get(key.id) is None)
         hub.timers.cancel(key.id)
         await OwnershipService(hub).sweep()
-        await eventually(lambda: hub.timers.armed(key.id))
-        await eventually(lambda: hub.conversations.get(key.id) is None, timeout=5)
         assert hub.timers.armed(key.id)
-        posted = await app.client.post("/messages", headers=bot, json={
-            "tenantId": "t1", "subHandle": "woken", "text": "still waiting"})
-        assert posted.status_code == 202, posted.text
+        assert hub.conversations.get(key.id) is None
+
+        async def closed() -> Conversation | None:
+            stored = await hub.store.read(lambda tx: load_conversation(tx, key.id))
+            return stored if stored is not None and not stored.is_open else None
+
+        stored = await eventually_async(closed, timeout=6)
+        assert stored.status == "missed"
