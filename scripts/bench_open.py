@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,8 +80,9 @@ async def measure(count: int, lcx_root: str | None, settle_limit: float) -> dict
         if lcx_root is not None:
             env["PYTHONPATH"] = lcx_root
         started = time.perf_counter()
-        with LcxProcess(workdir, lcx_config(workdir, bot + "/livechat-events"),
-                        env=env).start(timeout=600) as lcx:
+        lcx = LcxProcess(workdir, lcx_config(workdir, bot + "/livechat-events"), env=env)
+        try:
+            lcx.start(timeout=600)
             assert lcx.process is not None
             pid = lcx.process.pid
             ready = time.perf_counter() - started
@@ -99,6 +99,8 @@ async def measure(count: int, lcx_root: str | None, settle_limit: float) -> dict
                     round(cpu_seconds(pid), 2), "rssKiB": rss_kib(pid)}
             figures["positionMs"] = await _new_requests(lcx.url, 200)
             return figures
+        finally:
+            lcx.kill()
 
 
 async def _new_requests(url: str, count: int) -> dict[str, float]:
@@ -150,8 +152,6 @@ def main() -> None:
         arguments.lcx_root = str(Path(arguments.lcx_root).resolve())
     document = trio.run(run, arguments)
     write_json(arguments.json, document)
-    if arguments.json:
-        print(f"wrote {arguments.json}", file=sys.stderr)
 
 
 if __name__ == "__main__":
