@@ -19,7 +19,8 @@ import msgspec
 import trio
 
 from actors.messages import WIRE_MESSAGES, Msg
-from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
+from actors.resend import safe_to_resend
+from lcx.cluster.bus import Bus, BusError, MemberGone, MemberLost, RemoteError, RpcTimeout
 from lcx.cluster.errors import ErrorBox, box, rebuild
 from lcx.cluster.placement import Placement
 from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed, Unavailable
@@ -61,7 +62,14 @@ def _union(types: tuple[type[Msg], ...]) -> Any:
 
 
 class _OwnerGone(Exception):
-    """The owner did not take the message (it never read it): placing it again is safe."""
+    """The owner did not take the message (it never read it), or died holding a message
+    that is safe to resend: placing it again is safe."""
+
+
+OWNER_MOVING = {"reason": "owner_moving"}
+"""The documented ``details`` of a call refused because its actor's owner moves."""
+RETRY_AFTER = {"Retry-After": "1"}
+"""The header of such a refusal: the new owner is known by then."""
 
 
 class ActorRouter:
@@ -71,7 +79,11 @@ class ActorRouter:
     nobody (the owner is gone, or its mailbox closed before reading the message) marks a
     dead owner suspect, so that its keys are placed again, and is retried on the new owner
     for up to ``settle_seconds``; only then does the caller get ``MailboxClosed`` (503
-    ``owner_moving``). A call that may have been read (a timeout) is never retried.
+    ``owner_moving``). A call held by an owner that died (``MemberLost``: it may have been
+    read) marks it suspect too, and is resent only if it is safe to repeat
+    (:func:`actors.resend.safe_to_resend`); otherwise the caller gets 503 ``owner_moving``
+    (with ``Retry-After``) once the key has a new owner, so that its retry is served there.
+    A call that timed out (the owner may be alive and have read it) is never retried.
     """
 
     def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement, *,
@@ -148,6 +160,16 @@ class ActorRouter:
         except MemberGone as exc:
             self.placement.suspect(owner)
             raise _OwnerGone(f"{owner} is gone: {exc}") from None
+        except MemberLost as exc:
+            self.placement.suspect(owner)
+            if safe_to_resend(message):
+                raise _OwnerGone(f"{owner} died holding it: {exc}") from None
+            log.warning("owner died holding a call that is not safe to resend", extra={
+                "kind": self.kind, "key": key, "owner": owner,
+                "message": type(message).__name__})
+            raise Unavailable(f"{self.kind}:{key}: its owner died while handling the call; "
+                              "retry", details=dict(OWNER_MOVING),
+                              headers=dict(RETRY_AFTER)) from None
         except MailboxClosed as exc:  # the owner is stopping its actors (it drains)
             raise _OwnerGone(f"{owner}: {exc}") from None
 
@@ -162,12 +184,12 @@ class ActorRouter:
             raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
         except RemoteError as exc:  # a bug on the owner (LcxErrors come back boxed)
             raise ActorError(f"{self.kind}:{key} failed on {owner}") from exc
-        except MemberGone:
+        except (MemberGone, MemberLost):
             raise
         except BusError as exc:
             raise Unavailable(f"{self.kind}:{key}: cannot reach {owner}: {exc}",
                               details={"dependency": "bus"},
-                              headers={"Retry-After": "1"}) from exc
+                              headers=dict(RETRY_AFTER)) from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
             rebuilt = rebuild(answer.error)
