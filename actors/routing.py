@@ -72,6 +72,13 @@ RETRY_AFTER = {"Retry-After": "1"}
 """The header of such a refusal: the new owner is known by then."""
 
 
+def owner_died(kind: str, key: str) -> Unavailable:
+    """The refusal of a call whose owner died holding it when it is not safe to resend:
+    503 ``owner_moving`` (the key has a new owner by then: a retry is served there)."""
+    return Unavailable(f"the owner of {kind} {key} stopped while handling the call; retry",
+                       details=dict(OWNER_MOVING), headers=dict(RETRY_AFTER))
+
+
 class ActorRouter:
     """Delivers messages for ``kind`` actors to their owners; see the module docstring.
 
@@ -167,9 +174,7 @@ class ActorRouter:
             log.warning("owner died holding a call that is not safe to resend", extra={
                 "kind": self.kind, "key": key, "owner": owner,
                 "message": type(message).__name__})
-            raise Unavailable(f"{self.kind}:{key}: its owner died while handling the call; "
-                              "retry", details=dict(OWNER_MOVING),
-                              headers=dict(RETRY_AFTER)) from None
+            raise owner_died(self.kind, key) from None
         except MailboxClosed as exc:  # the owner is stopping its actors (it drains)
             raise _OwnerGone(f"{owner}: {exc}") from None
 
@@ -187,7 +192,9 @@ class ActorRouter:
         except (MemberGone, MemberLost):
             raise
         except BusError as exc:
-            raise Unavailable(f"{self.kind}:{key}: cannot reach {owner}: {exc}",
+            log.warning("bus call failed: %s", exc, extra={"kind": self.kind, "key": key,
+                                                           "owner": owner})
+            raise Unavailable("the cluster bus cannot be reached; retry shortly",
                               details={"dependency": "bus"},
                               headers=dict(RETRY_AFTER)) from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
