@@ -14,7 +14,9 @@ runs these tasks in one nursery::
     held        while calls of ours wait, checks every held_check_seconds (PUBSUB NUMSUB
                 of their targets' request channels) that each target still listens; a
                 target that does not died (its connection closed): its calls fail with
-                MemberLost at once, not at their deadline, long before its lease expires
+                MemberLost at once, not at their deadline, long before its lease expires;
+                so do the calls held by a target that left our (fresh) member view
+                (paused or cut off past its lease: the others place its keys anew)
     local       delivers publish() to ourselves without Redis
 
 Modules: keys and channels ``redis_keys``, wire frames ``redis_frames``, client and error
@@ -370,6 +372,10 @@ class RedisBus:
             targets = self._rpc.held_targets()
             if not targets or not link.healthy:
                 continue
+            members = self._membership.members()
+            for target in sorted(targets):
+                if members and target not in members:  # paused or cut off past its lease
+                    self._lose(target, "is no longer a member (its lease ran out)")
             channels = {self._keys.requests(target): target for target in sorted(targets)}
             try:
                 listening = await self._listeners(link, list(channels))
@@ -378,10 +384,13 @@ class RedisBus:
                 continue
             for channel, target in channels.items():
                 if not listening.get(channel, 0):
-                    lost = self._rpc.lose(target, "stopped listening (it died)")
-                    if lost:
-                        log.warning("calls held by a dead member failed early", extra={
-                            "member": target, "calls": lost})
+                    self._lose(target, "stopped listening (it died)")
+
+    def _lose(self, target: str, why: str) -> None:
+        lost = self._rpc.lose(target, why)
+        if lost:
+            log.warning("calls held by a dead member failed early", extra={
+                "member": target, "calls": lost, "why": why})
 
     async def _listeners(self, link: RedisLink, channels: list[str]) -> dict[str, int]:
         """How many subscribers each of ``channels`` has (PUBSUB NUMSUB)."""

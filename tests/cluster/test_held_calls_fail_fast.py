@@ -61,3 +61,27 @@ async def test_a_slow_answer_of_a_live_instance_is_waited_for(cluster: Cluster,
         await cluster.start()
         await cluster.converged()
         assert await caller.request(callee.instance_id, "slow", b"ok", timeout=5) == b"ok"
+
+
+async def test_a_call_held_by_a_stalled_instance_fails_when_its_lease_ends(
+        cluster: Cluster) -> None:
+    """The callee stalls (no heartbeat; it still listens) while holding a call: once its
+    lease runs out and it leaves the caller's view, the call fails with MemberLost,
+    long before its deadline."""
+    caller, callee = cluster.redis("caller"), cluster.redis("callee")
+
+    async def hold(sender: str, payload: bytes) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    callee.handle("hold", hold)
+    with trio.fail_after(10):
+        await cluster.start()
+        await cluster.converged()
+        callee.suspend_heartbeats()
+        began = trio.current_time()
+        with pytest.raises(MemberLost):
+            await caller.request(callee.instance_id, "hold", b"", timeout=5)
+        waited = trio.current_time() - began
+        callee.resume_heartbeats()
+    assert waited < LEASE + 3 * CHECK + 0.3, waited
