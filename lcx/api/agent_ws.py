@@ -104,6 +104,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     except LcxError as exc:
         log.warning("agent socket refused: its session is unreachable", extra={
             "agent": principal.sub, "error": type(exc).__name__})
+        sink.release()
         await websocket.send(msgspec.json.encode(error_frame(None, exc)).decode())
         await websocket.close(CLOSE_TRY_AGAIN, "session unavailable; reconnect")
         return
