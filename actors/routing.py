@@ -20,7 +20,16 @@ import trio
 
 from actors.messages import WIRE_MESSAGES, Msg
 from actors.resend import safe_to_resend
-from lcx.cluster.bus import Bus, BusError, MemberGone, MemberLost, RemoteError, RpcTimeout
+from lcx.cluster.bus import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    MemberGone,
+    MemberLost,
+    NotSent,
+    RemoteError,
+    RpcTimeout,
+)
 from lcx.cluster.errors import ErrorBox, box, rebuild
 from lcx.cluster.placement import Placement
 from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed, Unavailable
@@ -72,6 +81,21 @@ RETRY_AFTER = {"Retry-After": "1"}
 """The header of such a refusal: the new owner is known by then."""
 
 
+class _BusDown(Exception):
+    """Our bus is down but the call is safe to send again (it never left, or it is safe
+    to repeat): wait and retry; past the bound, raise ``final``."""
+
+    def __init__(self, final: Unavailable) -> None:
+        super().__init__(final.message)
+        self.final = final
+
+
+def bus_down() -> Unavailable:
+    """The refusal of a call when the cluster bus stays unreachable: 503, dependency bus."""
+    return Unavailable("the cluster bus cannot be reached; retry shortly",
+                       details={"dependency": "bus"}, headers=dict(RETRY_AFTER))
+
+
 def owner_died(kind: str, key: str) -> Unavailable:
     """The refusal of a call whose owner died holding it when it is not safe to resend:
     503 ``owner_moving`` (the key has a new owner by then: a retry is served there)."""
@@ -91,6 +115,9 @@ class ActorRouter:
     (:func:`actors.resend.safe_to_resend`); otherwise the caller gets 503 ``owner_moving``
     (with ``Retry-After``) once the key has a new owner, so that its retry is served there.
     A call that timed out (the owner may be alive and have read it) is never retried.
+    While our own link to the bus reconnects, a call that never left (``NotSent``), or
+    one that is safe to repeat, is sent again within the same bound; past it the caller
+    gets 503 with ``details.dependency = "bus"``.
     """
 
     def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement, *,
@@ -150,6 +177,11 @@ class ActorRouter:
                                         f"({gone})") from None
                 log.info("owner moving; placing again", extra={
                     "kind": self.kind, "key": key, "owner": owner, "why": str(gone)})
+            except _BusDown as down:
+                if trio.current_time() + pause > deadline:
+                    raise down.final from None
+                log.info("bus down; sending again", extra={
+                    "kind": self.kind, "key": key, "owner": owner, "why": str(down)})
             await trio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -173,10 +205,18 @@ class ActorRouter:
                 raise _OwnerGone(f"{owner} died holding it: {exc}") from None
             log.warning("owner died holding a call that is not safe to resend", extra={
                 "kind": self.kind, "key": key, "owner": owner,
-                "message": type(message).__name__})
+                "command": type(message).__name__})
             raise owner_died(self.kind, key) from None
         except MailboxClosed as exc:  # the owner is stopping its actors (it drains)
             raise _OwnerGone(f"{owner}: {exc}") from None
+        except NotSent as exc:  # our own link reconnects; nothing left
+            raise _BusDown(bus_down()) from exc
+        except BusUnavailable as exc:  # sent, or maybe: the reply channel was lost
+            log.warning("bus call failed: %s", exc, extra={"kind": self.kind, "key": key,
+                                                           "owner": owner})
+            if safe_to_resend(message):
+                raise _BusDown(bus_down()) from exc
+            raise bus_down() from exc
 
     async def _forward(self, owner: str, key: str, message: Msg, mode: str,
                        timeout: float) -> Any:
@@ -189,14 +229,12 @@ class ActorRouter:
             raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
         except RemoteError as exc:  # a bug on the owner (LcxErrors come back boxed)
             raise ActorError(f"{self.kind}:{key} failed on {owner}") from exc
-        except (MemberGone, MemberLost):
+        except (MemberGone, MemberLost, BusUnavailable):
             raise
         except BusError as exc:
             log.warning("bus call failed: %s", exc, extra={"kind": self.kind, "key": key,
                                                            "owner": owner})
-            raise Unavailable("the cluster bus cannot be reached; retry shortly",
-                              details={"dependency": "bus"},
-                              headers=dict(RETRY_AFTER)) from exc
+            raise bus_down() from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
             rebuilt = rebuild(answer.error)

@@ -9,6 +9,7 @@ Errors::
 
     BusError (lcx.errors.LcxError)
     ├── BusUnavailable     the bus cannot be reached (Redis down)
+    │   └── NotSent        ... and the call never left this instance
     ├── RpcTimeout         no reply before the caller's deadline
     ├── MemberGone         the target instance is not a live member: nothing was sent
     ├── MemberLost         the target died while a call to it was held: it may have read it
@@ -32,6 +33,11 @@ class BusError(LcxError):
 
 class BusUnavailable(BusError):
     """The bus (Redis) cannot be reached."""
+
+
+class NotSent(BusUnavailable):
+    """The bus cannot be reached and the call never left this instance (nothing was
+    published): sending it again later cannot apply it twice."""
 
 
 class RpcTimeout(BusError):

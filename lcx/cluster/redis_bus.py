@@ -50,6 +50,7 @@ from lcx.cluster.bus import (
     MemberInfo,
     MemberSet,
     MembershipHandler,
+    NotSent,
     RpcHandler,
     TopicHandler,
 )
@@ -260,7 +261,8 @@ class RedisBus:
             RpcTimeout: no reply within ``timeout``.
             MemberGone: ``instance_id`` is not a live member (or does not listen).
             RemoteError: the handler raised (see :func:`lcx.cluster.errors.unbox`).
-            BusUnavailable: Redis cannot be reached, or the bus is not running.
+            BusUnavailable: Redis cannot be reached, or our reply channel was lost
+                (:class:`~lcx.cluster.bus.NotSent` when nothing was published).
         """
         if instance_id == self.instance_id:
             if not self._running:
@@ -268,11 +270,11 @@ class RedisBus:
             return await self._rpc.call_local(method, payload, timeout)
         link = self._link
         if link is None or not self._running:
-            raise BusUnavailable("the bus is not running")
+            raise NotSent("the bus is not running")
         if not link.healthy:
-            raise BusUnavailable("redis does not answer (reconnecting)")
+            raise NotSent("redis does not answer (reconnecting)")
         if not self._subscriber.subscribed:
-            raise BusUnavailable("our reply channel is not subscribed (reconnecting)")
+            raise NotSent("our reply channel is not subscribed (reconnecting)")
         if instance_id not in self._membership.members():
             raise MemberGone(f"no live member {instance_id}")
         return await self._rpc.call(link, instance_id, method, payload, timeout)
