@@ -19,7 +19,17 @@ import msgspec
 import trio
 
 from actors.messages import WIRE_MESSAGES, Msg
-from lcx.cluster.bus import Bus, BusError, MemberGone, RemoteError, RpcTimeout
+from actors.resend import safe_to_resend
+from lcx.cluster.bus import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    MemberGone,
+    MemberLost,
+    NotSent,
+    RemoteError,
+    RpcTimeout,
+)
 from lcx.cluster.errors import ErrorBox, box, rebuild
 from lcx.cluster.placement import Placement
 from lcx.errors import ActorError, AskTimeout, LcxError, MailboxClosed, Unavailable
@@ -61,7 +71,36 @@ def _union(types: tuple[type[Msg], ...]) -> Any:
 
 
 class _OwnerGone(Exception):
-    """The owner did not take the message (it never read it): placing it again is safe."""
+    """The owner did not take the message (it never read it), or died holding a message
+    that is safe to resend: placing it again is safe."""
+
+
+OWNER_MOVING = {"reason": "owner_moving"}
+"""The documented ``details`` of a call refused because its actor's owner moves."""
+RETRY_AFTER = {"Retry-After": "1"}
+"""The header of such a refusal: the new owner is known by then."""
+
+
+class _BusDown(Exception):
+    """Our bus is down but the call is safe to send again (it never left, or it is safe
+    to repeat): wait and retry; past the bound, raise ``final``."""
+
+    def __init__(self, final: Unavailable) -> None:
+        super().__init__(final.message)
+        self.final = final
+
+
+def bus_down() -> Unavailable:
+    """The refusal of a call when the cluster bus stays unreachable: 503, dependency bus."""
+    return Unavailable("the cluster bus cannot be reached; retry shortly",
+                       details={"dependency": "bus"}, headers=dict(RETRY_AFTER))
+
+
+def owner_died(kind: str, key: str) -> Unavailable:
+    """The refusal of a call whose owner died holding it when it is not safe to resend:
+    503 ``owner_moving`` (the key has a new owner by then: a retry is served there)."""
+    return Unavailable(f"the owner of {kind} {key} stopped while handling the call; retry",
+                       details=dict(OWNER_MOVING), headers=dict(RETRY_AFTER))
 
 
 class ActorRouter:
@@ -71,7 +110,14 @@ class ActorRouter:
     nobody (the owner is gone, or its mailbox closed before reading the message) marks a
     dead owner suspect, so that its keys are placed again, and is retried on the new owner
     for up to ``settle_seconds``; only then does the caller get ``MailboxClosed`` (503
-    ``owner_moving``). A call that may have been read (a timeout) is never retried.
+    ``owner_moving``). A call held by an owner that died (``MemberLost``: it may have been
+    read) marks it suspect too, and is resent only if it is safe to repeat
+    (:func:`actors.resend.safe_to_resend`); otherwise the caller gets 503 ``owner_moving``
+    (with ``Retry-After``) once the key has a new owner, so that its retry is served there.
+    A call that timed out (the owner may be alive and have read it) is never retried.
+    While our own link to the bus reconnects, a call that never left (``NotSent``), or
+    one that is safe to repeat, is sent again within the same bound; past it the caller
+    gets 503 with ``details.dependency = "bus"``.
     """
 
     def __init__(self, local: KeyedSupervisor, bus: Bus, placement: Placement, *,
@@ -131,6 +177,11 @@ class ActorRouter:
                                         f"({gone})") from None
                 log.info("owner moving; placing again", extra={
                     "kind": self.kind, "key": key, "owner": owner, "why": str(gone)})
+            except _BusDown as down:
+                if trio.current_time() + pause > deadline:
+                    raise down.final from None
+                log.info("bus down; sending again", extra={
+                    "kind": self.kind, "key": key, "owner": owner, "why": str(down)})
             await trio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -148,8 +199,24 @@ class ActorRouter:
         except MemberGone as exc:
             self.placement.suspect(owner)
             raise _OwnerGone(f"{owner} is gone: {exc}") from None
+        except MemberLost as exc:
+            self.placement.suspect(owner)
+            if safe_to_resend(message):
+                raise _OwnerGone(f"{owner} died holding it: {exc}") from None
+            log.warning("owner died holding a call that is not safe to resend", extra={
+                "kind": self.kind, "key": key, "owner": owner,
+                "command": type(message).__name__})
+            raise owner_died(self.kind, key) from None
         except MailboxClosed as exc:  # the owner is stopping its actors (it drains)
             raise _OwnerGone(f"{owner}: {exc}") from None
+        except NotSent as exc:  # our own link reconnects; nothing left
+            raise _BusDown(bus_down()) from exc
+        except BusUnavailable as exc:  # sent, or maybe: the reply channel was lost
+            log.warning("bus call failed: %s", exc, extra={"kind": self.kind, "key": key,
+                                                           "owner": owner})
+            if safe_to_resend(message):
+                raise _BusDown(bus_down()) from exc
+            raise bus_down() from exc
 
     async def _forward(self, owner: str, key: str, message: Msg, mode: str,
                        timeout: float) -> Any:
@@ -162,12 +229,12 @@ class ActorRouter:
             raise AskTimeout(f"{self.kind}:{key} on {owner} did not answer") from None
         except RemoteError as exc:  # a bug on the owner (LcxErrors come back boxed)
             raise ActorError(f"{self.kind}:{key} failed on {owner}") from exc
-        except MemberGone:
+        except (MemberGone, MemberLost, BusUnavailable):
             raise
         except BusError as exc:
-            raise Unavailable(f"{self.kind}:{key}: cannot reach {owner}: {exc}",
-                              details={"dependency": "bus"},
-                              headers={"Retry-After": "1"}) from exc
+            log.warning("bus call failed: %s", exc, extra={"kind": self.kind, "key": key,
+                                                           "owner": owner})
+            raise bus_down() from exc
         answer = msgspec.msgpack.decode(raw, type=Answer)
         if answer.error is not None:
             rebuilt = rebuild(answer.error)

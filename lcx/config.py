@@ -68,6 +68,10 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     instance_id: str = ""
     heartbeat_ms: int = 1000
     lease_ms: int = 5000
+    isolated_grace_ms: int = 30000
+    """How long an instance cut off from the cluster keeps its ownership sweep idle (it
+    wakes no conversation, queue or provider stream as if it owned them all) before it
+    serves alone; at least ``lease_ms``."""
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -392,6 +396,8 @@ def _validate(settings: Settings) -> None:
     port, cl, de = settings.server.port, settings.cluster, settings.delivery
     _require(0 <= port <= 65535, f"server.port: must be between 0 and 65535, got {port}")
     _require(cl.lease_ms > cl.heartbeat_ms, "cluster.lease_ms: must exceed cluster.heartbeat_ms")
+    _require(cl.isolated_grace_ms >= cl.lease_ms,
+             "cluster.isolated_grace_ms: must be at least cluster.lease_ms")
     _require(
         de.max_backoff_ms >= de.initial_backoff_ms,
         "delivery.max_backoff_ms: must be at least delivery.initial_backoff_ms",

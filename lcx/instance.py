@@ -128,7 +128,9 @@ class Lcx:
         self.metrics.add_collector(edge_collector(self.edge_http, self.edge_inbox,
                                                   self.pollers))
         self.sockets = SocketDirectory(self.livechat)
-        self.ownership = OwnershipService(self.livechat, sockets=self.sockets.resync)
+        self.ownership = OwnershipService(
+            self.livechat, sockets=self.sockets.resync,
+            isolated_grace_seconds=settings.cluster.isolated_grace_ms / 1000)
         self.delivery: DeliveryService | None = None
         self.metrics.add_collector(livechat_collector(self.livechat, lambda: self.delivery))
         self._draining = False

@@ -13,7 +13,13 @@ At start, whenever membership changes, and every ``SWEEP_SECONDS``:
 - after this instance was isolated (the bus told it an empty view: paused or cut off past
   its lease, or Redis lost its record), every local conversation and queue actor is
   stopped when it sees the cluster again: other instances may have owned and changed them
-  meanwhile, so what they hold in memory may be stale; they are rebuilt from the store.
+  meanwhile, so what they hold in memory may be stale; they are rebuilt from the store;
+- while this instance is isolated, and for up to ``isolated_grace_seconds``
+  (``cluster.isolated_grace_ms``), the sweep stays idle: with no view every key would
+  look like its own, and waking them all here would take the others' conversations,
+  queues and provider streams (timers fired twice, two streams per provider session)
+  while they serve them. Past the grace it sweeps as a lone instance (Redis is gone for
+  long: serving alone beats serving nothing; the store fences what both sides write).
 
 This replaces a one-shot start-up recovery: a restart is just the first sweep.
 """
@@ -39,16 +45,26 @@ log = logging.getLogger("lcx.ownership")
 SWEEP_SECONDS = 10.0
 SWEEP_PAGE = 500
 """Open conversations read per store read of a sweep; the event loop runs between pages."""
+ISOLATED_GRACE_SECONDS = 30.0
+"""The default of ``cluster.isolated_grace_ms``."""
 
 
 class OwnershipService:
     """A supervised service running the sweeps described in the module docstring."""
 
     def __init__(self, livechat: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
-                 sweep_seconds: float = SWEEP_SECONDS, page_size: int = SWEEP_PAGE) -> None:
+                 sweep_seconds: float = SWEEP_SECONDS, page_size: int = SWEEP_PAGE,
+                 isolated_grace_seconds: float = ISOLATED_GRACE_SECONDS,
+                 clock: Callable[[], float] = trio.current_time) -> None:
         self.livechat = livechat
         self.sweep_seconds = sweep_seconds
         self.page_size = page_size
+        self.isolated_grace_seconds = isolated_grace_seconds
+        self._clock = clock
+        self.idle_sweeps = 0
+        """Sweeps skipped while isolated (within the grace)."""
+        self._isolated_since: float | None = None
+        """When the bus last told an empty view (None: it sees members)."""
         self._resync_sockets = sockets
         self._stop = trio.Event()
         self._changed = trio.Event()
@@ -60,6 +76,10 @@ class OwnershipService:
     def _membership_changed(self, members: Mapping[str, MemberInfo]) -> None:
         if not members:
             self._isolated = True
+            if self._isolated_since is None:
+                self._isolated_since = self._clock()
+        else:
+            self._isolated_since = None
         self._changed.set()
 
     def request_stop(self) -> None:
@@ -74,11 +94,23 @@ class OwnershipService:
         await self.sweep()
         task_status.started()
         while not self._stop.is_set():
-            with trio.move_on_after(self.sweep_seconds):
+            with trio.move_on_after(self._next_sweep_in()):
                 await self._changed.wait()
             self._changed = trio.Event()
             if not self._stop.is_set():
                 await self._sweep_safely()
+
+    def _next_sweep_in(self) -> float:
+        """Seconds to the next periodic sweep (sooner when the isolation grace ends)."""
+        left = self._grace_left()
+        return self.sweep_seconds if left is None else min(self.sweep_seconds, left + 0.01)
+
+    def _grace_left(self) -> float | None:
+        """Seconds of isolation grace left (None: not isolated, or the grace is over)."""
+        if self._isolated_since is None:
+            return None
+        left = self._isolated_since + self.isolated_grace_seconds - self._clock()
+        return left if left > 0 else None
 
     async def _sweep_safely(self) -> None:
         try:
@@ -87,7 +119,14 @@ class OwnershipService:
             log.exception("ownership sweep failed; retrying at the next one")
 
     async def sweep(self) -> None:
-        """Hand off what moved away, wake what moved here, re-register sockets."""
+        """Hand off what moved away, wake what moved here, re-register sockets; nothing
+        while isolated within the grace."""
+        if self._grace_left() is not None and not self.livechat.bus.members():
+            self.idle_sweeps += 1
+            if self.idle_sweeps == 1 or self.idle_sweeps % 10 == 0:
+                log.warning("isolated from the cluster: ownership sweep idle", extra={
+                    "graceLeftSeconds": round(self._grace_left() or 0.0, 1)})
+            return
         self.sweeps += 1
         moved = self._rebuild_after_isolation() + self._hand_off()
         woken, after = 0, ""

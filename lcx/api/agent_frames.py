@@ -48,8 +48,20 @@ from lcx.api.common import (
     Reason,
     Text,
 )
+from lcx.api.errors import busy_reason
 from lcx.auth import Principal
-from lcx.errors import ActorError, ApiError, Conflict, Forbidden, InvalidRequest, LcxError, NotFound
+from lcx.cluster.bus import BusError
+from lcx.errors import (
+    ActorError,
+    ApiError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LcxError,
+    NotFound,
+    StaleState,
+    StoreUnavailable,
+)
 from lcx.livechat import frames
 from lcx.livechat.conversation import new_request
 from lcx.model import (
@@ -164,17 +176,36 @@ def _ref_of(raw: str | bytes) -> str | None:
 
 
 def error_frame(ref: str | None, exc: BaseException) -> dict[str, Any]:
-    """The ``ERROR`` event for an exception (codes as in API.md section 1)."""
+    """The ``ERROR`` event for an exception (codes as in API.md section 1).
+
+    A refusal by the actor runtime, or by a conversation whose owner moves, is
+    ``unavailable`` with a documented ``details.reason`` (``owner_moving``, ``overloaded``);
+    an unreachable dependency names it in ``details.dependency``. Internal class names and
+    messages never reach the client.
+    """
+    details: dict[str, Any] | None = None
     if isinstance(exc, ApiError):
-        code, message = exc.code, exc.message
+        code, message, details = exc.code, exc.message, exc.details
     elif isinstance(exc, ActorError):
         code, message = "unavailable", "temporarily unavailable; retry"
+        details = {"reason": busy_reason(exc)}
+    elif isinstance(exc, StaleState):
+        code, message = "unavailable", "the conversation is moving; retry"
+        details = {"reason": "owner_moving"}
+    elif isinstance(exc, StoreUnavailable):
+        code, message = "unavailable", "the store is unavailable; retry"
+        details = {"dependency": "store"}
+    elif isinstance(exc, BusError):
+        code, message = "unavailable", "temporarily unavailable; retry"
+        details = {"dependency": "bus"}
     elif isinstance(exc, LcxError):
-        code, message = "unavailable", str(exc)
+        code, message = "unavailable", "temporarily unavailable; retry"
     else:
         code, message = "internal", "internal error"
-    return {"type": "event", "event": "ERROR", "ref": ref,
-            "data": {"code": code, "message": message}}
+    data: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        data["details"] = details
+    return {"type": "event", "event": "ERROR", "ref": ref, "data": data}
 
 
 def _decode(data: Any, shape: type[msgspec.Struct]) -> Any:

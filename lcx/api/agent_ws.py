@@ -38,6 +38,9 @@ AUTH_TIMEOUT_SECONDS = 5.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1012
+CLOSE_TRY_AGAIN = 1013
+"""The agent's session could not be reached within the settle bound (its owner kept
+moving): an ``ERROR`` (``unavailable``, ``owner_moving`` or ``overloaded``) says so first."""
 
 
 def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
@@ -96,7 +99,15 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     socket_id = new_id()
     sink = SocketSink(livechat.max_queued_frames, max_bytes=livechat.max_queued_bytes,
                       budget=instance_budget(livechat))
-    await sockets.attach(socket_id, sink, principal)
+    try:  # waits (bounded) while the session's owner moves; see actors/routing.py
+        await sockets.attach(socket_id, sink, principal)
+    except LcxError as exc:
+        log.warning("agent socket refused: its session is unreachable", extra={
+            "agent": principal.sub, "error": type(exc).__name__})
+        sink.release()
+        await websocket.send(msgspec.json.encode(error_frame(None, exc)).decode())
+        await websocket.close(CLOSE_TRY_AGAIN, "session unavailable; reconnect")
+        return
     livechat.counters.ws_sessions += 1
     sink.offer_json({"type": "event", "event": "AUTHORIZATION_GRANTED", "data": {
         "agentId": principal.sub, "sessionId": socket_id,

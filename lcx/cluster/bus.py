@@ -9,8 +9,10 @@ Errors::
 
     BusError (lcx.errors.LcxError)
     ├── BusUnavailable     the bus cannot be reached (Redis down)
+    │   └── NotSent        ... and the call never left this instance
     ├── RpcTimeout         no reply before the caller's deadline
-    ├── MemberGone         the target instance is not a live member
+    ├── MemberGone         the target instance is not a live member: nothing was sent
+    ├── MemberLost         the target died while a call to it was held: it may have read it
     └── RemoteError        the handler on the other instance raised; boxed with its origin
 """
 
@@ -33,12 +35,24 @@ class BusUnavailable(BusError):
     """The bus (Redis) cannot be reached."""
 
 
+class NotSent(BusUnavailable):
+    """The bus cannot be reached and the call never left this instance (nothing was
+    published): sending it again later cannot apply it twice."""
+
+
 class RpcTimeout(BusError):
     """No reply arrived before the caller's deadline (the request may still run)."""
 
 
 class MemberGone(BusError):
-    """The target instance is not (or no longer) a live member."""
+    """The target instance is not (or no longer) a live member: the call was never sent
+    (nobody listened), so sending it to another instance cannot apply it twice."""
+
+
+class MemberLost(BusError):
+    """The target instance died while a call to it was held: the call was sent to it, and
+    it may have read (and even carried out) it before dying. Only a call that is safe to
+    repeat may be sent again elsewhere."""
 
 
 class RemoteError(BusError):
@@ -160,7 +174,9 @@ class Bus(Protocol):
         Raises:
             RpcTimeout: no reply within ``timeout`` seconds (the waiter is cleaned up; a
                 late reply is dropped and counted).
-            MemberGone: the instance is not a live member.
+            MemberGone: the instance is not a live member (nothing was sent).
+            MemberLost: the instance died while the call was held (a Redis bus checks
+                every ``held_check_seconds`` that its target still listens).
             RemoteError: the handler raised.
             BusUnavailable: the bus cannot be reached.
         """

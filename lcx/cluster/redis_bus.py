@@ -11,6 +11,12 @@ runs these tasks in one nursery::
     heartbeat   every heartbeat_ms (or at once on a hint): leader lease, then membership
     watchdog    steps down at the lease's local deadline, whatever the heartbeat is doing
     outbox      drains the bounded queue of publish() into pipelines (batched)
+    held        while calls of ours wait, checks every held_check_seconds (PUBSUB NUMSUB
+                of their targets' request channels) that each target still listens; a
+                target that does not died (its connection closed): its calls fail with
+                MemberLost at once, not at their deadline, long before its lease expires;
+                so do the calls held by a target that left our (fresh) member view
+                (paused or cut off past its lease: the others place its keys anew)
     local       delivers publish() to ourselves without Redis
 
 Modules: keys and channels ``redis_keys``, wire frames ``redis_frames``, client and error
@@ -44,6 +50,7 @@ from lcx.cluster.bus import (
     MemberInfo,
     MemberSet,
     MembershipHandler,
+    NotSent,
     RpcHandler,
     TopicHandler,
 )
@@ -89,6 +96,10 @@ class BusStatistics:
     """Whether our channels are subscribed now (False while reconnecting)."""
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class RedisBus:
     """A :class:`~lcx.cluster.bus.Bus` over Redis: membership, leader lease, RPC, topics.
 
@@ -99,7 +110,8 @@ class RedisBus:
 
     def __init__(self, instance_id: str, redis_url: str, *, heartbeat_ms: int, lease_ms: int,
                  namespace: str = "lcx", url: str = "", outbox_size: int = 1024,
-                 max_concurrent_requests: int = 64) -> None:
+                 max_concurrent_requests: int = 64, held_check_seconds: float = 0.25
+                 ) -> None:
         if heartbeat_ms <= 0 or lease_ms <= 2 * heartbeat_ms:
             raise ValueError("lease_ms must be more than twice heartbeat_ms (> 0)")
         self.instance_id = instance_id
@@ -107,6 +119,7 @@ class RedisBus:
         self._redis_url = redis_url
         self._keys = Keys(namespace)
         self._heartbeat = heartbeat_ms / 1000
+        self._held_check = held_check_seconds
         lease = lease_ms / 1000
         self._timeout = max(0.05, min(1.0, lease / 2))
         self._backoff = Backoff(initial_seconds=min(0.05, self._heartbeat),
@@ -152,7 +165,7 @@ class RedisBus:
                     self._serving = nursery
                     await nursery.start(self._subscriber.run, link)
                     await self._join(link)
-                    for task in (self._heartbeats, self._outbox.run):
+                    for task in (self._heartbeats, self._outbox.run, self._check_held):
                         nursery.start_soon(task, link)
                     nursery.start_soon(self._leader.watch)
                     nursery.start_soon(self._deliver_local)
@@ -248,7 +261,8 @@ class RedisBus:
             RpcTimeout: no reply within ``timeout``.
             MemberGone: ``instance_id`` is not a live member (or does not listen).
             RemoteError: the handler raised (see :func:`lcx.cluster.errors.unbox`).
-            BusUnavailable: Redis cannot be reached, or the bus is not running.
+            BusUnavailable: Redis cannot be reached, or our reply channel was lost
+                (:class:`~lcx.cluster.bus.NotSent` when nothing was published).
         """
         if instance_id == self.instance_id:
             if not self._running:
@@ -256,11 +270,11 @@ class RedisBus:
             return await self._rpc.call_local(method, payload, timeout)
         link = self._link
         if link is None or not self._running:
-            raise BusUnavailable("the bus is not running")
+            raise NotSent("the bus is not running")
         if not link.healthy:
-            raise BusUnavailable("redis does not answer (reconnecting)")
+            raise NotSent("redis does not answer (reconnecting)")
         if not self._subscriber.subscribed:
-            raise BusUnavailable("our reply channel is not subscribed (reconnecting)")
+            raise NotSent("our reply channel is not subscribed (reconnecting)")
         if instance_id not in self._membership.members():
             raise MemberGone(f"no live member {instance_id}")
         return await self._rpc.call(link, instance_id, method, payload, timeout)
@@ -352,6 +366,39 @@ class RedisBus:
             self._announce(self._announcement)
             self._announcement = None
         return ok
+
+    async def _check_held(self, link: RedisLink) -> None:
+        """Fail the calls held by targets that no longer listen (see the module doc)."""
+        while True:
+            await trio.sleep(self._held_check)
+            targets = self._rpc.held_targets()
+            if not targets or not link.healthy:
+                continue
+            members = self._membership.members()
+            for target in sorted(targets):
+                if members and target not in members:  # paused or cut off past its lease
+                    self._lose(target, "is no longer a member (its lease ran out)")
+            channels = {self._keys.requests(target): target for target in sorted(targets)}
+            try:
+                listening = await self._listeners(link, list(channels))
+            except BusError as exc:
+                log.debug("held calls not checked: %s", exc)
+                continue
+            for channel, target in channels.items():
+                if not listening.get(channel, 0):
+                    self._lose(target, "stopped listening (it died)")
+
+    def _lose(self, target: str, why: str) -> None:
+        lost = self._rpc.lose(target, why)
+        if lost:
+            log.warning("calls held by a dead member failed early", extra={
+                "member": target, "calls": lost, "why": why})
+
+    async def _listeners(self, link: RedisLink, channels: list[str]) -> dict[str, int]:
+        """How many subscribers each of ``channels`` has (PUBSUB NUMSUB)."""
+        counts = await link.call("check held calls",
+                                 lambda client: client.pubsub_numsub(*channels))
+        return {_text(channel): int(count) for channel, count in counts.items()}
 
     def _record(self) -> MemberRecord:
         try:

@@ -4,7 +4,10 @@ instance, a correlation id per call, the caller's deadline carried along.
 Caller: registers a waiter under a fresh correlation id, publishes the request to the
 target's request channel (no subscriber there: the target is gone, fail at once), waits
 for the reply until its deadline, and always removes the waiter. A reply that arrives
-after that finds no waiter: it is dropped and counted (``late_replies``).
+after that finds no waiter: it is dropped and counted (``late_replies``). While calls are
+held, the bus checks that their targets still listen (:meth:`Rpc.held_targets`,
+:meth:`Rpc.lose`): the calls held by a target that died fail with ``MemberLost`` at once
+instead of at their deadline.
 
 Responder: the bus reader hands each request to :meth:`Rpc.serve_soon`, which starts a
 task and returns at once; tasks run at most ``max_concurrent`` handlers at a time (a
@@ -22,7 +25,14 @@ from dataclasses import dataclass
 
 import trio
 
-from lcx.cluster.bus import BusError, BusUnavailable, MemberGone, RpcHandler, RpcTimeout
+from lcx.cluster.bus import (
+    BusError,
+    BusUnavailable,
+    MemberGone,
+    MemberLost,
+    RpcHandler,
+    RpcTimeout,
+)
 from lcx.cluster.errors import ErrorBox, box, to_remote
 from lcx.cluster.redis_frames import Failure, Reply, Request, encode
 from lcx.cluster.redis_keys import Keys
@@ -37,6 +47,7 @@ class _Waiter:
     """One caller waiting for its reply."""
 
     done: trio.Event
+    target: str
     reply: bytes | None = None
     error: BusError | None = None
 
@@ -87,12 +98,13 @@ class Rpc:
 
         Raises:
             RpcTimeout: no reply in time (the waiter is removed either way).
-            MemberGone: nobody listens on ``target``'s request channel.
+            MemberGone: nobody listens on ``target``'s request channel (nothing sent).
+            MemberLost: ``target`` died while the call was held (see :meth:`lose`).
             RemoteError: the handler raised.
             BusUnavailable: Redis cannot be reached, or our reply channel was lost.
         """
         call_id = f"{self._nonce}:{next(self._ids)}"
-        waiter = _Waiter(trio.Event())
+        waiter = _Waiter(trio.Event(), target)
         self._pending[call_id] = waiter
         try:
             with trio.move_on_after(timeout):
@@ -124,6 +136,19 @@ class Rpc:
         else:
             waiter.error = to_remote(frame.error)
         waiter.done.set()
+
+    def held_targets(self) -> set[str]:
+        """The instances that calls of ours wait on now."""
+        return {waiter.target for waiter in self._pending.values()}
+
+    def lose(self, target: str, reason: str) -> int:
+        """Fail every call held by ``target`` with MemberLost (it died); how many."""
+        lost = [call for call, waiter in self._pending.items() if waiter.target == target]
+        for call in lost:
+            waiter = self._pending.pop(call)
+            waiter.error = MemberLost(f"{target} {reason}")
+            waiter.done.set()
+        return len(lost)
 
     def fail_all(self, reason: str) -> None:
         """Fail every pending call with BusUnavailable (our reply channel was lost)."""
