@@ -52,8 +52,18 @@ from lcx.api.common import (
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, NotFound, Unauthorized
-from lcx.livechat import frames
-from lcx.model import Author, Conversation, Message, iso, utc_now
+from lcx.model import (
+    AgentRef,
+    Author,
+    Context,
+    Conversation,
+    ConversationStatus,
+    Message,
+    Participant,
+    Subscriber,
+    iso,
+    utc_now,
+)
 from lcx.org_settings import LivechatSettings
 from lcx.store import Tx
 from lcx.store.conversations import load_conversation, messages_between, remembered
@@ -63,7 +73,7 @@ if TYPE_CHECKING:
     from actors.livechat import Livechat
     from lcx.api.deps import AppDeps
 
-__all__ = ["ManagementApi", "management_blueprint"]
+__all__ = ["ConversationDetail", "ManagementApi", "management_blueprint"]
 
 READ_SCOPES = ("agent", "supervisor", "service", "admin")
 WRITE_SETTINGS_SCOPES = ("supervisor", "service", "admin")
@@ -95,6 +105,48 @@ class TranscriptPage(msgspec.Struct, kw_only=True):
     """A JSON transcript."""
 
     items: list[Message]
+
+
+class ConversationDetail(msgspec.Struct, rename="camel", kw_only=True):
+    """``GET .../livechat-conversations/{id}``: a conversation as the management API shows
+    it (every field present, ``null`` when unset)."""
+
+    id: str
+    request_id: str
+    organization_id: str
+    tenant_id: str
+    sub_handle: str
+    user_group_id: str
+    provider: str
+    channel: str
+    status: ConversationStatus
+    subscriber: Subscriber
+    context: Context
+    participants: list[Participant]
+    flags: dict[str, Any]
+    agent: AgentRef | None
+    created_at: str
+    queued_at: str
+    accepted_at: str | None
+    accepted_by: str | None
+    ended_at: str | None
+    ended_by: str | None
+    end_reason: str | None
+    last_seq: int
+    last_activity_at: str
+
+    @classmethod
+    def of(cls, c: Conversation) -> ConversationDetail:
+        """The detail of conversation ``c``."""
+        return cls(id=c.id, request_id=c.request_id, organization_id=c.org_id,
+                   tenant_id=c.tenant_id, sub_handle=c.sub_handle,
+                   user_group_id=c.user_group_id, provider=c.provider, channel=c.channel,
+                   status=c.status, subscriber=c.subscriber, context=c.context,
+                   participants=c.participants, flags=c.flags, agent=c.agent,
+                   created_at=c.created_at, queued_at=c.queued_at,
+                   accepted_at=c.accepted_at, accepted_by=c.accepted_by,
+                   ended_at=c.ended_at, ended_by=c.ended_by, end_reason=c.end_reason,
+                   last_seq=c.last_seq, last_activity_at=c.last_activity_at)
 
 
 def _took_part(principal: Principal, conversation: Conversation) -> bool:
@@ -213,7 +265,7 @@ class ManagementApi:
             or conversation.user_group_id in principal.groups
         if not visible:
             raise Forbidden("agents may read their own conversations and their groups' only")
-        return json_response(frames.conversation_data(conversation))
+        return json_response(ConversationDetail.of(conversation))
 
 
 ENDPOINTS = (
@@ -236,7 +288,7 @@ ENDPOINTS = (
              operation_id="postConversationMessage"),
     Endpoint("/organizations/<org_id>/livechat-conversations/<conversation_id>", "GET",
              "conversation_detail", "Conversation detail", "conversations",
-             responses={200: dict[str, Any]}, scopes=READ_SCOPES),
+             responses={200: ConversationDetail}, scopes=READ_SCOPES),
 )
 
 
