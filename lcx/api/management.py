@@ -31,14 +31,14 @@ Who may do what (every token must be of ``orgId``, ``admin`` excepted):
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
 import trio
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from actors.messages import PostMessage, PostResult
+from actors.messages import Msg, PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response, read_json
 from lcx.api.common import (
@@ -65,13 +65,13 @@ from lcx.model import (
     utc_now,
 )
 from lcx.org_settings import LivechatSettings
-from lcx.store import Tx
+from lcx.store import Store, Tx
 from lcx.store.conversations import load_conversation, messages_between, remembered
 from lcx.transcripts import TranscriptFormat, content_disposition, render
 
 if TYPE_CHECKING:
-    from actors.livechat import Livechat
     from lcx.api.deps import AppDeps
+    from lcx.org_settings import OrgSettings
 
 __all__ = ["ConversationDetail", "ManagementApi", "management_blueprint"]
 
@@ -149,6 +149,25 @@ class ConversationDetail(msgspec.Struct, rename="camel", kw_only=True):
                    last_seq=c.last_seq, last_activity_at=c.last_activity_at)
 
 
+class ManagementPorts(Protocol):
+    """What the management routes reach of the livechat domain (``Livechat`` is one)."""
+
+    @property
+    def store(self) -> Store:
+        """The open store."""
+
+    @property
+    def org_settings(self) -> OrgSettings:
+        """The organization settings, read and written through their cache."""
+
+    async def settings_changed(self, org_id: str) -> None:
+        """Apply new organization settings to open conversations and queues at once."""
+
+    async def tell_conversation(self, conversation_id: str, message: Msg,
+                                timeout: float = ...) -> Any:
+        """Ask the conversation to apply ``message``; its answer."""
+
+
 def _took_part(principal: Principal, conversation: Conversation) -> bool:
     return any(p.id == principal.sub for p in conversation.participants)
 
@@ -169,7 +188,7 @@ def _not_active(conversation_id: str, status: str) -> Conflict:
 class ManagementApi:
     """The route handlers listed in the module docstring, over one livechat."""
 
-    def __init__(self, livechat: Livechat, verifier: TokenVerifier | None) -> None:
+    def __init__(self, livechat: ManagementPorts, verifier: TokenVerifier | None) -> None:
         self.livechat = livechat
         self.verifier = verifier
 
@@ -252,7 +271,7 @@ class ManagementApi:
                            client_id=body.id, idempotency_scope=scope if body.id else None,
                            private=body.private)
         try:
-            result: PostResult = await self.livechat.conversations.ask(conversation.id, post)
+            result: PostResult = await self.livechat.tell_conversation(conversation.id, post)
         except NotFound:  # it ended between our read and the actor's turn
             raise _not_active(conversation.id, "ended") from None
         return json_response(result, 202)
