@@ -1,12 +1,9 @@
-"""The agent session actor as a shell, with in-memory ports over a real SQLite store: it
-reloads the agent's chats from the store, announces presence to the cluster and to the
-agent's queues, fans frames out to every socket (cutting one that cannot keep up), and
-holds the agent's chat-slot limit."""
+"""The agent session actor as a shell, with in-memory ports over a real store (each
+backend): it reloads the agent's chats from the store, announces presence to the cluster
+and to the agent's queues, fans frames out to every socket (cutting one that cannot keep
+up), and holds the agent's chat-slot limit."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,15 +20,16 @@ from actors.messages import (
     Reserve,
     SetStatus,
 )
-from lcx.store import Store, Tx, open_store
+from lcx.store import Store, Tx
 from lcx.store.conversations import insert_conversation
+
+pytest_plugins = ["support.stores"]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty, migrated SQLite store."""
-    async with open_store(f"sqlite:///{tmp_path / 'lcx.db'}") as opened:
-        yield opened
+def store(any_store: Store) -> Store:
+    """An empty, migrated store of each backend (SQLite, PostgreSQL)."""
+    return any_store
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
-"""The conversation actor as a shell, with in-memory ports over a real SQLite store: it
-loads the stored state, lets the rules decide, commits the decision in one transaction,
-and only then carries it out (queues told, frames pushed, slots released, timer armed)."""
+"""The conversation actor as a shell, with in-memory ports over a real store (each
+backend): it loads the stored state, lets the rules decide, commits the decision in one
+transaction, and only then carries it out (queues told, frames pushed, slots released,
+timer armed)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
@@ -31,7 +30,7 @@ from actors.presence import Presence
 from lcx.config import TenantConfig
 from lcx.errors import Conflict, NotFound
 from lcx.model import AgentRef, Author, Conversation, iso, utc_now
-from lcx.store import Store, open_store
+from lcx.store import Store
 from lcx.store.conversations import load_conversation, messages_after
 
 ALICE = AgentRef(id="alice", name="Alice")
@@ -39,11 +38,13 @@ BOB = AgentRef(id="bob", name="Bob")
 SUBSCRIBER = Author(type="subscriber")
 
 
+pytest_plugins = ["support.stores"]
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty, migrated SQLite store."""
-    async with open_store(f"sqlite:///{tmp_path / 'lcx.db'}") as opened:
-        yield opened
+def store(any_store: Store) -> Store:
+    """An empty, migrated store of each backend (SQLite, PostgreSQL)."""
+    return any_store
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
-"""The queue actor as a shell, with in-memory ports over a real SQLite store: it rebuilds
-its pending list from the store, offers or assigns requests by the routing rules (a slot
-reserved in the agent's session before the conversation accepts), and tells agents."""
+"""The queue actor as a shell, with in-memory ports over a real store (each backend): it
+rebuilds its pending list from the store, offers or assigns requests by the routing rules
+(a slot reserved in the agent's session before the conversation accepts), and tells
+agents."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
@@ -25,7 +23,7 @@ from actors.queue import QueueActor
 from lcx.errors import Conflict
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation
-from lcx.store import Store, Tx, open_store
+from lcx.store import Store, Tx
 from lcx.store.conversations import insert_conversation
 
 ALICE = AgentRef(id="alice", name="Alice")
@@ -34,11 +32,13 @@ LATER = "2026-12-03T06:00:05.000Z"
 AUTO = LivechatSettings(routing="auto", max_concurrent_chats=1)
 
 
+pytest_plugins = ["support.stores"]
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty, migrated SQLite store."""
-    async with open_store(f"sqlite:///{tmp_path / 'lcx.db'}") as opened:
-        yield opened
+def store(any_store: Store) -> Store:
+    """An empty, migrated store of each backend (SQLite, PostgreSQL)."""
+    return any_store
 
 
 def online(*agent_ids: str) -> dict[str, Presence]:
