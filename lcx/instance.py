@@ -7,6 +7,7 @@
     ├── bus              membership, leadership, RPC (in-process, or Redis in a cluster)
     ├── bus_probe        measures the bus round trip for /metrics
     ├── edge_client      the HTTP client of provider and channel calls (fresh at each start)
+    ├── timers           the deadlines of conversations (which may passivate meanwhile)
     ├── agent_sessions   keyed: one actor per connected agent (all its tabs)
     ├── conversations    keyed: one virtual actor per request/conversation
     ├── queues           keyed: one actor per organization and user group

@@ -31,14 +31,14 @@ Who may do what (every token must be of ``orgId``, ``admin`` excepted):
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
 import trio
 from quart import Blueprint, request
 from quart_trio.wrappers import TrioResponse
 
-from actors.messages import PostMessage, PostResult
+from actors.messages import Msg, PostMessage, PostResult
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response, read_json
 from lcx.api.common import (
@@ -52,18 +52,28 @@ from lcx.api.common import (
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, NotFound, Unauthorized
-from lcx.livechat import frames
-from lcx.model import Author, Conversation, Message, iso, utc_now
+from lcx.model import (
+    AgentRef,
+    Author,
+    Context,
+    Conversation,
+    ConversationStatus,
+    Message,
+    Participant,
+    Subscriber,
+    iso,
+    utc_now,
+)
 from lcx.org_settings import LivechatSettings
-from lcx.store import Tx
+from lcx.store import Store, Tx
 from lcx.store.conversations import load_conversation, messages_between, remembered
 from lcx.transcripts import TranscriptFormat, content_disposition, render
 
 if TYPE_CHECKING:
-    from actors.livechat import Livechat
     from lcx.api.deps import AppDeps
+    from lcx.org_settings import OrgSettings
 
-__all__ = ["ManagementApi", "management_blueprint"]
+__all__ = ["ConversationDetail", "ManagementApi", "management_blueprint"]
 
 READ_SCOPES = ("agent", "supervisor", "service", "admin")
 WRITE_SETTINGS_SCOPES = ("supervisor", "service", "admin")
@@ -97,6 +107,67 @@ class TranscriptPage(msgspec.Struct, kw_only=True):
     items: list[Message]
 
 
+class ConversationDetail(msgspec.Struct, rename="camel", kw_only=True):
+    """``GET .../livechat-conversations/{id}``: a conversation as the management API shows
+    it (every field present, ``null`` when unset)."""
+
+    id: str
+    request_id: str
+    organization_id: str
+    tenant_id: str
+    sub_handle: str
+    user_group_id: str
+    provider: str
+    channel: str
+    status: ConversationStatus
+    subscriber: Subscriber
+    context: Context
+    participants: list[Participant]
+    flags: dict[str, Any]
+    agent: AgentRef | None
+    created_at: str
+    queued_at: str
+    accepted_at: str | None
+    accepted_by: str | None
+    ended_at: str | None
+    ended_by: str | None
+    end_reason: str | None
+    last_seq: int
+    last_activity_at: str
+
+    @classmethod
+    def of(cls, c: Conversation) -> ConversationDetail:
+        """The detail of conversation ``c``."""
+        return cls(id=c.id, request_id=c.request_id, organization_id=c.org_id,
+                   tenant_id=c.tenant_id, sub_handle=c.sub_handle,
+                   user_group_id=c.user_group_id, provider=c.provider, channel=c.channel,
+                   status=c.status, subscriber=c.subscriber, context=c.context,
+                   participants=c.participants, flags=c.flags, agent=c.agent,
+                   created_at=c.created_at, queued_at=c.queued_at,
+                   accepted_at=c.accepted_at, accepted_by=c.accepted_by,
+                   ended_at=c.ended_at, ended_by=c.ended_by, end_reason=c.end_reason,
+                   last_seq=c.last_seq, last_activity_at=c.last_activity_at)
+
+
+class ManagementPorts(Protocol):
+    """What the management routes reach of the livechat domain (``Livechat`` is one)."""
+
+    @property
+    def store(self) -> Store:
+        """The open store."""
+
+    @property
+    def org_settings(self) -> OrgSettings:
+        """The organization settings, read and written through their cache."""
+
+    async def settings_changed(self, org_id: str) -> None:
+        """Apply new organization settings to open conversations and queues at once."""
+
+    async def tell_conversation(self, conversation_id: str, message: Msg,
+                                timeout: float = ...) -> Any:
+        """Ask the conversation to apply ``message``; its answer."""
+
+
 def _took_part(principal: Principal, conversation: Conversation) -> bool:
     return any(p.id == principal.sub for p in conversation.participants)
 
@@ -117,7 +188,7 @@ def _not_active(conversation_id: str, status: str) -> Conflict:
 class ManagementApi:
     """The route handlers listed in the module docstring, over one livechat."""
 
-    def __init__(self, livechat: Livechat, verifier: TokenVerifier | None) -> None:
+    def __init__(self, livechat: ManagementPorts, verifier: TokenVerifier | None) -> None:
         self.livechat = livechat
         self.verifier = verifier
 
@@ -200,7 +271,7 @@ class ManagementApi:
                            client_id=body.id, idempotency_scope=scope if body.id else None,
                            private=body.private)
         try:
-            result: PostResult = await self.livechat.conversations.ask(conversation.id, post)
+            result: PostResult = await self.livechat.tell_conversation(conversation.id, post)
         except NotFound:  # it ended between our read and the actor's turn
             raise _not_active(conversation.id, "ended") from None
         return json_response(result, 202)
@@ -213,7 +284,7 @@ class ManagementApi:
             or conversation.user_group_id in principal.groups
         if not visible:
             raise Forbidden("agents may read their own conversations and their groups' only")
-        return json_response(frames.conversation_data(conversation))
+        return json_response(ConversationDetail.of(conversation))
 
 
 ENDPOINTS = (
@@ -236,7 +307,7 @@ ENDPOINTS = (
              operation_id="postConversationMessage"),
     Endpoint("/organizations/<org_id>/livechat-conversations/<conversation_id>", "GET",
              "conversation_detail", "Conversation detail", "conversations",
-             responses={200: dict[str, Any]}, scopes=READ_SCOPES),
+             responses={200: ConversationDetail}, scopes=READ_SCOPES),
 )
 
 

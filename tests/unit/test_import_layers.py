@@ -28,8 +28,8 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(path: Path) -> set[str]:
-    """Every project module ``path`` imports, at any depth (lazy imports included)."""
+def _named(path: Path) -> set[str]:
+    """Every module ``path`` names in an import, at any depth (lazy imports included)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -37,7 +37,12 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in names if name in MODULES}
+    return names
+
+
+def _imports(path: Path) -> set[str]:
+    """Every project module ``path`` imports, at any depth (lazy imports included)."""
+    return {name for name in _named(path) if name in MODULES}
 
 
 def _cycles(prefix: str) -> list[list[str]]:
@@ -80,6 +85,17 @@ def test_the_core_imports_nothing_of_io_even_indirectly() -> None:
     leaked = [name for name in loaded
               if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN_IN_CORE)]
     assert leaked == []
+
+
+def test_no_core_module_names_io_even_in_a_lazy_import() -> None:
+    """No import statement of lcx.livechat, at module level or inside a function or a
+    TYPE_CHECKING block, names a store, bus, HTTP, Trio or adapter module."""
+    named = {name: sorted(m for m in _named(path)
+                          if any(m == bad or m.startswith(bad + ".")
+                                 for bad in FORBIDDEN_IN_CORE))
+             for name, path in MODULES.items() if name.startswith("lcx.livechat")}
+    assert len(named) >= 8
+    assert {name: found for name, found in named.items() if found} == {}
 
 
 def test_blueprints_never_import_each_other() -> None:

@@ -1,0 +1,235 @@
+"""The conversation actor as a shell, with in-memory ports over a real store (each
+backend): it loads the stored state, lets the rules decide, commits the decision in one
+transaction, and only then carries it out (queues told, frames pushed, slots released,
+timer armed)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from livechat_fakes import GROUP, ORG, FakePorts, pending, running
+
+from actors.conversation import ConversationActor
+from actors.messages import (
+    Accept,
+    Accepted,
+    CreateRequest,
+    Dequeue,
+    End,
+    Enqueue,
+    GetState,
+    PostMessage,
+    PostResult,
+    Release,
+    Reserve,
+    Timeout,
+    Transfer,
+)
+from actors.presence import Presence
+from lcx.config import TenantConfig
+from lcx.errors import Conflict, NotFound
+from lcx.model import AgentRef, Author, Conversation, iso, utc_now
+from lcx.store import Store
+from lcx.store.conversations import load_conversation, messages_after
+
+ALICE = AgentRef(id="alice", name="Alice")
+BOB = AgentRef(id="bob", name="Bob")
+SUBSCRIBER = Author(type="subscriber")
+
+
+pytest_plugins = ["support.stores"]
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """An empty, migrated store of each backend (SQLite, PostgreSQL)."""
+    return any_store
+
+
+@pytest.fixture
+def ports(store: Store) -> FakePorts:
+    """In-memory ports over the store, with one tenant that receives bot events."""
+    return FakePorts(store, tenants={"t1": TenantConfig(
+        id="t1", organization_id=ORG, bot_events_url="http://bot.invalid/events")})
+
+
+async def stored(store: Store, conversation_id: str = "c1") -> Conversation | None:
+    return await store.read(lambda tx: load_conversation(tx, conversation_id))
+
+
+async def outbox_types(store: Store) -> list[str]:
+    rows = await store.read(lambda tx: tx.fetchall(
+        "SELECT type FROM outbox ORDER BY event_no", ()))
+    return [row["type"] for row in rows]
+
+
+async def test_a_new_request_is_stored_then_queued_counted_and_timed(
+        ports: FakePorts, store: Store) -> None:
+    """CreateRequest: the row is in the store, the queue is told, the request timer runs."""
+    request = pending(queued_at=iso(utc_now()))
+    async with running(ConversationActor(ports, "c1")) as ref:
+        answer = await ref.ask(CreateRequest(conversation=request))
+    assert isinstance(answer, Conversation)
+    assert answer.status == "pending"
+    assert await stored(store) == answer
+    assert ports.told_queues == [(GROUP, Enqueue(conversation=request))]
+    assert ports.counted == ["requests_created"]
+    delay, timeout = ports.armed["c1"]
+    assert timeout.kind == "request"
+    assert 119 <= delay <= 120
+
+
+async def test_a_refused_command_stores_and_tells_nothing(ports: FakePorts,
+                                                          store: Store) -> None:
+    """An End for a conversation that does not exist is NotFound; no effect escapes."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        with pytest.raises(NotFound):
+            await ref.ask(End(by="agent", agent=ALICE))
+    assert await stored(store) is None
+    assert (ports.told_queues, ports.told_agents, ports.pushed, ports.counted) == \
+        ([], [], [], [])
+
+
+async def test_an_accept_commits_then_answers_with_the_waiting_messages(
+        ports: FakePorts, store: Store) -> None:
+    """Accept: stored active with its agent, the queued message handed over, a
+    CONVERSATION_BEGIN bot event in the outbox (delivery woken), the inactivity timer."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="hello?"))
+        accepted = await ref.ask(Accept(agent=ALICE))
+    assert isinstance(accepted, Accepted)
+    assert [m.text for m in accepted.messages] == ["hello?"]
+    row = await stored(store)
+    assert row is not None
+    assert row.status == "active"
+    assert row.agent_id == "alice"
+    assert accepted.conversation == row
+    assert "CONVERSATION_BEGIN" in await outbox_types(store)
+    assert "c1" in ports.woken
+    assert ports.armed["c1"][1].kind == "inactivity"
+
+
+async def test_an_agent_message_is_stored_then_pushed_to_the_agents(
+        ports: FakePorts, store: Store) -> None:
+    """PostMessage in an active conversation: stored with its seq, one frame per agent."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        result = await ref.ask(PostMessage(author=Author(type="agent", id="alice"),
+                                           text="hi"))
+    assert isinstance(result, PostResult)
+    assert result.seq == 1
+    log = await store.read(lambda tx: messages_after(tx, "c1", 0))
+    assert [(m.seq, m.text) for m in log] == [(1, "hi")]
+    frames = ports.pushed_frames()
+    assert [(agent, frame["type"], frame["data"]["text"]) for agent, frame in frames] == \
+        [("alice", "message", "hi")]
+    assert ports.counted.count("messages_stored") == 1
+
+
+async def test_a_resend_with_the_same_client_id_is_stored_once(ports: FakePorts,
+                                                               store: Store) -> None:
+    """The second PostMessage with the same client id gets the first answer, and the log
+    holds one message."""
+    post = PostMessage(author=SUBSCRIBER, text="once", client_id="m-1",
+                       idempotency_scope="bot:t1")
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        first = await ref.ask(post)
+        again = await ref.ask(post)
+    assert first == again
+    assert len(await store.read(lambda tx: messages_after(tx, "c1", 0))) == 1
+
+
+async def test_ending_releases_the_slots_tells_the_agents_and_stops_the_timer(
+        ports: FakePorts, store: Store) -> None:
+    """End of an active conversation: stored ended, CONVERSATION_END pushed, every
+    participant's slot released, no timer left."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        ended = await ref.ask(End(by="agent", agent=ALICE))
+    assert ended.status == "ended"
+    assert (await stored(store)) == ended
+    assert [frame["event"] for _, frame in ports.pushed_frames()] == ["CONVERSATION_END"]
+    assert ports.told_agents == [("alice", Release(conversation_id="c1"))]
+    assert "c1" not in ports.armed
+    assert "CONVERSATION_END" in await outbox_types(store)
+
+
+async def test_cancelling_a_pending_request_takes_it_out_of_its_queue(
+        ports: FakePorts, store: Store) -> None:
+    """End while pending: stored cancelled, the queue told to drop it."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(End(by="subscriber"))
+    row = await stored(store)
+    assert row is not None
+    assert row.status == "cancelled"
+    assert ports.told_queues[-1] == (GROUP, Dequeue(conversation_id="c1", why="cancelled"))
+
+
+async def test_the_armed_request_timeout_marks_the_request_missed(
+        ports: FakePorts, store: Store) -> None:
+    """The Timeout the shell armed, delivered when due: missed, stored, dequeued, counted;
+    a stale Timeout (another deadline) changes nothing and re-arms the current one."""
+    long_ago = iso(utc_now() - timedelta(hours=1))
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=long_ago)))
+        delay, due = ports.armed["c1"]
+        assert delay == 0.0
+        await ref.ask(Timeout(kind="request", deadline=iso(utc_now())))  # not the one armed
+        assert (await stored(store)).status == "pending"  # type: ignore[union-attr]
+        await ref.ask(due)
+    row = await stored(store)
+    assert row is not None
+    assert row.status == "missed"
+    assert ports.told_queues[-1] == (GROUP, Dequeue(conversation_id="c1", why="missed"))
+    assert "requests_missed" in ports.counted
+    assert "c1" not in ports.armed
+
+
+async def test_a_transfer_to_an_agent_reserves_the_target_slot_before_committing(
+        ports: FakePorts, store: Store) -> None:
+    """The target's slot is reserved (not as an assignment), then the hand-over is stored."""
+    ports.presences["bob"] = Presence(org_id=ORG, agent_id="bob", status="online",
+                                      name="Bob", groups=(GROUP,))
+    ports.free_slots["bob"] = 1
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        moved = await ref.ask(Transfer(agent=ALICE, to_agent_id="bob"))
+    assert ports.reserves == [("bob", Reserve(conversation_id="c1", limit=3,
+                                              assigned=False))]
+    assert moved.agent_id == "bob"
+    assert (await stored(store)) == moved
+    assert ("alice", Release(conversation_id="c1")) in ports.told_agents
+
+
+async def test_a_transfer_to_an_agent_without_a_free_slot_changes_nothing(
+        ports: FakePorts, store: Store) -> None:
+    """No slot: Conflict, and the conversation stays with its agent."""
+    ports.presences["bob"] = Presence(org_id=ORG, agent_id="bob", status="online")
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        before = await stored(store)
+        with pytest.raises(Conflict, match="no free chat slot"):
+            await ref.ask(Transfer(agent=ALICE, to_agent_id="bob"))
+        assert await ref.ask(GetState()) == before
+    assert await stored(store) == before
+    assert ports.told_agents == []
+
+
+async def test_a_new_actor_loads_the_stored_state(ports: FakePorts, store: Store) -> None:
+    """Activation reads the row: a conversation stored by an earlier actor answers as
+    stored, and its timer is armed again."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        created = await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+    ports.armed.clear()
+    async with running(ConversationActor(ports, "c1")) as ref:
+        assert await ref.ask(GetState()) == created
+    assert ports.armed["c1"][1].kind == "request"
+
