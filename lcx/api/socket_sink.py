@@ -181,6 +181,9 @@ class SocketSink:
         """Whether the flush loop will write this sink's frames in its next round."""
         self._room = trio.Event()
         self._work: trio.Event | None = None
+        """Set for the writer task when it has something to send (:meth:`wait_owed`)."""
+        self._flushed: trio.Event | None = None
+        """Set when the flush loop has written this sink (:meth:`send_owed` waits)."""
         self._closed = False
         self._wire: WireWriter | None = None
         self._loop: FlushLoop | None = None
@@ -247,7 +250,9 @@ class SocketSink:
                 if not wire.write_now(frames):
                     return
         finally:
-            if self._work is not None:
+            if self._flushed is not None:
+                self._flushed.set()
+            if wire.owed and self._work is not None:
                 self._work.set()
 
     async def wait_owed(self) -> None:
@@ -279,10 +284,10 @@ class SocketSink:
         else:
             return
         if loop.running:
-            self._work = trio.Event()
+            self._flushed = trio.Event()
             loop.mark(self)
-            await self._work.wait()
-            self._work = None
+            await self._flushed.wait()
+            self._flushed = None
 
     async def finish(self) -> None:
         """Complete a frame left half written (before the socket is closed: a close frame
