@@ -41,6 +41,11 @@ MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
 """Bytes all the sockets of one instance may have queued together."""
 MAX_BATCH_BYTES = 256 * 1024
 """Bytes of frames taken off a queue for one write."""
+COALESCE_SOCKETS = 64
+"""A flush round that wrote at least this many sockets (a broadcast) is followed by a
+pause of :data:`COALESCE_SECONDS` before the next: the frames offered meanwhile go out
+together, one write per socket for several broadcasts."""
+COALESCE_SECONDS = 0.002
 
 
 class WriteCounters(Protocol):
@@ -142,6 +147,9 @@ class FlushLoop:
                 except Exception:  # never let one socket stop the others' writes
                     log.exception("agent socket write failed")
                     sink.cut("write failed")
+            if len(marked) >= COALESCE_SOCKETS:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(COALESCE_SECONDS)
 
 
 _loops: weakref.WeakKeyDictionary[Any, FlushLoop] = weakref.WeakKeyDictionary()

@@ -25,7 +25,9 @@ from functools import partial
 from importlib.metadata import version
 from typing import Any, cast
 
+import trio
 from quart import websocket
+from wsproto.connection import ConnectionState
 
 log = logging.getLogger("lcx.ws")
 
@@ -111,8 +113,6 @@ class WireWriter:
     def _socket_of(stream: Any) -> tuple[Any, int]:
         """hypercorn's send lock and the socket's descriptor behind ``stream`` (an HTTP/1.1
         upgrade on a plain TCP connection), or (None, -1)."""
-        import trio
-
         tcp = getattr(getattr(stream.send, "__self__", None), "send", None)
         server = getattr(tcp, "__self__", None)
         lock = getattr(server, "send_lock", None)
@@ -155,7 +155,6 @@ class WireWriter:
             self.writes += len(frames)
             self.frames += len(frames)
             return
-        import trio
 
         if self.direct:
             if not self.write_now(frames):
@@ -166,7 +165,6 @@ class WireWriter:
                 await self.send_owed()
             return
         from hypercorn.protocol.events import Data as StreamData
-        from wsproto.connection import ConnectionState
 
         if stream.closed or stream.connection.state != ConnectionState.OPEN:
             return  # as hypercorn's app_send (wsproto refuses data after a close)
@@ -192,11 +190,10 @@ class WireWriter:
         assert stream is not None
         assert self._lock is not None
         assert not self.owed
-        from wsproto.connection import ConnectionState
-
-        if stream.closed or stream.connection.state != ConnectionState.OPEN:
+        if stream.closed or stream.connection.state is not ConnectionState.OPEN:
             return True  # as hypercorn's app_send (wsproto refuses data after a close)
-        data = b"".join([text_frame(f) for f in frames])
+        data = (text_frame(frames[0]) if len(frames) == 1
+                else b"".join([text_frame(f) for f in frames]))
         self.writes += 1
         self.frames += len(frames)
         # the descriptor is used only while the connection's socket still owns it: once
@@ -246,7 +243,6 @@ class WireWriter:
     async def wait_writable(self) -> None:
         """Wait until the socket can take more bytes (for :meth:`resume_now`); returns at
         once when the socket is closed."""
-        import trio
 
         if self._socket is None or self._socket.fileno() != self._fd:
             return
@@ -263,9 +259,7 @@ class WireWriter:
         if not data or self.holding or stream is None:
             self.owed = data if self.holding else b""
             return
-        import trio
         from hypercorn.protocol.events import Data as StreamData
-        from wsproto.connection import ConnectionState
 
         if stream.closed or stream.connection.state != ConnectionState.OPEN:
             return
