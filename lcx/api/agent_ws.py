@@ -2,10 +2,10 @@
 
 The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad token
 closes it with 4401), registers a bounded frame sink with the agent's session actor and
-then runs three tasks: a reader that decodes and dispatches frames (``agent_frames``), a
+then runs two tasks: a reader that decodes and dispatches frames (``agent_frames``) and a
 writer that queues the heartbeats and sends what the instance's flush loop could not
-write at once (``socket_sink``: the loop writes every socket's frames), and one that
-closes the socket when the instance drains. A client that falls more
+write at once (``socket_sink``: the loop writes every socket's frames). One task per
+instance closes every socket (1012) when the instance drains. A client that falls more
 than ``ws.max_queued_frames`` or the sink's byte bounds behind is cut off (4008) instead
 of growing memory (``socket_sink``); the reader takes no frame while the sink is half
 full, so a client's own requests slow it down rather than cut it.
@@ -14,6 +14,7 @@ full, so a client's own requests slow it down rather than cut it.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import msgspec
 import trio
@@ -108,7 +109,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
         with sink.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_write, sink, livechat.heartbeat_seconds)
-                nursery.start_soon(_close_on_drain, livechat, sink)
+                _drain_watch(livechat).add(sink)
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
                                        sink.offer_json)
@@ -122,6 +123,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                                                        "reason": sink.cut_reason})
             await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
     finally:
+        _drain_watch(livechat).discard(sink)
         livechat.counters.ws_sessions -= 1
         sockets.detach(socket_id)
         sink.release()
@@ -149,7 +151,45 @@ async def _write(sink: SocketSink, heartbeat_seconds: float) -> None:
         await sink.send_owed()
 
 
-async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:
-    await livechat.draining.wait()
-    sink.going_away = True
-    sink.scope.cancel()
+class _DrainWatch:
+    """Closes every agent socket of an instance with 1012 when it drains: one task for all
+    the sockets instead of one per socket."""
+
+    def __init__(self, livechat: Livechat) -> None:
+        self.livechat = livechat
+        self.sinks: set[SocketSink] = set()
+        self._started = False
+
+    def add(self, sink: SocketSink) -> None:
+        """Watch ``sink`` (its scope is cancelled, ``going_away`` set, when draining)."""
+        if self.livechat.draining.is_set():
+            self._go_away(sink)
+            return
+        self.sinks.add(sink)
+        if not self._started:
+            trio.lowlevel.spawn_system_task(self._run, name="lcx-ws-drain-watch")
+            self._started = True
+
+    def discard(self, sink: SocketSink) -> None:
+        """Stop watching a closed socket."""
+        self.sinks.discard(sink)
+
+    async def _run(self) -> None:
+        await self.livechat.draining.wait()
+        for sink in list(self.sinks):
+            self._go_away(sink)
+
+    @staticmethod
+    def _go_away(sink: SocketSink) -> None:
+        sink.going_away = True
+        sink.scope.cancel()
+
+
+_watches: weakref.WeakKeyDictionary[Livechat, _DrainWatch] = weakref.WeakKeyDictionary()
+
+
+def _drain_watch(livechat: Livechat) -> _DrainWatch:
+    watch = _watches.get(livechat)
+    if watch is None:
+        watch = _watches[livechat] = _DrainWatch(livechat)
+    return watch
