@@ -19,6 +19,7 @@ writes every batch itself (the public path).
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections import deque
 from typing import Any, Protocol
@@ -41,11 +42,12 @@ MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
 """Bytes all the sockets of one instance may have queued together."""
 MAX_BATCH_BYTES = 256 * 1024
 """Bytes of frames taken off a queue for one write."""
-COALESCE_SOCKETS = 64
-"""A flush round that wrote at least this many sockets (a broadcast) is followed by a
-pause of :data:`COALESCE_SECONDS` before the next: the frames offered meanwhile go out
-together, one write per socket for several broadcasts."""
-COALESCE_SECONDS = 0.002
+COALESCE_AFTER_SECONDS = 0.0005
+"""A flush round that took longer than this (a broadcast to many sockets) is followed by
+a pause as long as the round (at most :data:`COALESCE_MAX_SECONDS`): the frames offered
+meanwhile go out together, one write per socket for several broadcasts, and the loop
+never takes more than about half the CPU. Small rounds (a frame or two) never wait."""
+COALESCE_MAX_SECONDS = 0.010
 
 
 class WriteCounters(Protocol):
@@ -140,6 +142,7 @@ class FlushLoop:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             marked, self._marked = self._marked, []
             self.rounds += 1
+            began = time.perf_counter()
             for sink in marked:
                 sink.marked = False
                 try:
@@ -147,9 +150,10 @@ class FlushLoop:
                 except Exception:  # never let one socket stop the others' writes
                     log.exception("agent socket write failed")
                     sink.cut("write failed")
-            if len(marked) >= COALESCE_SOCKETS:
+            took = time.perf_counter() - began
+            if took > COALESCE_AFTER_SECONDS:
                 with trio.CancelScope(shield=True):
-                    await trio.sleep(COALESCE_SECONDS)
+                    await trio.sleep(min(took, COALESCE_MAX_SECONDS))
 
 
 _loops: weakref.WeakKeyDictionary[Any, FlushLoop] = weakref.WeakKeyDictionary()
