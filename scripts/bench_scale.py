@@ -48,6 +48,7 @@ import httpx
 import trio
 from bench_relay import Relay, show
 from benchkit import (
+    JWT_SECRET,
     TENANT,
     Agent,
     Connected,
@@ -63,6 +64,8 @@ from benchkit import (
     summary_ms,
     write_json,
 )
+
+from lcx.auth import mint_token
 
 RECONNECT_LIMIT_SECONDS = 120.0
 LCX_ROOT: list[str | None] = [None]
@@ -227,10 +230,13 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
             async with agents as connected:
                 await trio.sleep(1.0)
                 rss_before = rss_kib(server.pid)
+                writes_before, frames_before = await _ws_counters(http)
                 cpu_before = cpu_seconds(server.pid)
                 latencies, errors, took = await _create_requests(http, count,
                                                                  f"scale-{online}")
                 cpu_used = cpu_seconds(server.pid) - cpu_before
+                await trio.sleep(0.5)
+                writes_after, frames_after = await _ws_counters(http)
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
             nursery.cancel_scope.cancel()
@@ -242,14 +248,29 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
                   "requestsPerSecond": rate,
                   "postRequestsMs": summary_ms(latencies), "errors": errors,
                   "serverCpuPerRequestUs": round(cpu_used / count * 1e6),
+                  "wsFramesPerWrite": round((frames_after - frames_before)
+                                            / max(1.0, writes_after - writes_before), 2),
                   "rssPerPendingConversationKiB": round((rss_after - rss_before) / count, 1),
                   "seconds": round(took, 3)}
         print(f"{granted} agents online ({len(connected.failures)} failed): "
               f"{count} requests at {rate}/s, POST /requests "
               f"{summary_ms(latencies)}, {errors} errors, server CPU per request "
-              f"{result['serverCpuPerRequestUs']} us, RSS per pending conversation "
+              f"{result['serverCpuPerRequestUs']} us, {result['wsFramesPerWrite']} frames "
+              "per socket write, RSS per pending conversation "
               f"{result['rssPerPendingConversationKiB']} KiB", flush=True)
         return result
+
+
+async def _ws_counters(http: httpx.AsyncClient) -> tuple[float, float]:
+    """``lcx_ws_writes_total`` and ``lcx_ws_frames_sent_total`` from ``/metrics``."""
+    token = mint_token(JWT_SECRET, sub="bench-admin", org=None, scopes="admin")
+    response = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    values = {"lcx_ws_writes_total": 0.0, "lcx_ws_frames_sent_total": 0.0}
+    for line in response.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values["lcx_ws_writes_total"], values["lcx_ws_frames_sent_total"]
 
 
 async def _create_requests(http: httpx.AsyncClient, count: int,
