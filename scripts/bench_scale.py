@@ -10,7 +10,11 @@ are that part's), with the stub bot of ``bench_bot.py``:
     are granted again, and errors.
 ``requests``
     K agents online (broadcast routing), then R requests created 20 at a time: requests per
-    second, p50/p99 of ``POST /requests``; RSS per open (pending) conversation.
+    second, p50/p99 of ``POST /requests``; RSS per open (pending) conversation. The agents
+    are light by default (``--light-agents``): raw sockets in a process of their own that
+    wait for ``AUTHORIZATION_GRANTED`` and then drain whatever comes without decoding it,
+    so that 1,000 agents decoding every broadcast do not starve the server of CPU on a
+    small machine; ``--no-light-agents`` uses websocket clients in this process.
 ``cost``
     Server CPU per message pair (as in ``bench_relay.py``) with 10 open conversations, then
     again after N more pending conversations were opened: the ratio should be ~1.
@@ -24,16 +28,32 @@ Run::
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
 from bench_relay import Relay, show
 from benchkit import (
+    JWT_SECRET,
     TENANT,
     Agent,
+    Connected,
     Frame,
+    agent_token,
     agents_connected,
     bot_client,
     cpu_seconds,
@@ -45,9 +65,104 @@ from benchkit import (
     write_json,
 )
 
+from lcx.auth import mint_token
+
 RECONNECT_LIMIT_SECONDS = 120.0
 LCX_ROOT: list[str | None] = [None]
 """``--lcx-root``: the source tree whose lcx runs (None: this checkout)."""
+LIGHT_AGENTS = [True]
+"""``--light-agents``: the requests part's agents are raw sockets in their own process."""
+GRANTED = b"AUTHORIZATION_GRANTED"
+
+
+def _light_agent(host: str, port: int, name: str, selector: selectors.BaseSelector,
+                 lock: threading.Lock) -> str | None:
+    """Connect one agent, wait for its grant, hand the socket to ``selector``; an error."""
+    try:
+        sock = socket.create_connection((host, port), timeout=60)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws?token={agent_token(name)} HTTP/1.1\r\nHost: {host}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                      ).encode())
+        received = b""
+        while GRANTED not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return f"{name}: closed before AUTHORIZATION_GRANTED"
+            received += chunk
+        sock.setblocking(False)
+        with lock:
+            selector.register(sock, selectors.EVENT_READ, name)
+        return None
+    except OSError as exc:
+        return f"{name}: {type(exc).__name__}: {exc}"
+
+
+def light_agents_main(url: str, count: int, at_once: int) -> None:
+    """The light agents' process: connect, print one JSON line, drain until stdin closes,
+    print the count of sockets the server closed."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    selector = selectors.DefaultSelector()
+    lock = threading.Lock()
+    with ThreadPoolExecutor(at_once) as pool:
+        errors = [e for e in pool.map(
+            lambda i: _light_agent(host, port, f"online-{i}", selector, lock), range(count))
+            if e is not None]
+    print(json.dumps({"granted": count - len(errors), "failures": errors[:20],
+                      "failed": len(errors)}), flush=True)
+    closed = 0
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    while not done.is_set():
+        for key, _ in selector.select(0.2):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                chunk = sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                selector.unregister(sock)
+                sock.close()
+                closed += 1
+    print(json.dumps({"closedByServer": closed}), flush=True)
+
+
+@dataclass
+class LightConnected(Connected):
+    """Light agents: how many were granted (there are no :class:`Agent` objects)."""
+
+    granted: int = 0
+
+
+def _spawn_light_agents(url: str, count: int, at_once: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--light-agents-of", url, "--online", str(count),
+         "--at-once", str(at_once)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@asynccontextmanager
+async def light_agents(url: str, count: int,
+                       at_once: int = 50) -> AsyncIterator[LightConnected]:
+    """``count`` light agents (see the module docstring) online for the block; their
+    ``Connected.agents`` is empty (nothing to call), the failures are listed."""
+    process = _spawn_light_agents(url, count, at_once)
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        line = await trio.to_thread.run_sync(process.stdout.readline)
+        report = json.loads(line)
+        yield LightConnected([], list(report["failures"]), report["granted"])
+    finally:
+        process.stdin.close()
+        tail = await trio.to_thread.run_sync(process.stdout.read)
+        process.wait()
+        if tail.strip():
+            print(f"light agents: {tail.strip()}", flush=True)
 
 
 def _ignore(agent: Agent, frame: Frame) -> None:
@@ -110,30 +225,52 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
         async with trio.open_nursery() as nursery, bot_client(server.url) as http:
             await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
             names = [f"online-{i}" for i in range(online)]
-            async with agents_connected(nursery, server.url, names, _ignore) as connected:
+            agents = (light_agents(server.url, online) if LIGHT_AGENTS[0]
+                      else agents_connected(nursery, server.url, names, _ignore))
+            async with agents as connected:
                 await trio.sleep(1.0)
                 rss_before = rss_kib(server.pid)
+                writes_before, frames_before = await _ws_counters(http)
                 cpu_before = cpu_seconds(server.pid)
                 latencies, errors, took = await _create_requests(http, count,
                                                                  f"scale-{online}")
                 cpu_used = cpu_seconds(server.pid) - cpu_before
+                await trio.sleep(0.5)
+                writes_after, frames_after = await _ws_counters(http)
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
             nursery.cancel_scope.cancel()
         rate = round(count / took, 1)
-        result = {"agentsOnline": len(connected.agents),
+        granted = (connected.granted if isinstance(connected, LightConnected)
+                   else len(connected.agents))
+        result = {"agentsOnline": granted, "lightAgents": LIGHT_AGENTS[0],
                   "agentsFailed": len(connected.failures), "requests": count,
                   "requestsPerSecond": rate,
                   "postRequestsMs": summary_ms(latencies), "errors": errors,
                   "serverCpuPerRequestUs": round(cpu_used / count * 1e6),
+                  "wsFramesPerWrite": round((frames_after - frames_before)
+                                            / max(1.0, writes_after - writes_before), 2),
                   "rssPerPendingConversationKiB": round((rss_after - rss_before) / count, 1),
                   "seconds": round(took, 3)}
-        print(f"{len(connected.agents)} agents online ({len(connected.failures)} failed): "
+        print(f"{granted} agents online ({len(connected.failures)} failed): "
               f"{count} requests at {rate}/s, POST /requests "
               f"{summary_ms(latencies)}, {errors} errors, server CPU per request "
-              f"{result['serverCpuPerRequestUs']} us, RSS per pending conversation "
+              f"{result['serverCpuPerRequestUs']} us, {result['wsFramesPerWrite']} frames "
+              "per socket write, RSS per pending conversation "
               f"{result['rssPerPendingConversationKiB']} KiB", flush=True)
         return result
+
+
+async def _ws_counters(http: httpx.AsyncClient) -> tuple[float, float]:
+    """``lcx_ws_writes_total`` and ``lcx_ws_frames_sent_total`` from ``/metrics``."""
+    token = mint_token(JWT_SECRET, sub="bench-admin", org=None, scopes="admin")
+    response = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    values = {"lcx_ws_writes_total": 0.0, "lcx_ws_frames_sent_total": 0.0}
+    for line in response.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values["lcx_ws_writes_total"], values["lcx_ws_frames_sent_total"]
 
 
 async def _create_requests(http: httpx.AsyncClient, count: int,
@@ -227,8 +364,16 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
                         "commit from git archive) instead of this checkout's")
+    parser.add_argument("--light-agents", action=argparse.BooleanOptionalAction,
+                        default=True, help="the requests part's agents are raw sockets in "
+                        "a process of their own (default)")
+    parser.add_argument("--light-agents-of", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.light_agents_of:
+        light_agents_main(arguments.light_agents_of, arguments.online, arguments.at_once)
+        return
     LCX_ROOT[0] = arguments.lcx_root
+    LIGHT_AGENTS[0] = arguments.light_agents
     write_json(arguments.json, trio.run(run, arguments))
 
 

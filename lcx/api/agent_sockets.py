@@ -126,14 +126,15 @@ class SocketDirectory:
 
     def _offer_local(self, org_id: str, agent_ids: list[str], frame: bytes) -> None:
         by_agent = self._by_agent
+        refused: list[FrameSink] = []
         for agent_id in agent_ids:
             held = by_agent.get((org_id, agent_id))
-            if held is None:
-                continue
-            for sink in list(held.values()):
-                if not sink.offer(frame):
-                    self.livechat.count_slow_consumer()
-                    sink.cut("too many frames queued")
+            if held is not None:
+                # offer never waits nor detaches: the dict cannot change meanwhile
+                refused.extend([sink for sink in held.values() if not sink.offer(frame)])
+        for sink in refused:
+            self.livechat.count_slow_consumer()
+            sink.cut("too many frames queued")
 
     def _fanout(self, sender: str, payload: bytes) -> None:
         if sender == self.livechat.bus.instance_id:

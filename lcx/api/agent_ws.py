@@ -2,9 +2,10 @@
 
 The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad token
 closes it with 4401), registers a bounded frame sink with the agent's session actor and
-then runs three tasks: a reader that decodes and dispatches frames (``agent_frames``), a
-writer that drains the sink onto the socket and queues the heartbeats, and one that closes
-the socket when the instance drains. A client that falls more
+then runs two tasks: a reader that decodes and dispatches frames (``agent_frames``) and a
+writer that queues the heartbeats and sends what the instance's flush loop could not
+write at once (``socket_sink``: the loop writes every socket's frames). One task per
+instance closes every socket (1012) when the instance drains. A client that falls more
 than ``ws.max_queued_frames`` or the sink's byte bounds behind is cut off (4008) instead
 of growing memory (``socket_sink``); the reader takes no frame while the sink is half
 full, so a client's own requests slow it down rather than cut it.
@@ -13,18 +14,19 @@ full, so a client's own requests slow it down rather than cut it.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from actors.livechat import Livechat, LivechatCounters
+from actors.livechat import Livechat
 from lcx.api.agent_frames import FrameHandler, error_frame
 from lcx.api.agent_sockets import SocketDirectory
 from lcx.api.auth import principal_from_query_or_frame
 from lcx.api.bodies import refuse_deep_nesting
 from lcx.api.deps import AppDeps
-from lcx.api.socket_sink import SocketSink, instance_budget
+from lcx.api.socket_sink import SocketSink, instance_budget, instance_flush_loop
 from lcx.api.ws_wire import WireWriter, decline_deflate
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
@@ -99,6 +101,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     socket_id = new_id()
     sink = SocketSink(livechat.max_queued_frames, max_bytes=livechat.max_queued_bytes,
                       budget=instance_budget(livechat))
+    sink.attach_writer(WireWriter(), instance_flush_loop(livechat), livechat.counters)
     try:  # waits (bounded) while the session's owner moves; see actors/routing.py
         await sockets.attach(socket_id, sink, principal)
     except LcxError as exc:
@@ -116,14 +119,14 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write, sink, WireWriter(), livechat.counters,
-                                   livechat.heartbeat_seconds)
-                nursery.start_soon(_close_on_drain, livechat, sink)
+                nursery.start_soon(_write, sink, livechat.heartbeat_seconds)
+                _drain_watch(livechat).add(sink)
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
                                        sink.offer_json)
                 await _read(handler, sink)
                 nursery.cancel_scope.cancel()
+        await sink.finish()
         if sink.going_away:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down; reconnect")
         elif sink.cut_reason is not None:
@@ -131,6 +134,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                                                        "reason": sink.cut_reason})
             await websocket.close(CLOSE_SLOW_CONSUMER, sink.cut_reason)
     finally:
+        _drain_watch(livechat).discard(sink)
         livechat.counters.ws_sessions -= 1
         sockets.detach(socket_id)
         sink.release()
@@ -143,26 +147,60 @@ async def _read(handler: FrameHandler, sink: SocketSink) -> None:
         await handler.handle(raw)
 
 
-async def _write(sink: SocketSink, wire: WireWriter, counters: LivechatCounters,
-                 heartbeat_seconds: float) -> None:
-    """Drain the sink onto the socket, and queue a ``HEARTBEAT`` every
+async def _write(sink: SocketSink, heartbeat_seconds: float) -> None:
+    """Send what the flush loop could not write at once (a slow reader), or every frame
+    when the connection allows no direct write, and queue a ``HEARTBEAT`` every
     ``heartbeat_seconds`` whatever the traffic (in this task: one task less per socket)."""
     beat_at = trio.current_time() + heartbeat_seconds
     while True:
-        frames: list[bytes] = []
         with trio.move_on_at(beat_at):
-            frames = await sink.next_frames()
+            await sink.wait_owed()
         if trio.current_time() >= beat_at:
             beat_at += heartbeat_seconds
             sink.offer_json({"type": "event", "event": "HEARTBEAT",
                              "data": {"at": iso(utc_now())}})
-        if frames:
-            counters.ws_writes += 1
-            counters.ws_frames_sent += len(frames)
-            await wire.write(frames)
+        await sink.send_owed()
 
 
-async def _close_on_drain(livechat: Livechat, sink: SocketSink) -> None:
-    await livechat.draining.wait()
-    sink.going_away = True
-    sink.scope.cancel()
+class _DrainWatch:
+    """Closes every agent socket of an instance with 1012 when it drains: one task for all
+    the sockets instead of one per socket."""
+
+    def __init__(self, livechat: Livechat) -> None:
+        self.livechat = livechat
+        self.sinks: set[SocketSink] = set()
+        self._started = False
+
+    def add(self, sink: SocketSink) -> None:
+        """Watch ``sink`` (its scope is cancelled, ``going_away`` set, when draining)."""
+        if self.livechat.draining.is_set():
+            self._go_away(sink)
+            return
+        self.sinks.add(sink)
+        if not self._started:
+            trio.lowlevel.spawn_system_task(self._run, name="lcx-ws-drain-watch")
+            self._started = True
+
+    def discard(self, sink: SocketSink) -> None:
+        """Stop watching a closed socket."""
+        self.sinks.discard(sink)
+
+    async def _run(self) -> None:
+        await self.livechat.draining.wait()
+        for sink in list(self.sinks):
+            self._go_away(sink)
+
+    @staticmethod
+    def _go_away(sink: SocketSink) -> None:
+        sink.going_away = True
+        sink.scope.cancel()
+
+
+_watches: weakref.WeakKeyDictionary[Livechat, _DrainWatch] = weakref.WeakKeyDictionary()
+
+
+def _drain_watch(livechat: Livechat) -> _DrainWatch:
+    watch = _watches.get(livechat)
+    if watch is None:
+        watch = _watches[livechat] = _DrainWatch(livechat)
+    return watch

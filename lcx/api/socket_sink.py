@@ -7,25 +7,54 @@ most ``ws.max_queued_bytes_total`` (defaults :data:`MAX_QUEUED_BYTES`,
 socket is cut off (4008). Replies to the client's own frames never cut it: the reader
 waits for room (:meth:`SocketSink.wait_room`) before it takes the next frame, so a
 client that sends faster than it reads is slowed down, not disconnected.
+
+Writing: a socket's frames are written by the instance's :class:`FlushLoop` (one task for
+all sockets, one non-blocking write per socket and round) when its connection allows a
+direct write (:attr:`~lcx.api.ws_wire.WireWriter.direct`); what the kernel does not take at
+once is sent by the socket's own writer task (:meth:`SocketSink.send_owed`), which then
+owns the socket until it is all sent, so frames stay in order. Otherwise the writer task
+writes every batch itself (the public path).
 """
 
 from __future__ import annotations
 
-import math
+import logging
+import time
 import weakref
-from typing import Any
+from collections import deque
+from typing import Any, Protocol
 
 import msgspec
 import trio
 
-__all__ = ["MAX_QUEUED_BYTES", "MAX_QUEUED_BYTES_TOTAL", "QueueBudget", "SocketSink",
-           "instance_budget"]
+from lcx.api.ws_wire import WireWriter
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_QUEUED_BYTES", "MAX_QUEUED_BYTES_TOTAL", "FlushLoop",
+           "QueueBudget", "SocketSink", "WriteCounters", "instance_budget",
+           "instance_flush_loop"]
+
+log = logging.getLogger("lcx.ws")
 
 MAX_QUEUED_BYTES = 1024 * 1024
 """Bytes one socket may have queued (a frame larger than this alone is queued only on an
 empty queue: the ``REQUEST_ACCEPT`` ack carries every queued message)."""
 MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
 """Bytes all the sockets of one instance may have queued together."""
+MAX_BATCH_BYTES = 256 * 1024
+"""Bytes of frames taken off a queue for one write."""
+COALESCE_AFTER_SECONDS = 0.0005
+"""A flush round that took longer than this (a broadcast to many sockets) is followed by
+a pause as long as the round (at most :data:`COALESCE_MAX_SECONDS`): the frames offered
+meanwhile go out together, one write per socket for several broadcasts, and the loop
+never takes more than about half the CPU. Small rounds (a frame or two) never wait."""
+COALESCE_MAX_SECONDS = 0.010
+
+
+class WriteCounters(Protocol):
+    """Where writes to sockets are counted (the livechat domain's counters)."""
+
+    ws_writes: int
+    ws_frames_sent: int
 
 
 class QueueBudget:
@@ -60,17 +89,98 @@ def instance_budget(owner: Any) -> QueueBudget:
     return budget
 
 
+class FlushLoop:
+    """Writes the frames offered to the sinks of one instance, without a task per socket.
+
+    A sink with a direct writer (:class:`~lcx.api.ws_wire.WireWriter`) marks itself here when
+    it gets a frame; once the tasks that are runnable have run (a broadcast has offered its
+    frame to every sink), this one system task writes each marked sink's pending frames
+    with one non-blocking write. What the kernel does not take at once is handed to that
+    socket's writer task, which owns the socket until it has sent it all (order kept).
+    """
+
+    def __init__(self) -> None:
+        self._marked: list[SocketSink] = []
+        self._task: trio.lowlevel.Task | None = None
+        self._sleeping = False
+        self.rounds = 0
+        """Times the loop woke up and wrote (for tests and profiles)."""
+
+    def mark(self, sink: SocketSink) -> None:
+        """Write ``sink``'s pending frames soon (idempotent until they are written)."""
+        if sink.marked:
+            return
+        sink.marked = True
+        self._marked.append(sink)
+        if self._task is None:
+            try:
+                self._task = trio.lowlevel.spawn_system_task(self._run, name="lcx-ws-flush")
+            except RuntimeError:  # the run is ending: the sockets are closing anyway
+                self._marked.clear()
+                sink.marked = False
+        elif self._sleeping:
+            self._sleeping = False
+            trio.lowlevel.reschedule(self._task)
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop's task is alive (a mark will be written)."""
+        return self._task is not None
+
+    def _stopped(self, _: object) -> trio.lowlevel.Abort:
+        self._sleeping = False
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def _run(self) -> None:
+        while True:
+            if not self._marked:
+                self._sleeping = True
+                await trio.lowlevel.wait_task_rescheduled(self._stopped)
+            else:
+                # let every task runnable now offer its frames first: one write for all
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            marked, self._marked = self._marked, []
+            self.rounds += 1
+            began = time.perf_counter()
+            for sink in marked:
+                sink.marked = False
+                try:
+                    sink.flush()
+                except Exception:  # never let one socket stop the others' writes
+                    log.exception("agent socket write failed")
+                    sink.cut("write failed")
+            took = time.perf_counter() - began
+            if took > COALESCE_AFTER_SECONDS:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(min(took, COALESCE_MAX_SECONDS))
+
+
+_loops: weakref.WeakKeyDictionary[Any, FlushLoop] = weakref.WeakKeyDictionary()
+
+
+def instance_flush_loop(owner: Any) -> FlushLoop:
+    """The one flush loop of ``owner`` (the instance's livechat domain), made on first use
+    (its task starts with the first frame to write)."""
+    loop = _loops.get(owner)
+    if loop is None:
+        loop = _loops[owner] = FlushLoop()
+    return loop
+
+
 class SocketSink:
     """The outbound queue of one websocket; see the module docstring.
 
-    The session offers frames (:meth:`offer`, never waits); the socket's writer takes
-    them (:meth:`next_frames`, a batch at a time); :meth:`release` gives back what is
-    left when the socket closes. ``scope`` is cancelled by :meth:`cut`.
+    The session offers frames (:meth:`offer`, never waits). Once a writer is attached
+    (:meth:`attach_writer`) they are written by the flush loop (:meth:`flush`) or by the
+    socket's writer task (:meth:`wait_owed` then :meth:`send_owed`); without one, a reader
+    takes them (:meth:`next_frames`, :meth:`take_nowait`). :meth:`release` gives back what
+    is left when the socket closes. ``scope`` is cancelled by :meth:`cut`.
     """
 
     def __init__(self, capacity: int, *, max_bytes: int = MAX_QUEUED_BYTES,
                  budget: QueueBudget | None = None) -> None:
-        self.send, self.receive = trio.open_memory_channel[bytes](math.inf)
+        self._pending: deque[bytes] = deque()
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.budget = budget if budget is not None else QueueBudget()
@@ -79,22 +189,49 @@ class SocketSink:
         self.scope = trio.CancelScope()
         self.cut_reason: str | None = None
         self.going_away = False
+        self.marked = False
+        """Whether the flush loop will write this sink's frames in its next round."""
         self._room = trio.Event()
+        self._work: trio.Event | None = None
+        """Set for the writer task when it has something to send (:meth:`wait_owed`)."""
+        self._flushed: trio.Event | None = None
+        """Set when the flush loop has written this sink (:meth:`send_owed` waits)."""
+        self._closed = False
+        self._wire: WireWriter | None = None
+        self._loop: FlushLoop | None = None
+        self._counters: WriteCounters | None = None
+        self._finishing = False
+
+    def attach_writer(self, wire: WireWriter, loop: FlushLoop | None = None,
+                      counters: WriteCounters | None = None) -> None:
+        """Write the frames through ``wire``: from ``loop`` when the wire allows direct
+        writes, else from the socket's writer task. Writes are counted in ``counters``."""
+        self._wire = wire
+        self._loop = loop if wire.direct else None
+        self._counters = counters
+        if self._pending and self._loop is not None:
+            self._loop.mark(self)
 
     def offer(self, frame: bytes) -> bool:
         """Queue a frame; False when the client is too far behind (frames or bytes)."""
         size = len(frame)
-        over = self.frames >= self.capacity or (
-            self.frames > 0 and self.bytes + size > self.max_bytes)
-        if over or not self.budget.take(size):
+        if self.frames >= self.capacity or (
+                self.frames > 0 and self.bytes + size > self.max_bytes):
             return False
-        try:
-            self.send.send_nowait(frame)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.budget.give_back(size)
+        budget = self.budget
+        if budget.used + size > budget.limit:
+            return False
+        if self._closed:
             return True  # closing anyway
+        budget.used += size
+        self._pending.append(frame)
         self.frames += 1
         self.bytes += size
+        if self._loop is not None:
+            if not self._owed():  # else written once the bytes owed are
+                self._loop.mark(self)
+        elif self._work is not None:
+            self._work.set()
         return True
 
     def offer_json(self, frame: dict[str, Any]) -> None:
@@ -107,31 +244,96 @@ class SocketSink:
         self.cut_reason = reason
         self.scope.cancel()
 
+    def flush(self) -> None:
+        """Write the queued frames now, without waiting (only the flush loop calls it: it
+        holds the connection's send lock while a frame is half written); what the kernel
+        does not take is owed, and the writer task told (:meth:`wait_owed`)."""
+        wire = self._wire
+        if wire is None:
+            return
+        try:
+            if wire.holding and not wire.resume_now():
+                return
+            if wire.owed or self._finishing or self._closed:
+                return  # not begun: the writer task sends it through hypercorn
+            while self._pending:
+                frames = self._take(MAX_BATCH_BYTES)
+                self._count(frames)
+                if not wire.write_now(frames):
+                    return
+        finally:
+            if self._flushed is not None:
+                self._flushed.set()
+            if wire.owed and self._work is not None:
+                self._work.set()
+
+    async def wait_owed(self) -> None:
+        """Wait until the writer task has something to send: bytes the flush loop could
+        not write, or (without a flush loop) queued frames."""
+        while not (self._owed() if self._loop is not None else self._pending):
+            self._work = trio.Event()
+            await self._work.wait()
+        self._work = None
+
+    async def send_owed(self) -> None:
+        """Carry on with what :meth:`wait_owed` waited for (nothing if there is nothing):
+        the rest of a frame the flush loop began (once the socket is writable, by the loop),
+        the frames it could not begin (through hypercorn), or one batch of frames on the
+        public path; queued frames are then written by the loop again."""
+        wire = self._wire
+        assert wire is not None, "attach_writer first"
+        loop = self._loop
+        if loop is None:
+            if self._pending:
+                frames = self._take(MAX_BATCH_BYTES)
+                self._count(frames)
+                await wire.write(frames)
+            return
+        if wire.holding:
+            await wire.wait_writable()
+        elif wire.owed:
+            await wire.send_owed()
+        else:
+            return
+        if loop.running:
+            self._flushed = trio.Event()
+            loop.mark(self)
+            await self._flushed.wait()
+            self._flushed = None
+
+    async def finish(self) -> None:
+        """Complete a frame left half written (before the socket is closed: a close frame
+        never lands inside a frame); the frames still queued are not written."""
+        wire, loop = self._wire, self._loop
+        self._finishing = True
+        if wire is None or loop is None:
+            return
+        with trio.CancelScope(shield=True):
+            while wire.holding and loop.running:
+                await self.send_owed()
+
+    def _owed(self) -> bool:
+        wire = self._wire
+        return wire is not None and bool(wire.owed)
+
     async def next_frame(self) -> bytes:
         """The oldest queued frame, waiting for one; its room is free again."""
-        frame = await self.receive.receive()
-        self._forget(frame)
-        if self._has_room():
-            self._room.set()
-        return frame
+        return (await self.next_frames(1))[0]
 
-    async def next_frames(self, max_bytes: int = 256 * 1024) -> list[bytes]:
+    async def next_frames(self, max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
         """The oldest queued frame, waiting for one, and those queued behind it (up to
         ``max_bytes`` in all) without waiting: one batch for one write."""
-        frames = [await self.receive.receive()]
-        size = len(frames[0])
-        while size < max_bytes:
-            try:
-                frame = self.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            frames.append(frame)
-            size += len(frame)
-        for frame in frames:
-            self._forget(frame)
-        if self._has_room():
-            self._room.set()
-        return frames
+        while not self._pending:
+            self._work = trio.Event()
+            await self._work.wait()
+        self._work = None
+        return self._take(max_bytes)
+
+    def take_nowait(self) -> bytes | None:
+        """The oldest queued frame, or None when none is queued (its room is free)."""
+        if not self._pending:
+            return None
+        return self._take(1)[0]
 
     async def wait_room(self) -> None:
         """Wait until at most half the frames and bytes allowed are queued."""
@@ -141,12 +343,36 @@ class SocketSink:
 
     def release(self) -> None:
         """Stop queueing and give back the bytes of the frames never sent (idempotent)."""
-        self.send.close()
-        while True:
-            try:
-                self._forget(self.receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
+        self._closed = True
+        while self._pending:
+            self._forget(self._pending.popleft())
+
+    def _take(self, max_bytes: int) -> list[bytes]:
+        """At least one queued frame, and those behind it up to ``max_bytes`` in all."""
+        pending = self._pending
+        if self.bytes <= max_bytes:
+            frames = list(pending)
+            pending.clear()
+            size = self.bytes
+        else:
+            frames = [pending.popleft()]
+            size = len(frames[0])
+            while pending and size + len(pending[0]) <= max_bytes:
+                frame = pending.popleft()
+                frames.append(frame)
+                size += len(frame)
+        self.frames -= len(frames)
+        self.bytes -= size
+        self.budget.used -= size
+        if self._has_room():
+            self._room.set()
+        return frames
+
+    def _count(self, frames: list[bytes]) -> None:
+        counters = self._counters
+        if counters is not None:
+            counters.ws_writes += 1
+            counters.ws_frames_sent += len(frames)
 
     def _has_room(self) -> bool:
         return self.frames <= self.capacity // 2 and self.bytes <= self.max_bytes // 2

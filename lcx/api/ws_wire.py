@@ -25,7 +25,9 @@ from functools import partial
 from importlib.metadata import version
 from typing import Any, cast
 
+import trio
 from quart import websocket
+from wsproto.connection import ConnectionState
 
 log = logging.getLogger("lcx.ws")
 
@@ -101,13 +103,16 @@ class WireWriter:
             self._socket = self._stream_socket(self._stream) if self._lock else None
         self.writes = 0
         self.frames = 0
+        self.owed = b""
+        """Bytes of frames given to :meth:`write_now` not written yet."""
+        self.holding = False
+        """Whether part of :attr:`owed`'s first frame is on the wire (this writer then
+        holds hypercorn's send lock)."""
 
     @staticmethod
     def _socket_of(stream: Any) -> tuple[Any, int]:
         """hypercorn's send lock and the socket's descriptor behind ``stream`` (an HTTP/1.1
         upgrade on a plain TCP connection), or (None, -1)."""
-        import trio
-
         tcp = getattr(getattr(stream.send, "__self__", None), "send", None)
         server = getattr(tcp, "__self__", None)
         lock = getattr(server, "send_lock", None)
@@ -150,29 +155,113 @@ class WireWriter:
             self.writes += len(frames)
             self.frames += len(frames)
             return
+
+        if self.direct:
+            if not self.write_now(frames):
+                with trio.CancelScope(shield=True):  # never leave a frame half written
+                    while self.holding:
+                        await self.wait_writable()
+                        self.resume_now()
+                await self.send_owed()
+            return
         from hypercorn.protocol.events import Data as StreamData
-        from wsproto.connection import ConnectionState
 
         if stream.closed or stream.connection.state != ConnectionState.OPEN:
             return  # as hypercorn's app_send (wsproto refuses data after a close)
         data = b"".join([text_frame(f) for f in frames])
         self.writes += 1
         self.frames += len(frames)
+        with trio.CancelScope(shield=True):  # never leave a frame half written
+            await stream.send(StreamData(stream_id=stream.stream_id, data=data))
+
+    def write_now(self, frames: list[bytes]) -> bool:
+        """Write ``frames`` (UTF-8 JSON each) as text messages without waiting, straight to
+        the socket when nobody else is writing to it; True when they were all written.
+
+        Otherwise the bytes not written are :attr:`owed`, to go before any later frame:
+        when part of a frame is already on the wire, this writer holds hypercorn's send
+        lock (:attr:`holding`) so that nothing else is written in between, and
+        :meth:`resume_now` (called by the same task, once the socket is writable) writes
+        the rest and lets go of the lock; when nothing was written, :meth:`send_owed`
+        sends them through hypercorn. Nothing is written (and nothing owed) once the
+        connection is closing. Only for a direct writer (:attr:`direct`), nothing owed.
+        """
+        stream = self._stream
+        assert stream is not None
+        assert self._lock is not None
+        assert not self.owed
+        if stream.closed or stream.connection.state is not ConnectionState.OPEN:
+            return True  # as hypercorn's app_send (wsproto refuses data after a close)
+        data = (text_frame(frames[0]) if len(frames) == 1
+                else b"".join([text_frame(f) for f in frames]))
+        self.writes += 1
+        self.frames += len(frames)
         # the descriptor is used only while the connection's socket still owns it: once
         # hypercorn closes it the number may belong to another connection
-        if (self._lock is not None and not self._lock.locked()
-                and self._socket.fileno() == self._fd):
-            # nobody is mid-write and nothing below yields before the write: whole frames
+        if self._lock.locked() or self._socket.fileno() != self._fd:
+            self.owed = data
+            return False
+        # nobody is mid-write and nothing here yields before the write: whole frames
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return True  # broken: hypercorn's reader notices and closes the connection
+        if written == len(data):
+            return True
+        self.owed = data[written:]
+        if written:
+            self._lock.acquire_nowait()  # free (checked above, nothing yielded since)
+            self.holding = True
+        return False
+
+    def resume_now(self) -> bool:
+        """Write more of a frame begun by :meth:`write_now` (by the task that began it),
+        without waiting; True (and the send lock let go) when it is all written or the
+        connection broke."""
+        if not self.holding:
+            return not self.owed
+        done: bool = self._socket.fileno() != self._fd
+        if not done:
             try:
-                written = os.write(self._fd, data)
+                written = os.write(self._fd, self.owed)
             except BlockingIOError:
                 written = 0
             except OSError:
-                written = 0  # hypercorn's path notices the broken connection
-            if written == len(data):
-                return
-            data = data[written:]
-        import trio
+                done = True  # broken: hypercorn's reader notices
+            else:
+                self.owed = self.owed[written:]
+                done = not self.owed
+        if done:
+            self.owed = b""
+            self.holding = False
+            assert self._lock is not None
+            self._lock.release()
+        return done
 
+    async def wait_writable(self) -> None:
+        """Wait until the socket can take more bytes (for :meth:`resume_now`); returns at
+        once when the socket is closed."""
+
+        if self._socket is None or self._socket.fileno() != self._fd:
+            return
+        try:
+            await trio.lowlevel.wait_writable(self._socket)
+        except (OSError, trio.ClosedResourceError, trio.BusyResourceError):
+            await trio.lowlevel.checkpoint()
+
+    async def send_owed(self) -> None:
+        """Send the bytes :meth:`write_now` could not begin to write through hypercorn's
+        stream (its send lock, shielded: a frame is never left half written)."""
+        stream = self._stream
+        data, self.owed = self.owed, b""
+        if not data or self.holding or stream is None:
+            self.owed = data if self.holding else b""
+            return
+        from hypercorn.protocol.events import Data as StreamData
+
+        if stream.closed or stream.connection.state != ConnectionState.OPEN:
+            return
         with trio.CancelScope(shield=True):  # never leave a frame half written
             await stream.send(StreamData(stream_id=stream.stream_id, data=data))

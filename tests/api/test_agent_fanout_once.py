@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trio
 from support.livechat_app import livechat_app
 
 from lcx.api.agent_sockets import SocketDirectory
@@ -20,11 +19,9 @@ def _agent(agent_id: str) -> Principal:
 
 def _queued(sink: SocketSink) -> list[bytes]:
     frames = []
-    while True:
-        try:
-            frames.append(sink.receive.receive_nowait())
-        except trio.WouldBlock:
-            return frames
+    while (frame := sink.take_nowait()) is not None:
+        frames.append(frame)
+    return frames
 
 
 async def test_same_bytes_reach_every_socket_and_a_full_one_is_cut(tmp_path: Path) -> None:
