@@ -9,6 +9,11 @@ One change to hypercorn's HTTP/1.1 protocol (:func:`install_head_coalescing`, ap
 import): the head of a response with a ``Content-Length`` is written together with the
 first part of its body, in one socket write instead of two, and the empty write hypercorn
 makes for the end of such a body is skipped. The bytes on the wire are the same.
+
+And one to its Trio connection (:func:`install_cheap_idle_timer`): the keep-alive timer
+that each connection restarts after every response is started with ``start_soon`` in a
+cancel scope of its own, instead of ``nursery.start`` under a lock (which waits for the
+new task to run before the response's stream may close).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import h11
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.events import RawData
@@ -31,7 +38,7 @@ from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 __all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding",
-           "install_head_coalescing", "serve_http"]
+           "install_cheap_idle_timer", "install_head_coalescing", "serve_http"]
 
 MAX_HEAD_BYTES = 256 * 1024
 """What hypercorn buffers of a request line and headers before it answers a bare 431
@@ -181,3 +188,43 @@ def _has_length(response: h11.Response) -> bool:
 
 
 install_head_coalescing()
+
+
+class _IdleTimer:
+    """hypercorn's per-connection single task, restarted without waiting for it to run.
+
+    ``restart`` cancels the running action and starts ``action`` again with
+    ``start_soon`` inside a cancel scope made beforehand (a ``stop`` or ``restart`` before
+    the task ran cancels it at its first checkpoint); no lock is needed, since neither
+    method awaits anything.
+    """
+
+    def __init__(self) -> None:
+        self._scope: trio.CancelScope | None = None
+
+    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        """Cancel the current run of the action, if any, and start ``action`` anew."""
+        if self._scope is not None:
+            self._scope.cancel()
+        self._scope = scope = trio.CancelScope()
+        task_group._nursery.start_soon(_run_in_scope, scope, action)
+
+    async def stop(self) -> None:
+        """Cancel the current run of the action, if any."""
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+
+
+async def _run_in_scope(scope: trio.CancelScope, action: Callable[[], Awaitable[None]]
+                        ) -> None:
+    with scope:
+        await action()
+
+
+def install_cheap_idle_timer() -> None:
+    """Make hypercorn's Trio connections use :class:`_IdleTimer`. Idempotent."""
+    hypercorn.trio.tcp_server.TrioSingleTask = _IdleTimer  # type: ignore[assignment,attr-defined]
+
+
+install_cheap_idle_timer()
