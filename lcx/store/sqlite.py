@@ -25,8 +25,11 @@ Writes on the Trio thread
     ``busy_timeout`` is 0): a batch that meets another connection's lock, or fails in
     any way (a job that raises, a failed ``COMMIT``), is rolled back and run again by the
     writer thread as described below (which waits up to ``busy_timeout``), its leader
-    waiting for it shielded. The price: the event loop stands still for the length of a
-    commit, its fsync included (~0.2-0.4 ms here; a slow disk makes it longer).
+    waiting for it shielded. So does a batch whose statements run for longer than
+    ``write_budget`` (5 ms; a progress handler aborts them, never the ``COMMIT``): a
+    large sweep does not hold the event loop. The price: the event loop stands still
+    for the length of a commit, its fsync included (~0.2-0.4 ms here; a slow disk makes
+    it longer).
 
 Group commit
     While the writer runs (and fsyncs) one batch, new transactions wait in its queue; it
@@ -564,11 +567,14 @@ def _busy_timeout(conn: sqlite3.Connection, milliseconds: int) -> Iterator[None]
         conn.execute("PRAGMA busy_timeout = 0").close()
 
 
-def _commit_inline(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+def _commit_inline(conn: sqlite3.Connection, jobs: list[_Job],
+                   before_commit: Callable[[], None]) -> bool:
     """Trio thread: run ``jobs`` in one transaction and commit once, never waiting for a
     lock. True when every job succeeded and the commit (its fsync) returned; False, with
-    nothing committed and every outcome cleared, on any failure: the batch then goes to
-    the writer thread, which waits for locks and isolates a failing job."""
+    nothing committed and every outcome cleared, on any failure (a budget overrun
+    included): the batch then goes to the writer thread, which waits for locks and
+    isolates a failing job. ``before_commit`` runs just before ``COMMIT`` (it lifts the
+    budget, so that a commit is never interrupted)."""
     try:
         if conn.in_transaction:  # left open by a failed rollback: start clean
             conn.execute(_ROLLBACK)
@@ -577,6 +583,7 @@ def _commit_inline(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
             job.outcome = outcome.Value(_call(job.fn, conn))
         if not conn.in_transaction:
             raise StoreError(_ENDED_ITSELF)
+        before_commit()
         conn.execute(_COMMIT)
         return True
     except BaseException as exc:  # any failure: the writer thread runs the batch again
@@ -609,13 +616,16 @@ class SqliteStore:
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], *,
                  inline: sqlite3.Connection | None = None, max_batch: int = 256,
-                 inline_budget: float = 0.001, busy_timeout: float = 5.0) -> None:
+                 inline_budget: float = 0.001, busy_timeout: float = 5.0,
+                 write_budget: float = 0.005) -> None:
         """Take ownership of already configured connections (use :meth:`open`); must be
         called from the Trio thread that will use the store. ``inline`` is the read
         connection of the Trio thread itself (see the module docstring), whose attempts
         are aborted after ``inline_budget`` seconds; with it, transactions are committed
-        on the Trio thread too, and ``busy_timeout`` is how long the writer thread waits
-        for another process's lock when an attempt there found one."""
+        on the Trio thread too (a batch whose statements run longer than
+        ``write_budget`` seconds is handed to the writer thread), and ``busy_timeout`` is
+        how long the writer thread waits for another process's lock when an attempt
+        there found one."""
         self._reads_on_writer = not readers
         self._writer = writer
         self._writes_inline = inline is not None
@@ -624,9 +634,12 @@ class SqliteStore:
         self._pending: list[_Job] = []
         """Transactions waiting for the current batch to end."""
         self.inline_commits = self.inline_write_fallbacks = 0
+        self._write_budget = write_budget
+        self._write_deadline = float("inf")
         busy_ms = round(busy_timeout * 1000) if self._writes_inline else None
         if busy_ms is not None:
             writer.execute("PRAGMA busy_timeout = 0").close()
+            writer.set_progress_handler(self._write_progress, _PROGRESS_STEPS)
         self._owned = (*readers, writer) if inline is None else (*readers, writer, inline)
         self._inline = inline
         self._inline_budget = inline_budget
@@ -751,7 +764,12 @@ class SqliteStore:
         del self._pending[:taken]
         if not batch:
             return
-        if _commit_inline(self._writer, batch):
+        self._write_deadline = time.perf_counter() + self._write_budget
+        try:
+            committed = _commit_inline(self._writer, batch, self._lift_write_budget)
+        finally:
+            self._lift_write_budget()
+        if committed:
             self._threads.batches += 1
             self.inline_commits += 1
             _wake(batch)
@@ -763,6 +781,15 @@ class SqliteStore:
             self._threads.write_all(batch)
             for queued in batch:
                 await queued.done.wait()
+
+    def _write_progress(self) -> int:
+        """SQLite progress handler of the writer: non-zero aborts a statement of a batch
+        on the Trio thread that ran past its budget (never on the writer thread, never
+        during ``COMMIT``: the deadline is lifted then)."""
+        return 1 if time.perf_counter() > self._write_deadline else 0
+
+    def _lift_write_budget(self) -> None:
+        self._write_deadline = float("inf")
 
     def _inline_progress(self) -> int:
         """SQLite progress handler of the inline connection: non-zero aborts the statement."""

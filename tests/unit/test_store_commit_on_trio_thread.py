@@ -75,3 +75,28 @@ async def test_a_write_behind_another_connections_lock_waits_off_the_trio_thread
     finally:
         other.close()
         await store.close()
+
+
+async def test_a_long_transaction_is_handed_to_the_writer_thread(tmp_path: Path) -> None:
+    """Statements that outrun the write budget are aborted on the Trio thread and the
+    transaction runs (once more, whole) on the writer thread: it still commits."""
+    path = tmp_path / "lcx.db"
+    store = await SqliteStore.open(path)
+
+    def long(tx: Tx) -> int:
+        tx.execute("INSERT INTO items (key, value) VALUES ('long', 'v')")
+        row = tx.fetchone("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                          "WHERE x < 3000000) SELECT count(*) AS n FROM c")
+        assert row is not None
+        return int(row["n"])
+
+    try:
+        await store.transaction(lambda tx: tx.execute(SCHEMA))
+        with trio.fail_after(30):
+            assert await store.transaction(long) == 3000000
+        assert store.inline_write_fallbacks == 1
+        assert keys_on_disk(path) == {"long"}
+        assert await store.transaction(put("after")) == "after"  # back on the Trio thread
+        assert store.inline_write_fallbacks == 1
+    finally:
+        await store.close()
