@@ -34,7 +34,7 @@ from lcx.model import (
     request_status,
     utc_now,
 )
-from lcx.store.conversations import find_open, remembered
+from lcx.store.conversations import find_open, find_open_brief, remembered
 
 __all__ = [
     "BOT_SCOPES", "AgentBrief", "BotBody", "BotRules", "BusinessHoursState",
@@ -267,7 +267,9 @@ class BotRules:
         tenant = self.tenant_for(principal, body.tenant_id)
         check_message(body)
         scope = f"bot:{tenant.id}"
-        existing = await self.open_of(tenant.id, body.sub_handle)
+        tenant_id, sub_handle = tenant.id, body.sub_handle
+        existing = await self.livechat.store.read(
+            lambda tx: find_open_brief(tx, tenant_id, sub_handle))
         if existing is None and body.id is not None:
             # a resend after the end; a resend to an open conversation is answered by it
             key = body.id
@@ -277,8 +279,9 @@ class BotRules:
         if existing is None:
             raise NotFound("the subscriber has no open request or conversation", details={
                 "tenantId": tenant.id, "subHandle": body.sub_handle})
-        author = Author(type="subscriber", id=body.sub_handle, name=existing.subscriber.name)
-        result: PostResult = await self.livechat.conversations.ask(existing.id, PostMessage(
+        conversation_id, subscriber_name = existing
+        author = Author(type="subscriber", id=body.sub_handle, name=subscriber_name)
+        result: PostResult = await self.livechat.conversations.ask(conversation_id, PostMessage(
             author=author, type=body.type, text=body.text, payload=body.payload,
             attachments=tuple(body.attachments), client_id=body.id,
             idempotency_scope=scope if body.id is not None else None))

@@ -171,14 +171,21 @@ async def test_reads_run_concurrently(file_store: Store) -> None:
 
 async def test_wal_synchronous_full_foreign_keys_and_busy_timeout(file_store: Store) -> None:
     """Writer and reader threads: WAL, synchronous=FULL (2), foreign keys on, 5 s busy
-    timeout; the Trio thread's reader the same but with no busy timeout."""
+    timeout; the Trio thread's reader and write attempts the same but with no busy
+    timeout (a write that meets a lock there goes to the writer thread)."""
     def pragmas(tx: Tx) -> list[Row | None]:
         names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
         return [tx.fetchone(f"PRAGMA {name}") for name in names]
 
     expected = [{"journal_mode": "wal"}, {"synchronous": 2}, {"foreign_keys": 1},
                 {"timeout": 5000}]
-    assert await file_store.transaction(pragmas) == expected
+    def pragmas_on_writer_thread(tx: Tx) -> list[Row | None]:
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("not on the Trio thread: the writer thread runs it again")
+        return pragmas(tx)
+
+    assert await file_store.transaction(pragmas_on_writer_thread) == expected
+    assert await file_store.transaction(pragmas) == [*expected[:3], {"timeout": 0}]
     def pragmas_on_reader_thread(tx: Tx) -> list[Row | None]:
         abort_if_inline(tx)
         return pragmas(tx)
