@@ -43,6 +43,8 @@ from lcx.store.conversations import load_conversation, pending_places
 log = logging.getLogger("lcx.queue")
 
 RESYNC_SECONDS = 10.0
+RESYNC_PAGE = 500
+"""Requests loaded per store read when the book lacks many (a restart with a long queue)."""
 
 __all__ = ["NoFreeSlot", "QueueActor", "Resync"]
 
@@ -92,11 +94,17 @@ class QueueActor(Actor):
         missing = [cid for queued_at, cid in places
                    if cid not in book or book[cid].queued_at != queued_at]
 
-        def load(tx: Tx) -> dict[str, Conversation]:
-            rows = (load_conversation(tx, cid) for cid in missing)
-            return {row.id: row for row in rows if row is not None and row.status == "pending"}
+        fresh: dict[str, Conversation] = {}
+        for start in range(0, len(missing), RESYNC_PAGE):
+            # a page per read: a long queue loading after a restart leaves the event
+            # loop to everything else between pages
+            page = missing[start:start + RESYNC_PAGE]
 
-        fresh = await self.ports.store.read(load) if missing else {}
+            def load(tx: Tx, page: list[str] = page) -> list[Conversation | None]:
+                return [load_conversation(tx, cid) for cid in page]
+
+            fresh.update((row.id, row) for row in await self.ports.store.read(load)
+                         if row is not None and row.status == "pending")
         kept = {cid: book[cid] for queued_at, cid in places
                 if cid in book and book[cid].queued_at == queued_at}
         self.book.reload([row for _, cid in places

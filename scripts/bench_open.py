@@ -9,6 +9,8 @@ starts, as after a restart or a failover. Figures:
   waits as an armed timer, not as an actor in memory), and the CPU spent until then;
 * ``rssPerOpenKiB``: RSS growth per open conversation once settled, against the same
   instance started on an empty store;
+* ``firstRequestSeconds``: from the process start until a new request is taken (201;
+  503s while the queue loads what waits are retried);
 * ``positionMs``: ``POST /requests`` (one more request, behind the N) p50/p99 over 200.
 
 ``--lcx-root DIR`` measures another source tree (e.g. ``git archive`` of an older commit)
@@ -97,10 +99,26 @@ async def measure(count: int, lcx_root: str | None, settle_limit: float) -> dict
                 "settledSeconds": round(settled, 2), "liveActorsAtEnd": live,
                 "peakLiveActorsSeen": peak_live, "cpuSecondsUntilSettled":
                     round(cpu_seconds(pid), 2), "rssKiB": rss_kib(pid)}
+            figures["firstRequestSeconds"] = round(await _first_request(lcx.url) - started, 2)
             figures["positionMs"] = await _new_requests(lcx.url, 200)
             return figures
         finally:
             lcx.kill()
+
+
+async def _first_request(url: str) -> float:
+    """When (``perf_counter``) a first new request was taken: after a restart with a long
+    queue the queue may answer 503 while it loads what waits."""
+    headers = {"Authorization": f"Bearer {bot_token()}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        while True:
+            response = await http.post("/requests", json={"tenantId": TENANT,
+                                                          "subHandle": "first"})
+            if response.status_code == 201:
+                return time.perf_counter()
+            if response.status_code != 503:
+                raise RuntimeError(f"POST /requests: {response.status_code} {response.text}")
+            await trio.sleep(0.5)
 
 
 async def _new_requests(url: str, count: int) -> dict[str, float]:
@@ -132,7 +150,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
               f"{figures['settledSeconds']} s (conversation actors live at the end "
               f"{figures['liveActorsAtEnd']}, peak seen {figures['peakLiveActorsSeen']}), "
               f"CPU {figures['cpuSecondsUntilSettled']} s, RSS {figures['rssKiB']} KiB = "
-              f"{figures['rssPerOpenKiB']} KiB per open conversation, POST /requests "
+              f"{figures['rssPerOpenKiB']} KiB per open conversation, first new request taken "
+              f"at {figures['firstRequestSeconds']} s, POST /requests "
               f"behind them {figures['positionMs']}", flush=True)
     return {"label": arguments.label, "empty": empty, "results": results}
 
