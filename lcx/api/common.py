@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 from quart import request
 
 from lcx.api.bodies import field_path, refuse_nul
 from lcx.errors import InvalidRequest
-from lcx.model import Attachment, iso, parse_iso
+from lcx.model import (
+    AgentRef,
+    Attachment,
+    Context,
+    ConversationStatus,
+    Participant,
+    Subscriber,
+    iso,
+    parse_iso,
+)
 from lcx.store.business_hours import BusinessHoursRepo
 
 if TYPE_CHECKING:
@@ -131,3 +140,31 @@ def repo_for(livechat: Livechat) -> BusinessHoursRepo:
 
         repo = _repos[livechat] = BusinessHoursRepo(store)
     return repo
+
+
+class ConversationItem(msgspec.Struct, rename="camel", kw_only=True):
+    """A conversation: the shape of :func:`lcx.livechat.frames.conversation_data`."""
+
+    id: str
+    request_id: str
+    organization_id: str
+    tenant_id: str
+    sub_handle: str
+    user_group_id: str
+    provider: str
+    channel: str
+    status: ConversationStatus
+    subscriber: Subscriber
+    context: Context
+    participants: list[Participant]
+    flags: dict[str, Any]
+    agent: AgentRef | None
+    created_at: str
+    queued_at: str
+    accepted_at: str | None
+    accepted_by: str | None
+    ended_at: str | None
+    ended_by: str | None
+    end_reason: str | None
+    last_seq: int
+    last_activity_at: str

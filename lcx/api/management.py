@@ -44,6 +44,7 @@ from lcx.api.bodies import Timestamp, json_response, read_json
 from lcx.api.common import (
     MAX_TEXT_CHARS,
     Attachments,
+    ConversationItem,
     Id,
     read_query,
     require_livechat,
@@ -53,14 +54,9 @@ from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Conflict, Forbidden, NotFound, Unauthorized
 from lcx.model import (
-    AgentRef,
     Author,
-    Context,
     Conversation,
-    ConversationStatus,
     Message,
-    Participant,
-    Subscriber,
     iso,
     utc_now,
 )
@@ -107,33 +103,9 @@ class TranscriptPage(msgspec.Struct, kw_only=True):
     items: list[Message]
 
 
-class ConversationDetail(msgspec.Struct, rename="camel", kw_only=True):
+class ConversationDetail(ConversationItem, kw_only=True):
     """``GET .../livechat-conversations/{id}``: a conversation as the management API shows
-    it (every field present, ``null`` when unset)."""
-
-    id: str
-    request_id: str
-    organization_id: str
-    tenant_id: str
-    sub_handle: str
-    user_group_id: str
-    provider: str
-    channel: str
-    status: ConversationStatus
-    subscriber: Subscriber
-    context: Context
-    participants: list[Participant]
-    flags: dict[str, Any]
-    agent: AgentRef | None
-    created_at: str
-    queued_at: str
-    accepted_at: str | None
-    accepted_by: str | None
-    ended_at: str | None
-    ended_by: str | None
-    end_reason: str | None
-    last_seq: int
-    last_activity_at: str
+    it, the fields of a listing's item (every field present, ``null`` when unset)."""
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationDetail:

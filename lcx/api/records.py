@@ -62,17 +62,21 @@ from quart_trio.wrappers import TrioResponse
 
 from lcx.api.auth import authenticate
 from lcx.api.bodies import Timestamp, json_response
-from lcx.api.common import Id, read_query, repo_for, require_livechat, timestamp_param
+from lcx.api.common import (
+    ConversationItem,
+    Id,
+    read_query,
+    repo_for,
+    require_livechat,
+    timestamp_param,
+)
 from lcx.api.spec import Endpoint, register
 from lcx.auth import Principal, TokenVerifier, require_org
 from lcx.errors import Forbidden, InvalidRequest, Unauthorized
 from lcx.livechat import frames
 from lcx.model import (
-    AgentRef,
-    Context,
     Conversation,
     ConversationStatus,
-    Participant,
     Subscriber,
     iso,
     parse_iso,
@@ -169,34 +173,6 @@ class RequestPage(msgspec.Struct, rename="camel", kw_only=True):
 
     items: list[RequestItem]
     next_cursor: str | None
-
-
-class ConversationItem(msgspec.Struct, rename="camel", kw_only=True):
-    """A conversation: the shape of :func:`actors.frames.conversation_data`."""
-
-    id: str
-    request_id: str
-    organization_id: str
-    tenant_id: str
-    sub_handle: str
-    user_group_id: str
-    provider: str
-    channel: str
-    status: ConversationStatus
-    subscriber: Subscriber
-    context: Context
-    participants: list[Participant]
-    flags: dict[str, Any]
-    agent: AgentRef | None
-    created_at: str
-    queued_at: str
-    accepted_at: str | None
-    accepted_by: str | None
-    ended_at: str | None
-    ended_by: str | None
-    end_reason: str | None
-    last_seq: int
-    last_activity_at: str
 
 
 class ConversationPage(msgspec.Struct, rename="camel", kw_only=True):
