@@ -535,7 +535,7 @@ function markRead() {
     conv.readSeq = seq;
     state.socket.event("CONVERSATION_READ", { conversationId: conv.id, seq }).catch(() => {});
   }
-  renderTitle();
+  renderConversations(); // the badge goes with the count (renderConversations sets the title)
 }
 
 async function sendMessage() {
