@@ -221,16 +221,15 @@ class ConsoleEnv:
 
     def open_console(self, sub: str, *, scope: str = "agent", locale: str = "en-US",
                      name: str | None = None, bypass_csp: bool = False,
-                     groups: tuple[str, ...] = ("g1",), init_script: str | None = None,
-                     accept_downloads: bool = False) -> Page:
+                     groups: tuple[str, ...] = ("g1",),
+                     init_script: str | None = None) -> Page:
         """A signed-in console page of a new agent (its own browser context), connected.
 
         ``init_script`` runs in every document before the console's own scripts
         (e.g. :data:`NOTIFY_STUBS`).
         """
         context = self.browser.new_context(locale=locale, bypass_csp=bypass_csp,
-                                           viewport={"width": 1400, "height": 900},
-                                           accept_downloads=accept_downloads)
+                                           viewport={"width": 1400, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
         if init_script is not None:
             context.add_init_script(init_script)

@@ -30,7 +30,7 @@ def _pdf_text(body: bytes) -> str:
 def test_history_pages_and_downloads_real_csv_and_pdf(console: ConsoleEnv) -> None:
     console.supervisor_send("PUT", "/organizations/o1/livechat-settings",
                             {"routing": "auto", "maxConcurrentChats": CONVERSATIONS + 5})
-    page = console.open_console("alice", accept_downloads=True)
+    page = console.open_console("alice")
     conversations = page.get_by_role("region", name="Conversations")
     names = [f"Subscriber {n:02d}" for n in range(CONVERSATIONS)]
     for n, name in enumerate(names):
