@@ -4,6 +4,8 @@ subscriber (name, email, locale, custom fields)."""
 
 from __future__ import annotations
 
+import re
+
 from browser_env import ConsoleEnv, wait_until
 from playwright.sync_api import expect
 
@@ -61,3 +63,32 @@ def test_alt_arrows_switch_conversations_and_enter_sends_shift_enter_breaks(
                                if e["type"] == "MESSAGE" and e["data"].get("text")])
     assert [e["data"]["text"] for e in sent] == ["first line\nsecond line"]
     assert sent[0]["subHandle"] == "u-ada"
+
+
+def test_queue_position_and_live_wait_and_accept_by_tab_with_visible_focus(
+        console: ConsoleEnv) -> None:
+    page = console.open_console("alice")
+    queue = page.get_by_role("region", name="Queue")
+    console.create_request("u-1", "Ada")
+    first = queue.get_by_role("listitem").filter(has_text="Ada")
+    expect(first).to_contain_text("g1 · position 1")
+    console.create_request("u-2", "Bob")
+    second = queue.get_by_role("listitem").filter(has_text="Bob")
+    expect(second).to_contain_text("g1 · position 2")
+    expect(first).to_contain_text(re.compile(r"waiting 0:0[1-9]"))  # the wait runs live
+
+    # Tab alone reaches Ada's "Accept"; the focused control shows an outline.
+    accept = first.get_by_role("button", name="Accept")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if accept.evaluate("(button) => button === document.activeElement"):
+            break
+    expect(accept).to_be_focused()
+    outline = accept.evaluate(
+        "(b) => [getComputedStyle(b).outlineStyle, getComputedStyle(b).outlineWidth]")
+    assert outline[0] != "none", outline
+    assert outline[1] != "0px", outline
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("region", name="Conversations").get_by_role(
+        "button", name="Ada")).to_be_visible()
+    expect(second).to_contain_text("g1 · position 1")
