@@ -58,8 +58,8 @@ NOTIFY_STUBS = """
     }
     static requestPermission() {
       window.__lcxPermissionAsked += 1;
-      FakeNotification.permission = "granted";
-      return Promise.resolve("granted");
+      FakeNotification.permission = window.__lcxPermissionAnswer || "granted";
+      return Promise.resolve(FakeNotification.permission);
     }
   }
   FakeNotification.permission = "default";
@@ -82,7 +82,8 @@ NOTIFY_STUBS = """
 """
 """An init script for :meth:`ConsoleEnv.open_console`: ``document.hidden`` switched by
 ``window.__lcxSetHidden(bool)``, and ``Notification`` / ``AudioContext`` stand-ins that
-record notifications shown (``__lcxNotifications``) and tones started (``__lcxTones``)."""
+record notifications shown (``__lcxNotifications``) and tones started (``__lcxTones``); the
+permission asked for is granted unless ``window.__lcxPermissionAnswer`` says otherwise."""
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
-"""The console in Greek: chosen from the browser's language, and switched back by hand."""
+"""The console in Greek: chosen from the browser's language, switched back by hand, and
+the two catalogs holding the same strings."""
 
 from __future__ import annotations
 

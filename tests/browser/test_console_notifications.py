@@ -70,3 +70,15 @@ def test_hidden_tab_sounds_and_notifies_only_after_enable_sound(console: Console
     expect(conversations.get_by_role("button", name="Ada", exact=True)).to_be_visible()
     expect(page).to_have_title("(2) lcx console")
     assert _tones(page) == 2
+
+
+def test_refused_desktop_notifications_still_sound(console: ConsoleEnv) -> None:
+    page = console.open_console("alice", init_script=NOTIFY_STUBS)
+    page.evaluate("window.__lcxPermissionAnswer = 'denied'")
+    page.get_by_role("button", name="Enable sound").click()
+    expect(page.get_by_role("button", name="Sound on")).to_be_visible()
+    page.evaluate("window.__lcxSetHidden(true)")
+    console.create_request("u-1", "Ada")
+    expect(page).to_have_title("(1) lcx console")
+    page.wait_for_function("window.__lcxTones.length === 1")
+    assert _notifications(page) == []
