@@ -37,6 +37,55 @@ TIMEOUT_MS = 10_000
 on a quiet machine; the margin is for a loaded CI)."""
 
 
+NOTIFY_STUBS = """
+(() => {
+  // Headless Chromium has no audible output, no notification permission prompt and a tab
+  // that is always visible: these stubs record what the console asks of them instead.
+  let hidden = false;
+  Object.defineProperty(Document.prototype, "hidden", { get: () => hidden });
+  Object.defineProperty(Document.prototype, "visibilityState",
+    { get: () => (hidden ? "hidden" : "visible") });
+  window.__lcxSetHidden = (value) => {
+    hidden = value;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+  window.__lcxTones = [];
+  window.__lcxNotifications = [];
+  window.__lcxPermissionAsked = 0;
+  class FakeNotification {
+    constructor(title, options) {
+      window.__lcxNotifications.push({ title, body: (options || {}).body || "" });
+    }
+    static requestPermission() {
+      window.__lcxPermissionAsked += 1;
+      FakeNotification.permission = window.__lcxPermissionAnswer || "granted";
+      return Promise.resolve(FakeNotification.permission);
+    }
+  }
+  FakeNotification.permission = "default";
+  window.Notification = FakeNotification;
+  class FakeAudioContext {
+    constructor() { this.state = "suspended"; this.currentTime = 0; this.destination = {}; }
+    resume() { this.state = "running"; return Promise.resolve(); }
+    createOscillator() {
+      const node = { frequency: {}, connect: (next) => next,
+        start: () => window.__lcxTones.push(node.frequency.value), stop: () => {} };
+      return node;
+    }
+    createGain() {
+      return { gain: { setValueAtTime() {}, exponentialRampToValueAtTime() {} },
+        connect: (next) => next };
+    }
+  }
+  window.AudioContext = FakeAudioContext;
+})();
+"""
+"""An init script for :meth:`ConsoleEnv.open_console`: ``document.hidden`` switched by
+``window.__lcxSetHidden(bool)``, and ``Notification`` / ``AudioContext`` stand-ins that
+record notifications shown (``__lcxNotifications``) and tones started (``__lcxTones``); the
+permission asked for is granted unless ``window.__lcxPermissionAnswer`` says otherwise."""
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (lcx must know it up front for public_url)."""
     with socket.socket() as probe:
@@ -173,11 +222,18 @@ class ConsoleEnv:
 
     def open_console(self, sub: str, *, scope: str = "agent", locale: str = "en-US",
                      name: str | None = None, bypass_csp: bool = False,
-                     groups: tuple[str, ...] = ("g1",)) -> Page:
-        """A signed-in console page of a new agent (its own browser context), connected."""
+                     groups: tuple[str, ...] = ("g1",),
+                     init_script: str | None = None) -> Page:
+        """A signed-in console page of a new agent (its own browser context), connected.
+
+        ``init_script`` runs in every document before the console's own scripts
+        (e.g. :data:`NOTIFY_STUBS`).
+        """
         context = self.browser.new_context(locale=locale, bypass_csp=bypass_csp,
                                            viewport={"width": 1400, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
+        if init_script is not None:
+            context.add_init_script(init_script)
         self.contexts.append(context)
         page = context.new_page()
         self.pages.append(page)

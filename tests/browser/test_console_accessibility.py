@@ -19,7 +19,7 @@ def serious_violations(page: Page) -> list[dict[str, Any]]:
             for v in results["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def test_no_serious_or_critical_violation_signed_out_working_and_supervising(
+def test_no_serious_or_critical_violation_signed_out_working_history_and_supervising(
         console: ConsoleEnv) -> None:
     # axe is injected as an inline script: these contexts bypass the console's CSP
     context = console.browser.new_context(bypass_csp=True)
@@ -48,3 +48,14 @@ def test_no_serious_or_critical_violation_signed_out_working_and_supervising(
     assert serious_violations(supervisor) == []
     supervisor.get_by_role("button", name="Manage").click()
     assert serious_violations(supervisor) == []
+
+    # the agent's history, with a row and its download buttons
+    ended = console.http.delete("/sessions/tenants/t1/subscribers/u-a11y",
+                                headers=console.bearer())
+    assert ended.status_code == 204, ended.text
+    expect(page.get_by_role("region", name="Conversation", exact=True)).to_contain_text(
+        "This conversation has ended.")
+    page.get_by_role("button", name="History").click()
+    expect(page.get_by_role("region", name="History").get_by_role(
+        "button", name="PDF Ali")).to_be_visible()
+    assert serious_violations(page) == []

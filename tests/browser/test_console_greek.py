@@ -1,4 +1,5 @@
-"""The console in Greek: chosen from the browser's language, and switched back by hand."""
+"""The console in Greek: chosen from the browser's language, switched back by hand, and
+the two catalogs holding the same strings."""
 
 from __future__ import annotations
 
@@ -32,3 +33,18 @@ def test_greek_labels_from_the_browser_language_and_the_switch(console: ConsoleE
     expect(page.get_by_role("button", name="End conversation")).to_be_visible()
     page.reload()
     expect(page.get_by_role("status")).to_have_text("Connected")
+
+
+def test_both_catalogs_hold_every_string_the_page_names(console: ConsoleEnv) -> None:
+    page = console.open_console("alice")
+    keys = page.evaluate("""async () => {
+      const en = (await import("/console/strings.en.js")).default;
+      const el = (await import("/console/strings.el.js")).default;
+      const named = [...document.querySelectorAll("[data-i18n]")].map((e) => e.dataset.i18n);
+      return { en: Object.keys(en).sort(), el: Object.keys(el).sort(), named,
+        empty: [...Object.entries(en), ...Object.entries(el)]
+          .filter(([, v]) => typeof v !== "string" || !v).map(([k]) => k) };
+    }""")
+    assert keys["en"] == keys["el"]
+    assert keys["empty"] == []
+    assert sorted(set(keys["named"]) - set(keys["en"])) == []

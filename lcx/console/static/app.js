@@ -27,6 +27,7 @@ const state = {
   overview: null,
   activeAll: [],
   history: { cursor: null },
+  hours: null,
   typingSentAt: 0,
   typingTimer: null,
 };
@@ -535,7 +536,7 @@ function markRead() {
     conv.readSeq = seq;
     state.socket.event("CONVERSATION_READ", { conversationId: conv.id, seq }).catch(() => {});
   }
-  renderTitle();
+  renderConversations(); // the badge goes with the count (renderConversations sets the title)
 }
 
 async function sendMessage() {
@@ -749,6 +750,7 @@ function renderAll() {
   renderOverview();
   renderActiveAll();
   renderCannedManage();
+  renderHoursDays();
 }
 
 function renderTitle() {
@@ -1124,27 +1126,103 @@ function wireManage() {
     `${encodeURIComponent($("hours-group").value.trim())}/business-hours`;
   $("hours-load").addEventListener("click", async () => {
     try {
-      $("hours-body").value = JSON.stringify(await state.api.get(hoursPath()), null, 2);
+      fillHours(await state.api.get(hoursPath()));
     } catch (error) {
-      if (error.status === 404) $("hours-body").value = "";
-      else failed(error);
+      if (error.status !== 404) return failed(error);
+      fillHours(null);
+      $("manage-result").textContent = t("hoursNone");
     }
   });
   $("hours-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const body = JSON.parse($("hours-body").value);
+      const body = hoursFromForm();
       try {
         await state.api.patch(hoursPath(), body);
       } catch (error) {
         if (error.status !== 404) throw error;
         await state.api.post(hoursPath(), body);
       }
+      state.hours = body;
       $("manage-result").textContent = t("saved");
     } catch (error) {
       failed(error);
     }
   });
+  const zones = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [];
+  $("hours-timezones").replaceChildren(...zones.map((zone) => el("option", { value: zone })));
+  $("hours-timezone").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  renderHoursDays();
+  fillHours(null);
+}
+
+// ---- business hours form (API.md section 6: one interval per day is edited here) ---------
+
+const HOURS_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/** The seven rows of the weekly table, labelled in the current language; values kept. */
+function renderHoursDays() {
+  const rows = $("hours-days");
+  const kept = rows.children.length ? hoursWeeklyFromForm() : state.hours?.weekly || {};
+  rows.replaceChildren();
+  for (const day of HOURS_DAYS) {
+    const name = t(`day_${day}`);
+    const [from, to] = (kept[day] || [])[0] || ["09:00", "17:00"];
+    const open = el("input", { type: "checkbox", id: `hours-${day}-open`,
+      "aria-label": t("openOn", { day: name }), checked: Boolean((kept[day] || []).length),
+      onchange: () => syncHoursRow(day) });
+    rows.append(el("tr", {},
+      el("th", { scope: "row", text: name }),
+      el("td", {}, open),
+      el("td", {}, el("input", { type: "time", id: `hours-${day}-from`, value: from,
+        "aria-label": t("opensAt", { day: name }) })),
+      el("td", {}, el("input", { type: "time", id: `hours-${day}-to`, value: to,
+        "aria-label": t("closesAt", { day: name }) }))));
+    syncHoursRow(day);
+  }
+}
+
+function syncHoursRow(day) {
+  const open = $(`hours-${day}-open`).checked;
+  $(`hours-${day}-from`).disabled = !open;
+  $(`hours-${day}-to`).disabled = !open;
+}
+
+/** Fill the form from stored hours (``null``: none yet, Monday to Friday 09-17 offered). */
+function fillHours(hours) {
+  state.hours = hours;
+  const weekly = hours ? hours.weekly : Object.fromEntries(
+    HOURS_DAYS.slice(0, 5).map((day) => [day, [["09:00", "17:00"]]]));
+  for (const day of HOURS_DAYS) {
+    const [from, to] = (weekly[day] || [])[0] || ["09:00", "17:00"];
+    $(`hours-${day}-open`).checked = Boolean((weekly[day] || []).length);
+    $(`hours-${day}-from`).value = from;
+    $(`hours-${day}-to`).value = to;
+    syncHoursRow(day);
+  }
+  if (hours) $("hours-timezone").value = hours.timezone;
+  $("hours-enabled").checked = hours ? hours.enabled !== false : true;
+  $("hours-holidays").value = hours ? (hours.holidays || []).join(", ") : "";
+}
+
+/** Each day's intervals: the edited first one, plus any further ones loaded (kept as they
+ * were, since the form edits one interval a day); ``[]`` closes a day. */
+function hoursWeeklyFromForm() {
+  const loaded = state.hours?.weekly || {};
+  const weekly = {};
+  for (const day of HOURS_DAYS) {
+    weekly[day] = $(`hours-${day}-open`).checked
+      ? [[$(`hours-${day}-from`).value, $(`hours-${day}-to`).value],
+        ...(loaded[day] || []).slice(1)]
+      : [];
+  }
+  return weekly;
+}
+
+function hoursFromForm() {
+  const holidays = $("hours-holidays").value.split(/[\s,]+/).filter(Boolean);
+  return { timezone: $("hours-timezone").value.trim(), weekly: hoursWeeklyFromForm(),
+    holidays, enabled: $("hours-enabled").checked };
 }
 
 function renderCannedManage() {
