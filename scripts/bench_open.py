@@ -122,8 +122,10 @@ async def _first_request(url: str) -> float:
 
 
 async def _new_requests(url: str, count: int) -> dict[str, float]:
-    """p50/p99 of ``POST /requests`` for ``count`` new subscribers, one at a time."""
+    """p50/p99 of ``POST /requests`` for ``count`` new subscribers, one at a time, and
+    how many were answered 503."""
     timings: list[float] = []
+    unavailable = 0
     headers = {"Authorization": f"Bearer {bot_token()}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
         for n in range(count):
@@ -131,9 +133,11 @@ async def _new_requests(url: str, count: int) -> dict[str, float]:
             response = await http.post("/requests", json={"tenantId": TENANT,
                                                           "subHandle": f"new-{n}"})
             timings.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 201:
+            if response.status_code == 503:
+                unavailable += 1
+            elif response.status_code != 201:
                 raise RuntimeError(f"POST /requests: {response.status_code} {response.text}")
-    return summary_ms(timings)
+    return {**summary_ms(timings), "unavailable": unavailable}
 
 
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
