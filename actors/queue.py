@@ -38,13 +38,14 @@ from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation, utc_now
 from lcx.runtime import Actor, ActorContext
 from lcx.store import Tx
-from lcx.store.conversations import load_conversation, pending_places
+from lcx.store.conversations import load_conversation, pending_in_queue, pending_places
 
 log = logging.getLogger("lcx.queue")
 
 RESYNC_SECONDS = 10.0
-RESYNC_PAGE = 500
-"""Requests loaded per store read when the book lacks many (a restart with a long queue)."""
+RESYNC_POINT_READS = 200
+"""Above this many requests missing from the book, a resync reads the whole queue in one
+scan (a long read, which the store runs off the event loop) instead of one by one."""
 
 __all__ = ["NoFreeSlot", "QueueActor", "Resync"]
 
@@ -94,17 +95,19 @@ class QueueActor(Actor):
         missing = [cid for queued_at, cid in places
                    if cid not in book or book[cid].queued_at != queued_at]
 
-        fresh: dict[str, Conversation] = {}
-        for start in range(0, len(missing), RESYNC_PAGE):
-            # a page per read: a long queue loading after a restart leaves the event
-            # loop to everything else between pages
-            page = missing[start:start + RESYNC_PAGE]
+        if len(missing) > RESYNC_POINT_READS:  # a restart with a long queue: one scan
+            rows = await self.ports.store.read(
+                lambda tx: pending_in_queue(tx, self.org_id, self.group))
+            fresh = {row.id: row for row in rows}
+        elif missing:
 
-            def load(tx: Tx, page: list[str] = page) -> list[Conversation | None]:
-                return [load_conversation(tx, cid) for cid in page]
+            def load(tx: Tx) -> list[Conversation | None]:
+                return [load_conversation(tx, cid) for cid in missing]
 
-            fresh.update((row.id, row) for row in await self.ports.store.read(load)
-                         if row is not None and row.status == "pending")
+            fresh = {row.id: row for row in await self.ports.store.read(load)
+                     if row is not None and row.status == "pending"}
+        else:
+            fresh = {}
         kept = {cid: book[cid] for queued_at, cid in places
                 if cid in book and book[cid].queued_at == queued_at}
         self.book.reload([row for _, cid in places

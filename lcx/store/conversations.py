@@ -154,6 +154,13 @@ def find_latest(tx: Tx, tenant_id: str, sub_handle: str) -> Conversation | None:
     return None if row is None else _conversation(row)
 
 
+def pending_in_queue(tx: Tx, org_id: str, user_group_id: str) -> list[Conversation]:
+    """Pending requests of one queue, oldest first."""
+    rows = tx.fetchall("SELECT * FROM conversations WHERE org_id = ? AND user_group_id = ? "
+                       "AND status = ? ORDER BY queued_at, id", (org_id, user_group_id, "pending"))
+    return [_conversation(row) for row in rows]
+
+
 def pending_places(tx: Tx, org_id: str, user_group_id: str) -> list[tuple[str, str]]:
     """``(queued_at, id)`` of one queue's pending requests, oldest first: what a queue
     compares with its book before loading only what it misses."""
