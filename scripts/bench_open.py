@@ -7,8 +7,8 @@ starts, as after a restart or a failover. Figures:
   runs before that);
 * ``settledSeconds``: until the live conversation actors are back to zero (every request
   waits as an armed timer, not as an actor in memory), and the CPU spent until then;
-* ``rssPerOpenKiB``: RSS growth per open conversation once settled, against the same
-  instance started on an empty store;
+* ``rssPerOpenKiB``: RSS growth per open conversation once settled and 200 more requests
+  were taken (the queue holds what waits), against the same instance on an empty store;
 * ``firstRequestSeconds``: from the process start until a new request is taken (201;
   503s while the queue loads what waits are retried);
 * ``positionMs``: ``POST /requests`` (one more request, behind the N) p50/p99 over 200.
@@ -101,6 +101,7 @@ async def measure(count: int, lcx_root: str | None, settle_limit: float) -> dict
                     round(cpu_seconds(pid), 2), "rssKiB": rss_kib(pid)}
             figures["firstRequestSeconds"] = round(await _first_request(lcx.url) - started, 2)
             figures["positionMs"] = await _new_requests(lcx.url, 200)
+            figures["rssKiB"] = rss_kib(pid)  # the queue has loaded what waits by now
             return figures
         finally:
             lcx.kill()
