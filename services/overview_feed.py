@@ -1,7 +1,7 @@
-"""The supervisors' live overview as a service: one feed per hub, and the socket push.
+"""The supervisors' live overview as a service: one feed per instance, and the socket push.
 
-:func:`feed_for` gives the one :class:`~lcx.overview.OverviewFeed` of a hub (the route
-``GET .../livechat-overview`` and every supervisor socket share it, so many supervisor tabs
+:func:`feed_for` gives the one :class:`~lcx.overview.OverviewFeed` of an instance (the
+route ``GET .../livechat-overview`` and every supervisor socket share it, so many supervisor tabs
 cost one computation a second per organization and instance). :func:`push_overview` is run
 by each supervisor websocket: it sends ``NOTIFICATION`` kind ``overview`` at once, then
 whenever a figure changed, checked once a second.
@@ -41,16 +41,16 @@ def _presence(livechat: Livechat, org_id: str) -> list[PresenceView]:
 
 
 def feed_for(livechat: Livechat) -> OverviewFeed:
-    """The one overview feed of ``livechat``, created on first use (it holds the hub by a
-    weak reference, so it does not keep it alive)."""
+    """The one overview feed of ``livechat``, created on first use (it holds ``livechat``
+    by a weak reference, so it does not keep it alive)."""
     feed = _feeds.get(livechat)
     if feed is None:
-        hub_ref = weakref.ref(livechat)
+        livechat_ref = weakref.ref(livechat)
 
         def alive() -> Livechat:
-            found = hub_ref()
+            found = livechat_ref()
             if found is None:
-                raise RuntimeError("the livechat hub of this feed is gone")
+                raise RuntimeError("the livechat of this feed is gone")
             return found
 
         async def rows(org_id: str) -> list[OpenRow]:

@@ -186,8 +186,8 @@ ENDPOINTS = (
 
 def canned_blueprint(deps: AppDeps) -> Blueprint:
     """Return the blueprint of the canned-response routes."""
-    hub = require_livechat(deps)
-    api = CannedApi(lambda: hub.store, deps.verifier)
+    livechat = require_livechat(deps)
+    api = CannedApi(lambda: livechat.store, deps.verifier)
     blueprint = Blueprint("canned", __name__)
     register(blueprint, api, ENDPOINTS)
     return blueprint
