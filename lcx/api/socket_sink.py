@@ -201,6 +201,10 @@ class SocketSink:
         self._loop: FlushLoop | None = None
         self._counters: WriteCounters | None = None
         self._finishing = False
+        self.nursery: trio.Nursery | None = None
+        """Where a writer task is started when bytes are owed and no task waits for them
+        (:meth:`wait_owed`): an idle socket then needs no writer task at all."""
+        self._writing = False
 
     def attach_writer(self, wire: WireWriter, loop: FlushLoop | None = None,
                       counters: WriteCounters | None = None) -> None:
@@ -264,8 +268,11 @@ class SocketSink:
         finally:
             if self._flushed is not None:
                 self._flushed.set()
-            if wire.owed and self._work is not None:
-                self._work.set()
+            if wire.owed:
+                if self._work is not None:
+                    self._work.set()
+                elif self.nursery is not None and not self._writing:
+                    self._start_writer(self.nursery)
 
     async def wait_owed(self) -> None:
         """Wait until the writer task has something to send: bytes the flush loop could
@@ -311,6 +318,31 @@ class SocketSink:
         with trio.CancelScope(shield=True):
             while wire.holding and loop.running:
                 await self.send_owed()
+
+    @property
+    def direct(self) -> bool:
+        """Whether the flush loop writes this socket (a writer task is needed only for
+        what the kernel does not take)."""
+        return self._loop is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`release` was called."""
+        return self._closed
+
+    def _start_writer(self, nursery: trio.Nursery) -> None:
+        self._writing = True
+        try:
+            nursery.start_soon(self._write_owed)
+        except RuntimeError:  # the socket's handler is ending: finish() completes a frame
+            self._writing = False
+
+    async def _write_owed(self) -> None:
+        try:
+            while self._owed() and not self._closed:
+                await self.send_owed()
+        finally:
+            self._writing = False
 
     def _owed(self) -> bool:
         wire = self._wire
