@@ -112,7 +112,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
         with sink.scope:
             async with trio.open_nursery() as nursery:
                 if sink.direct:  # the flush loop writes; a task only for what is owed
-                    sink.nursery = nursery
+                    sink.write_owed_in(nursery)
                     _heartbeats(livechat).add(sink)
                 else:
                     nursery.start_soon(_write, sink, livechat.heartbeat_seconds)

@@ -53,7 +53,7 @@ def _app(seen: Seen, on_demand: bool) -> QuartTrio:
 
         async with trio.open_nursery() as nursery:
             if on_demand:  # as agent_ws: a writer task only while bytes are owed
-                sink.nursery = nursery
+                sink.write_owed_in(nursery)
             else:
                 nursery.start_soon(writer)
             for frame in SMALL[:100]:
