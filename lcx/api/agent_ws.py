@@ -2,9 +2,11 @@
 
 The connection authenticates (``?token=`` or an ``auth`` frame within 5 s; a bad token
 closes it with 4401), registers a bounded frame sink with the agent's session actor and
-then runs two tasks: a reader that decodes and dispatches frames (``agent_frames``) and a
-writer that queues the heartbeats and sends what the instance's flush loop could not
-write at once (``socket_sink``: the loop writes every socket's frames). One task per
+then runs a reader task that decodes and dispatches frames (``agent_frames``). The
+instance's flush loop writes the socket's frames (``socket_sink``); a writer task runs
+only while the kernel has not taken everything (a slow reader), or all along when the
+connection allows no direct write (it then also queues the heartbeats). One timer per
+instance queues the ``HEARTBEAT`` frames of the directly written sockets, and one task per
 instance closes every socket (1012) when the instance drains. A client that falls more
 than ``ws.max_queued_frames`` or the sink's byte bounds behind is cut off (4008) instead
 of growing memory (``socket_sink``); the reader takes no frame while the sink is half
@@ -13,6 +15,7 @@ full, so a client's own requests slow it down rather than cut it.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import weakref
 
@@ -119,7 +122,11 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
     try:
         with sink.scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write, sink, livechat.heartbeat_seconds)
+                if sink.direct:  # the flush loop writes; a task only for what is owed
+                    sink.write_owed_in(nursery)
+                    _heartbeats(livechat).add(sink)
+                else:
+                    nursery.start_soon(_write, sink, livechat.heartbeat_seconds)
                 _drain_watch(livechat).add(sink)
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
@@ -194,6 +201,60 @@ class _DrainWatch:
     def _go_away(sink: SocketSink) -> None:
         sink.going_away = True
         sink.scope.cancel()
+
+
+class _Heartbeats:
+    """Queues a ``HEARTBEAT`` on every directly written socket of an instance every
+    ``heartbeat_seconds`` after it connected: one timer task for all of them."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._due: list[tuple[float, int, SocketSink]] = []
+        self._added = 0
+        self._task: trio.lowlevel.Task | None = None
+        self._wake = trio.Event()
+
+    def add(self, sink: SocketSink) -> None:
+        """Beat on ``sink`` until it is released."""
+        self._added += 1
+        heapq.heappush(self._due, (trio.current_time() + self.seconds, self._added, sink))
+        if self._task is None:
+            self._task = trio.lowlevel.spawn_system_task(self._run,
+                                                         name="lcx-ws-heartbeats")
+        self._wake.set()
+
+    async def _run(self) -> None:
+        due = self._due
+        while True:
+            if not due:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            self._wake = trio.Event()
+            with trio.move_on_at(due[0][0]):
+                await self._wake.wait()  # an earlier socket may come first: look again
+            now = trio.current_time()
+            frame: bytes | None = None
+            while due and due[0][0] <= now:
+                at, order, sink = heapq.heappop(due)
+                if sink.closed:
+                    continue
+                if frame is None:
+                    frame = msgspec.json.encode({"type": "event", "event": "HEARTBEAT",
+                                                 "data": {"at": iso(utc_now())}})
+                if not sink.offer(frame):
+                    sink.cut("too many frames queued")
+                heapq.heappush(due, (at + self.seconds, order, sink))
+
+
+_beats: weakref.WeakKeyDictionary[Livechat, _Heartbeats] = weakref.WeakKeyDictionary()
+
+
+def _heartbeats(livechat: Livechat) -> _Heartbeats:
+    beats = _beats.get(livechat)
+    if beats is None:
+        beats = _beats[livechat] = _Heartbeats(livechat.heartbeat_seconds)
+    return beats
 
 
 _watches: weakref.WeakKeyDictionary[Livechat, _DrainWatch] = weakref.WeakKeyDictionary()

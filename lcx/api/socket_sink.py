@@ -178,6 +178,12 @@ class SocketSink:
     is left when the socket closes. ``scope`` is cancelled by :meth:`cut`.
     """
 
+    __slots__ = ("_closed", "_counters", "_finishing", "_flushed", "_loop", "_pending",
+                 "_room", "_wire", "_work", "_writing", "budget", "bytes", "capacity",
+                 "cut_reason", "frames", "going_away", "marked", "max_bytes", "nursery",
+                 "scope")
+    # one per socket: no instance dict
+
     def __init__(self, capacity: int, *, max_bytes: int = MAX_QUEUED_BYTES,
                  budget: QueueBudget | None = None) -> None:
         self._pending: deque[bytes] = deque()
@@ -191,7 +197,7 @@ class SocketSink:
         self.going_away = False
         self.marked = False
         """Whether the flush loop will write this sink's frames in its next round."""
-        self._room = trio.Event()
+        self._room: trio.Event | None = None
         self._work: trio.Event | None = None
         """Set for the writer task when it has something to send (:meth:`wait_owed`)."""
         self._flushed: trio.Event | None = None
@@ -201,6 +207,10 @@ class SocketSink:
         self._loop: FlushLoop | None = None
         self._counters: WriteCounters | None = None
         self._finishing = False
+        self.nursery: trio.Nursery | None = None
+        """Where a writer task is started when bytes are owed and no task waits for them
+        (:meth:`wait_owed`): an idle socket then needs no writer task at all."""
+        self._writing = False
 
     def attach_writer(self, wire: WireWriter, loop: FlushLoop | None = None,
                       counters: WriteCounters | None = None) -> None:
@@ -264,8 +274,11 @@ class SocketSink:
         finally:
             if self._flushed is not None:
                 self._flushed.set()
-            if wire.owed and self._work is not None:
-                self._work.set()
+            if wire.owed:
+                if self._work is not None:
+                    self._work.set()
+                elif self.nursery is not None and not self._writing:
+                    self._start_writer(self.nursery)
 
     async def wait_owed(self) -> None:
         """Wait until the writer task has something to send: bytes the flush loop could
@@ -311,6 +324,39 @@ class SocketSink:
         with trio.CancelScope(shield=True):
             while wire.holding and loop.running:
                 await self.send_owed()
+
+    def write_owed_in(self, nursery: trio.Nursery) -> None:
+        """Start a writer task in ``nursery`` whenever bytes are owed and no task waits for
+        them (at once if some are owed already: a frame offered before the socket's
+        nursery existed may have found hypercorn writing)."""
+        self.nursery = nursery
+        if self._owed() and not self._writing and self._work is None:
+            self._start_writer(nursery)
+
+    @property
+    def direct(self) -> bool:
+        """Whether the flush loop writes this socket (a writer task is needed only for
+        what the kernel does not take)."""
+        return self._loop is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`release` was called."""
+        return self._closed
+
+    def _start_writer(self, nursery: trio.Nursery) -> None:
+        self._writing = True
+        try:
+            nursery.start_soon(self._write_owed)
+        except RuntimeError:  # the socket's handler is ending: finish() completes a frame
+            self._writing = False
+
+    async def _write_owed(self) -> None:
+        try:
+            while self._owed() and not self._closed:
+                await self.send_owed()
+        finally:
+            self._writing = False
 
     def _owed(self) -> bool:
         wire = self._wire
@@ -364,7 +410,7 @@ class SocketSink:
         self.frames -= len(frames)
         self.bytes -= size
         self.budget.used -= size
-        if self._has_room():
+        if self._room is not None and self._has_room():
             self._room.set()
         return frames
 

@@ -91,6 +91,8 @@ class WireWriter:
     transport, ``frames`` the frames they carried.
     """
 
+    __slots__ = ("_fd", "_lock", "_socket", "_stream", "frames", "holding", "owed", "writes")
+
     def __init__(self, *, fast: bool = True) -> None:
         self._stream = _hypercorn_stream() if fast else None
         if self._stream is not None and not self._plain(self._stream):

@@ -9,6 +9,7 @@ import base64
 import socket
 from functools import partial
 
+import pytest
 import trio
 from quart import websocket
 from quart_trio import QuartTrio
@@ -33,7 +34,7 @@ class Seen:
         self.loop = FlushLoop()
 
 
-def _app(seen: Seen) -> QuartTrio:
+def _app(seen: Seen, on_demand: bool) -> QuartTrio:
     app = QuartTrio(__name__)
 
     @app.websocket("/ws")
@@ -51,7 +52,10 @@ def _app(seen: Seen) -> QuartTrio:
                 await sink.send_owed()
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
+            if on_demand:  # as agent_ws: a writer task only while bytes are owed
+                sink.write_owed_in(nursery)
+            else:
+                nursery.start_soon(writer)
             for frame in SMALL[:100]:
                 assert sink.offer(frame)
             await trio.lowlevel.checkpoint()
@@ -95,13 +99,14 @@ async def _client(port: int, seen: Seen) -> bytes:
     return received.partition(b"\r\n\r\n")[2]
 
 
-async def test_frames_in_order_through_a_backed_up_socket() -> None:
+@pytest.mark.parametrize("on_demand", [False, True], ids=["writer-task", "on-demand"])
+async def test_frames_in_order_through_a_backed_up_socket(on_demand: bool) -> None:
     """Every byte in order; a frame was left half written and finished first; fewer
-    writes than frames."""
+    writes than frames. The same with a writer task started only when bytes are owed."""
     seen = Seen()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            binding = await nursery.start(partial(serve_http, _app(seen),
+            binding = await nursery.start(partial(serve_http, _app(seen, on_demand),
                                                   host="127.0.0.1", port=0))
             body = await _client(binding.port, seen)
             nursery.cancel_scope.cancel()
