@@ -144,8 +144,10 @@ class FakeBotProcess:
             self.process.stdout.close()
 
 
-def lcx_config(workdir: Path, port: int, bot_url: str, *, heartbeat_seconds: int = 30) -> str:
-    """One instance on ``port`` (``public_url`` matching), tenant t1 of o1 (group g1)."""
+def lcx_config(workdir: Path, port: int, bot_url: str, *, heartbeat_seconds: int = 30,
+               extra: str = "") -> str:
+    """One instance on ``port`` (``public_url`` matching), tenant t1 of o1 (group g1);
+    ``extra`` is appended (more tenants)."""
     return f"""
 [server]
 host = "127.0.0.1"
@@ -179,7 +181,7 @@ organization_id = "{ORG}"
 default_user_group = "g1"
 bot_events_url = "{bot_url}"
 webhook_secret = "{WEBHOOK_SECRET}"
-"""
+{extra}"""
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:

@@ -55,7 +55,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 def console(request: pytest.FixtureRequest, tmp_path: Path, browser: Browser
             ) -> Iterator[ConsoleEnv]:
     bot = FakeBotProcess(tmp_path).start()
-    lcx = LcxProcess(tmp_path, lcx_config(tmp_path, free_port(), bot.events_url))
+    # a test module may add to the configuration (e.g. a channel's tenant)
+    extra = getattr(request.module, "LCX_EXTRA_CONFIG", "")
+    lcx = LcxProcess(tmp_path, lcx_config(tmp_path, free_port(), bot.events_url,
+                                          extra=extra))
     env: ConsoleEnv | None = None
     try:
         lcx.start()
