@@ -309,6 +309,19 @@ def _take(job: _Job) -> bool:
         return True
 
 
+async def _finished(job: _Job) -> None:
+    """Wait until ``job`` ran. A cancelled caller withdraws it if it still waits in its
+    queue (then it never runs); once taken, it runs to its end and the caller waits for
+    it, shielded, and sees the cancellation at its next checkpoint."""
+    try:
+        await job.done.wait()
+    except trio.Cancelled:
+        if _withdraw(job):
+            raise
+        with trio.CancelScope(shield=True):
+            await job.done.wait()
+
+
 def _withdraw(job: _Job) -> bool:
     """Trio thread: take back a job not yet started; False once a thread took it."""
     with _claims:
@@ -734,13 +747,7 @@ class SqliteStore:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._pending.append(job)
         if self._leading:
-            try:
-                await job.done.wait()
-            except trio.Cancelled:
-                if _withdraw(job):
-                    raise
-                with trio.CancelScope(shield=True):
-                    await job.done.wait()
+            await _finished(job)
         else:
             self._leading = True
             try:
@@ -828,13 +835,7 @@ class SqliteStore:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         queue_job(job)
-        try:
-            await job.done.wait()
-        except trio.Cancelled:
-            if _withdraw(job):
-                raise
-            with trio.CancelScope(shield=True):
-                await job.done.wait()
+        await _finished(job)
         assert job.outcome is not None
         return job.outcome.unwrap()
 
