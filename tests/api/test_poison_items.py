@@ -31,7 +31,8 @@ def _rows() -> list[tuple[str, str, str, bytes]]:
 async def test_a_poison_webhook_is_dead_lettered_and_the_rest_applied(tmp_path: Path) -> None:
     """An undecodable stored webhook event fails its attempts, is given up, and neither
     stops the events behind it nor restarts any service."""
-    lcx = Lcx(instance_settings(tmp_path, DEFAULT_TENANTS, max_body_bytes=1_048_576))
+    settings = instance_settings(tmp_path, DEFAULT_TENANTS, max_body_bytes=1_048_576)
+    lcx = Lcx(settings)
     lcx.edge_inbox.guard.max_attempts = 3
     lcx.edge_inbox.guard.backoff = Backoff(initial_seconds=0.01, maximum_seconds=0.02)
     lcx.edge_inbox.poll_seconds = 0.02
@@ -55,7 +56,8 @@ async def test_a_poison_webhook_is_dead_lettered_and_the_rest_applied(tmp_path: 
             assert restarts == []
             lcx.request_stop()
     result = await trio.run_process(
-        [sys.executable, "-m", "lcx", "dlq", "list", "--config", str(_config(tmp_path))],
+        [sys.executable, "-m", "lcx", "dlq", "list", "--config",
+         str(_config(tmp_path, settings.store.url))],
         capture_stdout=True, capture_stderr=True, check=False)
     assert result.returncode == 0, result.stderr
     shown = result.stdout.decode()
@@ -63,7 +65,9 @@ async def test_a_poison_webhook_is_dead_lettered_and_the_rest_applied(tmp_path: 
     assert "poison-1" in shown
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, store_url: str) -> Path:
+    """A configuration for ``lcx dlq`` on the instance's own store (SQLite, or the
+    PostgreSQL schema with ``LCX_TEST_STORE=postgres``)."""
     path = tmp_path / "dlq.toml"
-    path.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "lcx.db"}"\n')
+    path.write_text(f'[store]\nurl = "{store_url}"\n')
     return path
