@@ -1,7 +1,8 @@
 """The supervisors' live overview (API.md section 6): queues and agents of an organization.
 
-:func:`build_overview` is pure: it turns the open conversations (from the store), the
-cluster-wide presence view and the organization's chat limit into the document.
+:func:`build_overview` is pure: it turns the counts of the open conversations (from the
+store, :func:`open_figures`), the cluster-wide presence view and the organization's chat
+limit into the document.
 :class:`OverviewFeed` computes it for the route and for the supervisors' sockets, at most
 once a second per organization (a cached answer younger than that is reused), and only
 when someone asks: nothing on the message path pays for it.
@@ -19,8 +20,8 @@ import trio
 from lcx.model import iso, parse_iso, utc_now
 from lcx.store.base import Tx
 
-__all__ = ["AgentFigures", "OpenRow", "Overview", "OverviewFeed", "PresenceView",
-           "QueueFigures", "build_overview", "open_rows", "same_figures"]
+__all__ = ["AgentFigures", "OpenFigures", "Overview", "OverviewFeed", "PresenceView",
+           "QueueFigures", "build_overview", "open_figures", "same_figures"]
 
 PERIOD_SECONDS = 1.0
 """The shortest time between two computations of one organization's overview."""
@@ -57,15 +58,23 @@ class Overview(msgspec.Struct, rename="camel", kw_only=True):
     at: str
 
 
-@dataclass(frozen=True)
-class OpenRow:
-    """What the overview needs of one open conversation."""
+@dataclass(frozen=True, slots=True)
+class OpenFigures:
+    """What the overview needs of an organization's open conversations, per user group.
 
-    user_group_id: str
-    status: str
-    queued_at: str
-    agents: tuple[str, ...]
-    """Agents in it who have not left."""
+    Read by :func:`open_figures` as counts (the store aggregates the waiting ones), so a
+    computation costs one row per user group for the queue and one per active
+    conversation for the agents' load, not one decoded row per open conversation.
+    """
+
+    waiting: dict[str, int]
+    """Pending conversations per user group."""
+    oldest_queued_at: dict[str, str]
+    """The earliest ``queued_at`` of a pending conversation, per user group."""
+    active: dict[str, int]
+    """Active conversations per user group."""
+    chats: dict[str, int]
+    """Active conversations each agent is in and has not left, per agent."""
 
 
 @dataclass(frozen=True)
@@ -79,55 +88,75 @@ class PresenceView:
     connected_since: str | None = None
 
 
-def open_rows(tx: Tx, org_id: str) -> list[OpenRow]:
-    """The organization's pending and active conversations."""
-    rows = tx.fetchall("SELECT user_group_id, status, queued_at, participants "
-                       "FROM conversations WHERE org_id = ? AND status IN ('pending', 'active')",
-                       (org_id,))
-    found: list[OpenRow] = []
-    for row in rows:
-        participants = msgspec.json.decode(row["participants"])
-        agents = tuple(p["id"] for p in participants if p.get("leftAt") is None)
-        found.append(OpenRow(row["user_group_id"], row["status"], row["queued_at"], agents))
-    return found
+class _Present(msgspec.Struct, rename="camel"):
+    """The two fields of a stored participant the load count reads."""
+
+    id: str
+    left_at: str | None = None
 
 
-def build_overview(rows: Iterable[OpenRow], presence: Iterable[PresenceView], *,
+_participants = msgspec.json.Decoder(list[_Present])
+
+
+def open_figures(tx: Tx, org_id: str) -> OpenFigures:
+    """The counts of the organization's pending and active conversations."""
+    waiting: dict[str, int] = {}
+    oldest: dict[str, str] = {}
+    # ISO timestamps in one format and zone sort as text, so min() is the earliest
+    for row in tx.fetchall("SELECT user_group_id, count(*) AS n, min(queued_at) AS oldest "
+                           "FROM conversations WHERE org_id = ? AND status = 'pending' "
+                           "GROUP BY user_group_id", (org_id,)):
+        waiting[row["user_group_id"]] = int(row["n"])
+        if row["oldest"] is not None:
+            oldest[row["user_group_id"]] = row["oldest"]
+    active: dict[str, int] = {}
+    chats: dict[str, int] = {}
+    for row in tx.fetchall("SELECT user_group_id, participants FROM conversations "
+                           "WHERE org_id = ? AND status = 'active'", (org_id,)):
+        group = row["user_group_id"]
+        active[group] = active.get(group, 0) + 1
+        for participant in {p.id for p in _participants.decode(row["participants"])
+                            if p.left_at is None}:
+            chats[participant] = chats.get(participant, 0) + 1
+    return OpenFigures(waiting, oldest, active, chats)
+
+
+def build_overview(figures: OpenFigures, presence: Iterable[PresenceView], *,
                    max_chats: int, now: datetime) -> Overview:
     """The overview of one organization; queues and agents sorted by id.
 
     A queue is listed when it has waiting or active conversations or a connected agent.
     """
-    rows = list(rows)
     agents = sorted(presence, key=lambda p: p.agent_id)
-    groups = sorted({r.user_group_id for r in rows} | {g for a in agents for g in a.groups})
-    chats: dict[str, int] = {}
-    for row in rows:
-        if row.status == "active":
-            for agent_id in row.agents:
-                chats[agent_id] = chats.get(agent_id, 0) + 1
+    online: dict[str, int] = {}
+    away: dict[str, int] = {}
+    for agent in agents:
+        counts = online if agent.status == "online" else away if agent.status == "away" \
+            else None
+        for group in agent.groups:
+            if counts is not None:
+                counts[group] = counts.get(group, 0) + 1
+    groups = sorted({*figures.waiting, *figures.active, *(g for a in agents for g in a.groups)})
     queues = []
     for group in groups:
-        waiting = [r for r in rows if r.user_group_id == group and r.status == "pending"]
-        longest = max((now - parse_iso(r.queued_at)).total_seconds() for r in waiting) \
-            if waiting else 0.0
+        oldest = figures.oldest_queued_at.get(group)
+        longest = (now - parse_iso(oldest)).total_seconds() if oldest is not None else 0.0
         queues.append(QueueFigures(
-            user_group_id=group, waiting=len(waiting),
+            user_group_id=group, waiting=figures.waiting.get(group, 0),
             longest_wait_seconds=max(0, int(longest)),
-            agents_online=sum(1 for a in agents if a.status == "online" and group in a.groups),
-            agents_away=sum(1 for a in agents if a.status == "away" and group in a.groups),
-            active_conversations=sum(1 for r in rows
-                                     if r.user_group_id == group and r.status == "active")))
+            agents_online=online.get(group, 0), agents_away=away.get(group, 0),
+            active_conversations=figures.active.get(group, 0)))
     return Overview(queues=queues, agents=[AgentFigures(
-        id=a.agent_id, name=a.name, status=a.status, active_chats=chats.get(a.agent_id, 0),
-        max_chats=max_chats, groups=list(a.groups), connected_since=a.connected_since)
+        id=a.agent_id, name=a.name, status=a.status,
+        active_chats=figures.chats.get(a.agent_id, 0), max_chats=max_chats,
+        groups=list(a.groups), connected_since=a.connected_since)
         for a in agents], at=iso(now))
 
 
 class OverviewFeed:
     """Computes organizations' overviews on demand, at most once per ``period`` each."""
 
-    def __init__(self, rows: Callable[[str], Awaitable[list[OpenRow]]],
+    def __init__(self, rows: Callable[[str], Awaitable[OpenFigures]],
                  presence: Callable[[str], list[PresenceView]],
                  max_chats: Callable[[str], Awaitable[int]], *,
                  period: float = PERIOD_SECONDS) -> None:
@@ -145,9 +174,9 @@ class OverviewFeed:
             cached = self._cache.get(org_id)
             if cached is not None and trio.current_time() - cached[0] < self._period:
                 return cached[1]
-            rows = await self._rows(org_id)
+            figures = await self._rows(org_id)
             limit = await self._max_chats(org_id)
-            overview = build_overview(rows, self._presence(org_id), max_chats=limit,
+            overview = build_overview(figures, self._presence(org_id), max_chats=limit,
                                       now=utc_now())
             self._cache[org_id] = (trio.current_time(), overview)
             return overview

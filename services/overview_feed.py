@@ -20,11 +20,11 @@ from lcx.errors import LcxError
 from lcx.livechat import frames
 from lcx.overview import (
     PERIOD_SECONDS,
-    OpenRow,
+    OpenFigures,
     Overview,
     OverviewFeed,
     PresenceView,
-    open_rows,
+    open_figures,
     same_figures,
 )
 
@@ -53,8 +53,8 @@ def feed_for(livechat: Livechat) -> OverviewFeed:
                 raise RuntimeError("the livechat of this feed is gone")
             return found
 
-        async def rows(org_id: str) -> list[OpenRow]:
-            return await alive().store.read(lambda tx: open_rows(tx, org_id))
+        async def rows(org_id: str) -> OpenFigures:
+            return await alive().store.read(lambda tx: open_figures(tx, org_id))
 
         async def max_chats(org_id: str) -> int:
             return (await alive().settings(org_id)).max_concurrent_chats

@@ -86,7 +86,12 @@ class ChaosPlan:
     tail: float = 3.0
     """Load after the last fault."""
     settle_timeout: float = 60.0
-    """How long the account waits for answers and deliveries still on their way."""
+    """How long the account waits, after the load, for answers and deliveries still on
+    their way *without any of them arriving*: a backlog that is still draining is waited
+    for (up to :attr:`settle_limit`), so what the account then calls lost is what stopped
+    moving, not what a saturated machine had not reached yet."""
+    settle_limit: float = 600.0
+    """The longest settle in all, draining or not."""
     seed: int = 12
 
 
@@ -398,6 +403,8 @@ class ChaosRun:
         self.faults: list[Fault] = []
         self.started = 0.0
         self.load_seconds = 0.0
+        self.settle_seconds = 0.0
+        self.settle_drained = False
         self._subs = 0
 
     def now(self) -> float:
@@ -684,13 +691,27 @@ class ChaosRun:
                 if a.message_id not in at_bot]
 
     async def settle(self) -> None:
-        """Wait (bounded) for the answers and the bot deliveries still on their way; the
-        agents RESUME meanwhile, so a frame lost in a move is sent again."""
-        with trio.move_on_after(self.plan.settle_timeout):
-            while self._unanswered() or self._undelivered():
+        """Wait for the answers and the bot deliveries still on their way, for as long as
+        they keep arriving: until none is left, or none arrived for ``settle_timeout``,
+        or ``settle_limit`` passed. The agents RESUME meanwhile, so a frame lost in a
+        move is sent again. Records how long it took and whether it drained."""
+        started = last_progress = trio.current_time()
+        left = len(self._unanswered()) + len(self._undelivered())
+        with trio.move_on_after(self.plan.settle_limit):
+            while left:
+                if trio.current_time() - last_progress > self.plan.settle_timeout:
+                    break
                 for agent in self.agents:
                     await agent.resume()
                 await trio.sleep(1.0)
+                now_left = len(self._unanswered()) + len(self._undelivered())
+                if now_left < left:
+                    last_progress = trio.current_time()
+                left = now_left
+        self.settle_seconds = trio.current_time() - started
+        self.settle_drained = not left
+        self.say(f"settled in {self.settle_seconds:.1f} s; "
+                 f"{left or 'nothing'} still on its way")
 
 
 def delivered_message_ids(cluster: Cluster) -> set[str]:
@@ -792,6 +813,8 @@ async def account(run: ChaosRun) -> dict[str, Any]:
     return {
         "plan": asdict(run.plan),
         "load_seconds": round(run.load_seconds, 1),
+        "settle_seconds": round(run.settle_seconds, 1),
+        "settle_drained": run.settle_drained,
         "conversations": len(by_conversation),
         "user_messages_acked": len(ledger.user_acked),
         "agent_messages_acked": len(ledger.agent_acked),
