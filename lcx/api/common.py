@@ -1,5 +1,6 @@
 """Helpers every HTTP blueprint shares: id and text limits, query strings, timestamps,
-path segments, and the livechat domain of the app. A leaf of :mod:`lcx.api`: it imports no
+path segments, the livechat domain of the app, and the documents more than one module
+declares (conversation items, health and readiness). A leaf of :mod:`lcx.api`: it imports no
 blueprint, so blueprints never import each other."""
 
 from __future__ import annotations
@@ -168,3 +169,19 @@ class ConversationItem(msgspec.Struct, rename="camel", kw_only=True):
     end_reason: str | None
     last_seq: int
     last_activity_at: str
+
+
+class Health(msgspec.Struct, rename="camel", kw_only=True):
+    """``GET /healthz``: the process is alive (it says nothing of its dependencies)."""
+
+    status: str = "ok"
+    instance_id: str
+    """The answering instance (as in ``/cluster``)."""
+    version: str
+    """The running lcx's version."""
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """``GET /readyz`` when ready: the store (and Redis, in cluster mode) answered."""
+
+    status: str = "ready"

@@ -17,6 +17,7 @@ from quart import Blueprint
 from quart_trio.wrappers import TrioResponse
 
 from lcx.api.bodies import json_response
+from lcx.api.common import Health, Readiness
 from lcx.api.spec import MAX_PATH_PARAMETER, Endpoint, declare
 
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
@@ -215,9 +216,9 @@ class OpenApiRoutes:
 
 ENDPOINTS = (
     Endpoint("/healthz", "GET", "healthz", "Liveness", "operations",
-             responses={200: dict[str, Any]}, errors=(), operation_id="getHealth"),
+             responses={200: Health}, errors=(), operation_id="getHealth"),
     Endpoint("/readyz", "GET", "readyz", "Readiness", "operations",
-             responses={200: dict[str, Any]}, errors=(503,), operation_id="getReadiness"),
+             responses={200: Readiness}, errors=(503,), operation_id="getReadiness"),
     Endpoint("/metrics", "GET", "metrics", "Prometheus metrics", "operations",
              responses={200: None}, response_media_types={200: ("text/plain",)}, errors=(),
              operation_id="getMetrics"),

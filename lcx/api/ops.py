@@ -11,6 +11,7 @@ from quart import Blueprint
 from quart_trio.wrappers import TrioResponse
 
 from lcx.api.bodies import json_response
+from lcx.api.common import Health, Readiness
 from lcx.errors import StoreError, Unavailable
 from lcx.metrics import CONTENT_TYPE
 from lcx.version import lcx_version
@@ -24,6 +25,7 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 """Returns when a dependency answers; raises when it does not."""
 
 _log = logging.getLogger(__name__)
+
 
 
 def readiness_checks(checks: Mapping[str, ReadinessCheck], *,
@@ -65,8 +67,7 @@ async def check_ready(readiness: ReadinessCheck) -> None:
     except Exception as exc:
         dependency = "store" if isinstance(exc, StoreError) else "unknown"
         _log.warning("readiness failed (%s): %r", dependency, exc)
-        raise Unavailable("not ready", details={"dependency": dependency,
-                                                "error": type(exc).__name__}) from exc
+        raise Unavailable("not ready", details={"dependency": dependency}) from exc
 
 
 def ops_blueprint(deps: AppDeps) -> Blueprint:
@@ -76,15 +77,14 @@ def ops_blueprint(deps: AppDeps) -> Blueprint:
 
     @blueprint.get("/healthz")
     async def healthz() -> TrioResponse:
-        return json_response({"status": "ok", "instanceId": deps.instance_id,
-                              "version": version})
+        return json_response(Health(instance_id=deps.instance_id, version=version))
 
     @blueprint.get("/readyz")
     async def readyz() -> TrioResponse:
         if deps.draining():
             raise Unavailable("draining for shutdown", details={"reason": "draining"})
         await check_ready(deps.readiness)
-        return json_response({"status": "ready"})
+        return json_response(Readiness())
 
     @blueprint.get("/metrics")
     async def metrics() -> TrioResponse:
