@@ -1,6 +1,6 @@
-"""Business hours in the console: a supervisor edits a group's week (open days, opening and
-closing times), time zone and holidays in a form, stored through the business-hours API;
-intervals the form does not show (a second one in a day) survive a save."""
+"""Business hours in the console: a supervisor edits a group's week (open days, every
+opening and closing interval of a day), time zone and holidays in a form, stored through the
+business-hours API; intervals stored through the API show in the form and survive a save."""
 
 from __future__ import annotations
 
@@ -48,11 +48,13 @@ def test_supervisor_edits_business_hours_in_a_form(console: ConsoleEnv) -> None:
                       "wed": [["09:00", "17:00"]], "thu": [["09:00", "17:00"]],
                       "sat": [["10:00", "14:00"]]}
 
-    # A second Tuesday interval set through the API is kept when the form saves again.
+    # A second Tuesday interval set through the API shows and is kept when the form saves.
     console.supervisor_send("PATCH", PATH, {"weekly": {
         "tue": [["09:00", "12:00"], ["13:00", "17:00"]]}})
     form.get_by_role("button", name="Load").click()
-    expect(form.get_by_label("Tuesday closes")).to_have_value("12:00")
+    expect(form.get_by_label("Tuesday closes", exact=True)).to_have_value("12:00")
+    expect(form.get_by_label("Tuesday opens (2)")).to_have_value("13:00")
+    expect(form.get_by_label("Tuesday closes (2)")).to_have_value("17:00")
     expect(form.get_by_role("combobox", name="Time zone")).to_have_value("Europe/Athens")
     form.get_by_role("checkbox", name="Open on Wednesday").uncheck()
     form.get_by_role("checkbox", name="Business hours apply").uncheck()
@@ -61,3 +63,19 @@ def test_supervisor_edits_business_hours_in_a_form(console: ConsoleEnv) -> None:
     hours = console.supervisor_get(PATH)
     assert hours["weekly"]["tue"] == [["09:00", "12:00"], ["13:00", "17:00"]]
     assert not hours["weekly"].get("wed")
+
+    # Intervals are added and removed in the form: a split Monday, Tuesday back to one.
+    form.get_by_role("button", name="Add hours on Monday").click()
+    expect(form.get_by_label("Monday opens (2)")).to_be_focused()
+    form.get_by_label("Monday closes", exact=True).fill("12:00")
+    form.get_by_label("Monday opens (2)").fill("13:00")
+    form.get_by_label("Monday closes (2)").fill("18:00")
+    form.get_by_role("button", name="Remove Tuesday hours (2)").click()
+    expect(form.get_by_label("Tuesday opens (2)")).to_have_count(0)
+    # a closed day's controls are disabled, "Add hours" included
+    expect(form.get_by_role("button", name="Add hours on Sunday")).to_be_disabled()
+    form.get_by_role("button", name="Save").click()
+    wait_until(lambda: console.supervisor_get(PATH)["weekly"]["mon"] == [
+        ["08:30", "12:00"], ["13:00", "18:00"]])
+    hours = console.supervisor_get(PATH)
+    assert hours["weekly"]["tue"] == [["09:00", "12:00"]]

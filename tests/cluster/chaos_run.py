@@ -405,6 +405,8 @@ class ChaosRun:
         self.load_seconds = 0.0
         self.settle_seconds = 0.0
         self.settle_drained = False
+        self.cpu: tuple[float, float] = (0.0, 0.0)
+        """CPU seconds used during the load: by the whole machine, by this driver."""
         self._subs = 0
 
     def now(self) -> float:
@@ -670,6 +672,7 @@ class ChaosRun:
             self.say(f"{len(self.conversations)} conversations, {len(self.agents)} agents; "
                      f"load {self.plan.rate:g} pairs/s")
             self.started = self.ledger.clock_zero = trio.current_time()
+            cpu_at_start = cpu_seconds()
             stop = trio.Event()
             async with trio.open_nursery() as load:
                 load.start_soon(self.bot_load, stop)
@@ -677,6 +680,8 @@ class ChaosRun:
                 await self.faults_in_turn()
                 stop.set()
             self.load_seconds = self.now()
+            cpu_at_end = cpu_seconds()
+            self.cpu = (cpu_at_end[0] - cpu_at_start[0], cpu_at_end[1] - cpu_at_start[1])
             self.say(f"[{self.load_seconds:6.1f} s] load stopped; settling")
             await self.settle()
             background.cancel_scope.cancel()
@@ -712,6 +717,17 @@ class ChaosRun:
         self.settle_drained = not left
         self.say(f"settled in {self.settle_seconds:.1f} s; "
                  f"{left or 'nothing'} still on its way")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far: the machine's busy time over all cores (``/proc/stat``: all but
+    idle and iowait), and this process's own (user + system, its threads included)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    own = os.times()
+    return busy / ticks, own.user + own.system
 
 
 def delivered_message_ids(cluster: Cluster) -> set[str]:
@@ -836,6 +852,9 @@ async def account(run: ChaosRun) -> dict[str, Any]:
         "longest_call_what": ledger.longest_call_what,
         "longest_call_at": round(ledger.longest_call_at, 1),
         "longest_until_ack_seconds": round(ledger.longest_until_ack, 2),
+        "cpu_cores": os.cpu_count(),
+        "machine_cpu_busy_seconds": round(run.cpu[0], 1),
+        "driver_cpu_seconds": round(run.cpu[1], 1),
     }
 
 
@@ -861,7 +880,10 @@ def table(result: dict[str, Any]) -> str:
               "conversation after an acked accept (resent)",
               f"longest a caller waited: {result['longest_call_seconds']} s for one call "
               f"({result['longest_call_what']}, answered at {result['longest_call_at']} s), "
-              f"{result['longest_until_ack_seconds']} s from first attempt to 2xx/ack"]
+              f"{result['longest_until_ack_seconds']} s from first attempt to 2xx/ack",
+              f"CPU during the load: the machine ({result['cpu_cores']} cores) was busy "
+              f"{result['machine_cpu_busy_seconds']} s of {result['load_seconds']} s, this "
+              f"driver used {result['driver_cpu_seconds']} s of it"]
     for kind, items in result["lost_items"].items():
         lines.append(f"{kind}: {items[:5]}")
     return "\n".join(lines)

@@ -1156,65 +1156,102 @@ function wireManage() {
   fillHours(null);
 }
 
-// ---- business hours form (API.md section 6: one interval per day is edited here) ---------
+// ---- business hours form: every interval of every day, as stored -------------------------
 
 const HOURS_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const DEFAULT_SPAN = ["09:00", "17:00"];
 
 /** The seven rows of the weekly table, labelled in the current language; values kept. */
 function renderHoursDays() {
   const rows = $("hours-days");
-  const kept = rows.children.length ? hoursWeeklyFromForm() : state.hours?.weekly || {};
+  const kept = rows.children.length ? hoursWeeklyFromForm(true) : state.hours?.weekly || {};
   rows.replaceChildren();
   for (const day of HOURS_DAYS) {
     const name = t(`day_${day}`);
-    const [from, to] = (kept[day] || [])[0] || ["09:00", "17:00"];
     const open = el("input", { type: "checkbox", id: `hours-${day}-open`,
       "aria-label": t("openOn", { day: name }), checked: Boolean((kept[day] || []).length),
       onchange: () => syncHoursRow(day) });
     rows.append(el("tr", {},
       el("th", { scope: "row", text: name }),
       el("td", {}, open),
-      el("td", {}, el("input", { type: "time", id: `hours-${day}-from`, value: from,
-        "aria-label": t("opensAt", { day: name }) })),
-      el("td", {}, el("input", { type: "time", id: `hours-${day}-to`, value: to,
-        "aria-label": t("closesAt", { day: name }) }))));
-    syncHoursRow(day);
+      el("td", { id: `hours-${day}-spans` })));
+    renderDaySpans(day, (kept[day] || []).length ? kept[day] : [DEFAULT_SPAN]);
   }
+}
+
+/** The ids of a day's n-th interval inputs (the first keeps the plain ids). */
+function spanIds(day, index) {
+  const suffix = index ? `-${index + 1}` : "";
+  return [`hours-${day}-from${suffix}`, `hours-${day}-to${suffix}`];
+}
+
+/** A day's intervals as inputs, each after the first with a "Remove" button, then "Add". */
+function renderDaySpans(day, spans) {
+  const name = t(`day_${day}`);
+  const cell = $(`hours-${day}-spans`);
+  cell.replaceChildren();
+  spans.forEach(([from, to], index) => {
+    const [fromId, toId] = spanIds(day, index);
+    const labels = index
+      ? [t("opensAtNth", { day: name, n: index + 1 }), t("closesAtNth", { day: name, n: index + 1 })]
+      : [t("opensAt", { day: name }), t("closesAt", { day: name })];
+    cell.append(el("div", { class: "hours-span" },
+      el("input", { type: "time", id: fromId, value: from, "aria-label": labels[0] }), " – ",
+      el("input", { type: "time", id: toId, value: to, "aria-label": labels[1] }),
+      index ? el("button", { type: "button", text: t("removeSpan"),
+        "aria-label": t("removeSpanOf", { day: name, n: index + 1 }),
+        onclick: () => renderDaySpans(day, daySpans(day).filter((_, i) => i !== index)) })
+        : null));
+  });
+  cell.append(el("button", { type: "button", text: t("addSpan"),
+    "aria-label": t("addSpanOn", { day: name }),
+    onclick: () => {
+      const current = daySpans(day);
+      const last = current[current.length - 1];
+      renderDaySpans(day, [...current, last ? [last[1], last[1]] : DEFAULT_SPAN]);
+      $(spanIds(day, current.length)[0]).focus();
+    } }));
+  syncHoursRow(day);
+}
+
+/** The intervals shown for a day, in order. */
+function daySpans(day) {
+  const spans = [];
+  for (let index = 0; $(spanIds(day, index)[0]); index += 1) {
+    const [fromId, toId] = spanIds(day, index);
+    spans.push([$(fromId).value, $(toId).value]);
+  }
+  return spans;
 }
 
 function syncHoursRow(day) {
   const open = $(`hours-${day}-open`).checked;
-  $(`hours-${day}-from`).disabled = !open;
-  $(`hours-${day}-to`).disabled = !open;
+  for (const control of $(`hours-${day}-spans`).querySelectorAll("input, button")) {
+    control.disabled = !open;
+  }
 }
 
 /** Fill the form from stored hours (``null``: none yet, Monday to Friday 09-17 offered). */
 function fillHours(hours) {
   state.hours = hours;
   const weekly = hours ? hours.weekly : Object.fromEntries(
-    HOURS_DAYS.slice(0, 5).map((day) => [day, [["09:00", "17:00"]]]));
+    HOURS_DAYS.slice(0, 5).map((day) => [day, [DEFAULT_SPAN]]));
   for (const day of HOURS_DAYS) {
-    const [from, to] = (weekly[day] || [])[0] || ["09:00", "17:00"];
-    $(`hours-${day}-open`).checked = Boolean((weekly[day] || []).length);
-    $(`hours-${day}-from`).value = from;
-    $(`hours-${day}-to`).value = to;
-    syncHoursRow(day);
+    const spans = weekly[day] || [];
+    $(`hours-${day}-open`).checked = Boolean(spans.length);
+    renderDaySpans(day, spans.length ? spans : [DEFAULT_SPAN]);
   }
   if (hours) $("hours-timezone").value = hours.timezone;
   $("hours-enabled").checked = hours ? hours.enabled !== false : true;
   $("hours-holidays").value = hours ? (hours.holidays || []).join(", ") : "";
 }
 
-/** Each day's intervals: the edited first one, plus any further ones loaded (kept as they
- * were, since the form edits one interval a day); ``[]`` closes a day. */
-function hoursWeeklyFromForm() {
-  const loaded = state.hours?.weekly || {};
+/** Each day's intervals as shown; ``[]`` closes a day (``keepClosed``: a closed day's
+ * intervals too, so that re-rendering the table keeps what was typed). */
+function hoursWeeklyFromForm(keepClosed = false) {
   const weekly = {};
   for (const day of HOURS_DAYS) {
-    weekly[day] = $(`hours-${day}-open`).checked
-      ? [[$(`hours-${day}-from`).value, $(`hours-${day}-to`).value],
-        ...(loaded[day] || []).slice(1)]
-      : [];
+    weekly[day] = keepClosed || $(`hours-${day}-open`).checked ? daySpans(day) : [];
   }
   return weekly;
 }
