@@ -15,10 +15,16 @@ delivered pairs per second, missing / duplicated / out-of-order messages on each
 bad signatures, and the server's CPU per pair (user+system from ``/proc/<pid>/stat``
 over the step, divided by pairs delivered).
 
+With ``--cluster N`` it starts N instances on a private Redis and a scratch PostgreSQL
+schema instead: agents connect to the instances in turn, the bot POSTs each message to
+the next instance (as a load balancer would), and the CPU per pair is summed over all
+instances.
+
 Run (from the repository, after ``scripts/test`` made ``.venv``)::
 
     .venv/bin/python scripts/bench_relay.py --rates 25,50,100,200 --json out.json
     .venv/bin/python scripts/bench_relay.py --find-max
+    .venv/bin/python scripts/bench_relay.py --cluster 3 --rates 50,100,200
     .venv/bin/python scripts/bench_relay.py --base-url http://127.0.0.1:8080 --pid 1234
 
 With ``--base-url`` the server's tenant ``t1`` (organization o1, group g1) must use the
@@ -31,6 +37,8 @@ from __future__ import annotations
 import argparse
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -42,14 +50,16 @@ from benchkit import (
     Server,
     agents_connected,
     bot_client,
-    cpu_seconds,
     fetch_bot_results,
     open_conversations,
     put_settings,
+    running_cluster,
     running_server,
     summary_ms,
     write_json,
 )
+
+from lcx.org_settings import CACHE_SECONDS
 
 P99_LIMIT_MS = 20.0
 
@@ -128,15 +138,16 @@ class Relay:
         except httpx.HTTPError as exc:
             self.post_errors.append(f"{type(exc).__name__}: {exc}")
 
-    async def step(self, http: httpx.AsyncClient, rate: float, seconds: float,
+    async def step(self, clients: list[httpx.AsyncClient], rate: float, seconds: float,
                    drain_seconds: float) -> dict[str, Any]:
-        """One open-loop step at ``rate`` pairs per second; its figures."""
+        """One open-loop step at ``rate`` pairs per second, each message POSTed through
+        the next of ``clients`` (one per instance); its figures."""
         self.reset()
         await fetch_bot_results(self.server.bot_url)  # forget the previous step's leftovers
         total = max(1, round(rate * seconds))
         self.expected = total
-        pid = self.server.pid
-        cpu_before = cpu_seconds(pid) if pid else 0.0
+        measured = bool(self.server.pids)
+        cpu_before = self.server.cpu_seconds() if measured else 0.0
         started = time.monotonic_ns()
         async with trio.open_nursery() as nursery:
             for k in range(total):
@@ -147,7 +158,7 @@ class Relay:
                 index = k % len(self.subs)
                 n = self.next_n[index]
                 self.next_n[index] += 1
-                nursery.start_soon(self.post, http, index, n, due)
+                nursery.start_soon(self.post, clients[k % len(clients)], index, n, due)
             self.sent = total
         sending_s = (time.monotonic_ns() - started) / 1e9
         with trio.move_on_after(drain_seconds):
@@ -165,7 +176,7 @@ class Relay:
                 break
             await trio.sleep(0.05)
         elapsed_s = (time.monotonic_ns() - started) / 1e9
-        cpu_used = (cpu_seconds(pid) - cpu_before) if pid else None
+        cpu_used = (self.server.cpu_seconds() - cpu_before) if measured else None
         return self.figures(rate, seconds, sending_s, elapsed_s, self.acked, records, bot,
                             cpu_used)
 
@@ -245,11 +256,24 @@ def show(step: dict[str, Any]) -> None:
           f"{problems or 'no errors'}", flush=True)
 
 
+@asynccontextmanager
+async def the_server(arguments: argparse.Namespace) -> AsyncIterator[Server]:
+    """The server (or cluster) the arguments ask for, running."""
+    if arguments.cluster:
+        async with running_cluster(arguments.cluster, lcx_root=arguments.lcx_root) as server:
+            yield server
+        return
+    with running_server(arguments.base_url, arguments.pid, bot_port=arguments.bot_port,
+                        lcx_root=arguments.lcx_root) as server:
+        yield server
+
+
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     """Set up, run every step, return the document."""
     steps: list[dict[str, Any]] = []
-    with running_server(arguments.base_url, arguments.pid, bot_port=arguments.bot_port,
-                        lcx_root=arguments.lcx_root) as server:
+    async with the_server(arguments) as server, AsyncExitStack() as clients_stack:
+        clients = [await clients_stack.enter_async_context(
+            bot_client(url, connections=arguments.connections)) for url in server.urls]
         async with trio.open_nursery() as nursery:
             relay_box: list[Relay] = []
 
@@ -258,23 +282,25 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
                     relay_box[0].on_frame(agent, frame)
 
             names = [f"agent-{i}" for i in range(arguments.agents)]
-            async with agents_connected(nursery, server.url, names, on_frame) as connected, \
-                    bot_client(server.url, connections=arguments.connections) as http:
+            http = clients[0]
+            async with agents_connected(nursery, server.urls, names, on_frame) as connected:
                 if connected.failures:
                     raise RuntimeError(f"agents failed to connect: {connected.failures[:3]}")
                 agents = connected.agents
                 await put_settings(http, maxConcurrentChats=1000)
+                if len(server.urls) > 1:  # the other instances trust their cached copy
+                    await trio.sleep(CACHE_SECONDS + 1.0)
                 conversations = await open_conversations(
                     http, agents, arguments.conversations, f"relay-{time.time_ns()}")
                 relay = Relay(server, conversations)
                 relay_box.append(relay)
                 nursery.start_soon(relay.answer)
-                await relay.step(http, min(20.0, arguments.rates[0]), 2.0, 5.0)  # warm-up
+                await relay.step(clients, min(20.0, arguments.rates[0]), 2.0, 5.0)  # warm-up
                 if arguments.find_max:
-                    steps = await find_max(relay, http, arguments)
+                    steps = await find_max(relay, clients, arguments)
                 else:
                     for rate in arguments.rates:
-                        step = await relay.step(http, rate, arguments.seconds,
+                        step = await relay.step(clients, rate, arguments.seconds,
                                                 arguments.drain)
                         show(step)
                         steps.append(step)
@@ -282,17 +308,19 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     best = max((s["rate"] for s in steps if healthy(s)), default=None)
     print(f"most pairs/s with p99 <= {P99_LIMIT_MS:g} ms both ways and no errors: {best}")
     return {"bench": "relay", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "label": arguments.label, "conversations": arguments.conversations,
+            "label": arguments.label, "instances": len(server.urls),
+            "store": "postgresql" if arguments.cluster else "sqlite",
+            "conversations": arguments.conversations,
             "agents": arguments.agents, "steps": steps, "maxHealthyRate": best}
 
 
-async def find_max(relay: Relay, http: httpx.AsyncClient,
+async def find_max(relay: Relay, clients: list[httpx.AsyncClient],
                    arguments: argparse.Namespace) -> list[dict[str, Any]]:
     """Double the rate until a step fails the bar, then bisect between the last two."""
     steps: list[dict[str, Any]] = []
 
     async def attempt(rate: float) -> bool:
-        step = await relay.step(http, rate, arguments.seconds, arguments.drain)
+        step = await relay.step(clients, rate, arguments.seconds, arguments.drain)
         show(step)
         steps.append(step)
         await trio.sleep(1.0)  # let a saturated server catch up before the next step
@@ -334,6 +362,9 @@ def main() -> None:
     parser.add_argument("--bisect", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64,
                         help="HTTP connections of the bot's client")
+    parser.add_argument("--cluster", type=int, default=0, metavar="N",
+                        help="start N instances on a private Redis and PostgreSQL instead "
+                        "of one on SQLite")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. baseline)")
     parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
                         "commit from git archive) instead of this checkout's")

@@ -108,7 +108,11 @@ webhook_secret = "{WEBHOOK_SECRET}"
 
 @dataclass
 class Server:
-    """The lcx under test: its base URL, the pid to read CPU/RSS from, the stub bot."""
+    """The lcx under test: its base URL, the pid to read CPU/RSS from, the stub bot.
+
+    A cluster is one :class:`Server` too: ``url``/``pid`` are its first instance's and
+    ``urls``/``pids`` list every instance, so CPU can be summed over all of them.
+    """
 
     url: str
     pid: int | None
@@ -116,6 +120,20 @@ class Server:
     workdir: Path
     lcx: LcxProcess | None = None
     """The process, when the bench started it."""
+    urls: list[str] = field(default_factory=list)
+    """Every instance's base URL (just ``url`` for one instance)."""
+    pids: list[int] = field(default_factory=list)
+    """Every instance's pid the bench can read (``[pid]`` for one instance)."""
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            self.urls = [self.url]
+        if not self.pids and self.pid is not None:
+            self.pids = [self.pid]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of every instance so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
 
 @contextmanager
@@ -133,6 +151,15 @@ def stub_bot() -> Iterator[str]:
     finally:
         process.kill()
         process.wait()
+
+
+def lcx_env(lcx_root: str | None) -> dict[str, str]:
+    """The environment of a bench's ``lcx serve``: unbuffered, and with ``lcx_root`` first
+    on the path when another source tree's lcx is measured."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    if lcx_root is not None:
+        env["PYTHONPATH"] = str(Path(lcx_root).resolve())
+    return env
 
 
 @contextmanager
@@ -160,16 +187,77 @@ def running_server(base_url: str | None, pid: int | None, *, bot_port: int = 900
             return
         with stub_bot() as bot_url:
             config = lcx_config(workdir, bot_url + "/livechat-events", extra=extra_config)
-            env = {"PYTHONUNBUFFERED": "1"}
-            if lcx_root is not None:
-                env["PYTHONPATH"] = str(Path(lcx_root).resolve())
-            with LcxProcess(workdir, config, env=env) as lcx:
+            with LcxProcess(workdir, config, env=lcx_env(lcx_root)) as lcx:
                 assert lcx.process is not None
                 try:
                     yield Server(lcx.url, lcx.process.pid, bot_url, workdir, lcx)
                 finally:
                     if log_to := os.environ.get("LCX_BENCH_KEEP_LOG"):
                         Path(log_to).write_text(lcx.log())
+
+
+def cluster_config(workdir: Path, name: str, *, redis_url: str, store_url: str,
+                   bot_url: str, extra: str = "") -> str:
+    """Instance ``name`` of a cluster on ``redis_url`` and the PostgreSQL ``store_url``,
+    tenant t1 delivering to ``bot_url`` (the cluster's default heartbeat and lease)."""
+    return f"""
+[server]
+host = "127.0.0.1"
+port = 0
+shutdown_timeout_seconds = 5
+
+[store]
+url = "{store_url}"
+
+[cluster]
+redis_url = "{redis_url}"
+instance_id = "{name}"
+
+[log]
+level = "info"
+format = "json"
+
+[auth]
+jwt_secret = "{JWT_SECRET}"
+
+[[tenants]]
+id = "{TENANT}"
+organization_id = "{ORG}"
+default_user_group = "{GROUP}"
+bot_events_url = "{bot_url}"
+webhook_secret = "{WEBHOOK_SECRET}"
+{extra}
+"""
+
+
+@asynccontextmanager
+async def running_cluster(size: int, *, lcx_root: str | None = None
+                          ) -> AsyncIterator[Server]:
+    """``size`` instances of ``lcx serve`` on a private ``redis-server`` and a scratch
+    PostgreSQL schema (both as for the test suite: PostgreSQL on 127.0.0.1:5432), with
+    the stub bot; the schema is dropped and everything stopped on exit."""
+    from contextlib import ExitStack
+
+    from support.postgres import scratch_schema
+    from support.redis import private_redis
+
+    names = [chr(ord("a") + index) for index in range(size)]
+    with tempfile.TemporaryDirectory(prefix="lcx-bench-") as tmp, stub_bot() as bot_url, \
+            scratch_schema() as store_url, ExitStack() as stack:
+        workdir = Path(tmp)
+        env = lcx_env(lcx_root)
+        async with private_redis() as redis:
+            instances = []
+            for name in names:
+                config = cluster_config(workdir, name, redis_url=redis.url,
+                                        store_url=store_url,
+                                        bot_url=bot_url + "/livechat-events")
+                instances.append(stack.enter_context(
+                    LcxProcess(workdir, config, name=name, env=env)))
+            pids = [lcx.process.pid for lcx in instances if lcx.process is not None]
+            yield Server(instances[0].url, pids[0], bot_url, workdir, instances[0],
+                         urls=[lcx.url for lcx in instances], pids=pids)
+            stack.close()
 
 
 Frame = dict[str, Any]
@@ -235,18 +323,21 @@ class Connected:
 
 
 @asynccontextmanager
-async def agents_connected(nursery: trio.Nursery, base_url: str, names: list[str],
-                           on_frame: Callable[[Agent, Frame], None], *,
+async def agents_connected(nursery: trio.Nursery, base_url: str | list[str],
+                           names: list[str], on_frame: Callable[[Agent, Frame], None], *,
                            at_once: int = 50) -> AsyncIterator[Connected]:
     """Connect one socket per name (``at_once`` at a time) and wait for each to be granted;
-    close them after the block. A socket refused or closed before it was granted is a
-    failure (counted, not raised)."""
+    close them after the block. With several base URLs (a cluster's instances) the k-th
+    name connects to the k-th URL in turn. A socket refused or closed before it was
+    granted is a failure (counted, not raised)."""
     connected = Connected([], [])
     limit = trio.CapacityLimiter(at_once)
+    bases = [base_url] if isinstance(base_url, str) else base_url
+    base_of = {name: bases[index % len(bases)] for index, name in enumerate(names)}
 
     async def connect(name: str) -> None:
         async with limit:
-            url = base_url.replace("http://", "ws://") + f"/ws?token={agent_token(name)}"
+            url = base_of[name].replace("http://", "ws://") + f"/ws?token={agent_token(name)}"
             try:
                 ws = await connect_websocket_url(nursery, url, message_queue_size=100000)
             except (OSError, HandshakeError) as exc:
