@@ -11,6 +11,8 @@ runs these tasks in one nursery::
     heartbeat   every heartbeat_ms (or at once on a hint): leader lease, then membership
     watchdog    steps down at the lease's local deadline, whatever the heartbeat is doing
     outbox      drains the bounded queue of publish() into pipelines (batched)
+    publisher   sends the RPC requests and replies queued meanwhile as one pipeline, each
+                caller getting its own answer (receivers, or the error)
     held        while calls of ours wait, checks every held_check_seconds (PUBSUB NUMSUB
                 of their targets' request channels) that each target still listens; a
                 target that does not died (its connection closed): its calls fail with
@@ -21,7 +23,8 @@ runs these tasks in one nursery::
 
 Modules: keys and channels ``redis_keys``, wire frames ``redis_frames``, client and error
 mapping ``redis_link``, lease ``redis_leader``, membership ``redis_membership``, RPC
-``redis_rpc``, subscriber ``redis_pubsub``, outgoing queue ``redis_outbox``, error boxing
+``redis_rpc``, subscriber ``redis_pubsub``, outgoing queue ``redis_outbox``, awaited
+publishes ``redis_publisher``, error boxing
 ``errors``; Lua scripts in ``lua/``.
 
 While Redis is unreachable: ``ping`` raises BusUnavailable; ``request`` fails fast with
@@ -70,6 +73,7 @@ from lcx.cluster.redis_leader import LeaderLease
 from lcx.cluster.redis_link import RedisLink, open_link
 from lcx.cluster.redis_membership import Membership
 from lcx.cluster.redis_outbox import Outbox
+from lcx.cluster.redis_publisher import Publisher
 from lcx.cluster.redis_pubsub import Subscriber
 from lcx.cluster.redis_rpc import Rpc
 from lcx.model import iso, utc_now
@@ -127,7 +131,9 @@ class RedisBus:
         self._leader = LeaderLease(instance_id, self._keys, lease_ms=lease_ms,
                                    margin_ms=heartbeat_ms)
         self._membership = Membership(instance_id, self._keys, lease_ms=lease_ms)
-        self._rpc = Rpc(instance_id, self._keys, max_concurrent=max_concurrent_requests)
+        self._publisher = Publisher()
+        self._rpc = Rpc(instance_id, self._keys, self._publisher,
+                        max_concurrent=max_concurrent_requests)
         self._topics: dict[str, list[TopicHandler]] = {}
         self._report: Callable[[], Mapping[str, int]] = dict
         self._draining = False
@@ -165,7 +171,8 @@ class RedisBus:
                     self._serving = nursery
                     await nursery.start(self._subscriber.run, link)
                     await self._join(link)
-                    for task in (self._heartbeats, self._outbox.run, self._check_held):
+                    for task in (self._heartbeats, self._outbox.run, self._publisher.run,
+                                 self._check_held):
                         nursery.start_soon(task, link)
                     nursery.start_soon(self._leader.watch)
                     nursery.start_soon(self._deliver_local)
@@ -180,6 +187,7 @@ class RedisBus:
             self._link = self._serving = None
             self._leader.forget()
             self._membership.forget()
+            self._publisher.close("the bus stopped")
             self._rpc.fail_all("the bus stopped")
 
     def request_stop(self) -> None:
@@ -277,7 +285,7 @@ class RedisBus:
             raise NotSent("our reply channel is not subscribed (reconnecting)")
         if instance_id not in self._membership.members():
             raise MemberGone(f"no live member {instance_id}")
-        return await self._rpc.call(link, instance_id, method, payload, timeout)
+        return await self._rpc.call(instance_id, method, payload, timeout)
 
     # --- fire-and-forget ----------------------------------------------------------------
     def publish(self, instance_id: str | None, topic: str, payload: bytes) -> bool:
@@ -417,7 +425,7 @@ class RedisBus:
         match frame:
             case Request():
                 if self._serving is not None and self._link is not None:
-                    self._rpc.serve_soon(self._serving, self._link, frame)
+                    self._rpc.serve_soon(self._serving, frame)
             case Reply() | Failure():
                 self._rpc.on_reply(frame)
             case Message():

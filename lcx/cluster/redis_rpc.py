@@ -36,7 +36,7 @@ from lcx.cluster.bus import (
 from lcx.cluster.errors import ErrorBox, box, to_remote
 from lcx.cluster.redis_frames import Failure, Reply, Request, encode
 from lcx.cluster.redis_keys import Keys
-from lcx.cluster.redis_link import RedisLink
+from lcx.cluster.redis_publisher import Publisher
 from lcx.errors import Unavailable
 
 log = logging.getLogger("lcx.cluster")
@@ -55,10 +55,11 @@ class _Waiter:
 class Rpc:
     """Pending calls of this instance, and the handlers it serves."""
 
-    def __init__(self, instance_id: str, keys: Keys, *, max_concurrent: int = 64,
-                 max_queued: int = 1024) -> None:
+    def __init__(self, instance_id: str, keys: Keys, publisher: Publisher, *,
+                 max_concurrent: int = 64, max_queued: int = 1024) -> None:
         self.instance_id = instance_id
         self._keys = keys
+        self._publisher = publisher
         self._handlers: dict[str, RpcHandler] = {}
         self._pending: dict[str, _Waiter] = {}
         self._limiter = trio.CapacityLimiter(max_concurrent)
@@ -92,8 +93,7 @@ class Rpc:
             return outcome
         raise RpcTimeout(f"{method} on {self.instance_id} did not answer within {timeout:g}s")
 
-    async def call(self, link: RedisLink, target: str, method: str, payload: bytes,
-                   timeout: float) -> bytes:
+    async def call(self, target: str, method: str, payload: bytes, timeout: float) -> bytes:
         """Call ``method`` on ``target`` and wait for its reply until ``timeout``.
 
         Raises:
@@ -109,9 +109,8 @@ class Rpc:
         try:
             with trio.move_on_after(timeout):
                 frame = Request(call_id, self.instance_id, method, int(timeout * 1000), payload)
-                channel = self._keys.requests(target)
-                receivers = await link.call(
-                    "publish request", lambda client: client.publish(channel, encode(frame)))
+                receivers = await self._publisher.publish(self._keys.requests(target),
+                                                          encode(frame))
                 if not receivers:
                     raise MemberGone(f"{target} does not listen for requests")
                 await waiter.done.wait()
@@ -158,19 +157,19 @@ class Rpc:
         self._pending.clear()
 
     # --- responder side -----------------------------------------------------------------
-    def serve_soon(self, nursery: trio.Nursery, link: RedisLink, frame: Request) -> None:
+    def serve_soon(self, nursery: trio.Nursery, frame: Request) -> None:
         """Start serving ``frame`` in ``nursery`` (never blocks the caller)."""
         deadline = trio.current_time() + frame.timeout_ms / 1000
         if self.serving >= self._max_queued:
             self.refused += 1
             busy = Unavailable(f"{self.instance_id} is busy ({self.serving} requests)")
             failure = Failure(frame.id, self.instance_id, box(busy, origin=self.instance_id))
-            nursery.start_soon(self._answer, link, frame, failure, deadline)
+            nursery.start_soon(self._answer, frame, failure, deadline)
             return
         self.serving += 1
-        nursery.start_soon(self._serve, link, frame, deadline)
+        nursery.start_soon(self._serve, frame, deadline)
 
-    async def _serve(self, link: RedisLink, frame: Request, deadline: float) -> None:
+    async def _serve(self, frame: Request, deadline: float) -> None:
         try:
             with trio.move_on_at(deadline):
                 async with self._limiter:
@@ -179,17 +178,14 @@ class Rpc:
                     Failure(frame.id, self.instance_id, outcome)
                     if isinstance(outcome, ErrorBox)
                     else Reply(frame.id, self.instance_id, outcome))
-                await self._answer(link, frame, answer, deadline)
+                await self._answer(frame, answer, deadline)
         finally:
             self.serving -= 1
 
-    async def _answer(self, link: RedisLink, frame: Request, answer: Reply | Failure,
-                      deadline: float) -> None:
-        channel = self._keys.replies(frame.sender)
+    async def _answer(self, frame: Request, answer: Reply | Failure, deadline: float) -> None:
         with trio.move_on_at(deadline):
             try:
-                await link.call("publish reply",
-                                lambda client: client.publish(channel, encode(answer)))
+                await self._publisher.publish(self._keys.replies(frame.sender), encode(answer))
             except BusError as exc:
                 log.info("reply not sent: %s", exc, extra={"call": frame.id})
 
