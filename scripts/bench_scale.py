@@ -17,7 +17,8 @@ are that part's), with the stub bot of ``bench_bot.py``:
     small machine; ``--no-light-agents`` uses websocket clients in this process.
 ``cost``
     Server CPU per message pair (as in ``bench_relay.py``) with 10 open conversations, then
-    again after N more pending conversations were opened: the ratio should be ~1.
+    again after N more pending conversations were opened (and, with ``--stored M``, M
+    ended conversations with 4 messages each written to the store): the ratio should be ~1.
 
 Run::
 
@@ -41,6 +42,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,7 +50,9 @@ import httpx
 import trio
 from bench_relay import Relay, show
 from benchkit import (
+    GROUP,
     JWT_SECRET,
+    ORG,
     TENANT,
     Agent,
     Connected,
@@ -66,6 +70,9 @@ from benchkit import (
 )
 
 from lcx.auth import mint_token
+from lcx.model import Author, Context, Conversation, Message, Participant, Subscriber
+from lcx.store import Tx, open_store
+from lcx.store.conversations import append_message, insert_conversation
 
 RECONNECT_LIMIT_SECONDS = 120.0
 LCX_ROOT: list[str | None] = [None]
@@ -297,8 +304,46 @@ async def _create_requests(http: httpx.AsyncClient, count: int,
     return latencies, errors, time.perf_counter() - began
 
 
-async def cost_part(extra_open: int, rate: float, seconds: float) -> dict[str, Any]:
-    """CPU per pair with 10 conversations, then with ``extra_open`` more pending ones."""
+def _ended(index: int, messages: int) -> tuple[Conversation, list[Message]]:
+    """An ended conversation of o1/g1 with ``messages`` messages (user and agent in turn)."""
+    at = "2026-11-01T10:00:00.000Z"
+    conversation = Conversation(
+        id=f"stored-{index}", request_id=f"stored-r-{index}", org_id=ORG, tenant_id=TENANT,
+        sub_handle=f"stored-{index}", user_group_id=GROUP, provider="helvia", channel="bot",
+        status="ended", subscriber=Subscriber(name=f"Visitor {index}"), context=Context(),
+        participants=[Participant(id="stored-agent", joined_at=at, left_at=at)], flags={},
+        created_at=at, queued_at=at, last_activity_at=at, last_seq=messages,
+        agent_id="stored-agent", accepted_at=at, accepted_by="stored-agent", ended_at=at,
+        ended_by="stored-agent", end_reason="agent")
+    log = [Message(conversation_id=conversation.id, seq=seq, message_id=f"stored-{index}-{seq}",
+                   author=Author(type="subscriber") if seq % 2 else
+                   Author(type="agent", id="stored-agent"),
+                   type="text", at=at, text=f"stored message {seq} of conversation {index}")
+           for seq in range(1, messages + 1)]
+    return conversation, log
+
+
+async def store_ended(database: Path, count: int, messages: int = 4) -> float:
+    """Write ``count`` ended conversations with their messages into the running server's
+    SQLite file (its own WAL connection beside the server's); the seconds it took."""
+    began = time.perf_counter()
+    async with open_store(f"sqlite:///{database}") as store:
+        for start in range(0, count, 2000):
+            rows = [_ended(index, messages) for index in range(start, min(count, start + 2000))]
+
+            def insert(tx: Tx, rows: list[tuple[Conversation, list[Message]]] = rows) -> None:
+                for conversation, log in rows:
+                    insert_conversation(tx, conversation)
+                    for message in log:
+                        append_message(tx, message, org_id=ORG, client_id=None)
+            await store.transaction(insert)
+    return time.perf_counter() - began
+
+
+async def cost_part(extra_open: int, rate: float, seconds: float, stored: int = 0
+                    ) -> dict[str, Any]:
+    """CPU per pair with 10 conversations, then with ``extra_open`` more pending ones (and
+    ``stored`` ended ones with their messages)."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         async with trio.open_nursery() as nursery, bot_client(server.url) as http:
             await put_settings(http, maxConcurrentChats=1000)
@@ -314,20 +359,24 @@ async def cost_part(extra_open: int, rate: float, seconds: float) -> dict[str, A
                 relay = Relay(server, conversations)
                 relay_box.append(relay)
                 nursery.start_soon(relay.answer)
-                await relay.step(http, 20.0, 2.0, 5.0)
-                small = await relay.step(http, rate, seconds, 20.0)
+                await relay.step([http], 20.0, 2.0, 5.0)
+                small = await relay.step([http], rate, seconds, 20.0)
                 show(small)
                 _, errors, _ = await _create_requests(http, extra_open, "cost-pending")
-                await relay.step(http, 20.0, 2.0, 5.0)
-                large = await relay.step(http, rate, seconds, 20.0)
+                if stored:
+                    took = await store_ended(server.workdir / "lcx.db", stored)
+                    print(f"stored {stored} ended conversations in {took:.1f} s", flush=True)
+                await relay.step([http], 20.0, 2.0, 5.0)
+                large = await relay.step([http], rate, seconds, 20.0)
                 show(large)
             nursery.cancel_scope.cancel()
     ratio = None
     if small["serverCpuPerPairUs"] and large["serverCpuPerPairUs"]:
         ratio = round(large["serverCpuPerPairUs"] / small["serverCpuPerPairUs"], 3)
     print(f"CPU per pair with 10 open: {small['serverCpuPerPairUs']} us; with "
-          f"{10 + extra_open} open: {large['serverCpuPerPairUs']} us (x{ratio})", flush=True)
-    return {"rate": rate, "openSmall": 10, "openLarge": 10 + extra_open,
+          f"{10 + extra_open} open and {stored} stored: {large['serverCpuPerPairUs']} us "
+          f"(x{ratio})", flush=True)
+    return {"rate": rate, "openSmall": 10, "openLarge": 10 + extra_open, "storedLarge": stored,
             "createErrors": errors, "small": small, "large": large, "ratio": ratio}
 
 
@@ -341,7 +390,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     if "requests" in arguments.parts:
         document["requests"] = await requests_part(arguments.online, arguments.requests)
     if "cost" in arguments.parts:
-        document["cost"] = await cost_part(arguments.open, arguments.rate, arguments.seconds)
+        document["cost"] = await cost_part(arguments.open, arguments.rate, arguments.seconds,
+                                           arguments.stored)
     return document
 
 
@@ -358,6 +408,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests to create")
     parser.add_argument("--open", type=int, default=1000,
                         help="extra pending conversations for the cost part")
+    parser.add_argument("--stored", type=int, default=0,
+                        help="ended conversations (4 messages each) stored for the cost "
+                        "part's second step")
     parser.add_argument("--rate", type=float, default=50.0, help="pairs/s of the cost part")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--label", default="")
