@@ -54,6 +54,8 @@ async def serve_listener(app: ASGIApp, sock: socket.socket, limits: Limits, *,
         connections.add(connection)
         try:
             await connection.serve()
+        except Exception:  # one connection's failure never stops the server
+            log.exception("an HTTP connection failed")
         finally:
             connections.discard(connection)
 
