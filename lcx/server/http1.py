@@ -117,6 +117,7 @@ class Connection:
         self._headers: list[tuple[bytes, bytes]] = []
         self._upgrade: bytes | None = None
         self._expect = False
+        self._host = False
         self._chunk = b""
         self._completed_in_feed = False
         self._head_chunks: list[bytes] = []
@@ -132,6 +133,7 @@ class Connection:
         self._headers = []
         self._upgrade = None
         self._expect = False
+        self._host = False
         self._head_chunks = [self._chunk]
         self._head_bytes = len(self._chunk)
         # Began at the start of a read unless another request ended earlier in it.
@@ -146,7 +148,9 @@ class Connection:
         name = name.lower()
         value = value.rstrip(b" \t")
         self._headers.append((name, value))
-        if name == b"upgrade":
+        if name == b"host":
+            self._host = True
+        elif name == b"upgrade":
             self._upgrade = value
         elif name == b"expect":
             self._expect = value.lower() == b"100-continue"
@@ -164,6 +168,8 @@ class Connection:
         except UnicodeDecodeError:
             raise _ParseError(400) from None
         version = parser.get_http_version()
+        if version == "1.1" and not self._host:  # RFC 9112 3.2: a 400 (h11 did the same)
+            raise _ParseError(400)
         scope = {"type": "http", "asgi": _ASGI, "http_version": version, "method": method,
                  "scheme": "http", "path": path, "raw_path": target, "query_string": query,
                  "root_path": "", "headers": self._headers, "client": self.client,

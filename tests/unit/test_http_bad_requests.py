@@ -33,8 +33,9 @@ def counting_app(paths: list[str]) -> Any:
 @pytest.mark.parametrize("garbage", [
     b"NOT HTTP AT ALL\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Name: v\r\n\r\n",
-    b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    b"GET /\x00 HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-No-Host: 1\r\n\r\n",  # HTTP/1.1 requires Host (as h11 did)
 ])
 async def test_a_malformed_request_gets_400_and_the_connection_closed(garbage: bytes) -> None:
     paths: list[str] = []
