@@ -1,61 +1,46 @@
-"""Serve an ASGI app over HTTP with hypercorn's Trio worker.
+"""Serve an ASGI app over HTTP/1.1 with lcx's own server (:mod:`lcx.server`).
 
-We bind the listening socket ourselves and hand it to hypercorn's worker rather than let
-``hypercorn.trio.serve`` bind it: when binding fails, hypercorn leaks the unbound socket
-(a ``ResourceWarning``) and the ``OSError`` reaches the caller wrapped in four nested
-exception groups; it also binds only after the app's lifespan startup has run.
-
-One change to hypercorn's HTTP/1.1 protocol (:func:`install_head_coalescing`, applied on
-import): the head of a response with a ``Content-Length`` is written together with the
-first part of its body, in one socket write instead of two, and the empty write hypercorn
-makes for the end of such a body is skipped. The bytes on the wire are the same.
-
-And one to its Trio connection (:func:`install_cheap_idle_timer`): the keep-alive timer
-that each connection restarts after every response is started with ``start_soon`` in a
-cancel scope of its own, instead of ``nursery.start`` under a lock (which waits for the
-new task to run before the response's stream may close).
+We bind the listening socket ourselves, with the options below, so that a failure to
+bind is a plain ``OSError`` before anything runs; :func:`lcx.server.serve.serve_listener`
+then runs the app's lifespan and serves connections on it. Websocket upgrades are handed
+to :func:`lcx.server.websocket.serve_websocket`.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-import h11
-import hypercorn.trio.tcp_server
 import trio
-from hypercorn.config import Config, Sockets
-from hypercorn.events import RawData
-from hypercorn.protocol.events import Data, StreamClosed
-from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
-from hypercorn.utils import wrap_app
+
+from lcx.server.http1 import Limits
+from lcx.server.serve import serve_listener
+from lcx.server.websocket import serve_websocket
 
 __all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding",
-           "install_cheap_idle_timer", "install_head_coalescing", "serve_http"]
+           "serve_http"]
 
 MAX_HEAD_BYTES = 256 * 1024
-"""What hypercorn buffers of a request line and headers before it answers a bare 431
+"""What the server reads of a request line and headers before it answers a bare 431
 itself: well above the app's own header limit, which answers with the error envelope."""
 STALLED_PEER_TIMEOUT_MS = 60_000
 """A connection whose peer acknowledges nothing for this long (or keeps its receive window
 shut: a websocket client that never reads) is dropped by the kernel. hypercorn writes
 with its cancellation shielded, so without it a writer stuck on such a peer, and the
 socket's descriptor, would be held for as long as the peer stays connected."""
+LISTEN_BACKLOG = 100
+"""Connections the kernel queues before we accept them (hypercorn's default)."""
 KEEP_ALIVE_SECONDS = 75.0
 """How long an idle client connection is kept open for its next request (hypercorn's
-default is 5 s): a bot posting now and then, or a load balancer in front (which keeps its
+default was 5 s): a bot posting now and then, or a load balancer in front (which keeps its
 own connections for 60 s), reuses its connection instead of paying for a new one (and the
 TIME_WAIT it leaves). Longer than the usual balancer's idle timeout, so the balancer, not
 lcx, closes first and never sends a request on a connection lcx is closing."""
 MAX_WS_MESSAGE_BYTES = 1024 * 1024
-"""The largest websocket message hypercorn assembles; a larger one closes the socket with
+"""The largest websocket message assembled; a larger one closes the socket with
 1009 (the frame handler refuses frames over 256 KiB with an ERROR long before that)."""
 
 
@@ -73,17 +58,9 @@ class HttpBinding:
         return f"http://{host}:{self.port}"
 
 
-def _config(graceful_timeout: float) -> Config:
-    config = Config()
-    config.accesslog = None  # the app writes its own access line, with the request id
-    # A Logger object is used as is: records go through our handlers, not hypercorn's.
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = graceful_timeout
-    config.include_server_header = False
-    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
-    config.h11_max_incomplete_size = MAX_HEAD_BYTES
-    config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
-    return config
+def _limits() -> Limits:
+    return Limits(keep_alive=KEEP_ALIVE_SECONDS, max_head_bytes=MAX_HEAD_BYTES,
+                  max_ws_message_bytes=MAX_WS_MESSAGE_BYTES)
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -119,112 +96,13 @@ async def serve_http(app: ASGIFramework, *, host: str, port: int,
     Raises:
         OSError: the address cannot be bound (in use, not local...), before anything runs.
     """
-    config = _config(graceful_timeout)
-    sock = _listen(host, port, config.backlog)
+    sock = _listen(host, port, LISTEN_BACKLOG)
     try:
         bound_host, bound_port = sock.getsockname()[:2]
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(
-                worker_serve, wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
-                sockets=Sockets([], [sock], []), shutdown_trigger=shutdown_trigger))
+                serve_listener, app, sock, _limits(), websocket=serve_websocket,
+                shutdown_trigger=shutdown_trigger, graceful_timeout=graceful_timeout))
             task_status.started(HttpBinding(bound_host, bound_port))
     finally:
-        sock.close()  # hypercorn closes it on a clean exit; not if cancelled in startup
-
-
-_HELD = "_lcx_held_head"
-"""The attribute of an :class:`H11Protocol` holding a response head not written yet."""
-
-
-def install_head_coalescing() -> None:
-    """Make hypercorn's HTTP/1.1 protocol write a response head with its first body bytes.
-
-    A response that declares a ``Content-Length`` (the API's JSON answers) has its head
-    held until its body's first non-empty part (or its end) and both go out in one write;
-    empty writes (the end of such a body encodes to nothing) are skipped. Responses
-    without a length (streams, server-sent events) are written as before, head first, so
-    a client sees their head at once. Whatever else the protocol writes, or a stream that
-    closes, writes a held head first. Idempotent.
-    """
-    if getattr(H11Protocol, "_lcx_coalescing", False):
-        return
-    plain_stream_send = H11Protocol.stream_send
-
-    async def send_h11_event(self: H11Protocol, event: h11._events.Event) -> None:
-        try:
-            data = self.connection.send(event)  # type: ignore[arg-type]
-        except h11.LocalProtocolError:
-            if self.connection.their_state != h11.ERROR:
-                raise
-            data = b""
-        held: bytes | None = self.__dict__.pop(_HELD, None)
-        if held is not None:
-            data = held + (data or b"")
-        elif isinstance(event, h11.Response) and _has_length(event):
-            self.__dict__[_HELD] = data or b""  # written with the first body bytes
-            return
-        if not data:  # the end of a body with a length encodes to nothing
-            return
-        await self.send(RawData(data=data))
-
-    async def stream_send(self: H11Protocol, event: StreamEvent) -> None:
-        if isinstance(event, StreamClosed | Data):  # written past _send_h11_event
-            await _flush(self)
-        await plain_stream_send(self, event)
-
-    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
-    H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
-    H11Protocol._lcx_coalescing = True  # type: ignore[attr-defined]
-
-
-async def _flush(protocol: H11Protocol) -> None:
-    held: bytes | None = protocol.__dict__.pop(_HELD, None)
-    if held:
-        await protocol.send(RawData(data=held))
-
-
-def _has_length(response: h11.Response) -> bool:
-    return any(name == b"content-length" for name, _ in response.headers)
-
-
-install_head_coalescing()
-
-
-class _IdleTimer:
-    """hypercorn's per-connection single task, restarted without waiting for it to run.
-
-    ``restart`` cancels the running action and starts ``action`` again with
-    ``start_soon`` inside a cancel scope made beforehand (a ``stop`` or ``restart`` before
-    the task ran cancels it at its first checkpoint); no lock is needed, since neither
-    method awaits anything.
-    """
-
-    def __init__(self) -> None:
-        self._scope: trio.CancelScope | None = None
-
-    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
-        """Cancel the current run of the action, if any, and start ``action`` anew."""
-        if self._scope is not None:
-            self._scope.cancel()
-        self._scope = scope = trio.CancelScope()
-        task_group._nursery.start_soon(_run_in_scope, scope, action)
-
-    async def stop(self) -> None:
-        """Cancel the current run of the action, if any."""
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
-
-
-async def _run_in_scope(scope: trio.CancelScope, action: Callable[[], Awaitable[None]]
-                        ) -> None:
-    with scope:
-        await action()
-
-
-def install_cheap_idle_timer() -> None:
-    """Make hypercorn's Trio connections use :class:`_IdleTimer`. Idempotent."""
-    hypercorn.trio.tcp_server.TrioSingleTask = _IdleTimer  # type: ignore[assignment,attr-defined]
-
-
-install_cheap_idle_timer()
+        sock.close()  # also when cancelled before serving began

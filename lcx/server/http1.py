@@ -1,0 +1,476 @@
+"""One HTTP/1.1 connection served to an ASGI app.
+
+:class:`Connection` is the parser's protocol (httptools calls its ``on_*`` methods while
+bytes are fed) and the connection's one task: it reads, parses, and runs the app inline
+for each request in turn, so answers leave in the order of the requests (pipelining)
+and the common exchange, a request that arrived whole, spawns no task. Bytes are read
+only by that task or, while the app runs, by the app's own ``receive`` (for the rest of
+a body, or to notice the client leaving); never by both at once.
+
+Parsed requests wait in a queue in order; reading stops while one waits behind the one
+being answered, so a pipelining client buffers at most one read ahead.
+
+One cancel scope per connection times out an idle connection: its deadline is moved to
+now + keep-alive when the connection waits for a request and to infinity once a request
+head is in, so the timer costs two deadline moves per request and no task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+import trio
+
+from lcx.server.wire import CONTINUE, Framing, bare_response, encode_head
+
+__all__ = ["DISCONNECT", "ASGIApp", "Connection", "Limits", "WebsocketHandler"]
+
+log = logging.getLogger("lcx.server")
+
+ASGIApp = Callable[..., Awaitable[None]]
+"""An ASGI 3 application: ``await app(scope, receive, send)``."""
+WebsocketHandler = Callable[..., Awaitable[None]]
+"""What takes over a connection whose request is a websocket upgrade
+(:func:`lcx.server.websocket.serve_websocket`)."""
+DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+"""The event ``receive`` returns once the client is gone or the response is complete."""
+MAX_RECV = 65536
+_ASGI = {"spec_version": "2.1", "version": "3.0"}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The settings of every connection of a server."""
+
+    keep_alive: float
+    """Seconds an idle connection waits for its next request (and a request head may
+    take to arrive) before it is closed."""
+    max_head_bytes: int
+    """The most bytes a request line and headers may take; more gets a bare 431."""
+    max_ws_message_bytes: int
+    """The largest websocket message assembled (handed to the websocket handler)."""
+
+
+class _Request:
+    """One request as parsed: its scope, the body bytes not given to the app yet."""
+
+    __slots__ = ("body", "complete", "discard", "expect_continue", "keep_alive", "raw",
+                 "scope")
+
+    def __init__(self, scope: dict[str, Any], keep_alive: bool, expect_continue: bool
+                 ) -> None:
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.body: list[bytes] = []
+        self.complete = False
+        self.discard = False
+        """Drop body bytes as they are parsed (the app is done with this request)."""
+        self.raw: bytes | None = None
+        """For a websocket upgrade: the bytes of the connection from the request's first."""
+
+
+class _ParseError(Exception):
+    """The client sent what is not HTTP/1.1; the status to answer with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Connection:
+    """Serves the requests of one accepted connection (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, stream: trio.SocketStream, limits: Limits, *,
+                 client: tuple[str, int] | None, server: tuple[str, int] | None,
+                 state: dict[str, Any], websocket: WebsocketHandler) -> None:
+        self.app = app
+        self.stream = stream
+        self.limits = limits
+        self.client = client
+        self.server = server
+        self.state = state
+        self.websocket = websocket
+        self.closing = False
+        """Close once the current response is complete (the server shuts down)."""
+        self.broken = False
+        """The connection can carry nothing more (the client left, a write failed)."""
+        self.idle = False
+        """Waiting for a request with no byte of it read (safe to close at shutdown)."""
+        self._scope = trio.CancelScope()
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: deque[_Request] = deque()
+        self._parsing: _Request | None = None
+        self._error: int | None = None
+        self._eof = False
+        self._upgraded = False
+        # The request head being parsed.
+        self._in_head = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._upgrade: bytes | None = None
+        self._expect = False
+        self._host = False
+        self._chunk = b""
+        self._completed_in_feed = False
+        self._head_chunks: list[bytes] = []
+        self._head_bytes = 0
+        self._head_exact = True
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """A request begins: its head is collected from here."""
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._upgrade = None
+        self._expect = False
+        self._host = False
+        self._head_chunks = [self._chunk]
+        self._head_bytes = len(self._chunk)
+        # Began at the start of a read unless another request ended earlier in it.
+        self._head_exact = not self._completed_in_feed
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target."""
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header line (names lowercased, trailing whitespace dropped)."""
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        self._headers.append((name, value))
+        if name == b"host":
+            self._host = True
+        elif name == b"upgrade":
+            self._upgrade = value
+        elif name == b"expect":
+            self._expect = value.lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        """The head is in: queue the request (its body follows)."""
+        self._in_head = False
+        if self._head_bytes > self.limits.max_head_bytes:
+            raise _ParseError(431)
+        parser = self._parser
+        target, _, query = self._url.partition(b"?")
+        try:
+            path = unquote(target.decode("ascii"))
+            method = parser.get_method().decode("ascii")
+        except UnicodeDecodeError:
+            raise _ParseError(400) from None
+        version = parser.get_http_version()
+        if version == "1.1" and not self._host:  # RFC 9112 3.2: a 400 (h11 did the same)
+            raise _ParseError(400)
+        scope = {"type": "http", "asgi": _ASGI, "http_version": version, "method": method,
+                 "scheme": "http", "path": path, "raw_path": target, "query_string": query,
+                 "root_path": "", "headers": self._headers, "client": self.client,
+                 "server": self.server, "state": self.state.copy(), "extensions": {}}
+        request = _Request(scope, version == "1.1" and parser.should_keep_alive(),
+                           self._expect and version == "1.1")
+        if (self._upgrade is not None and method == "GET"
+                and self._upgrade.lower() == b"websocket" and parser.should_upgrade()):
+            request.raw = b"".join(self._head_chunks) if self._head_exact else b""
+        self._parsing = request
+        self._queue.append(request)
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body of the request being parsed."""
+        request = self._parsing
+        if request is not None and not request.discard:
+            request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        """The request being parsed is complete."""
+        if self._parsing is not None:
+            self._parsing.complete = True
+            self._parsing = None
+        self._completed_in_feed = True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _feed(self, chunk: bytes) -> None:
+        """Parse ``chunk``; a bad request sets the error status to answer with."""
+        if self._upgraded:  # the websocket's bytes: its handler reads them
+            request = self._queue[-1]
+            request.raw = (request.raw or b"") + chunk
+            return
+        self._chunk = chunk
+        self._completed_in_feed = False
+        if self._in_head:
+            self._head_chunks.append(chunk)
+            self._head_bytes += len(chunk)
+        try:
+            self._parser.feed_data(chunk)
+        except httptools.HttpParserUpgrade as upgrade:
+            request = self._queue[-1]
+            if request.raw is None:  # another protocol than websocket: carry on as HTTP
+                rest = chunk[upgrade.args[0]:]
+                if rest:
+                    self._feed(rest)
+                return
+            if not self._head_exact:  # it began inside a read: rebuild its head
+                request.raw = _rebuild_head(request.scope) + chunk[upgrade.args[0]:]
+            self._upgraded = True
+            return
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            self._error = cause.status if isinstance(cause, _ParseError) else 400
+            return
+        except httptools.HttpParserError:
+            self._error = 400
+            return
+        finally:
+            self._chunk = b""
+        if self._in_head and self._head_bytes > self.limits.max_head_bytes:
+            self._error = 431
+
+    async def _read(self) -> bytes | None:
+        """The next bytes from the client; None when it closed or the socket failed."""
+        try:
+            data = await self.stream.receive_some(MAX_RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            data = b""
+        if not data:
+            self._eof = True
+            return None
+        return data
+
+    async def _next_request(self) -> _Request | None:
+        """The next request to answer, None when there is none (closed, bad request)."""
+        while not self._queue:
+            if self._error is not None:
+                await self._write(bare_response(self._error))
+                return None
+            if self._eof or self._upgraded or self.broken:
+                return None
+            self.idle = not self._in_head
+            data = await self._read()
+            self.idle = False
+            if data is None:
+                return None
+            self._feed(data)
+        return self._queue.popleft()
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data``; a failed write marks the connection broken and is not raised."""
+        if self.broken:
+            return
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.broken = True
+        except BaseException:  # cancelled part way: what is on the wire is unknown
+            self.broken = True
+            raise
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve requests until the client leaves, asks to close, or the connection idles
+        out; then close the stream."""
+        try:
+            with self._scope:
+                while not self.closing:
+                    self._scope.deadline = trio.current_time() + self.limits.keep_alive
+                    request = await self._next_request()
+                    if request is None:
+                        break
+                    self._scope.deadline = math.inf
+                    if request.raw is not None:
+                        await self.websocket(
+                            self.app, self.stream, request.raw, client=self.client,
+                            server=self.server,
+                            max_message_bytes=self.limits.max_ws_message_bytes)
+                        break
+                    if not await self._answer(request):
+                        break
+        finally:
+            await self._close()
+
+    def close_if_idle(self) -> None:
+        """Close now if waiting for a request, else once the current response is out."""
+        self.closing = True
+        if self.idle:
+            self._scope.cancel()
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+    async def _answer(self, request: _Request) -> bool:
+        """Run the app for ``request``; whether the connection may carry another."""
+        exchange = _Exchange(self, request)
+        try:
+            await self.app(request.scope, exchange.receive, exchange.send)
+        except Exception:
+            log.exception("Error in ASGI app", extra={"path": request.scope["path"]})
+        if exchange.head is not None:  # a sized head whose body never came
+            exchange.close = True
+            await self._write(exchange.head)
+        if not exchange.started:
+            # No answer: the request was cut short by bad bytes (400) or the app failed.
+            cut = self._error if self._error is not None and not request.complete else None
+            await self._write(bare_response(cut or 500))
+            return False
+        if not exchange.finished or exchange.close or not request.keep_alive:
+            return False
+        if not request.complete:
+            return await self._drain(request)
+        return not self.broken
+
+    async def _drain(self, request: _Request) -> bool:
+        """Read and drop what is left of a body the app did not read; whether it ended
+        within the keep-alive (else the connection closes)."""
+        request.discard = True
+        request.body.clear()
+        with trio.move_on_after(self.limits.keep_alive):
+            while not request.complete and self._error is None:
+                data = await self._read()
+                if data is None:
+                    return False
+                self._feed(data)
+        return request.complete and self._error is None and not self.broken
+
+
+class _Exchange:
+    """The ``receive`` and ``send`` of one request and the state of its response."""
+
+    __slots__ = ("chunked", "close", "conn", "finished", "framing", "given_all", "head",
+                 "length", "request", "sent", "started", "suppress", "waiter")
+
+    def __init__(self, conn: Connection, request: _Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.started = False
+        self.finished = False
+        self.given_all = False
+        """Whether the app was given the end of the body (``more_body`` False)."""
+        self.head: bytes | None = None
+        """A sized response head held to leave with its first body bytes."""
+        self.framing = Framing.LENGTH
+        self.length: int | None = None
+        self.sent = 0
+        self.close = False
+        self.suppress = request.scope["method"] == "HEAD"
+        self.waiter: trio.CancelScope | None = None
+        """The scope of a ``receive`` waiting for the client to leave."""
+
+    async def receive(self) -> dict[str, Any]:
+        """The ASGI receive: body pieces, then ``http.disconnect`` once the client left
+        or the response is complete."""
+        request, conn = self.request, self.conn
+        while True:
+            if self.finished or conn.broken:
+                return DISCONNECT
+            body = request.body
+            if body:
+                data = body[0] if len(body) == 1 else b"".join(body)
+                body.clear()
+                self.given_all = request.complete
+                return {"type": "http.request", "body": data, "more_body": not request.complete}
+            if request.complete:
+                if not self.given_all:
+                    self.given_all = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                return await self._wait_for_disconnect()
+            if conn._error is not None:
+                return DISCONNECT
+            if request.expect_continue:
+                request.expect_continue = False
+                if not self.started:
+                    await conn._write(CONTINUE)
+            more = await conn._read()
+            if more is None:
+                conn.broken = True
+                return DISCONNECT
+            conn._feed(more)
+
+    async def _wait_for_disconnect(self) -> dict[str, Any]:
+        """Read on until the client leaves (what it pipelines is queued), or until the
+        response is complete; then ``http.disconnect``."""
+        conn = self.conn
+        with trio.CancelScope() as self.waiter:
+            while not conn._eof:
+                if conn._queue or conn._error is not None or conn._upgraded:
+                    await trio.sleep_forever()  # already read enough ahead
+                data = await conn._read()
+                if data is None:
+                    conn.broken = True
+                    break
+                conn._feed(data)
+        self.waiter = None
+        return DISCONNECT
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """The ASGI send: ``http.response.start`` then ``http.response.body`` pieces."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.finished:
+                return
+            await self._body(message.get("body", b""), message.get("more_body", False))
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            request = self.request
+            head, self.framing, self.length, self.close = encode_head(
+                message["status"], message.get("headers", ()),
+                chunked_ok=request.scope["http_version"] == "1.1",
+                close=self.conn.closing or not request.keep_alive)
+            self.started = True
+            if self.framing == Framing.NONE:
+                self.suppress = True
+            if self.framing == Framing.LENGTH or (
+                    self.framing == Framing.NONE and self.length is not None):
+                self.head = head  # leaves with the first body bytes
+            else:
+                await self.conn._write(head)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} on HTTP/1.1")
+
+    async def _body(self, body: bytes, more: bool) -> None:
+        if self.suppress:
+            body = b""
+        elif self.framing == Framing.CHUNKED:
+            if body:
+                body = b"%x\r\n%b\r\n" % (len(body), body)
+            if not more:
+                body += b"0\r\n\r\n"
+        elif self.length is not None:
+            self.sent += len(body)
+            if self.sent > self.length:  # more than declared: never let it reach the next
+                body = body[:len(body) - (self.sent - self.length)]
+                self.close = True
+        if self.head is not None:
+            body = self.head + body
+            self.head = None
+        if not more:
+            self.finished = True
+            if self.length is not None and not self.suppress and self.sent != self.length:
+                self.close = True
+            if self.waiter is not None:
+                self.waiter.cancel()
+        if body:
+            await self.conn._write(body)
+
+
+def _rebuild_head(scope: dict[str, Any]) -> bytes:
+    """A request head from its parsed scope (for an upgrade that began inside a read)."""
+    target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"]
+                                  else b"")
+    lines = [b"%b %b HTTP/%b" % (scope["method"].encode("ascii"), target,
+                                 scope["http_version"].encode("ascii"))]
+    lines += [name + b": " + value for name, value in scope["headers"]]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
