@@ -75,7 +75,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,27 +163,40 @@ class _SqliteTx:
         self.announced: list[object] = []
         """What ``fn`` announced (see :meth:`~lcx.store.base.Tx.announce`)."""
 
+    # try/finally rather than contextlib.closing: these run for every statement
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with closing(self._conn.execute(sql, params)) as cursor:
+        cursor = self._conn.execute(sql, params)
+        try:
             return cursor.rowcount
+        finally:
+            cursor.close()
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        with closing(self._conn.execute(sql, params)) as cursor:
+        cursor = self._conn.execute(sql, params)
+        try:
             row = cursor.fetchone()
             return None if row is None else dict(zip(_names(cursor), row, strict=True))
+        finally:
+            cursor.close()
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with closing(self._conn.execute(sql, params)) as cursor:
+        cursor = self._conn.execute(sql, params)
+        try:
             rows = cursor.fetchall()
             if not rows:
                 return []
             names = _names(cursor)
             return [dict(zip(names, row, strict=True)) for row in rows]
+        finally:
+            cursor.close()
 
     def values(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with closing(self._conn.execute(sql, params)) as cursor:
+        cursor = self._conn.execute(sql, params)
+        try:
             rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
+        finally:
+            cursor.close()
 
     def announce(self, item: object) -> None:
         self.announced.append(item)
