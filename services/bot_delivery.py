@@ -289,9 +289,10 @@ class DeliveryService:
         self._kick = trio.Event()
         self._hinted: set[str] = set()
         """Conversations woken since the scheduler last looked."""
-        self._waiting: dict[str, dict[tuple[str, str], None]] = {}
+        self._waiting: dict[str, dict[tuple[str, str], _LaneState | None]] = {}
         """Per tenant, woken lanes that found its slots taken, oldest first (woken again
-        as slots free up, without a scan of the outbox)."""
+        as slots free up, without a scan of the outbox); with the rows handed over to them
+        meanwhile, or ``None``: read them then."""
         self._recheck: set[tuple[str, str]] = set()
         self._rescan = False
         """A scan is wanted as soon as a lane ends (a lane parked, or lanes were left out
@@ -319,7 +320,10 @@ class DeliveryService:
         """
         if conversation_id is None:
             self._scan_now = True
-            self._drained.clear()  # e.g. dead events replayed: look before trusting memory
+            # e.g. dead events replayed: look in the store before trusting memory
+            self._drained.clear()
+            for waiting in self._waiting.values():
+                waiting.update(dict.fromkeys(waiting))
         elif conversation_id in self._covered:
             self._covered.discard(conversation_id)  # its lanes have the events already
             return
@@ -418,6 +422,7 @@ class DeliveryService:
         for row in rows:
             by_target.setdefault(row.target, []).append(row)
         read_needed = False
+        waiting = self._waiting.get(rows[0].tenant_id, {})
         for target in dict.fromkeys((*self._targets, *by_target)):
             key = (conversation_id, target)
             lane_rows = by_target.get(target, [])
@@ -429,6 +434,14 @@ class DeliveryService:
                 elif lane_rows:
                     self._recheck.add(key)  # it reads again before it ends
                 continue
+            if key in waiting:  # for a slot of its tenant
+                held = waiting[key]
+                if held is not None and held.through == before:
+                    held.hand_off(lane_rows)
+                    held.through = last
+                elif lane_rows:
+                    waiting[key] = None  # it reads the store when it starts
+                continue
             drained = self._drained.pop(key, None)
             if drained is None or drained[1] != before:
                 read_needed = read_needed or bool(lane_rows)  # memory does not know enough
@@ -439,7 +452,7 @@ class DeliveryService:
             if lane_rows:
                 self._start_lane(nursery, Lane(conversation_id, target,
                                                lane_rows[0].tenant_id), lane_rows,
-                                 exact=True, through=last)
+                                 exact=True, through=last, handed=True)
             else:
                 self._drained[key] = (queued_last, last)
         if read_needed:
@@ -540,9 +553,10 @@ class DeliveryService:
 
     def _start_lane(self, nursery: trio.Nursery, lane: Lane,
                     rows: list[OutboxRow] | None = None, *, exact: bool = False,
-                    through: int | None = None) -> None:
+                    through: int | None = None, handed: bool = False) -> None:
         """Start delivering ``lane`` (from ``rows``, its first pending events, if known;
-        ``exact`` and ``through``: see :class:`_LaneState`)."""
+        ``exact`` and ``through``: see :class:`_LaneState`; ``handed``: the rows came
+        from memory, not from a read that may be stale by now)."""
         key = (lane.conversation_id, lane.target)
         self._drained.pop(key, None)  # found due, or started: no longer known to be empty
         if self._owns is not None and not self._owns(lane.conversation_id):
@@ -555,8 +569,8 @@ class DeliveryService:
             return
         waiting = self._waiting.setdefault(lane.tenant_id, {})
         if self._per_tenant[lane.tenant_id] >= self._limits.per_tenant:
-            if rows is not None:
-                waiting[key] = None  # woken: woken again when its tenant has a free slot
+            if rows is not None:  # woken: woken again when its tenant has a free slot
+                waiting[key] = _LaneState(rows, exact, through) if handed else None
             else:
                 self._rescan = True
             return
@@ -579,14 +593,19 @@ class DeliveryService:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
         if waiting := self._waiting.get(lane.tenant_id):
-            # a slot of this tenant is free: wake the lane that waited longest for one (the
-            # scheduler reads it again: rows read before may have been delivered since)
+            # a slot of this tenant is free: start the lane that waited longest for one,
+            # from the rows handed to it meanwhile, or wake it (the scheduler reads it)
             first = next(iter(waiting))
-            del waiting[first]
+            held = waiting.pop(first)
             if not waiting:
                 del self._waiting[lane.tenant_id]
-            self._hinted.add(first[0])
-            self._kick.set()
+            if held is not None and self._nursery is not None and not self._stopping:
+                self._start_lane(self._nursery, Lane(*first, lane.tenant_id),
+                                 list(held.queued), exact=held.exact, through=held.through,
+                                 handed=True)
+            else:
+                self._hinted.add(first[0])
+                self._kick.set()
         # look again only if this lane was found due or woken while it ran (it may have
         # ended before it saw why), or scan if lanes were left out for want of room or a
         # lane parked (its retry time must join the scheduler's timer); otherwise the next

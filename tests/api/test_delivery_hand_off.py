@@ -219,3 +219,29 @@ async def test_commits_of_conversations_owned_elsewhere_are_left_to_their_owner(
         assert service.statistics().active_lanes == 0
     assert bot.received == []
     assert await any_store.read(lambda tx: pending_count(tx)) == 2
+
+
+async def test_a_lane_waiting_for_its_tenants_slot_keeps_its_handed_off_events(
+        any_store: Store) -> None:
+    """With one slot per tenant, a drained lane whose commit finds the slot taken waits
+    with its rows (and those committed meanwhile) and starts from them when the slot
+    frees up: no lane read, order kept."""
+    counting = Counting(any_store)
+    limits = replace(LIMITS, per_tenant=1)
+    async with open_fake_bot("s3cret") as bot, \
+            delivering(counting.as_store(), bot, limits=limits) as service:
+        first = [*await commit_one_by_one(any_store, service, "c1", range(1, 2)),
+                 *await commit_one_by_one(any_store, service, "c2", range(1, 2))]
+        await bot.wait_for(2)
+        await eventually(lambda: idle(service))
+        reads = counting.lane_reads
+        bot.script(Reply(delay=0.2))
+        c1 = await commit_one_by_one(any_store, service, "c1", range(2, 3))
+        await bot.wait_for(3)  # c1 holds the tenant's one slot for 0.2 s
+        c2 = await commit_one_by_one(any_store, service, "c2", range(2, 5))
+        assert service.statistics().active_lanes == 1
+        await bot.wait_for(6)
+        await eventually(lambda: nothing_pending(any_store))
+        assert counting.lane_reads == reads
+    assert sorted(bot.ids()[:2]) == sorted(first)
+    assert bot.ids()[2:] == c1 + c2
