@@ -52,13 +52,44 @@ class Origin:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
-    """A complete response: status, headers (names in lower case) and the body's start."""
+    """A complete response: status, headers (names in lower case) and the body's start.
+
+    The headers are parsed from the head only when asked for (an event POST's 2xx needs
+    none of them)."""
+
+    __slots__ = ("_fields", "_headers", "body_start", "status")
+
+    def __init__(self, status: int, fields: bytes, body_start: bytes) -> None:
+        self.status = status
+        self.body_start = body_start
+        self._fields = fields
+        self._headers: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """``(name, value)`` pairs in order, names in lower case, values stripped."""
+        if self._headers is None:
+            self._headers = tuple(_header_pairs(self._fields))
+        return self._headers
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status}, body_start={self.body_start!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What a response head tells the reader: the status, how the body is framed, and
+    whether the connection may be kept; ``fields`` is the raw header block."""
 
     status: int
-    headers: tuple[tuple[str, str], ...]
-    body_start: bytes
+    keep_alive: bool
+    length: bytes | None
+    """The ``Content-Length`` value, if any (checked when the body is read)."""
+    encoding: bytes
+    """The ``Transfer-Encoding`` values, lower case, comma-joined (empty: none)."""
+    fields: bytes
+    """The header lines, each starting with CRLF (parsed only on demand)."""
 
 
 @dataclass(eq=False)
@@ -97,7 +128,11 @@ class Http1Pool:
         ``trio.BrokenResourceError`` for what went wrong; cancellation propagates. The
         caller bounds the time (a cancel scope).
         """
-        async with self._slots:
+        try:
+            self._slots.acquire_nowait()  # the common case: no scheduler round trip
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        try:
             connection = self._reusable(origin)
             if connection is not None:
                 try:
@@ -106,6 +141,8 @@ class Http1Pool:
                     pass  # the server had closed it: once more on a new one
             connection = await self._connect(origin)
             return await self._exchange(origin, connection, data, keep, fresh=True)
+        finally:
+            self._slots.release()
 
     async def aclose(self) -> None:
         """Close every idle connection."""
@@ -148,7 +185,7 @@ class Http1Pool:
         try:
             try:
                 await connection.stream.send_all(data)
-                status, headers = await _read_head(connection)
+                head = await _read_head(connection)
             except (_Eof, OSError, trio.BrokenResourceError) as exc:
                 if not fresh:
                     raise _StaleConnection from exc
@@ -156,13 +193,13 @@ class Http1Pool:
                     raise ProtocolFailure("connection closed before the response") from exc
                 raise
             try:
-                while 100 <= status < 200:  # interim answers (100 Continue): skip them
-                    status, headers = await _read_head(connection)
-                body, complete = await _read_body(connection, status, headers, keep)
+                while 100 <= head.status < 200:  # interim answers (100 Continue): skip them
+                    head = await _read_head(connection)
+                body, complete = await _read_body(connection, head, keep)
                 reusable = complete and not connection.buffer
             except _Eof as exc:
                 raise ProtocolFailure("connection closed before the response ended") from exc
-            return Response(status, headers[1:], body)
+            return Response(head.status, head.fields, body)
         finally:
             if reusable:
                 connection.last_used = trio.current_time()
@@ -191,9 +228,9 @@ async def _fill(connection: _Connection) -> None:
     connection.buffer += chunk
 
 
-async def _read_head(connection: _Connection) -> tuple[int, tuple[tuple[str, str], ...]]:
-    """The status and headers of the next response head in the connection (the first
-    pair is ``("", version)``); :class:`_Eof` if the connection ended before any byte."""
+async def _read_head(connection: _Connection) -> _Head:
+    """The next response head in the connection; :class:`_Eof` if the connection ended
+    before any byte of it."""
     buffer = connection.buffer
     while (end := buffer.find(b"\r\n\r\n")) < 0:
         if len(buffer) > MAX_HEAD_BYTES:
@@ -205,42 +242,77 @@ async def _read_head(connection: _Connection) -> tuple[int, tuple[tuple[str, str
                 raise ProtocolFailure("connection closed in the response head") from None
             raise
         buffer = connection.buffer
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    block = bytes(buffer[:end])
     del buffer[:end + 4]
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ProtocolFailure(f"not an HTTP/1 status line: {lines[0][:80]!r}")
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
+    return _parse_head(block)
+
+
+def _parse_head(block: bytes) -> _Head:
+    """Read the status line and the three headers that frame the body (the others are
+    only checked to be header lines: a response that is not HTTP is refused)."""
+    line_end = block.find(b"\r\n")
+    status_line, fields = (block, b"") if line_end < 0 else (block[:line_end],
+                                                              block[line_end:])
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolFailure(f"not an HTTP/1 status line: {status_line[:80]!r}")
+    lowered = fields.lower()
+    position = 0
+    while position < len(lowered):  # every line: a name without blanks around it, a colon
+        start = position + 2
+        position = lowered.find(b"\r\n", start)
+        if position < 0:
+            position = len(lowered)
+        colon = lowered.find(b":", start, position)
+        if colon <= start or lowered[start] in b" \t" or lowered[colon - 1] in b" \t":
+            line = fields[start:position].decode("latin-1")
             raise ProtocolFailure(f"malformed header line: {line[:80]!r}")
-        headers.append((name.lower(), value.strip()))
-    return int(parts[1]), (("", parts[0]), *headers)
-
-
-async def _read_body(connection: _Connection, status: int,
-                     head: tuple[tuple[str, str], ...], keep: int) -> tuple[bytes, bool]:
-    """The first ``keep`` bytes of the body, and whether the connection can be reused."""
-    version = head[0][1]
-    headers = head[1:]
-    tokens = ",".join(value for name, value in headers if name == "connection").lower()
-    reusable = version == "HTTP/1.1" and "close" not in tokens
-    if status in _NO_BODY:
-        return b"", reusable
-    encoding = ",".join(value for name, value in headers
-                        if name == "transfer-encoding").lower()
-    if encoding:
-        if encoding.rsplit(",", 1)[-1].strip() != "chunked":
-            return await _read_to_end(connection, keep), False
-        return await _read_chunked(connection, keep), reusable
-    lengths = {value for name, value in headers if name == "content-length"}
-    if not lengths:
-        return await _read_to_end(connection, keep), False
-    if len(lengths) > 1 or not (length := lengths.pop()).isdigit():
+    lengths = set(_values(lowered, b"\r\ncontent-length:"))
+    if len(lengths) > 1:
         raise ProtocolFailure("bad Content-Length")
-    body, complete = await _read_exact(connection, int(length), keep)
-    return body, complete and reusable
+    keep_alive = parts[0] == b"HTTP/1.1" and \
+        b"close" not in b",".join(_values(lowered, b"\r\nconnection:"))
+    return _Head(int(parts[1]), keep_alive, lengths.pop() if lengths else None,
+                 b",".join(_values(lowered, b"\r\ntransfer-encoding:")), fields)
+
+
+def _values(lowered: bytes, marker: bytes) -> list[bytes]:
+    """The stripped values of every header line of ``lowered`` that starts with
+    ``marker`` (CRLF, the lower-case name and its colon)."""
+    found = []
+    at = lowered.find(marker)
+    while at >= 0:
+        start = at + len(marker)
+        end = lowered.find(b"\r\n", start)
+        found.append(lowered[start:end if end >= 0 else len(lowered)].strip())
+        at = -1 if end < 0 else lowered.find(marker, end)
+    return found
+
+
+def _header_pairs(fields: bytes) -> list[tuple[str, str]]:
+    """Every header line of a checked head as ``(lower-case name, stripped value)``."""
+    pairs = []
+    for line in fields.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        pairs.append((name.lower(), value.strip()))
+    return pairs
+
+
+async def _read_body(connection: _Connection, head: _Head, keep: int
+                     ) -> tuple[bytes, bool]:
+    """The first ``keep`` bytes of the body, and whether the connection can be reused."""
+    if head.status in _NO_BODY:
+        return b"", head.keep_alive
+    if head.encoding:
+        if head.encoding.rsplit(b",", 1)[-1].strip() != b"chunked":
+            return await _read_to_end(connection, keep), False
+        return await _read_chunked(connection, keep), head.keep_alive
+    if head.length is None:
+        return await _read_to_end(connection, keep), False
+    if not head.length.isdigit():
+        raise ProtocolFailure("bad Content-Length")
+    body, complete = await _read_exact(connection, int(head.length), keep)
+    return body, complete and head.keep_alive
 
 
 async def _read_exact(connection: _Connection, length: int, keep: int

@@ -9,15 +9,28 @@ uses at most A's slots and never delays tenant B.
 
 ::
 
-    wake(c) --lane heads of c--+
-                               v
+    commit ------rows, in memory (hand-off)--------+
+    wake(c) --lane heads of c--+                   |
+                               v                   v
     scheduler  --scan (due_lanes)-->  lane task --POST--> bot
        ^  lane exit / timer                |  2xx: next event     5xx...: park (retry later)
        +-----------------------------------+  4xx or out of attempts: dead, next event
 
-``wake(conversation_id)``, called after each commit that enqueued events, starts that
-conversation's lanes from their first pending events (one indexed lookup per lane, all
-hinted conversations in one read), so the hot path never scans the outbox; a lane already
+Committed events are handed over in memory: :func:`~lcx.store.outbox.enqueue` announces
+each row to the store's commit listeners (``Store.on_commit``), and right after the
+commit the service gives the rows to their lanes, without reading them back, when memory
+knows they are all the lane has pending: the lane read the store, or drained, and every
+commit of its conversation since then was handed over (``event_no`` follows on: see
+``_LaneState.through``). A running lane queues them; a drained one starts from them. A
+commit memory cannot vouch for (the first after a (re)start, another instance's writes
+in between, a lane that parked or was left out for want of a slot) hints the
+conversation instead, whose lanes then read the store. So the store stays the state:
+a crash, a takeover or a failed attempt finds the rows there.
+
+``wake(conversation_id)``, called after each commit that enqueued events, has nothing to
+do when the commit was handed over in full; otherwise it starts that conversation's
+lanes from their first pending events (one indexed lookup per lane, all hinted
+conversations in one read), so the hot path never scans the outbox; a lane already
 delivering looks once more before it ends, and one that finds its tenant's slots taken
 waits in its tenant's queue and is woken again when a slot frees up. The full scan
 (:func:`due_lanes`) runs every ``scan_interval``, when a parked lane is due, and when a
@@ -50,11 +63,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 import trio
 
@@ -70,6 +84,7 @@ from lcx.store.outbox import (
     TARGET_FLOW,
     Lane,
     LanePosition,
+    OutboxEvent,
     OutboxRow,
     due_lanes,
     mark_all_delivered,
@@ -93,6 +108,12 @@ LANE_READ = 16
 """Pending events a lane reads at a time (then delivers from memory)."""
 _MARK_RETRY_SECONDS = 1.0
 """Pause before the marker tries a batch again after a store failure."""
+_KNOWN_LIMIT = 65536
+"""Conversations (and lanes) whose hand-off state the service remembers; the oldest is
+forgotten beyond it (its next commit is then looked up in the store: slower, not wrong)."""
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 Sender = Callable[[OutboxRow], Awaitable[Outcome]]
 """Carries out one outbox row of a non-HTTP target; never raises for the edge's failures."""
@@ -160,6 +181,54 @@ class _Mark:
     delivered_at: str
 
 
+class _LaneState:
+    """What a running lane holds in memory: its next events, and how far they are all the
+    lane has pending.
+
+    ``exact``: the queue holds every pending event of the lane that the last read found
+    (a read of :data:`LANE_READ` may have left more behind: then it reads on).
+    ``through`` is the conversation's ``event_no`` up to which the queue is exact: every
+    pending event of the lane numbered up to it is queued (or handled). A read sets it to
+    the last ``event_no`` of the conversation announced before the read began (the read
+    sees those commits, and whatever is committed later is numbered higher); a hand-off
+    moves it on only from the commit right after it. ``None``: not exact (a read cut
+    short, a read under way, or nothing announced yet).
+    """
+
+    __slots__ = ("exact", "last_no", "queued", "through")
+
+    def __init__(self, rows: list[OutboxRow], exact: bool, through: int | None) -> None:
+        self.queued: deque[OutboxRow] = deque(rows)
+        self.exact = exact
+        self.through = through if exact else None
+        self.last_no = rows[-1].event_no if rows else -1
+        """The highest ``event_no`` this lane has queued (handed-off events at or below it
+        came in through a read already)."""
+
+    def extend(self, rows: list[OutboxRow], *, through: int | None) -> None:
+        """Queue rows read from the store (``through``: as of the read's start)."""
+        self.queued.extend(rows)
+        if rows:
+            self.last_no = max(self.last_no, rows[-1].event_no)
+        self.exact = len(rows) < LANE_READ
+        self.through = through if self.exact else None
+
+    def hand_off(self, rows: list[OutboxRow]) -> None:
+        """Queue committed rows handed over in memory."""
+        for row in rows:
+            if row.event_no > self.last_no:
+                self.queued.append(row)
+                self.last_no = row.event_no
+
+
+def _remember(table: dict[K, V], key: K, value: V) -> None:
+    """Insert ``key`` last (the most recent), forgetting the oldest beyond the limit."""
+    table.pop(key, None)
+    table[key] = value
+    if len(table) > _KNOWN_LIMIT:
+        del table[next(iter(table))]
+
+
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -201,15 +270,29 @@ class DeliveryService:
                                 maximum_seconds=config.max_backoff_ms / 1000, jitter=0.2)
         self._counters = _Counters()
         self._active: dict[tuple[str, str], str] = {}
+        self._lanes: dict[tuple[str, str], _LaneState] = {}
+        """The running lanes' queues (the events handed over after commit join them)."""
+        self._announced: dict[str, int] = {}
+        """Per conversation, the last ``event_no`` of its commits announced to this run
+        (what a lane read that starts now is exact through)."""
+        self._drained: dict[tuple[str, str], tuple[int, int]] = {}
+        """Lanes that ended with nothing pending: the last ``event_no`` each queued, and
+        its ``through`` (see :class:`_LaneState`). A commit right after ``through`` is then
+        all the lane has pending: it is handed over, no read needed."""
+        self._covered: set[str] = set()
+        """Conversations whose last commit was handed to their lanes in full: the
+        ``wake`` that follows it has nothing left to do."""
+        self._nursery: trio.Nursery | None = None
         self._per_tenant: Counter[str] = Counter()
         self._targets = (TARGET_BOT, TARGET_FLOW, *self._senders)
         """Every target a conversation can have a lane to (those ``wake`` looks at)."""
         self._kick = trio.Event()
         self._hinted: set[str] = set()
         """Conversations woken since the scheduler last looked."""
-        self._waiting: dict[str, dict[tuple[str, str], None]] = {}
+        self._waiting: dict[str, dict[tuple[str, str], _LaneState | None]] = {}
         """Per tenant, woken lanes that found its slots taken, oldest first (woken again
-        as slots free up, without a scan of the outbox)."""
+        as slots free up, without a scan of the outbox); with the rows handed over to them
+        meanwhile, or ``None``: read them then."""
         self._recheck: set[tuple[str, str]] = set()
         self._rescan = False
         """A scan is wanted as soon as a lane ends (a lane parked, or lanes were left out
@@ -237,6 +320,13 @@ class DeliveryService:
         """
         if conversation_id is None:
             self._scan_now = True
+            # e.g. dead events replayed: look in the store before trusting memory
+            self._drained.clear()
+            for waiting in self._waiting.values():
+                waiting.update(dict.fromkeys(waiting))
+        elif conversation_id in self._covered:
+            self._covered.discard(conversation_id)  # its lanes have the events already
+            return
         else:
             self._hinted.add(conversation_id)
         self._kick.set()
@@ -266,17 +356,25 @@ class DeliveryService:
         self._kick.set()
         self._marks, self._unmarked = [], {}  # what a previous run did not record is redone
         self._waiting = {}
+        # what memory knew is worth nothing once commits were not handed over meanwhile
+        self._announced, self._drained, self._covered = {}, {}, set()
         async with self._client_context() as client:
             self._client = client
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._schedule, nursery)
-                    nursery.start_soon(self._mark_delivered)
-                    task_status.started()
-                    await self._stop.wait()
-                    with trio.move_on_after(self._limits.stop_grace):
-                        await self._lanes_finished()
-                    nursery.cancel_scope.cancel()
+                    self._nursery = nursery
+                    unlisten = self._store.on_commit(self._committed)
+                    try:
+                        nursery.start_soon(self._schedule, nursery)
+                        nursery.start_soon(self._mark_delivered)
+                        task_status.started()
+                        await self._stop.wait()
+                        with trio.move_on_after(self._limits.stop_grace):
+                            await self._lanes_finished()
+                        nursery.cancel_scope.cancel()
+                    finally:
+                        unlisten()
+                        self._nursery = None
             finally:
                 with trio.CancelScope(shield=True):
                     await self._record_marks()
@@ -291,6 +389,79 @@ class DeliveryService:
             self._lane_exited = trio.Event()
             await self._lane_exited.wait()
 
+    # --- hand-off after commit -------------------------------------------------------
+
+    def _committed(self, announced: Sequence[object]) -> None:
+        """Store listener (Trio thread, after a commit): hand the committed outbox events
+        to their lanes, when memory knows that they are all those lanes have pending;
+        otherwise hint the conversation (its lanes are read from the store)."""
+        if self._stopping or self._nursery is None:
+            return
+        by_conversation: dict[str, list[OutboxRow]] = {}
+        for item in announced:
+            if isinstance(item, OutboxEvent):
+                by_conversation.setdefault(item.conversation_id, []).append(
+                    OutboxRow.from_event(item))
+        for conversation_id, rows in by_conversation.items():
+            self._hand_off(self._nursery, conversation_id, rows)
+
+    def _hand_off(self, nursery: trio.Nursery, conversation_id: str,
+                  rows: list[OutboxRow]) -> None:
+        """Give one commit's rows of a conversation to its lanes (see :meth:`_committed`):
+        to those that know they hold everything up to this commit; the others read."""
+        if self._owns is not None and not self._owns(conversation_id):
+            # its owner delivers it, from the store; what this instance knew goes stale
+            self._announced.pop(conversation_id, None)
+            for target in self._targets:
+                self._drained.pop((conversation_id, target), None)
+            return
+        rows.sort(key=lambda row: row.event_no)
+        before, last = rows[0].event_no - 1, rows[-1].event_no
+        _remember(self._announced, conversation_id, last)
+        by_target: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_target.setdefault(row.target, []).append(row)
+        read_needed = False
+        waiting = self._waiting.get(rows[0].tenant_id, {})
+        for target in dict.fromkeys((*self._targets, *by_target)):
+            key = (conversation_id, target)
+            lane_rows = by_target.get(target, [])
+            state = self._lanes.get(key)
+            if state is not None:
+                if state.through == before:
+                    state.hand_off(lane_rows)
+                    state.through = last
+                elif lane_rows:
+                    self._recheck.add(key)  # it reads again before it ends
+                continue
+            if key in waiting:  # for a slot of its tenant
+                held = waiting[key]
+                if held is not None and held.through == before:
+                    held.hand_off(lane_rows)
+                    held.through = last
+                elif lane_rows:
+                    waiting[key] = None  # it reads the store when it starts
+                continue
+            drained = self._drained.pop(key, None)
+            if drained is None or drained[1] != before:
+                read_needed = read_needed or bool(lane_rows)  # memory does not know enough
+                continue
+            queued_last = drained[0]
+            # a lane may have read some of these rows before this hand-off came: not twice
+            lane_rows = [row for row in lane_rows if row.event_no > queued_last]
+            if lane_rows:
+                self._start_lane(nursery, Lane(conversation_id, target,
+                                               lane_rows[0].tenant_id), lane_rows,
+                                 exact=True, through=last, handed=True)
+            else:
+                self._drained[key] = (queued_last, last)
+        if read_needed:
+            self._covered.discard(conversation_id)
+            self._hinted.add(conversation_id)
+            self._kick.set()
+        else:
+            self._covered.add(conversation_id)
+
     # --- scheduling ---------------------------------------------------------------------
 
     async def _schedule(self, nursery: trio.Nursery) -> None:
@@ -298,6 +469,7 @@ class DeliveryService:
             await self._wait_for_work()
             if self._stopping:
                 return
+            self._covered.clear()  # a wake follows its commit at once, or never
             try:
                 if self._hinted:
                     await self._start_hinted(nursery)
@@ -321,6 +493,9 @@ class DeliveryService:
         """Start the lanes of the woken conversations with their pending events, read at
         once."""
         wanted: list[LanePosition] = []
+        # what each lane read is exact through (commits announced later are numbered higher)
+        through = {conversation_id: self._announced.get(conversation_id)
+                   for conversation_id in self._hinted}
         for conversation_id in self._hinted:
             if self._owns is not None and not self._owns(conversation_id):
                 continue
@@ -339,11 +514,18 @@ class DeliveryService:
         by_lane: dict[tuple[str, str], list[OutboxRow]] = {}
         for row in found:
             by_lane.setdefault((row.conversation_id, row.target), []).append(row)
-        for rows in by_lane.values():
+        for key, rows in by_lane.items():
+            if (drained := self._drained.get(key)) is not None:
+                # read before its lane delivered them and ended: not twice
+                rows = [row for row in rows if row.event_no > drained[0]]
+                if not rows:
+                    continue
             head = rows[0]
             if head.next_attempt_at <= now:  # else parked: the scan's timer knows it
                 self._start_lane(nursery, Lane(head.conversation_id, head.target,
-                                               head.tenant_id), rows)
+                                               head.tenant_id), rows,
+                                 exact=len(rows) < LANE_READ,
+                                 through=through.get(head.conversation_id))
 
     def _position(self, key: tuple[str, str]) -> LanePosition:
         """Where reads of lane ``key`` start: after its last delivered, unrecorded event."""
@@ -370,9 +552,13 @@ class DeliveryService:
         return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
 
     def _start_lane(self, nursery: trio.Nursery, lane: Lane,
-                    rows: list[OutboxRow] | None = None) -> None:
-        """Start delivering ``lane`` (from ``rows``, its first pending events, if read)."""
+                    rows: list[OutboxRow] | None = None, *, exact: bool = False,
+                    through: int | None = None, handed: bool = False) -> None:
+        """Start delivering ``lane`` (from ``rows``, its first pending events, if known;
+        ``exact`` and ``through``: see :class:`_LaneState`; ``handed``: the rows came
+        from memory, not from a read that may be stale by now)."""
         key = (lane.conversation_id, lane.target)
+        self._drained.pop(key, None)  # found due, or started: no longer known to be empty
         if self._owns is not None and not self._owns(lane.conversation_id):
             return
         if key in self._active:
@@ -383,8 +569,8 @@ class DeliveryService:
             return
         waiting = self._waiting.setdefault(lane.tenant_id, {})
         if self._per_tenant[lane.tenant_id] >= self._limits.per_tenant:
-            if rows is not None:
-                waiting[key] = None  # woken: woken again when its tenant has a free slot
+            if rows is not None:  # woken: woken again when its tenant has a free slot
+                waiting[key] = _LaneState(rows, exact, through) if handed else None
             else:
                 self._rescan = True
             return
@@ -393,24 +579,33 @@ class DeliveryService:
             del self._waiting[lane.tenant_id]
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
-        nursery.start_soon(self._run_lane, lane, rows)
+        self._lanes[key] = _LaneState(rows or [], exact and rows is not None, through)
+        nursery.start_soon(self._run_lane, lane, rows is None)
 
-    def _release(self, lane: Lane) -> None:
+    def _release(self, lane: Lane, drained: bool) -> None:
         key = (lane.conversation_id, lane.target)
         del self._active[key]
+        state = self._lanes.pop(key)
+        if drained and not self._stopping and state.through is not None:
+            _remember(self._drained, key, (state.last_no, state.through))
         self._per_tenant[lane.tenant_id] -= 1
         if not self._per_tenant[lane.tenant_id]:
             del self._per_tenant[lane.tenant_id]
         self._lane_exited.set()
         if waiting := self._waiting.get(lane.tenant_id):
-            # a slot of this tenant is free: wake the lane that waited longest for one (the
-            # scheduler reads it again: rows read before may have been delivered since)
+            # a slot of this tenant is free: start the lane that waited longest for one,
+            # from the rows handed to it meanwhile, or wake it (the scheduler reads it)
             first = next(iter(waiting))
-            del waiting[first]
+            held = waiting.pop(first)
             if not waiting:
                 del self._waiting[lane.tenant_id]
-            self._hinted.add(first[0])
-            self._kick.set()
+            if held is not None and self._nursery is not None and not self._stopping:
+                self._start_lane(self._nursery, Lane(*first, lane.tenant_id),
+                                 list(held.queued), exact=held.exact, through=held.through,
+                                 handed=True)
+            else:
+                self._hinted.add(first[0])
+                self._kick.set()
         # look again only if this lane was found due or woken while it ran (it may have
         # ended before it saw why), or scan if lanes were left out for want of room or a
         # lane parked (its retry time must join the scheduler's timer); otherwise the next
@@ -426,42 +621,48 @@ class DeliveryService:
 
     # --- one lane -----------------------------------------------------------------------
 
-    async def _run_lane(self, lane: Lane, rows: list[OutboxRow] | None) -> None:
-        """Deliver the lane's due events in order, from ``rows`` (read if ``None``), until
-        it is empty, parked or stopping."""
+    async def _run_lane(self, lane: Lane, read_first: bool) -> None:
+        """Deliver the lane's due events in order, from its queue (read first if
+        ``read_first``; events handed over after commit join it), until it is empty,
+        parked or stopping."""
         key = (lane.conversation_id, lane.target)
+        state = self._lanes[key]
+        drained = False
         with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
             try:
-                queued = deque(rows if rows is not None else await self._read_lane(key))
-                # a full read may have left events behind: read on when it runs out
-                more = len(queued) >= LANE_READ
+                if read_first:
+                    await self._read_lane(key, state)
                 while not self._stopping:
-                    if not queued:
-                        if not more and key not in self._recheck:
+                    if not state.queued:
+                        # a full read may have left events behind, and a woken lane looks
+                        # once more: otherwise the queue was all the lane had
+                        if state.exact and key not in self._recheck:
+                            drained = True
                             return
-                        # woken (or a full read) since the last read: look once more
                         self._recheck.discard(key)
-                        queued.extend(await self._read_lane(key))
-                        more = len(queued) >= LANE_READ
-                        if not queued:
-                            continue
-                    row = queued[0]
+                        await self._read_lane(key, state)
+                        continue
+                    row = state.queued[0]
                     if row.next_attempt_at > iso(self._now()):
                         return
                     outcome = await self._attempt(row)
                     with trio.CancelScope(shield=True):
                         if not await self._record(row, outcome):
                             return
-                    queued.popleft()
+                    state.queued.popleft()
             except StoreError:
                 log.warning("delivery lane failed on the store; retrying later",
                             exc_info=True)
             finally:
-                self._release(lane)
+                self._release(lane, drained)
 
-    async def _read_lane(self, key: tuple[str, str]) -> list[OutboxRow]:
-        return await self._store.read(partial(pending_in_lanes, lanes=[self._position(key)],
+    async def _read_lane(self, key: tuple[str, str], state: _LaneState) -> None:
+        """Queue the lane's next pending events from the store (its queue is empty)."""
+        through = self._announced.get(key[0])
+        state.through = None  # commits announced during the read: read again, not handed
+        rows = await self._store.read(partial(pending_in_lanes, lanes=[self._position(key)],
                                               per_lane=LANE_READ))
+        state.extend(rows, through=through)
 
     async def _attempt(self, row: OutboxRow) -> Outcome:
         sender = self._senders.get(row.target)

@@ -46,6 +46,7 @@ Portable SQL (write it once, run it on SQLite and PostgreSQL)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from typing import Any, Protocol, TypeVar
 
 from lcx.errors import StoreError
 from lcx.store.migrate import apply_migrations
+
+log = logging.getLogger("lcx.store")
 
 T = TypeVar("T")
 
@@ -95,6 +98,56 @@ class Tx(Protocol):
         """
         ...
 
+    def values(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one query and return its rows as tuples, in the order of its columns (no
+        dict per row: for hot readers that know their ``SELECT``)."""
+        ...
+
+    def announce(self, item: object) -> None:
+        """Hand ``item`` to the store's commit listeners once this transaction is durable
+        (see :meth:`Store.on_commit`); dropped if it rolls back. Only the run of ``fn``
+        that committed counts (a re-run starts with nothing announced)."""
+        ...
+
+
+CommitListener = Callable[[Sequence[object]], None]
+"""Told what one committed transaction announced (:meth:`Store.on_commit`)."""
+
+
+class CommitListeners:
+    """The commit listeners of one store (the part of :meth:`Store.on_commit` every
+    backend shares)."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[CommitListener] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def add(self, listener: CommitListener) -> Callable[[], None]:
+        """Add ``listener``; returns the function that removes it (idempotent)."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def tell(self, announced: Sequence[object]) -> None:
+        """Trio thread, after a commit: hand ``announced`` (if any) to every listener.
+
+        Never raises: the transaction committed whatever a listener does, and its caller
+        must hear so (a listener's bug is logged)."""
+        if announced:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(announced)
+                except Exception:
+                    log.exception("a commit listener failed (the commit stands)")
+
 
 @dataclass(frozen=True, slots=True)
 class StoreStatistics:
@@ -135,6 +188,13 @@ class Store(Protocol):
         concurrently (``SERIALIZABLE``) and may run ``fn`` again after a serialization
         failure or deadlock (see :mod:`lcx.store.postgres`).
         """
+        ...
+
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener`` with what each committed transaction announced (in the order
+        of :meth:`Tx.announce`), on the Trio thread, once the commit is durable and before
+        :meth:`transaction` returns; returns the function that removes it. A listener must
+        not block and must not raise. Transactions that announced nothing cost nothing."""
         ...
 
     async def read(self, fn: Callable[[Tx], T]) -> T:

@@ -47,7 +47,8 @@ class OutboxEvent:
 
 
 def enqueue(tx: Tx, event: OutboxEvent) -> None:
-    """Add an event to the outbox as pending, due at once.
+    """Add an event to the outbox as pending, due at once, and announce it (the delivery
+    service takes it from memory once the transaction commits: ``Store.on_commit``).
 
     Raises:
         IntegrityConflict: an event with this id, or this lane position, exists.
@@ -59,6 +60,7 @@ def enqueue(tx: Tx, event: OutboxEvent) -> None:
         (event.id, event.org_id, event.tenant_id, event.conversation_id, event.event_no,
          event.target, event.url, event.type, event.body.decode(), "pending", 0,
          event.created_at, event.created_at))
+    tx.announce(event)
 
 
 # --- delivery: lanes, attempts, dead letters -----------------------------------------------
@@ -103,6 +105,23 @@ class OutboxRow:
     def from_row(cls, row: Row) -> OutboxRow:
         """Build from a ``SELECT`` of :data:`_ROW_COLUMNS` (``body`` back to bytes)."""
         return cls(**{**row, "body": str(row["body"]).encode()})
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> OutboxRow:
+        """Build from a ``SELECT`` of :data:`_ROW_COLUMNS` read as a tuple (``body`` is
+        its ninth column)."""
+        (id_, org_id, tenant_id, conversation_id, event_no, target, url, type_, body,
+         status, attempts, next_attempt_at, last_error, created_at, delivered_at) = values
+        return cls(id_, org_id, tenant_id, conversation_id, event_no, target, url, type_,
+                   str(body).encode(), status, attempts, next_attempt_at, last_error,
+                   created_at, delivered_at)
+
+    @classmethod
+    def from_event(cls, event: OutboxEvent) -> OutboxRow:
+        """The row :func:`enqueue` stored for ``event``: pending, no attempt, due at once."""
+        return cls(event.id, event.org_id, event.tenant_id, event.conversation_id,
+                   event.event_no, event.target, event.url, event.type, event.body, PENDING,
+                   0, event.created_at, None, event.created_at, None)
 
 
 class Lane(NamedTuple):
@@ -175,8 +194,8 @@ def pending_in_lanes(tx: Tx, lanes: Sequence[LanePosition], per_lane: int = 1
         chunk = lanes[start:start + _LANES_PER_QUERY]
         params = [value for lane in chunk for value in (
             lane.conversation_id, lane.target, PENDING, lane.after_event_no, per_lane)]
-        rows = tx.fetchall(" UNION ALL ".join([one] * len(chunk)), params)
-        found.extend(OutboxRow.from_row(row) for row in rows)
+        rows = tx.values(" UNION ALL ".join([one] * len(chunk)), params)
+        found.extend(map(OutboxRow.from_values, rows))
     found.sort(key=lambda row: (row.conversation_id, row.target, row.event_no))
     return found
 

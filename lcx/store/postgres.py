@@ -58,11 +58,11 @@ import trio
 from psycopg import pq
 from psycopg.adapt import AdaptersMap, Buffer, Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from lcx.errors import IntegrityConflict, StoreError, StoreUnavailable
-from lcx.store.base import Row, StoreStatistics, Tx
+from lcx.store.base import CommitListener, CommitListeners, Row, StoreStatistics, Tx
 
 T = TypeVar("T")
 
@@ -160,12 +160,14 @@ def _conninfo(url: str) -> tuple[str, str]:
 class _PostgresTx:
     """:class:`~lcx.store.base.Tx` over one psycopg cursor; remembers the last failure."""
 
-    __slots__ = ("_cursor", "failure")
+    __slots__ = ("_cursor", "announced", "failure")
 
     def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
         self._cursor = cursor
         self.failure: psycopg.Error | None = None
         """The last database error raised through this handle (``fn`` may swallow it)."""
+        self.announced: list[object] = []
+        """What ``fn`` announced (see :meth:`~lcx.store.base.Tx.announce`)."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._run(sql, params).rowcount
@@ -177,6 +179,20 @@ class _PostgresTx:
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self._run(sql, params)
         return [] if cursor.description is None else cursor.fetchall()
+
+    def values(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._run(sql, params)
+        if cursor.description is None:
+            return []
+        cursor.row_factory = tuple_row  # type: ignore[assignment]
+        try:
+            rows: list[tuple[Any, ...]] = cursor.fetchall()  # type: ignore[assignment]
+        finally:
+            cursor.row_factory = dict_row
+        return rows
+
+    def announce(self, item: object) -> None:
+        self.announced.append(item)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         with self._recording():
@@ -202,8 +218,9 @@ class _PostgresTx:
 
 
 def _run_in_transaction(conn: psycopg.Connection[Row], begin: str, fn: Callable[[Tx], T],
-                        end: str) -> T:
-    """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back on any failure, re-raise."""
+                        end: str, announced: list[object] | None = None) -> T:
+    """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back on any failure, re-raise.
+    Once ``end`` succeeded, ``announced`` (if given) holds what ``fn`` announced."""
     try:
         with conn.cursor() as cursor:
             cursor.execute(begin, prepare=False)
@@ -211,6 +228,8 @@ def _run_in_transaction(conn: psycopg.Connection[Row], begin: str, fn: Callable[
             result = fn(tx)
             _check_still_open(conn, tx)
             cursor.execute(end, prepare=False)
+            if announced is not None:
+                announced[:] = tx.announced
             return result
     except BaseException as exc:
         _rollback_quietly(conn, exc)
@@ -288,6 +307,7 @@ class PostgresStore:
         self._active = 0
         self._drained: trio.Event | None = None
         self._closed = self._pool_closed = False
+        self._listeners = CommitListeners()
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10,
@@ -318,17 +338,23 @@ class PostgresStore:
         serialization failure)."""
         with self._operation():
             self._in_flight += 1
+            announced: list[object] = []
             try:
                 result = await trio.to_thread.run_sync(
-                    self._run, _BEGIN_WRITE, fn, "COMMIT", limiter=self._limiter,
-                    abandon_on_cancel=False)
+                    self._run, _BEGIN_WRITE, fn, "COMMIT", announced,
+                    limiter=self._limiter, abandon_on_cancel=False)
             except BaseException:
                 self._failed += 1
                 raise
             finally:
                 self._in_flight -= 1
             self._committed += 1
+            self._listeners.tell(announced)
             return result
+
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        """See :meth:`lcx.store.base.Store.on_commit`."""
+        return self._listeners.add(listener)
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """See :meth:`lcx.store.base.Store.read` (``REPEATABLE READ READ ONLY``)."""
@@ -370,12 +396,13 @@ class PostgresStore:
                                transactions_failed=self._failed,
                                transactions_in_flight=self._in_flight)
 
-    def _run(self, begin: str, fn: Callable[[Tx], T], end: str) -> T:
+    def _run(self, begin: str, fn: Callable[[Tx], T], end: str,
+             announced: list[object] | None = None) -> T:
         """Worker thread: one transaction, re-run after a serialization failure."""
         attempt = 0
         while True:
             try:
-                return self._attempt(begin, fn, end)
+                return self._attempt(begin, fn, end, announced)
             except StoreError as exc:
                 if not _retryable(exc.__cause__):
                     raise
@@ -385,13 +412,14 @@ class PostgresStore:
             attempt += 1
             time.sleep(_backoff(attempt))
 
-    def _attempt(self, begin: str, fn: Callable[[Tx], T], end: str) -> T:
+    def _attempt(self, begin: str, fn: Callable[[Tx], T], end: str,
+                 announced: list[object] | None) -> T:
         try:
             conn = self._pool.getconn(timeout=self._acquire_timeout)
         except psycopg.Error as exc:  # PoolTimeout, PoolClosed
             raise StoreUnavailable(f"no postgresql connection: {exc}") from exc
         try:
-            return _run_in_transaction(conn, begin, fn, end)
+            return _run_in_transaction(conn, begin, fn, end, announced)
         except psycopg.Error as exc:
             if _stale_plan(exc):  # a migration changed a table: forget every prepared plan
                 self._pool.drain()

@@ -75,7 +75,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,7 +83,7 @@ import outcome
 import trio
 
 from lcx.errors import IntegrityConflict, StoreError, StoreUnavailable
-from lcx.store.base import Row, StoreStatistics, Tx
+from lcx.store.base import CommitListener, CommitListeners, Row, StoreStatistics, Tx
 
 T = TypeVar("T")
 
@@ -144,31 +144,62 @@ def split_script(script: str) -> list[str]:
     return statements
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+def _names(cursor: sqlite3.Cursor) -> list[str]:
+    """The column names of a query (once per statement, not once per row)."""
+    return [column[0] for column in cursor.description]
 
 
 class _SqliteTx:
-    """:class:`~lcx.store.base.Tx` over one ``sqlite3`` connection; cursors never outlive a call."""
+    """:class:`~lcx.store.base.Tx` over one ``sqlite3`` connection; cursors never outlive a call.
 
-    __slots__ = ("_conn",)
+    Connections have no row factory: rows come back as tuples, and :meth:`fetchone` /
+    :meth:`fetchall` zip them with the column names read once per statement.
+    """
+
+    __slots__ = ("_conn", "announced")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.announced: list[object] = []
+        """What ``fn`` announced (see :meth:`~lcx.store.base.Tx.announce`)."""
 
+    # try/finally rather than contextlib.closing: these run for every statement
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with closing(self._conn.execute(sql, params)) as cursor:
+        cursor = self._conn.execute(sql, params)
+        try:
             return cursor.rowcount
+        finally:
+            cursor.close()
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        with closing(self._conn.execute(sql, params)) as cursor:
-            row: Row | None = cursor.fetchone()
-            return row
+        cursor = self._conn.execute(sql, params)
+        try:
+            row = cursor.fetchone()
+            return None if row is None else dict(zip(_names(cursor), row, strict=True))
+        finally:
+            cursor.close()
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with closing(self._conn.execute(sql, params)) as cursor:
-            rows: list[Row] = cursor.fetchall()
+        cursor = self._conn.execute(sql, params)
+        try:
+            rows = cursor.fetchall()
+            if not rows:
+                return []
+            names = _names(cursor)
+            return [dict(zip(names, row, strict=True)) for row in rows]
+        finally:
+            cursor.close()
+
+    def values(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql, params)
+        try:
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
+        finally:
+            cursor.close()
+
+    def announce(self, item: object) -> None:
+        self.announced.append(item)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         self._conn.executemany(sql, seq_of_params).close()
@@ -179,13 +210,14 @@ class _SqliteTx:
 
 
 def _run_in_transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[Tx], T],
-                        end: str) -> T:
-    """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back and map errors on failure."""
+                        end: str, job: _Job | None = None) -> T:
+    """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back and map errors on failure.
+    ``job``: whose announcements ``fn``'s are."""
     try:
         if conn.in_transaction:  # left open by a failed rollback: start clean
             conn.execute(_ROLLBACK)
         conn.execute(begin)
-        result = _call(fn, conn)
+        result = _call(fn, conn, job)
         if not conn.in_transaction:
             raise StoreError(_ENDED_ITSELF)
         conn.execute(end)
@@ -212,7 +244,6 @@ def _connect(target: str, *, busy_timeout: float, query_only: bool,
     conn = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False)
     try:
-        conn.row_factory = _dict_row
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_MODES[synchronous]}")
         if query_only:
@@ -261,10 +292,10 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
     deadline = time.monotonic() + busy_timeout
     while True:
         try:
-            mode: str = conn.execute("PRAGMA journal_mode").fetchone()["journal_mode"]
+            mode: str = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode == "wal":
                 return mode
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             return mode
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
@@ -284,12 +315,14 @@ def _ping(tx: Tx) -> None:
 class _Job:
     """One transaction or read handed to a store thread, and the slot of its outcome."""
 
-    __slots__ = ("done", "fn", "outcome", "read", "state")
+    __slots__ = ("announced", "done", "fn", "outcome", "read", "state")
 
     def __init__(self, fn: Callable[[Tx], Any], *, read: bool) -> None:
         self.fn = fn
         self.read = read
         self.outcome: outcome.Outcome[Any] | None = None
+        self.announced: list[object] = []
+        """What the last run of ``fn`` announced (the one that counts once committed)."""
         self.done = trio.Event()
         self.state = _QUEUED
 
@@ -384,11 +417,15 @@ def _refuse_transaction_control(action: int, *_: object) -> int:
     return sqlite3.SQLITE_OK
 
 
-def _call(fn: Callable[[Tx], T], conn: sqlite3.Connection) -> T:
-    """Run ``fn`` on ``conn``; an attempt to control the transaction is a StoreError."""
+def _call(fn: Callable[[Tx], T], conn: sqlite3.Connection, job: _Job | None = None) -> T:
+    """Run ``fn`` on ``conn``; an attempt to control the transaction is a StoreError.
+    ``job``: records what this run announced (a re-run starts afresh)."""
     _guard.running, _guard.refused = True, False
+    tx = _SqliteTx(conn)
+    if job is not None:
+        job.announced = tx.announced
     try:
-        return fn(_SqliteTx(conn))
+        return fn(tx)
     except sqlite3.DatabaseError as exc:
         if _guard.refused:
             raise StoreError(_ENDED_ITSELF) from exc
@@ -401,26 +438,41 @@ class _BatchBroken(Exception):
     """The group transaction itself failed: its jobs are run again one by one."""
 
 
-def _run_group_plain(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
-    """Writer thread: run ``jobs`` in one transaction without savepoints and commit once.
+def _nothing() -> None:
+    pass
+
+
+def _commit_plain(conn: sqlite3.Connection, jobs: list[_Job],
+                  before_commit: Callable[[], None] = _nothing) -> bool:
+    """Run ``jobs`` in one transaction without savepoints and commit once: the batch body
+    of the writer thread and of the Trio thread alike.
 
     The common case (every job succeeds) then costs no ``SAVEPOINT``/``RELEASE`` per job.
     Returns False, with nothing committed and every outcome cleared, as soon as one job
-    raises or the transaction fails: the caller then runs the group again with savepoints,
-    so a failing job still fails alone (its neighbours' ``fn`` run a second time then).
+    raises or the transaction fails (on the Trio thread: a budget overrun or a lock in the
+    way included); the caller then runs the batch again on the writer thread with
+    savepoints, so a failing job still fails alone (its neighbours' ``fn`` run a second
+    time then). ``before_commit`` runs just before ``COMMIT`` (the Trio thread lifts its
+    budget there, so that a commit is never interrupted). A ``BaseException`` that is not
+    an ``Exception`` is re-raised after the rollback.
     """
     try:
         if conn.in_transaction:  # left open by a failed rollback: start clean
             conn.execute(_ROLLBACK)
         conn.execute(_BEGIN_WRITE)
         for job in jobs:
-            job.outcome = outcome.Value(_call(job.fn, conn))
+            job.outcome = outcome.Value(_call(job.fn, conn, job))
+        if not conn.in_transaction:
+            raise StoreError(_ENDED_ITSELF)
+        before_commit()
         conn.execute(_COMMIT)
         return True
-    except BaseException as exc:  # any failure: redo the group with savepoints
+    except BaseException as exc:  # any failure: the batch is run again with savepoints
         _rollback_quietly(conn, exc)
         for job in jobs:
             job.outcome = None
+        if not isinstance(exc, Exception):
+            raise
         return False
 
 
@@ -436,7 +488,7 @@ def _run_group(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         for job in jobs:
             conn.execute(_SAVEPOINT)
             try:
-                job.outcome = outcome.Value(_call(job.fn, conn))
+                job.outcome = outcome.Value(_call(job.fn, conn, job))
             except BaseException as exc:  # the job's own failure, handed to its waiter
                 if not conn.in_transaction:
                     raise _BatchBroken from exc
@@ -541,8 +593,11 @@ class _StoreThreads:
             return
         self.batches += 1
         if len(group) > 1:
-            if _run_group_plain(conn, group):
-                return
+            try:
+                if _commit_plain(conn, group):
+                    return
+            except BaseException:  # a savepoint run hands it to its job's waiter
+                pass
             self.savepoint_batches += 1
             try:
                 _run_group(conn, group)
@@ -551,7 +606,7 @@ class _StoreThreads:
                 pass  # nothing was committed: run each job alone, in its own transaction
         for job in group:
             job.outcome = outcome.capture(_run_in_transaction, conn, _BEGIN_WRITE,
-                                          job.fn, _COMMIT)
+                                          job.fn, _COMMIT, job)
 
     def _read_loop(self, conn: sqlite3.Connection) -> None:
         while True:
@@ -578,34 +633,6 @@ def _busy_timeout(conn: sqlite3.Connection, milliseconds: int) -> Iterator[None]
         yield
     finally:
         conn.execute("PRAGMA busy_timeout = 0").close()
-
-
-def _commit_inline(conn: sqlite3.Connection, jobs: list[_Job],
-                   before_commit: Callable[[], None]) -> bool:
-    """Trio thread: run ``jobs`` in one transaction and commit once, never waiting for a
-    lock. True when every job succeeded and the commit (its fsync) returned; False, with
-    nothing committed and every outcome cleared, on any failure (a budget overrun
-    included): the batch then goes to the writer thread, which waits for locks and
-    isolates a failing job. ``before_commit`` runs just before ``COMMIT`` (it lifts the
-    budget, so that a commit is never interrupted)."""
-    try:
-        if conn.in_transaction:  # left open by a failed rollback: start clean
-            conn.execute(_ROLLBACK)
-        conn.execute(_BEGIN_WRITE)
-        for job in jobs:
-            job.outcome = outcome.Value(_call(job.fn, conn))
-        if not conn.in_transaction:
-            raise StoreError(_ENDED_ITSELF)
-        before_commit()
-        conn.execute(_COMMIT)
-        return True
-    except BaseException as exc:  # any failure: the writer thread runs the batch again
-        _rollback_quietly(conn, exc)
-        for job in jobs:
-            job.outcome = None
-        if not isinstance(exc, Exception):
-            raise
-        return False
 
 
 def _read_on_writer(conn: sqlite3.Connection, fn: Callable[[Tx], T]) -> T:
@@ -668,6 +695,7 @@ class SqliteStore:
         self._active = 0
         self._drained: trio.Event | None = None
         self._closed = False
+        self._listeners = CommitListeners()
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str] | None, *, readers: int = 4,
@@ -712,7 +740,12 @@ class SqliteStore:
             finally:
                 self._in_flight -= 1
             self._committed += 1
+            self._listeners.tell(job.announced)
             return result
+
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        """See :meth:`lcx.store.base.Store.on_commit`."""
+        return self._listeners.add(listener)
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """See :meth:`lcx.store.base.Store.read`.
@@ -773,7 +806,7 @@ class SqliteStore:
             return
         self._write_deadline = time.perf_counter() + self._write_budget
         try:
-            committed = _commit_inline(self._writer, batch, self._lift_write_budget)
+            committed = _commit_plain(self._writer, batch, self._lift_write_budget)
         finally:
             self._lift_write_budget()
         if committed:

@@ -14,11 +14,13 @@ from typing import Any, TypeVar, cast
 import pytest
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
+from support.outbox import add_unannounced
 
 from adapters.bot_events import Delivered, Outcome, Retry, open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
 from lcx.errors import StoreUnavailable
 from lcx.store import Store, Tx, open_store
+from lcx.store.base import CommitListener
 from lcx.store.outbox import (
     TARGET_FLOW,
     OutboxEvent,
@@ -88,6 +90,9 @@ class MarksHeldBack:
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         return await self.store.read(fn)
+
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        return self.store.on_commit(listener)
 
     def as_store(self) -> Store:
         return cast(Store, self)
@@ -334,12 +339,13 @@ async def test_wake_delivers_without_waiting_for_the_scan(store: Store, bot: Fak
 
 
 async def test_wake_starts_only_the_woken_conversation(store: Store, bot: FakeBot) -> None:
-    """wake(c) reads c's lanes, not the whole outbox: another conversation's events wait
-    for the periodic scan."""
+    """wake(c) reads c's lanes, not the whole outbox: another conversation's events that
+    this service did not commit (another writer's) wait for the periodic scan."""
     limits = DeliveryLimits(scan_interval=30, stop_grace=0.2)
     async with delivering(store, [tenant("t1", bot)], limits=limits) as service:
         await trio.sleep(0.05)
-        woken, other = await add(store, [outbox_event("c1", 1), outbox_event("c2", 1)])
+        woken, other = await add_unannounced(store, [outbox_event("c1", 1),
+                                                     outbox_event("c2", 1)])
         service.wake("c1")
         await bot.wait_for(1, timeout=0.5)
         await trio.sleep(0.1)

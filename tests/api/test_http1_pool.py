@@ -79,6 +79,18 @@ async def test_keep_alive_reuses_one_connection() -> None:
     assert pool.opened == 1
 
 
+async def test_headers_keep_their_order_case_and_values() -> None:
+    """The headers of an answer (parsed on demand) are every line in order, names in
+    lower case, values stripped, the same answer after answer."""
+    body = (b"HTTP/1.1 503 Busy\r\nRetry-After:  7 \r\nX-Two: a:b\r\n"
+            b"CONTENT-LENGTH: 0\r\nx-two: c\r\n\r\n")
+    async with serving(lambda c, r: body) as (script, origin), open_pool() as pool:
+        answers = [await pool.request(origin, REQUEST) for _ in range(2)]
+    assert [a.headers for a in answers] == [(("retry-after", "7"), ("x-two", "a:b"),
+                                              ("content-length", "0"), ("x-two", "c"))] * 2
+    assert script.connections == 1
+
+
 async def test_chunked_body_is_read_and_the_connection_kept() -> None:
     """A chunked answer (with an extension and a trailer) is read to its end; only the
     first ``keep`` bytes are returned."""
@@ -147,6 +159,9 @@ async def test_a_fresh_connection_closed_without_answer_fails() -> None:
     b"SMTP ready\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n folded: x\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nab",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 ])
 async def test_malformed_answers_are_protocol_failures(answer: bytes) -> None:

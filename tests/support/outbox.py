@@ -1,0 +1,48 @@
+"""Outbox rows for delivery tests: committed as lcx commits them (announced to the
+store's commit listeners) or as another writer would (another instance, a previous run:
+in the store only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from lcx.store import Store, Tx
+from lcx.store.outbox import OutboxEvent, enqueue
+
+
+class _Unannounced:
+    """A :class:`~lcx.store.base.Tx` that writes through and announces nothing."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._tx.execute(sql, params)
+
+    def announce(self, item: object) -> None:
+        """Another writer's commit: this process's listeners never hear of it."""
+
+
+async def add(store: Store, events: Iterable[OutboxEvent]) -> list[OutboxEvent]:
+    """Commit ``events`` in one transaction, announced as lcx's own commits are."""
+    listed = list(events)
+
+    def insert(tx: Tx) -> None:
+        for event in listed:
+            enqueue(tx, event)
+
+    await store.transaction(insert)
+    return listed
+
+
+async def add_unannounced(store: Store, events: Iterable[OutboxEvent]) -> list[OutboxEvent]:
+    """Commit ``events`` in one transaction that no listener hears of (another writer)."""
+    listed = list(events)
+
+    def insert(tx: Tx) -> None:
+        for event in listed:
+            enqueue(cast(Tx, _Unannounced(tx)), event)
+
+    await store.transaction(insert)
+    return listed
