@@ -6,7 +6,7 @@ Timestamps are RFC 3339 UTC strings with milliseconds (:func:`iso`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -25,13 +25,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
+_ONE_SECOND = timedelta(seconds=1)
+_second: tuple[datetime, datetime, str] = (datetime.max.replace(tzinfo=UTC),
+                                           datetime.min.replace(tzinfo=UTC), "")
+"""The last second :func:`iso` formatted: its start, the next second's start, its text."""
+
+
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
+    global _second
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # formatted by hand: strftime costs several times more, on every stored row
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+    # called several times per stored message, mostly within one second: the second's
+    # text is formatted once (by hand: strftime costs several times more)
+    start, end, text = _second
+    if not start <= moment < end:
+        text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+                f"{moment.minute:02d}:{moment.second:02d}")
+        start = moment.replace(microsecond=0)
+        try:
+            end = start + _ONE_SECOND
+        except OverflowError:  # the last second of year 9999: not cached
+            end = start
+        _second = (start, end, text)
+    return text + _MILLIS[moment.microsecond // 1000]
 
 
 def parse_iso(text: str) -> datetime:

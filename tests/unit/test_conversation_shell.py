@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import trio
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
 
 from actors.conversation import ConversationActor
@@ -21,6 +22,7 @@ from actors.messages import (
     GetState,
     PostMessage,
     PostResult,
+    Recover,
     Release,
     Reserve,
     Timeout,
@@ -233,3 +235,44 @@ async def test_a_new_actor_loads_the_stored_state(ports: FakePorts, store: Store
         assert await ref.ask(GetState()) == created
     assert ports.armed["c1"][1].kind == "request"
 
+
+
+async def test_the_timer_is_not_armed_again_when_its_deadline_did_not_change(
+        ports: FakePorts, store: Store) -> None:
+    """Reads and a pending request's messages leave the deadline where it was: the timer
+    armed first is not armed again, and it still fires (the request is missed); a stale
+    Timeout or a Recover arms it again."""
+    long_ago = iso(utc_now() - timedelta(hours=1))
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=long_ago)))
+        assert ports.arms == 1
+        first = ports.armed["c1"]
+        await ref.ask(GetState())
+        await ref.ask(GetState(fresh=True))
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="still there?"))
+        assert ports.arms == 1
+        assert ports.armed["c1"] == first
+        await ref.ask(Timeout(kind="request", deadline=iso(utc_now())))  # stale: re-armed
+        assert ports.arms == 2
+        await ref.ask(Recover())
+        assert ports.arms == 3
+        await ref.ask(first[1])
+    row = await stored(store)
+    assert row is not None
+    assert row.status == "missed"
+    assert "c1" not in ports.armed
+
+
+async def test_every_message_of_an_active_conversation_moves_its_inactivity_deadline(
+        ports: FakePorts, store: Store) -> None:
+    """Activity changes what the deadline depends on: each message arms it again."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        armed = ports.arms
+        await trio.sleep(0.002)  # a later millisecond than the accept's
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="one"))
+        await trio.sleep(0.002)  # a later millisecond: a later last activity
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="two"))
+    assert ports.arms == armed + 2
+    assert ports.armed["c1"][1].kind == "inactivity"
