@@ -42,7 +42,7 @@ from actors.messages import (
 from actors.ports import ConversationPorts
 from lcx.errors import Conflict, IntegrityConflict, LcxError, StaleState
 from lcx.livechat import conversation as rules
-from lcx.livechat.commands import HandOver
+from lcx.livechat.commands import HandOver, MemberGuard
 from lcx.livechat.decision import (
     AgentFrame,
     Decision,
@@ -133,6 +133,8 @@ class ConversationActor(Actor):
             self._armed = None
         if isinstance(message, GetState) and message.fresh and not self._fresh:
             await self._reload()
+        if isinstance(message, PostMessage) and message.guard is not None:
+            await self._check_guard(message.guard)
         if isinstance(message, Timeout) and await self._is_stale(message):
             await self._arm_timer()
             return None
@@ -201,6 +203,16 @@ class ConversationActor(Actor):
         return decision.reply
 
     # --- the shell's steps ---------------------------------------------------------------
+
+    async def _check_guard(self, guard: MemberGuard) -> None:
+        """Refuse a caller that is not in the conversation, as the store says (memory
+        first; a refusal is checked again on the stored state)."""
+        refusal = rules.guard_refusal(self.state, guard)
+        if refusal is not None and not self._fresh:
+            await self._reload()
+            refusal = rules.guard_refusal(self.state, guard)
+        if refusal is not None:
+            raise refusal
 
     async def _remembered(self, key: tuple[str, str]) -> PostResult | None:
         scope, client_id = key
