@@ -74,6 +74,9 @@ class PostMessage(Msg, frozen=True, kw_only=True):
     """An internal note (agents only): stored and shown to agents, never sent on."""
     guard: MemberGuard | None = None
     """The caller must be in the conversation (an agent's message frame)."""
+    as_subscriber: bool = False
+    """The author is the conversation's subscriber: the message is signed with its
+    handle and its name as the conversation holds them (``author`` says ``subscriber``)."""
 
 
 class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -335,7 +335,10 @@ class _Rules:
             raise Conflict("the conversation is not active")
         if post.private and (post.author.type != "agent" or state.status != "active"):
             raise Conflict("internal notes are written by agents in active conversations")
-        message = self._message(state, post.author, type=post.type, text=post.text,
+        author = post.author
+        if post.as_subscriber:  # signed as the conversation's subscriber is now
+            author = Author(type="subscriber", id=state.sub_handle, name=state.subscriber.name)
+        message = self._message(state, author, type=post.type, text=post.text,
                                 payload=post.payload, attachments=list(post.attachments),
                                 private=post.private)
         result = PostResult(id=message.message_id, conversation_id=state.id,
