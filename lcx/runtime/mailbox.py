@@ -16,6 +16,9 @@ import trio
 
 from lcx.errors import MailboxClosed, MailboxFull
 
+_TAKEN: outcome.Outcome[Any] = outcome.Value(None)
+"""What a slot holds once its asker took the answer (it stays ``done``)."""
+
 
 class Reply:
     """The slot an ``ask`` waits on; the actor fills it exactly once.
@@ -69,8 +72,11 @@ class Reply:
             await trio.lowlevel.wait_task_rescheduled(abort)
         else:
             await trio.lowlevel.checkpoint()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        result = self._outcome
+        assert result is not None
+        # the deadline keeper may hold this slot for a while: it keeps no answer alive
+        self._outcome = _TAKEN
+        return result.unwrap()
 
 
 @dataclass(frozen=True, slots=True)
