@@ -47,5 +47,8 @@ def test_iso_reuses_the_second_only_within_that_second() -> None:
                datetime.max.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC),
                datetime.min.replace(tzinfo=UTC), base]
     moments += [base + timedelta(microseconds=n * 37_777) for n in range(200)]
+    # now and a deadline in turn, as a message formats them
+    moments += [base + timedelta(seconds=900 * (n % 2), microseconds=n * 1_111)
+                for n in range(50)]
     for moment in moments:
         assert iso(moment) == _formatted(moment)
