@@ -42,7 +42,7 @@ from actors.messages import (
 from actors.ports import ConversationPorts
 from lcx.errors import Conflict, IntegrityConflict, LcxError, StaleState
 from lcx.livechat import conversation as rules
-from lcx.livechat.commands import HandOver
+from lcx.livechat.commands import HandOver, MemberGuard
 from lcx.livechat.decision import (
     AgentFrame,
     Decision,
@@ -82,6 +82,12 @@ WOKEN_IDLE_SECONDS = 1.0
 """How long an actor woken only to re-arm its deadline (``Recover``: a sweep after a
 restart or a move wakes every open conversation) stays without another message."""
 
+_TimerBasis = tuple[str, str, str, int, int]
+"""(status, queued_at, last_activity_at, request and inactivity timeouts): all a
+conversation's deadline depends on."""
+_DISARMED: _TimerBasis = ("closed", "", "", 0, 0)
+"""The basis once the timer was cancelled (the conversation closed)."""
+
 replace = msgspec.structs.replace
 _encode = msgspec.json.encode
 
@@ -95,6 +101,8 @@ class ConversationActor(Actor):
         self.state: Conversation | None = None
         self._fresh = False
         """Whether :attr:`state` was read from the store while handling this message."""
+        self._armed: _TimerBasis | None = None
+        """What the timer armed last was computed from (None: not known to be armed)."""
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -119,8 +127,14 @@ class ConversationActor(Actor):
         return changed
 
     async def _receive(self, message: Any) -> Any:
+        if isinstance(message, (Timeout, Recover)):
+            # the timer fired (so nothing is armed any more), or the actor is woken to
+            # arm it again: either way it is armed afresh below
+            self._armed = None
         if isinstance(message, GetState) and message.fresh and not self._fresh:
             await self._reload()
+        if isinstance(message, PostMessage) and message.guard is not None:
+            await self._check_guard(message.guard)
         if isinstance(message, Timeout) and await self._is_stale(message):
             await self._arm_timer()
             return None
@@ -189,6 +203,16 @@ class ConversationActor(Actor):
         return decision.reply
 
     # --- the shell's steps ---------------------------------------------------------------
+
+    async def _check_guard(self, guard: MemberGuard) -> None:
+        """Refuse a caller that is not in the conversation, as the store says (memory
+        first; a refusal is checked again on the stored state)."""
+        refusal = rules.guard_refusal(self.state, guard)
+        if refusal is not None and not self._fresh:
+            await self._reload()
+            refusal = rules.guard_refusal(self.state, guard)
+        if refusal is not None:
+            raise refusal
 
     async def _remembered(self, key: tuple[str, str]) -> PostResult | None:
         scope, client_id = key
@@ -324,18 +348,30 @@ class ConversationActor(Actor):
         return await self.ports.store.read(lambda tx: messages_after(tx, self.id, 0))
 
     async def _arm_timer(self) -> None:
-        """Run the one timer the rules ask for (or none, once the conversation closed)."""
+        """Run the one timer the rules ask for (or none, once the conversation closed).
+
+        Nothing is armed again when what the deadline depends on did not change since the
+        last arm (a read, a typing signal, an idempotent resend): that timer still runs.
+        """
         state = self.state
         if state is None or not state.is_open:
             self.ctx.idle_seconds = CLOSED_IDLE_SECONDS
-            self.ports.cancel_timeout(self.id)
+            if self._armed != _DISARMED:
+                self.ports.cancel_timeout(self.id)
+                self._armed = _DISARMED
             return
         self.ctx.idle_seconds = OPEN_IDLE_SECONDS
-        timeout = rules.next_timeout(state, await self.ports.settings(state.org_id))
+        settings = await self.ports.settings(state.org_id)
+        basis = (state.status, state.queued_at, state.last_activity_at,
+                 settings.request_timeout_seconds, settings.inactivity_timeout_seconds)
+        if basis == self._armed:
+            return
+        timeout = rules.next_timeout(state, settings)
         assert timeout is not None
         delay = max(0.0, (parse_iso(timeout.deadline) - utc_now()).total_seconds())
         self.ports.arm_timeout(self.id, delay,
                                Timeout(kind=timeout.kind, deadline=timeout.deadline))
+        self._armed = basis
 
     async def _is_stale(self, timeout: Timeout) -> bool:
         """Whether ``timeout`` is not the deadline the conversation waits for now (one

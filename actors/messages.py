@@ -20,6 +20,7 @@ from lcx.livechat.commands import (
     GetState,
     Join,
     Leave,
+    MemberGuard,
     Msg,
     PostMessage,
     PostResult,
@@ -173,7 +174,7 @@ WIRE_MESSAGES: tuple[type[Msg], ...] = (
 __all__ = [
     "WIRE_MESSAGES", "Accept", "AcceptRequest", "Accepted", "AgentPresence", "AgentState",
     "Connect", "CreateRequest", "DeliverEdge", "Dequeue", "EdgeInbound", "End", "Enqueue",
-    "Flag", "GetState", "Join", "Leave", "Msg", "OpenLink", "Position", "PostMessage",
-    "PostResult", "Push", "QueueStats", "Read", "Recover", "Release", "Reserve", "Resync",
-    "SetStatus", "Timeout", "Transfer", "Typing", "UpdateRequest",
+    "Flag", "GetState", "Join", "Leave", "MemberGuard", "Msg", "OpenLink", "Position",
+    "PostMessage", "PostResult", "Push", "QueueStats", "Read", "Recover", "Release", "Reserve",
+    "Resync", "SetStatus", "Timeout", "Transfer", "Typing", "UpdateRequest",
 ]

@@ -142,6 +142,11 @@ class ActorRouter:
 
     async def ask(self, key: str, message: Msg, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Ask the actor for ``key`` wherever it lives; see :meth:`ActorRef.ask`."""
+        if self.placement.owner(self.kind, key) == self.placement.instance_id:
+            try:  # the common case on one instance, without the retry loop's machinery
+                return await self.local.ask(key, message, timeout)
+            except MailboxClosed:
+                pass  # our supervisor stops (we drain): as any owner that moves, below
         return await self._deliver(key, message, "ask", timeout)
 
     async def send(self, key: str, message: Msg) -> None:

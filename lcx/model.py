@@ -6,7 +6,7 @@ Timestamps are RFC 3339 UTC strings with milliseconds (:func:`iso`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -25,13 +25,38 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
+_ONE_SECOND = timedelta(seconds=1)
+_Second = tuple[datetime, datetime, str]
+_NONE: _Second = (datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC), "")
+_recent: tuple[_Second, _Second] = (_NONE, _NONE)
+"""The last two seconds :func:`iso` formatted (each: its start, the next second's start,
+its text): the current second and a deadline's, which a message formats in turn."""
+
+
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
+    global _recent
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # formatted by hand: strftime costs several times more, on every stored row
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+    # called several times per stored message, mostly within one second: the second's
+    # text is formatted once (by hand: strftime costs several times more)
+    last, other = _recent
+    if last[0] <= moment < last[1]:
+        text = last[2]
+    elif other[0] <= moment < other[1]:
+        text = other[2]
+        _recent = (other, last)
+    else:
+        text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+                f"{moment.minute:02d}:{moment.second:02d}")
+        start = moment.replace(microsecond=0)
+        try:
+            end = start + _ONE_SECOND
+        except OverflowError:  # the last second of year 9999: not kept
+            end = start
+        _recent = ((start, end, text), last)
+    return text + _MILLIS[moment.microsecond // 1000]
 
 
 def parse_iso(text: str) -> datetime:

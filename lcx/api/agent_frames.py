@@ -28,6 +28,7 @@ from actors.messages import (
     GetState,
     Join,
     Leave,
+    MemberGuard,
     PostMessage,
     PostResult,
     Read,
@@ -230,6 +231,8 @@ class FrameHandler:
         self.send = send
         self.room = room
         self.supervisor = principal.has_any("supervisor")
+        self._guard = MemberGuard(org_id=self.org, agent_id=self.agent.id,
+                                  supervisor=self.supervisor)
         self._events: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
             "REQUEST_ACCEPT": self._accept, "REQUEST_CREATE": self._create,
             "CONVERSATION_JOIN": self._join, "CONVERSATION_LEAVE": self._leave,
@@ -448,12 +451,12 @@ class FrameHandler:
         message = _decode(data, MessageData)
         if not message.text and not message.attachments:
             raise InvalidRequest("a message needs text or attachments")
-        await self._conversation(message.conversation_id)
+        # the membership check travels with the message: one hop to the actor, not two
         result: PostResult = await self._ask(message.conversation_id, PostMessage(
             author=Author(type="agent", id=self.agent.id, name=self.agent.name),
             type="file" if message.attachments and not message.text else "text",
             text=message.text, attachments=tuple(message.attachments), client_id=message.id,
             idempotency_scope=f"agent:{self.org}:{self.agent.id}" if message.id else None,
-            private=message.private))
+            private=message.private, guard=self._guard))
         return {"messageId": result.id, "seq": result.seq,
                 "conversationId": result.conversation_id}

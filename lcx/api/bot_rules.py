@@ -44,6 +44,10 @@ __all__ = [
 
 BOT_SCOPES = ("bot", "service")
 """The scopes that may call the bot API."""
+OPEN_IDS_CACHED = 50_000
+"""Subscribers whose open conversation ``POST /messages`` remembers; past this the memory
+starts afresh (each entry is a few hundred bytes)."""
+_SUBSCRIBER = Author(type="subscriber")
 
 
 class BotBody(msgspec.Struct, rename="camel", kw_only=True):
@@ -185,6 +189,9 @@ class BotRules:
     def __init__(self, livechat: Livechat) -> None:
         self.livechat = livechat
         self.business_hours = repo_for(livechat)
+        self._open_ids: dict[tuple[str, str], str] = {}
+        """(tenant, subscriber handle) -> the id of the subscriber's open conversation,
+        as last looked up (see :meth:`message_posted`)."""
 
     def tenant_for(self, principal: Principal, tenant_id: str,
                    org_id: str | None = None) -> TenantConfig:
@@ -263,26 +270,47 @@ class BotRules:
 
     async def message_posted(self, principal: Principal, body: MessageBody) -> PostResult:
         """``POST /messages`` once the body is decoded: the 202 body, idempotent on
-        (tenant, ``id``), even after the end."""
+        (tenant, ``id``), even after the end.
+
+        The subscriber's open conversation is remembered here once looked up (at most
+        one is open per subscriber, and it stays theirs): later messages go straight to
+        its actor, which signs them with the subscriber as it holds them. When that
+        conversation has ended (the actor refuses: NotFound) it is looked up again in
+        the store, as the first message was.
+        """
         tenant = self.tenant_for(principal, body.tenant_id)
         check_message(body)
         scope = f"bot:{tenant.id}"
         tenant_id, sub_handle = tenant.id, body.sub_handle
+        key = (tenant_id, sub_handle)
+        known = self._open_ids.get(key)
+        if known is not None:
+            try:
+                return await self._post(known, body, scope)
+            except NotFound:
+                self._open_ids.pop(key, None)  # ended: the store says what is open now
         existing = await self.livechat.store.read(
             lambda tx: find_open_brief(tx, tenant_id, sub_handle))
         if existing is None and body.id is not None:
             # a resend after the end; a resend to an open conversation is answered by it
-            key = body.id
-            earlier = await self.livechat.store.read(lambda tx: remembered(tx, scope, key))
+            client_id = body.id
+            earlier = await self.livechat.store.read(
+                lambda tx: remembered(tx, scope, client_id))
             if earlier is not None:
                 return msgspec.json.decode(earlier, type=PostResult)
         if existing is None:
             raise NotFound("the subscriber has no open request or conversation", details={
                 "tenantId": tenant.id, "subHandle": body.sub_handle})
-        conversation_id, subscriber_name = existing
-        author = Author(type="subscriber", id=body.sub_handle, name=subscriber_name)
+        conversation_id, _ = existing
+        result = await self._post(conversation_id, body, scope)
+        if len(self._open_ids) >= OPEN_IDS_CACHED:
+            self._open_ids.clear()
+        self._open_ids[key] = conversation_id
+        return result
+
+    async def _post(self, conversation_id: str, body: MessageBody, scope: str) -> PostResult:
         result: PostResult = await self.livechat.conversations.ask(conversation_id, PostMessage(
-            author=author, type=body.type, text=body.text, payload=body.payload,
-            attachments=tuple(body.attachments), client_id=body.id,
+            author=_SUBSCRIBER, as_subscriber=True, type=body.type, text=body.text,
+            payload=body.payload, attachments=tuple(body.attachments), client_id=body.id,
             idempotency_scope=scope if body.id is not None else None))
         return result

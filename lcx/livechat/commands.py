@@ -45,6 +45,19 @@ class CreateRequest(Msg, frozen=True, kw_only=True):
     enqueue: bool = True
 
 
+class MemberGuard(msgspec.Struct, frozen=True, kw_only=True):
+    """Who must be in the conversation for a command to be obeyed: an agent of
+    ``org_id`` still in it (a supervisor of ``org_id``: any of its conversations).
+
+    Checked by the actor before anything else, on its memory and, before refusing, on the
+    stored state; the agent API's own check in one hop (see
+    :func:`lcx.livechat.conversation.guard_refusal`)."""
+
+    org_id: str
+    agent_id: str
+    supervisor: bool = False
+
+
 class PostMessage(Msg, frozen=True, kw_only=True):
     """Add a message to the log (answer: PostResult); ``client_id`` makes it idempotent."""
 
@@ -59,6 +72,11 @@ class PostMessage(Msg, frozen=True, kw_only=True):
     idempotency_scope: str | None = None
     private: bool = False
     """An internal note (agents only): stored and shown to agents, never sent on."""
+    guard: MemberGuard | None = None
+    """The caller must be in the conversation (an agent's message frame)."""
+    as_subscriber: bool = False
+    """The author is the conversation's subscriber: the message is signed with its
+    handle and its name as the conversation holds them (``author`` says ``subscriber``)."""
 
 
 class PostResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

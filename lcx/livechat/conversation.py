@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from lcx.errors import Conflict, NotFound
+from lcx.errors import Conflict, Forbidden, LcxError, NotFound
 from lcx.ids import new_id
 from lcx.livechat import frames
 from lcx.livechat.commands import (
@@ -37,6 +37,7 @@ from lcx.livechat.commands import (
     HandOver,
     Join,
     Leave,
+    MemberGuard,
     PostMessage,
     PostResult,
     Read,
@@ -148,6 +149,18 @@ def idempotency_key(state: Conversation | None, command: Any) -> tuple[str, str]
             and command.event.external_id and state is not None):
         return _edge_scope(state), command.event.external_id
     return None
+
+
+def guard_refusal(state: Conversation | None, guard: MemberGuard) -> LcxError | None:
+    """Why the caller of ``guard`` may not act on the conversation ``state``, if it may
+    not: NotFound when there is none in its organization, Forbidden when it is not one of
+    the active agents (supervisors may act on any conversation of their organization)."""
+    if state is None or state.org_id != guard.org_id:
+        return NotFound("no such conversation")
+    if guard.supervisor or any(p.id == guard.agent_id and p.left_at is None
+                               for p in state.participants):
+        return None
+    return Forbidden("you are not in this conversation")
 
 
 def decide(state: Conversation | None, command: Any, settings: LivechatSettings,
@@ -322,7 +335,10 @@ class _Rules:
             raise Conflict("the conversation is not active")
         if post.private and (post.author.type != "agent" or state.status != "active"):
             raise Conflict("internal notes are written by agents in active conversations")
-        message = self._message(state, post.author, type=post.type, text=post.text,
+        author = post.author
+        if post.as_subscriber:  # signed as the conversation's subscriber is now
+            author = Author(type="subscriber", id=state.sub_handle, name=state.subscriber.name)
+        message = self._message(state, author, type=post.type, text=post.text,
                                 payload=post.payload, attachments=list(post.attachments),
                                 private=post.private)
         result = PostResult(id=message.message_id, conversation_id=state.id,

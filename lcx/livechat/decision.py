@@ -19,7 +19,7 @@ Counter = Literal["requests_created", "requests_missed", "messages_stored",
 """The domain counters a decision may count (exported to ``/metrics``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueRequest:
     """Tell the queue of ``user_group_id`` that this request waits there."""
 
@@ -27,7 +27,7 @@ class QueueRequest:
     conversation: Conversation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnqueueRequest:
     """Tell the queue of ``user_group_id`` that this request left it."""
 
@@ -36,19 +36,19 @@ class UnqueueRequest:
     why: Literal["cancelled", "missed", "moved"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReleaseSlot:
     """Give the agent's chat slot for this conversation back."""
 
     agent_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenProviderLink:
     """Open (or resume) the conversation's session with its external provider."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentFrame:
     """A websocket frame for every socket of one agent."""
 
@@ -56,7 +56,7 @@ class AgentFrame:
     frame: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryFrame:
     """A frame for one agent that carries the conversation's whole message log under
     ``messages`` (the shell reads the log after the commit)."""
@@ -69,7 +69,7 @@ Note = QueueRequest | UnqueueRequest | ReleaseSlot | OpenProviderLink
 """A notification to another actor, sent after the commit (never waited for)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The outcome of one command; see the module docstring.
 

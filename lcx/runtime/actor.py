@@ -22,6 +22,9 @@ from lcx.runtime.ref import ActorRef
 
 log = logging.getLogger("lcx.runtime")
 
+_YIELD_EVERY = 32
+"""Messages an actor takes in a row from a full mailbox before it yields to other tasks."""
+
 IdleHook = Callable[[], bool]
 """Called when an actor has been idle for its ``idle_seconds``; True means "stop now"."""
 
@@ -62,6 +65,8 @@ class ActorContext:
         self._stop_requested = False
         self._receive_scope: trio.CancelScope | None = None
         self._timers: dict[str, trio.CancelScope] = {}
+        self._taken = 0
+        """Messages taken in a row without waiting (see :meth:`next_envelope`)."""
 
     @property
     def name(self) -> str:
@@ -80,13 +85,30 @@ class ActorContext:
             self._receive_scope.cancel()
 
     async def next_envelope(self) -> Envelope | None:
-        """The next message, or None when the actor should stop (asked, idle or closed)."""
+        """The next message, or None when the actor should stop (asked, idle or closed).
+
+        A message already waiting is taken without a cancel scope (the idle deadline only
+        matters while the mailbox is empty); a run of such messages still yields to other
+        tasks every :data:`_YIELD_EVERY` of them.
+        """
+        mailbox = self.ref.mailbox
         while not self._stop_requested:
+            try:
+                envelope = mailbox.take()
+            except trio.EndOfChannel:
+                return None
+            if envelope is not None:
+                self._taken += 1
+                if self._taken >= _YIELD_EVERY:
+                    self._taken = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return envelope
+            self._taken = 0
             deadline = trio.current_time() + (self.idle_seconds or math.inf)
             with trio.CancelScope(deadline=deadline) as scope:
                 self._receive_scope = scope
                 try:
-                    return await self.ref.mailbox.get()
+                    return await mailbox.get()
                 except trio.EndOfChannel:
                     return None
                 finally:

@@ -129,6 +129,12 @@ class KeyedSupervisor:
 
     async def ask(self, key: str, message: object, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Ask the actor for ``key`` (activating it); see :meth:`ActorRef.ask`."""
+        entry = self._entries.get(key)
+        if entry is not None and not entry.passivating and not self._stop.is_set():
+            try:  # the actor is live: no activation step to go through
+                return await entry.ref.ask(message, timeout)
+            except MailboxClosed:
+                pass  # passivated meanwhile: activate again below
         for _ in range(_RESEND_ATTEMPTS):
             ref = await self.get_or_spawn(key)
             try:

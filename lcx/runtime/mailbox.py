@@ -8,7 +8,7 @@ never own it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import outcome
@@ -16,13 +16,23 @@ import trio
 
 from lcx.errors import MailboxClosed, MailboxFull
 
+_TAKEN: outcome.Outcome[Any] = outcome.Value(None)
+"""What a slot holds once its asker took the answer (it stays ``done``)."""
 
-@dataclass(eq=False)
+
 class Reply:
-    """The slot an ``ask`` waits on; the actor fills it exactly once."""
+    """The slot an ``ask`` waits on; the actor fills it exactly once.
 
-    _event: trio.Event = field(default_factory=trio.Event)
-    _outcome: outcome.Outcome[Any] | None = None
+    A one-shot slot rather than an event plus a value: the asker parks on it directly
+    (``wait_task_rescheduled``) and the fill wakes it, which costs one task switch and no
+    Trio ``Event``/``ParkingLot``. Only one task may wait on a slot.
+    """
+
+    __slots__ = ("_outcome", "_task")
+
+    def __init__(self) -> None:
+        self._outcome: outcome.Outcome[Any] | None = None
+        self._task: trio.lowlevel.Task | None = None
 
     @property
     def done(self) -> bool:
@@ -40,13 +50,33 @@ class Reply:
     def _fill(self, result: outcome.Outcome[Any]) -> None:
         if self._outcome is None:
             self._outcome = result
-            self._event.set()
+            task, self._task = self._task, None
+            if task is not None:
+                trio.lowlevel.reschedule(task)
 
     async def wait(self) -> Any:
-        """Wait for the slot to be filled and return its value (or raise its error)."""
-        await self._event.wait()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        """Wait for the slot to be filled and return its value (or raise its error).
+
+        A checkpoint even when the slot is already filled; cancellable while it waits
+        (the slot may still be filled later: that answer is dropped).
+        """
+        if self._outcome is None:
+            if self._task is not None:
+                raise RuntimeError("another task already waits on this reply")
+            self._task = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._task = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
+        result = self._outcome
+        assert result is not None
+        # the deadline keeper may hold this slot for a while: it keeps no answer alive
+        self._outcome = _TAKEN
+        return result.unwrap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +141,33 @@ class Mailbox:
             raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise MailboxClosed("the actor is stopped") from None
+
+    def offer(self, envelope: Envelope) -> bool:
+        """Enqueue without waiting if there is room; False (nothing enqueued) when full.
+
+        Never jumps the queue: while senders wait in ``put`` the mailbox stays full.
+
+        Raises:
+            MailboxClosed: the mailbox is closed.
+        """
+        try:
+            self._send.send_nowait(envelope)
+        except trio.WouldBlock:
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise MailboxClosed("the actor is stopped") from None
+        return True
+
+    def take(self) -> Envelope | None:
+        """The oldest envelope if one waits, else None (never waits).
+
+        Raises:
+            trio.EndOfChannel: the mailbox is closed and empty.
+        """
+        try:
+            return self._receive.receive_nowait()
+        except trio.WouldBlock:
+            return None
 
     async def get(self) -> Envelope:
         """Take the oldest envelope, waiting for one.

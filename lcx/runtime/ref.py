@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import trio
 
 from lcx.errors import AskTimeout
+from lcx.runtime.ask_deadlines import ask_deadlines
 from lcx.runtime.mailbox import Envelope, Mailbox, Reply
 
 DEFAULT_ASK_TIMEOUT = 5.0
@@ -63,9 +65,20 @@ class ActorRef:
             ActorStopped: the actor stopped before answering.
             Exception: whatever the actor raised while handling the message.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled asker enqueues nothing
         reply = Reply()
-        with trio.move_on_after(timeout) as scope:
-            await self.mailbox.put(Envelope(message, reply))
-            return await reply.wait()
-        assert scope.cancelled_caught
-        raise AskTimeout(f"{self.kind}:{self.name} did not answer within {timeout:g}s")
+        deadline = trio.current_time() + timeout
+        envelope = Envelope(message, reply)
+        mailbox = self.mailbox
+        if not mailbox.offer(envelope):  # full: wait for room, in turn, within the timeout
+            enqueued = False
+            with trio.move_on_at(deadline):
+                await mailbox.put(envelope)
+                enqueued = True
+            if not enqueued:
+                raise AskTimeout(self._late(timeout))
+        ask_deadlines().watch(deadline, reply, partial(self._late, timeout))
+        return await reply.wait()
+
+    def _late(self, timeout: float) -> str:
+        return f"{self.kind}:{self.name} did not answer within {timeout:g}s"

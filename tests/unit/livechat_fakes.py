@@ -97,6 +97,8 @@ class FakePorts:
     refuse_accept: bool = False
     announced: list[Presence] = field(default_factory=list)
     slow_consumers: int = 0
+    arms: int = 0
+    """How many times a timer was armed (or armed again)."""
 
     # --- Stored ----------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class FakePorts:
     def arm_timeout(self, conversation_id: str, delay: float, timeout: Timeout) -> None:
         """Record the conversation's one timer (replacing the earlier one)."""
         self.armed[conversation_id] = (delay, timeout)
+        self.arms += 1
 
     def cancel_timeout(self, conversation_id: str) -> None:
         """Forget the conversation's timer."""

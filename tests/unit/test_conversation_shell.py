@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import trio
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
 
 from actors.conversation import ConversationActor
@@ -19,8 +20,10 @@ from actors.messages import (
     End,
     Enqueue,
     GetState,
+    MemberGuard,
     PostMessage,
     PostResult,
+    Recover,
     Release,
     Reserve,
     Timeout,
@@ -28,7 +31,7 @@ from actors.messages import (
 )
 from actors.presence import Presence
 from lcx.config import TenantConfig
-from lcx.errors import Conflict, NotFound
+from lcx.errors import Conflict, Forbidden, NotFound
 from lcx.model import AgentRef, Author, Conversation, iso, utc_now
 from lcx.store import Store
 from lcx.store.conversations import load_conversation, messages_after
@@ -233,3 +236,84 @@ async def test_a_new_actor_loads_the_stored_state(ports: FakePorts, store: Store
         assert await ref.ask(GetState()) == created
     assert ports.armed["c1"][1].kind == "request"
 
+
+
+async def test_the_timer_is_not_armed_again_when_its_deadline_did_not_change(
+        ports: FakePorts, store: Store) -> None:
+    """Reads and a pending request's messages leave the deadline where it was: the timer
+    armed first is not armed again, and it still fires (the request is missed); a stale
+    Timeout or a Recover arms it again."""
+    long_ago = iso(utc_now() - timedelta(hours=1))
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=long_ago)))
+        assert ports.arms == 1
+        first = ports.armed["c1"]
+        await ref.ask(GetState())
+        await ref.ask(GetState(fresh=True))
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="still there?"))
+        assert ports.arms == 1
+        assert ports.armed["c1"] == first
+        await ref.ask(Timeout(kind="request", deadline=iso(utc_now())))  # stale: re-armed
+        assert ports.arms == 2
+        await ref.ask(Recover())
+        assert ports.arms == 3
+        await ref.ask(first[1])
+    row = await stored(store)
+    assert row is not None
+    assert row.status == "missed"
+    assert "c1" not in ports.armed
+
+
+async def test_every_message_of_an_active_conversation_moves_its_inactivity_deadline(
+        ports: FakePorts, store: Store) -> None:
+    """Activity changes what the deadline depends on: each message arms it again."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        armed = ports.arms
+        await trio.sleep(0.002)  # a later millisecond than the accept's
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="one"))
+        await trio.sleep(0.002)  # a later millisecond: a later last activity
+        await ref.ask(PostMessage(author=SUBSCRIBER, text="two"))
+    assert ports.arms == armed + 2
+    assert ports.armed["c1"][1].kind == "inactivity"
+
+
+async def test_a_guarded_message_is_refused_unless_its_agent_is_in_the_conversation(
+        ports: FakePorts, store: Store) -> None:
+    """The agent API's membership check, made by the actor in the same hop: another
+    organization is NotFound, an agent not (or no longer) in it Forbidden, a supervisor
+    of the organization may write; a refused message stores nothing."""
+    agent = Author(type="agent", id="bob", name="Bob")
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        await ref.ask(Accept(agent=ALICE))
+        with pytest.raises(NotFound, match="no such conversation"):
+            await ref.ask(PostMessage(author=agent, text="x", guard=MemberGuard(
+                org_id="elsewhere", agent_id="alice")))
+        with pytest.raises(Forbidden, match="not in this conversation"):
+            await ref.ask(PostMessage(author=agent, text="x", guard=MemberGuard(
+                org_id=ORG, agent_id="bob")))
+        posted = await ref.ask(PostMessage(author=agent, text="from the supervisor",
+                                           guard=MemberGuard(org_id=ORG, agent_id="bob",
+                                                             supervisor=True)))
+        mine = await ref.ask(PostMessage(
+            author=Author(type="agent", id="alice"), text="mine",
+            guard=MemberGuard(org_id=ORG, agent_id="alice")))
+    assert (posted.seq, mine.seq) == (1, 2)
+    texts = [m.text for m in await store.read(lambda tx: messages_after(tx, "c1", 0))]
+    assert texts == ["from the supervisor", "mine"]
+
+
+async def test_a_guard_refused_by_a_stale_memory_is_checked_on_the_stored_state(
+        ports: FakePorts, store: Store) -> None:
+    """Another owner accepted the request meanwhile (the store says so, this memory does
+    not): the agent's guarded message is obeyed, not refused."""
+    async with running(ConversationActor(ports, "c1")) as ref:
+        await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
+        async with running(ConversationActor(ports, "c1")) as other:
+            await other.ask(Accept(agent=ALICE))
+        posted = await ref.ask(PostMessage(
+            author=Author(type="agent", id="alice"), text="hello",
+            guard=MemberGuard(org_id=ORG, agent_id="alice")))
+    assert posted.seq == 1

@@ -28,3 +28,27 @@ def test_parse_iso_refuses_out_of_range_and_naive_text(text: str) -> None:
     """Before year 1 or after 9999 once in UTC, no timezone, or no timestamp: ValueError."""
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         parse_iso(text)
+
+
+def _formatted(moment: datetime) -> str:
+    """The text by definition: what ``iso`` wrote before it cached the second."""
+    moment = moment.astimezone(UTC)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+
+
+def test_iso_reuses_the_second_only_within_that_second() -> None:
+    """The cached text of a second never leaks into the next or the previous one, nor
+    into the same second of another day; the edges of the calendar are formatted too."""
+    base = datetime(2026, 12, 3, 10, 0, 59, 999_999, tzinfo=UTC)
+    moments = [base, base + timedelta(microseconds=1), base - timedelta(seconds=1),
+               base, base + timedelta(days=1), base - timedelta(microseconds=999_999),
+               base.astimezone(timezone(timedelta(hours=-5))),
+               datetime.max.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC),
+               datetime.min.replace(tzinfo=UTC), base]
+    moments += [base + timedelta(microseconds=n * 37_777) for n in range(200)]
+    # now and a deadline in turn, as a message formats them
+    moments += [base + timedelta(seconds=900 * (n % 2), microseconds=n * 1_111)
+                for n in range(50)]
+    for moment in moments:
+        assert iso(moment) == _formatted(moment)
