@@ -14,6 +14,10 @@ And one to its Trio connection (:func:`install_cheap_idle_timer`): the keep-aliv
 that each connection restarts after every response is started with ``start_soon`` in a
 cancel scope of its own, instead of ``nursery.start`` under a lock (which waits for the
 new task to run before the response's stream may close).
+
+Websockets are lcx's own (:func:`lcx.server.websocket.serve_websocket`): each connection
+first reads its first request head; an upgrade to a websocket is served there, anything
+else by hypercorn's HTTP/1.1, handed the bytes already read (:class:`_UpgradeRouter`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from functools import partial
 from typing import Any
 
 import h11
+import hypercorn.trio.run
 import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config, Sockets
@@ -34,8 +39,11 @@ from hypercorn.protocol.events import Data, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.run import worker_serve
+from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import ASGIFramework
-from hypercorn.utils import wrap_app
+from hypercorn.utils import parse_socket_addr, wrap_app
+
+from lcx.server.websocket import serve_websocket
 
 __all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEAD_BYTES", "MAX_WS_MESSAGE_BYTES", "HttpBinding",
            "install_cheap_idle_timer", "install_head_coalescing", "serve_http"]
@@ -130,6 +138,84 @@ async def serve_http(app: ASGIFramework, *, host: str, port: int,
             task_status.started(HttpBinding(bound_host, bound_port))
     finally:
         sock.close()  # hypercorn closes it on a clean exit; not if cancelled in startup
+
+
+class _UpgradeRouter:
+    """What hypercorn runs for each accepted connection (in place of its ``TCPServer``):
+    reads the first request head, serves a websocket upgrade with lcx's own websocket
+    connection, and hands anything else to hypercorn with the bytes read so far."""
+
+    def __init__(self, app: Any, config: Config, context: Any, state: Any,
+                 stream: trio.SocketStream) -> None:
+        self.args = (app, config, context, state)
+        self.stream = stream
+
+    def __await__(self) -> Any:
+        return self.run().__await__()
+
+    async def run(self) -> None:
+        """Serve the connection to its end."""
+        stream = self.stream
+        config = self.args[1]
+        head = b""
+        with trio.move_on_after(config.keep_alive_timeout):
+            while b"\r\n\r\n" not in head and len(head) <= MAX_HEAD_BYTES:
+                try:
+                    chunk = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    chunk = b""
+                if not chunk:
+                    break
+                head += chunk
+        app = getattr(self.args[0], "app", None)  # hypercorn's ASGIWrapper holds it
+        if app is not None and _is_websocket_upgrade(head):
+            try:
+                sock = stream.socket
+                await serve_websocket(
+                    app, stream, head, max_message_bytes=config.websocket_max_message_size,
+                    client=parse_socket_addr(sock.family, sock.getpeername()),
+                    server=parse_socket_addr(sock.family, sock.getsockname()))
+            except OSError:
+                pass
+            finally:
+                await stream.aclose()
+            return
+        await _ReplayingTCPServer(*self.args, stream, head).run()
+
+
+def _is_websocket_upgrade(head: bytes) -> bool:
+    end = head.find(b"\r\n\r\n")
+    if end < 0 or not head.startswith(b"GET "):
+        return False
+    for line in head[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
+            return True
+    return False
+
+
+class _ReplayingTCPServer(TCPServer):
+    """hypercorn's connection, given first the bytes the router read."""
+
+    def __init__(self, app: Any, config: Config, context: Any, state: Any,
+                 stream: trio.SocketStream, first: bytes) -> None:
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
+        self._first = first
+
+    async def _read_data(self) -> None:
+        if self._first:
+            first, self._first = self._first, b""
+            await self.protocol.handle(RawData(first))
+        await super()._read_data()
+
+
+def install_websocket_router() -> None:
+    """Make hypercorn's Trio worker run :class:`_UpgradeRouter` for each connection.
+    Idempotent."""
+    hypercorn.trio.run.TCPServer = _UpgradeRouter  # type: ignore[attr-defined,assignment]
+
+
+install_websocket_router()
 
 
 _HELD = "_lcx_held_head"
