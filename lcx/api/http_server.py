@@ -63,8 +63,9 @@ own connections for 60 s), reuses its connection instead of paying for a new one
 TIME_WAIT it leaves). Longer than the usual balancer's idle timeout, so the balancer, not
 lcx, closes first and never sends a request on a connection lcx is closing."""
 MAX_WS_MESSAGE_BYTES = 1024 * 1024
-"""The largest websocket message hypercorn assembles; a larger one closes the socket with
-1009 (the frame handler refuses frames over 256 KiB with an ERROR long before that)."""
+"""The largest websocket message assembled (``serve_websocket``); a larger one closes the
+socket with 1009 (the frame handler refuses frames over 256 KiB with an ERROR long before
+that)."""
 
 
 @dataclass(frozen=True, slots=True)
