@@ -15,9 +15,9 @@ that each connection restarts after every response is started with ``start_soon`
 cancel scope of its own, instead of ``nursery.start`` under a lock (which waits for the
 new task to run before the response's stream may close).
 
-Websockets are lcx's own (:func:`lcx.server.websocket.serve_websocket`): each connection
-first reads its first request head; an upgrade to a websocket is served there, anything
-else by hypercorn's HTTP/1.1, handed the bytes already read (:class:`_UpgradeRouter`).
+Websockets are lcx's own (:func:`lcx.server.websocket.serve_websocket`): each connection's
+first request head is looked at without being taken (``MSG_PEEK``); an upgrade to a
+websocket is served there, anything else by hypercorn's HTTP/1.1 (:class:`_UpgradeRouter`).
 """
 
 from __future__ import annotations
@@ -143,8 +143,10 @@ async def serve_http(app: ASGIFramework, *, host: str, port: int,
 
 class _UpgradeRouter:
     """What hypercorn runs for each accepted connection (in place of its ``TCPServer``):
-    reads the first request head, serves a websocket upgrade with lcx's own websocket
-    connection, and hands anything else to hypercorn with the bytes read so far."""
+    looks at the first request head without taking it (``MSG_PEEK``); a websocket upgrade
+    is served by lcx's own websocket connection, anything else by hypercorn's
+    ``TCPServer`` on the untouched connection (a ``GET`` whose head is not all there yet
+    is read first and handed over with the bytes read)."""
 
     def __init__(self, app: Any, config: Config, context: Any, state: Any,
                  stream: trio.SocketStream) -> None:
@@ -158,16 +160,17 @@ class _UpgradeRouter:
         """Serve the connection to its end."""
         stream = self.stream
         config = self.args[1]
-        head = b""
+        peeked = b""
         with trio.move_on_after(config.keep_alive_timeout):
-            while b"\r\n\r\n" not in head and len(head) <= MAX_HEAD_BYTES:
-                try:
-                    chunk = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    chunk = b""
-                if not chunk:
-                    break
-                head += chunk
+            try:
+                peeked = await stream.socket.recv(65536, socket.MSG_PEEK)
+            except OSError:
+                peeked = b""
+        if not peeked.startswith(b"GET ") or (b"\r\n\r\n" in peeked
+                                              and not _is_websocket_upgrade(peeked)):
+            await TCPServer(*self.args, stream).run()  # type: ignore[arg-type]
+            return
+        head = await _read_head(stream, config.keep_alive_timeout)
         app = getattr(self.args[0], "app", None)  # hypercorn's ASGIWrapper holds it
         if app is not None and _is_websocket_upgrade(head):
             try:
@@ -182,6 +185,22 @@ class _UpgradeRouter:
                 await stream.aclose()
             return
         await _ReplayingTCPServer(*self.args, stream, head).run()
+
+
+async def _read_head(stream: trio.SocketStream, timeout: float) -> bytes:
+    """The bytes received until the first request head is complete (or too long, or the
+    peer is gone or silent for ``timeout`` seconds)."""
+    head = b""
+    with trio.move_on_after(timeout):
+        while b"\r\n\r\n" not in head and len(head) <= MAX_HEAD_BYTES:
+            try:
+                chunk = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                chunk = b""
+            if not chunk:
+                break
+            head += chunk
+    return head
 
 
 def _is_websocket_upgrade(head: bytes) -> bool:
