@@ -234,11 +234,6 @@ class WebsocketConnection:
             self._unclaimed.set()
             self._unclaimed = None
 
-    @property
-    def claimed(self) -> bool:
-        """Whether a task claimed the reads (:meth:`claim_reads`)."""
-        return self._claimed
-
     async def receive(self) -> str | bytes:
         """The next message (``str`` for a text one), reading the socket when none is
         decoded yet; answers pings and the peer's close on the way.
@@ -269,10 +264,6 @@ class WebsocketConnection:
                 raise ConnectionClosing
             self._unclaimed = trio.Event()
             await self._unclaimed.wait()
-
-    async def wait_over(self) -> None:
-        """Wait until no message will come any more (for a non-reading task)."""
-        await self._ended.wait()
 
     async def _read(self) -> None:
         if self._out:  # pongs and close replies go out before more is read
