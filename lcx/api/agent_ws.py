@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import trio
@@ -30,7 +31,7 @@ from lcx.api.auth import principal_from_query_or_frame
 from lcx.api.bodies import refuse_deep_nesting
 from lcx.api.deps import AppDeps
 from lcx.api.socket_sink import SocketSink, instance_budget, instance_flush_loop
-from lcx.api.ws_wire import WireWriter, decline_deflate
+from lcx.api.ws_wire import ConnectionClosing, WireWriter, reading
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
 from lcx.ids import new_id
@@ -38,6 +39,9 @@ from lcx.model import iso, utc_now
 from services.overview_feed import feed_for, push_overview
 
 log = logging.getLogger("lcx.ws")
+
+Receive = Callable[[], Awaitable[str | bytes]]
+"""Where the handler takes the client's next frame (``lcx.api.ws_wire.reading``)."""
 
 AUTH_TIMEOUT_SECONDS = 5.0
 CLOSE_UNAUTHORIZED = 4401
@@ -55,27 +59,28 @@ def agent_ws_blueprint(deps: AppDeps) -> Blueprint:
 
     @blueprint.websocket("/ws")
     async def agent_socket() -> None:
-        decline_deflate()
-        await websocket.accept()
-        livechat = deps.livechat
-        assert livechat is not None
-        principal = await _authenticate(deps.verifier)
-        if principal is None:
-            await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
-            return
-        assert deps.sockets is not None
-        await _serve(livechat, deps.sockets, principal)
+        async with reading() as receive:  # before accept: no frame goes to Quart first
+            await websocket.accept()
+            livechat = deps.livechat
+            assert livechat is not None
+            principal = await _authenticate(deps.verifier, receive)
+            if principal is None:
+                await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
+                return
+            assert deps.sockets is not None
+            await _serve(livechat, deps.sockets, principal, receive)
 
     return blueprint
 
 
-async def _authenticate(verifier: TokenVerifier | None) -> Principal | None:
+async def _authenticate(verifier: TokenVerifier | None, receive: Receive
+                        ) -> Principal | None:
     token = websocket.args.get("token")
     try:
         if verifier is None:
             raise Unauthorized("authentication is not configured")
         if token is None:
-            token = await _first_frame_token()
+            token = await _first_frame_token(receive)
         principal = principal_from_query_or_frame(token, verifier)
         if not principal.has_any("agent", "supervisor") or principal.org is None:
             raise Forbidden("the agent websocket needs an agent or supervisor token")
@@ -85,9 +90,12 @@ async def _authenticate(verifier: TokenVerifier | None) -> Principal | None:
     return principal
 
 
-async def _first_frame_token() -> str | None:
+async def _first_frame_token(receive: Receive) -> str | None:
     with trio.move_on_after(AUTH_TIMEOUT_SECONDS):
-        raw = await websocket.receive()
+        try:
+            raw = await receive()
+        except ConnectionClosing:
+            return None
         try:
             refuse_deep_nesting(raw)
             frame = msgspec.json.decode(raw)
@@ -99,7 +107,8 @@ async def _first_frame_token() -> str | None:
     return None
 
 
-async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal) -> None:
+async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Principal,
+                 receive: Receive) -> None:
     assert principal.org is not None
     socket_id = new_id()
     sink = SocketSink(livechat.max_queued_frames, max_bytes=livechat.max_queued_bytes,
@@ -131,7 +140,7 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
                 if principal.has_any("supervisor"):
                     nursery.start_soon(push_overview, feed_for(livechat), principal.org,
                                        sink.offer_json)
-                await _read(handler, sink)
+                await _read(handler, sink, receive)
                 nursery.cancel_scope.cancel()
         await sink.finish()
         if sink.going_away:
@@ -147,10 +156,14 @@ async def _serve(livechat: Livechat, sockets: SocketDirectory, principal: Princi
         sink.release()
 
 
-async def _read(handler: FrameHandler, sink: SocketSink) -> None:
+async def _read(handler: FrameHandler, sink: SocketSink, receive: Receive) -> None:
+    """Handle the client's frames until it goes away (read by this task on lcx's server)."""
     while True:
         await sink.wait_room()  # answers to a client's own frames slow it down, never cut it
-        raw = await websocket.receive()
+        try:
+            raw = await receive()
+        except ConnectionClosing:
+            return
         await handler.handle(raw)
 
 

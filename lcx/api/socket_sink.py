@@ -11,9 +11,10 @@ client that sends faster than it reads is slowed down, not disconnected.
 Writing: a socket's frames are written by the instance's :class:`FlushLoop` (one task for
 all sockets, one non-blocking write per socket and round) when its connection allows a
 direct write (:attr:`~lcx.api.ws_wire.WireWriter.direct`); what the kernel does not take at
-once is sent by the socket's own writer task (:meth:`SocketSink.send_owed`), which then
-owns the socket until it is all sent, so frames stay in order. Otherwise the writer task
-writes every batch itself (the public path).
+once stays pending on the connection and is sent by the socket's own writer task
+(:meth:`SocketSink.send_owed`); the loop writes that socket again only once nothing is
+pending, so at most one batch (:data:`MAX_BATCH_BYTES`) waits on the connection and frames
+stay in order. Otherwise the writer task writes every batch itself (the public path).
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class FlushLoop:
     A sink with a direct writer (:class:`~lcx.api.ws_wire.WireWriter`) marks itself here when
     it gets a frame; once the tasks that are runnable have run (a broadcast has offered its
     frame to every sink), this one system task writes each marked sink's pending frames
-    with one non-blocking write. What the kernel does not take at once is handed to that
-    socket's writer task, which owns the socket until it has sent it all (order kept).
+    with one non-blocking write. What the kernel does not take at once is left to that
+    socket's writer task; the loop writes the socket again once it is all sent.
     """
 
     def __init__(self) -> None:
@@ -255,17 +256,15 @@ class SocketSink:
         self.scope.cancel()
 
     def flush(self) -> None:
-        """Write the queued frames now, without waiting (only the flush loop calls it: it
-        holds the connection's send lock while a frame is half written); what the kernel
-        does not take is owed, and the writer task told (:meth:`wait_owed`)."""
+        """Write the queued frames now, without waiting (only the flush loop calls it);
+        what the kernel does not take is owed, and the writer task told
+        (:meth:`wait_owed`)."""
         wire = self._wire
         if wire is None:
             return
         try:
-            if wire.holding and not wire.resume_now():
-                return
             if wire.owed or self._finishing or self._closed:
-                return  # not begun: the writer task sends it through hypercorn
+                return  # the writer task sends what is pending first
             while self._pending:
                 frames = self._take(MAX_BATCH_BYTES)
                 self._count(frames)
@@ -290,9 +289,9 @@ class SocketSink:
 
     async def send_owed(self) -> None:
         """Carry on with what :meth:`wait_owed` waited for (nothing if there is nothing):
-        the rest of a frame the flush loop began (once the socket is writable, by the loop),
-        the frames it could not begin (through hypercorn), or one batch of frames on the
-        public path; queued frames are then written by the loop again."""
+        the bytes the flush loop could not write (waiting for the socket to take them), or
+        one batch of frames on the public path; queued frames are then written by the loop
+        again."""
         wire = self._wire
         assert wire is not None, "attach_writer first"
         loop = self._loop
@@ -302,33 +301,26 @@ class SocketSink:
                 self._count(frames)
                 await wire.write(frames)
             return
-        if wire.holding:
-            await wire.wait_writable()
-        elif wire.owed:
-            await wire.send_owed()
-        else:
+        if not wire.owed:
             return
+        await wire.send_owed()
+        self._flushed = trio.Event()
+        loop.mark(self)  # starts the loop's task if no frame did yet
         if loop.running:
-            self._flushed = trio.Event()
-            loop.mark(self)
             await self._flushed.wait()
-            self._flushed = None
+        self._flushed = None
 
     async def finish(self) -> None:
-        """Complete a frame left half written (before the socket is closed: a close frame
-        never lands inside a frame); the frames still queued are not written."""
-        wire, loop = self._wire, self._loop
+        """Stop writing: the frames still queued are not written. Bytes pending on the
+        connection (maybe part of a frame) go out before its close frame: the connection
+        keeps them in order, so nothing is waited for here."""
         self._finishing = True
-        if wire is None or loop is None:
-            return
-        with trio.CancelScope(shield=True):
-            while wire.holding and loop.running:
-                await self.send_owed()
+        await trio.lowlevel.checkpoint()
 
     def write_owed_in(self, nursery: trio.Nursery) -> None:
         """Start a writer task in ``nursery`` whenever bytes are owed and no task waits for
         them (at once if some are owed already: a frame offered before the socket's
-        nursery existed may have found hypercorn writing)."""
+        nursery existed may have found the kernel's buffer full)."""
         self.nursery = nursery
         if self._owed() and not self._writing and self._work is None:
             self._start_writer(nursery)

@@ -16,7 +16,7 @@ from wsproto.connection import Connection
 from wsproto.events import TextMessage
 
 from lcx.api.http_server import serve_http
-from lcx.api.ws_wire import WireWriter, decline_deflate, text_frame
+from lcx.api.ws_wire import WireWriter, text_frame
 
 FRAMES = [b"", b'{"a":1}', "é€😀".encode(), b"x" * 125, b"y" * 126, b"z" * 65535,
           b"w" * 65536, b"v" * 200_000]
@@ -37,7 +37,6 @@ def _app(fast: bool, used_fast: list[bool]) -> QuartTrio:
 
     @app.websocket("/ws")
     async def socket() -> None:
-        decline_deflate()
         await websocket.accept()
         wire = WireWriter(fast=fast)
         used_fast.append(wire.fast and wire.direct)

@@ -1,0 +1,352 @@
+"""One accepted websocket's frames, in and out, over a trio socket stream (RFC 6455).
+
+:class:`WebsocketConnection` decodes what the client sends with wsproto's
+:class:`~wsproto.frame_protocol.FrameProtocol` (its lowest layer: about a quarter cheaper
+per frame than wsproto's ``Connection`` events, measured; the close handshake it leaves to
+its user is kept here) and assembles messages up to ``max_message_bytes`` (a larger one
+closes with 1009). No extension is ever negotiated, so frames go out as they are built.
+
+Writing has one ordered buffer of bytes the kernel did not take yet (:attr:`pending`):
+:meth:`write_nowait` writes straight to the socket (one ``os.write``, no task switch) when
+nothing is pending and queues the rest behind what is; :meth:`drain` writes the pending
+bytes as the socket takes them. A write cut short by a cancellation leaves its bytes
+pending, in order, so a frame is never left half written and no write is shielded: a peer
+that stops reading holds no task past the caller's own bound. Callers bound the bytes
+they queue (one batch, one frame or one control frame at a time, each waiting for
+:meth:`drain` before the next).
+
+Reading is done by whichever task calls :meth:`receive`, without a task in between:
+the ASGI ``receive`` (Quart's reader task) until a task claims the reads
+(:meth:`claim_reads`, the agent websocket's own reader), after which only that task
+reads and the ASGI ``receive`` just waits for the end.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import os
+from collections import deque
+
+import trio
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
+
+__all__ = ["CLOSE_TIMEOUT_SECONDS", "ConnectionClosing", "WebsocketConnection", "WsState"]
+
+log = logging.getLogger("lcx.ws")
+
+CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long a closing handshake may take (our close frame written, the peer's one read)
+before the connection is dropped without it."""
+RECEIVE_BYTES = 65536
+"""The most bytes taken from the socket per read."""
+
+
+class WsState(enum.Enum):
+    """Where the connection is in its life."""
+
+    CONNECTING = 0
+    """The handshake is not answered yet: nothing is read or written as frames."""
+    OPEN = 1
+    LOCAL_CLOSING = 2
+    """We sent a close frame; the peer's is awaited."""
+    CLOSED = 3
+    """The close handshake is over, failed or was abandoned: nothing more is read."""
+
+
+class ConnectionClosing(Exception):
+    """Raised by :meth:`WebsocketConnection.receive` when no message will come any more."""
+
+
+class WebsocketConnection:
+    """The frames of one websocket over ``stream`` (see the module docstring).
+
+    Offered to the app as ``scope["extensions"]["lcx.wire"]``. ``close_code`` is the
+    code the connection ended with (the peer's close code, 1006 when it went away
+    without one) once :attr:`over`.
+    """
+
+    __slots__ = ("_claimed", "_drain_lock", "_ended", "_fd", "_out", "_parts",
+                 "_proto", "_read_scope", "_size", "_socket", "_stream", "_unclaimed", "close_code",
+                 "close_deadline", "detached", "max_message_bytes", "messages", "state")
+
+    def __init__(self, stream: trio.SocketStream, *, max_message_bytes: int) -> None:
+        self._stream = stream
+        self._socket = stream.socket
+        self._fd = stream.socket.fileno()
+        self._proto = FrameProtocol(client=False, extensions=[])
+        self._out = bytearray()
+        self._drain_lock = trio.Lock()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._claimed = False
+        self._read_scope: trio.CancelScope | None = None
+        self._ended = trio.Event()
+        self._unclaimed: trio.Event | None = None
+        self.max_message_bytes = max_message_bytes
+        self.messages: deque[str | bytes] = deque()
+        """Messages decoded and not received yet."""
+        self.state = WsState.CONNECTING
+        self.close_code: int | None = None
+        self.close_deadline = math.inf
+        """When the closing handshake is given up (trio time), once it began."""
+        self.detached = False
+        """The socket is no longer ours (the server is closing it): nothing is written."""
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """Whether messages may be sent (accepted, no close sent or received)."""
+        return self.state is WsState.OPEN
+
+    @property
+    def over(self) -> bool:
+        """Whether no message will be received any more."""
+        return self._ended.is_set()
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued for the socket and not taken by the kernel yet."""
+        return len(self._out)
+
+    def opened(self, leftover: bytes) -> None:
+        """The handshake was accepted; ``leftover`` is what the client sent after it."""
+        self.state = WsState.OPEN
+        if leftover:
+            self._proto.receive_bytes(leftover)
+            self._decode()
+
+    def _end(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+        self.state = WsState.CLOSED
+        self._ended.set()
+        self._wake_unclaimed()
+
+    def _closing(self) -> None:
+        if self.close_deadline == math.inf:
+            self.close_deadline = trio.current_time() + CLOSE_TIMEOUT_SECONDS
+
+    def abort(self) -> None:
+        """Give up on the connection: nothing more is read or written."""
+        self._out.clear()
+        self._end(CloseReason.ABNORMAL_CLOSURE)
+
+    def detach(self) -> None:
+        """The server is about to close the socket: never touch its descriptor again."""
+        self.detached = True
+        self.abort()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write_nowait(self, data: bytes | bytearray) -> bool:
+        """Write ``data`` after whatever is pending, without waiting: straight to the socket
+        when nothing is pending. True when it is all written (or dropped: the connection
+        is broken or gone); otherwise the rest is pending and someone must :meth:`drain`."""
+        out = self._out
+        if self.detached:
+            return True
+        if out:
+            out += data
+            return False
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # reset or broken pipe: the reader sees the end
+            self._out.clear()
+            return True
+        if written == len(data):
+            return True
+        out += memoryview(data)[written:]
+        return False
+
+    def _write_pending(self) -> None:
+        out = self._out
+        try:
+            written = os.write(self._fd, out)
+        except BlockingIOError:
+            return
+        except OSError:
+            out.clear()
+            return
+        del out[:written]
+
+    async def drain(self) -> None:
+        """Wait until every pending byte is written (or the connection broke). Cancelling
+        it leaves the bytes not written pending, in order."""
+        if not self._out:
+            return
+        async with self._drain_lock:
+            while self._out and not self.detached:
+                try:
+                    await trio.lowlevel.wait_writable(self._socket)
+                except (OSError, trio.ClosedResourceError):
+                    self._out.clear()
+                    break
+                self._write_pending()
+
+    async def _write(self, data: bytes | bytearray) -> None:
+        if self.write_nowait(data):
+            await trio.lowlevel.checkpoint()
+        else:
+            await self.drain()
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message (text for ``str``) as one frame; dropped once closing."""
+        if self.state is not WsState.OPEN:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._write(self._proto.send_data(message, fin=True))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Send a close frame (once) and wait, at most until :attr:`close_deadline`, for it
+        to be written; the peer's close is then read by whoever receives."""
+        if self.state is WsState.OPEN:
+            self.state = WsState.LOCAL_CLOSING
+            self._closing()
+            self.write_nowait(self._proto.close(code, reason))
+        with trio.move_on_at(self.close_deadline):
+            await self.drain()
+            return
+        self.abort()  # the peer takes nothing: drop it
+
+    # -- reading -----------------------------------------------------------------------
+
+    def claim_reads(self) -> None:
+        """From now on only the calling task reads (:meth:`receive`) until it lets go
+        (:meth:`release_reads`); a read in progress elsewhere (the ASGI ``receive``) is
+        called off and its caller waits."""
+        self._claimed = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    def release_reads(self) -> None:
+        """The claiming task reads no more: the ASGI ``receive`` reads again (it reads the
+        peer's close after the app closed)."""
+        self._claimed = False
+        self._wake_unclaimed()
+
+    def _wake_unclaimed(self) -> None:
+        if self._unclaimed is not None:
+            self._unclaimed.set()
+            self._unclaimed = None
+
+    async def receive(self) -> str | bytes:
+        """The next message (``str`` for a text one), reading the socket when none is
+        decoded yet; answers pings and the peer's close on the way.
+
+        Raises:
+            ConnectionClosing: no message will come any more (:attr:`close_code` says why).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        messages = self.messages
+        while not messages:
+            if self._ended.is_set():
+                raise ConnectionClosing
+            await self._read()
+        return messages.popleft()
+
+    async def receive_unclaimed(self) -> str | bytes:
+        """:meth:`receive` for the ASGI ``receive``: while a task claimed the reads, waits
+        until it lets go or the connection is over."""
+        while True:
+            if not self._claimed:
+                with trio.CancelScope() as scope:
+                    self._read_scope = scope
+                    try:
+                        return await self.receive()
+                    finally:
+                        self._read_scope = None
+            if self._ended.is_set():
+                raise ConnectionClosing
+            self._unclaimed = trio.Event()
+            await self._unclaimed.wait()
+
+    async def _read(self) -> None:
+        if self._out:  # pongs and close replies go out before more is read
+            await self._drain_for_reader()
+        if self.state is WsState.LOCAL_CLOSING:
+            with trio.move_on_at(self.close_deadline):
+                data = await self._recv()
+                self._feed(data)
+                return
+            self.abort()
+            return
+        self._feed(await self._recv())
+
+    async def _drain_for_reader(self) -> None:
+        if self.state is WsState.OPEN:
+            await self.drain()
+            return
+        with trio.move_on_at(self.close_deadline):
+            await self.drain()
+            return
+        self.abort()
+
+    async def _recv(self) -> bytes:
+        try:
+            return await self._socket.recv(RECEIVE_BYTES)
+        except OSError:
+            return b""
+
+    def _feed(self, data: bytes) -> None:
+        if not data:
+            self._end(CloseReason.ABNORMAL_CLOSURE)  # gone without a close frame
+            return
+        if self.state is WsState.CLOSED:
+            return
+        self._proto.receive_bytes(data)
+        self._decode()
+
+    def _decode(self) -> None:
+        try:
+            for frame in self._proto.received_frames():
+                opcode, payload = frame.opcode, frame.payload
+                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                    self._message_part(payload, frame.message_finished)  # type: ignore[arg-type]
+                elif opcode is Opcode.PING:
+                    if self.state is WsState.OPEN:
+                        self.write_nowait(self._proto.pong(payload))  # type: ignore[arg-type]
+                elif opcode is Opcode.CLOSE:
+                    self._peer_closed(*payload)
+                    return
+        except ParseFailed as exc:
+            self._fail(exc.code)
+
+    def _message_part(self, payload: str | bytes, finished: bool) -> None:
+        if self.state is not WsState.OPEN:
+            return  # closing: what the peer still sends is not delivered
+        size = self._size + len(payload)
+        if size > self.max_message_bytes:
+            self._parts.clear()
+            self._size = 0
+            self.close_code = CloseReason.MESSAGE_TOO_BIG
+            self.state = WsState.LOCAL_CLOSING
+            self._closing()
+            self.write_nowait(self._proto.close(CloseReason.MESSAGE_TOO_BIG))
+            return
+        if finished and not self._parts:
+            self.messages.append(payload)
+            return
+        self._parts.append(payload)
+        self._size = size
+        if finished:
+            parts, self._parts, self._size = self._parts, [], 0
+            self.messages.append("".join(parts) if isinstance(payload, str)  # type: ignore[arg-type]
+                                 else b"".join(parts))  # type: ignore[arg-type]
+
+    def _peer_closed(self, code: int, reason: str) -> None:
+        if self.state is WsState.OPEN:
+            self._closing()
+            self.write_nowait(self._proto.close(code, reason or None))
+        self._end(code)
+
+    def _fail(self, code: int) -> None:
+        """The peer broke the protocol: say why (a close frame) and stop reading."""
+        if self.state is WsState.OPEN:
+            self._closing()
+            self.write_nowait(self._proto.close(code, None))
+        self._end(code)
