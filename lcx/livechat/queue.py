@@ -4,14 +4,19 @@ Requests wait first come, first served (by ``queuedAt``, then id). ``broadcast``
 online agent of the group is offered a new request, and an agent who comes online is
 offered every waiting one; the first accept wins. ``auto``: the oldest request goes to the
 online agent with the fewest active chats under ``maxConcurrentChats`` (ties by agent id).
-A :class:`QueueBook` is the queue's pure state; the queue actor does the talking.
+A :class:`QueueBook` is the queue's pure state; the queue actor does the talking. The book
+holds each waiting request as a :class:`Waiting` (its place and request id), not the whole
+conversation: ordering, positions and routing need no more, and the actor loads a whole
+conversation from the store only to show it to an agent.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from lcx.errors import Conflict
 from lcx.model import AgentRef, Conversation, parse_iso
@@ -33,9 +38,23 @@ class QueuedAgent:
     active: int
 
 
-def _place(conversation: Conversation) -> tuple[str, str]:
+class Waiting(NamedTuple):
+    """What the queue keeps of one waiting request: its place (``queuedAt``, then id)
+    and the request id agents know it by."""
+
+    queued_at: str
+    id: str
+    request_id: str
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> Waiting:
+        """The waiting entry of a (pending) conversation."""
+        return cls(conversation.queued_at, conversation.id, conversation.request_id)
+
+
+def _place(waiting: Waiting | Conversation) -> tuple[str, str]:
     """A waiting request's place in the queue: first come (``queuedAt``), then id."""
-    return conversation.queued_at, conversation.id
+    return waiting.queued_at, waiting.id
 
 
 @dataclass
@@ -47,7 +66,7 @@ class QueueBook:
     of the whole queue: a new request, the newest, is an append.
     """
 
-    pending: dict[str, Conversation] = field(default_factory=dict)
+    pending: dict[str, Waiting] = field(default_factory=dict)
     agents: dict[str, QueuedAgent] = field(default_factory=dict)
     average_wait: float = DEFAULT_WAIT_SECONDS
     _places: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -55,31 +74,39 @@ class QueueBook:
     def __post_init__(self) -> None:
         self.reload(list(self.pending.values()))
 
-    def reload(self, rows: list[Conversation]) -> None:
+    def reload(self, rows: Iterable[Waiting]) -> None:
         """Replace the waiting requests with ``rows`` (the store's view)."""
         ordered = sorted(rows, key=_place)
         self.pending = {row.id: row for row in ordered}
         self._places = [_place(row) for row in ordered]
 
-    def enqueue(self, conversation: Conversation) -> bool:
+    def enqueue(self, request: Waiting | Conversation) -> bool:
         """Add (or refresh) a waiting request; True when it was not waiting yet."""
-        place = _place(conversation)
-        earlier = self.pending.get(conversation.id)
+        waiting = request if isinstance(request, Waiting) else Waiting.of(request)
+        place = _place(waiting)
+        earlier = self.pending.get(waiting.id)
         if earlier is not None:
             if _place(earlier) == place:  # refreshed in place (e.g. its context changed)
-                self.pending[conversation.id] = conversation
+                self.pending[waiting.id] = waiting
                 return False
-            self.dequeue(conversation.id)
+            self.dequeue(waiting.id)
         if not self._places or place > self._places[-1]:
             self._places.append(place)
-            self.pending[conversation.id] = conversation
+            self.pending[waiting.id] = waiting
         else:  # older than the newest (rare: a re-queue keeping its time): re-order
             bisect.insort(self._places, place)
-            self.pending[conversation.id] = conversation
+            self.pending[waiting.id] = waiting
             self.pending = {cid: self.pending[cid] for _, cid in self._places}
         return earlier is None
 
-    def dequeue(self, conversation_id: str) -> Conversation | None:
+    def page(self, after: tuple[str, str] | None, limit: int) -> list[Waiting]:
+        """Up to ``limit`` waiting requests in queue order, starting after the place
+        ``after`` (from the first when None): a long queue is walked a page at a time,
+        and a request added or removed between pages neither stops nor repeats the walk."""
+        start = 0 if after is None else bisect.bisect_right(self._places, after)
+        return [self.pending[cid] for _, cid in self._places[start:start + limit]]
+
+    def dequeue(self, conversation_id: str) -> Waiting | None:
         """Remove a request; the one removed, if it was waiting."""
         gone = self.pending.pop(conversation_id, None)
         if gone is not None:
@@ -108,7 +135,8 @@ class QueueBook:
         self.agents[agent.id] = QueuedAgent(agent, status, active)
         return status == "online" and (was is None or was.status != "online")
 
-    def taken(self, conversation: Conversation, agent_id: str, now: datetime) -> None:
+    def taken(self, conversation: Waiting | Conversation, agent_id: str,
+              now: datetime) -> None:
         """A request was accepted by ``agent_id``: it stops waiting, the agent is busier,
         and the estimated wait learns from it."""
         self.dequeue(conversation.id)
