@@ -61,15 +61,15 @@ def _place(waiting: Waiting | Conversation) -> tuple[str, str]:
 class QueueBook:
     """The waiting requests and the group's agents; see the module docstring.
 
-    ``pending`` iterates in queue order. Beside it a sorted list of places makes adding,
-    removing and ranking a request cost O(log n) searches (plus a memmove), not a sort
-    of the whole queue: a new request, the newest, is an append.
+    ``pending`` iterates in queue order. Beside it the same entries in a sorted list make
+    adding, removing and ranking a request cost O(log n) searches (plus a memmove), not a
+    sort of the whole queue: a new request, the newest, is an append.
     """
 
     pending: dict[str, Waiting] = field(default_factory=dict)
     agents: dict[str, QueuedAgent] = field(default_factory=dict)
     average_wait: float = DEFAULT_WAIT_SECONDS
-    _places: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _places: list[Waiting] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.reload(list(self.pending.values()))
@@ -77,8 +77,10 @@ class QueueBook:
     def reload(self, rows: Iterable[Waiting]) -> None:
         """Replace the waiting requests with ``rows`` (the store's view)."""
         ordered = sorted(rows, key=_place)
+        if ordered == self._places:  # the usual periodic resync: nothing to rebuild
+            return
         self.pending = {row.id: row for row in ordered}
-        self._places = [_place(row) for row in ordered]
+        self._places = ordered
 
     def enqueue(self, request: Waiting | Conversation) -> bool:
         """Add (or refresh) a waiting request; True when it was not waiting yet."""
@@ -90,29 +92,29 @@ class QueueBook:
                 self.pending[waiting.id] = waiting
                 return False
             self.dequeue(waiting.id)
-        if not self._places or place > self._places[-1]:
-            self._places.append(place)
+        if not self._places or place > _place(self._places[-1]):
+            self._places.append(waiting)
             self.pending[waiting.id] = waiting
         else:  # older than the newest (rare: a re-queue keeping its time): re-order
-            bisect.insort(self._places, place)
+            bisect.insort(self._places, waiting, key=_place)
             self.pending[waiting.id] = waiting
-            self.pending = {cid: self.pending[cid] for _, cid in self._places}
+            self.pending = {w.id: self.pending[w.id] for w in self._places}
         return earlier is None
 
     def page(self, after: tuple[str, str] | None, limit: int) -> list[Waiting]:
         """Up to ``limit`` waiting requests in queue order, starting after the place
         ``after`` (from the first when None): a long queue is walked a page at a time,
         and a request added or removed between pages neither stops nor repeats the walk."""
-        start = 0 if after is None else bisect.bisect_right(self._places, after)
-        return [self.pending[cid] for _, cid in self._places[start:start + limit]]
+        start = 0 if after is None else bisect.bisect_right(self._places, after, key=_place)
+        return self._places[start:start + limit]
 
     def dequeue(self, conversation_id: str) -> Waiting | None:
         """Remove a request; the one removed, if it was waiting."""
         gone = self.pending.pop(conversation_id, None)
         if gone is not None:
             place = _place(gone)
-            index = bisect.bisect_left(self._places, place)
-            if index < len(self._places) and self._places[index] == place:
+            index = bisect.bisect_left(self._places, place, key=_place)
+            if index < len(self._places) and _place(self._places[index]) == place:
                 del self._places[index]
         return gone
 
@@ -157,6 +159,6 @@ class QueueBook:
         waiting = self.pending.get(conversation_id)
         if waiting is None:
             return None, None
-        position = bisect.bisect_left(self._places, _place(waiting)) + 1
+        position = bisect.bisect_left(self._places, _place(waiting), key=_place) + 1
         agents = max(1, sum(1 for a in self.agents.values() if a.status == "online"))
         return position, round(self.average_wait * position / agents)
