@@ -13,7 +13,9 @@ conversation from the store only to show it to an agent.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import functools
+import operator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -52,6 +54,10 @@ class Waiting(NamedTuple):
         return cls(conversation.queued_at, conversation.id, conversation.request_id)
 
 
+_ID = operator.itemgetter(1)
+_MAKE = functools.partial(tuple.__new__, Waiting)
+
+
 def _place(waiting: Waiting | Conversation) -> tuple[str, str]:
     """A waiting request's place in the queue: first come (``queuedAt``), then id."""
     return waiting.queued_at, waiting.id
@@ -76,11 +82,18 @@ class QueueBook:
 
     def reload(self, rows: Iterable[Waiting]) -> None:
         """Replace the waiting requests with ``rows`` (the store's view)."""
-        ordered = sorted(rows, key=_place)
+        # Entries sort as their places (ids are unique); no key function, no Python-level
+        # loop: a resync of 100,000 (already in order) stays a few C passes on the loop.
+        ordered = sorted(rows)
         if ordered == self._places:  # the usual periodic resync: nothing to rebuild
             return
-        self.pending = {row.id: row for row in ordered}
+        self.pending = dict(zip(map(_ID, ordered), ordered, strict=True))
         self._places = ordered
+
+    @staticmethod
+    def entries(rows: Iterable[tuple[str, str, str]]) -> Iterator[Waiting]:
+        """``(queued_at, id, request_id)`` rows (as the store reads them) as entries."""
+        return map(_MAKE, rows)
 
     def enqueue(self, request: Waiting | Conversation) -> bool:
         """Add (or refresh) a waiting request; True when it was not waiting yet."""
