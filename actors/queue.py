@@ -102,7 +102,8 @@ class QueueActor(Actor):
         indexed scan of the places and request ids of what waits, no row decoded."""
         entries = await self.ports.store.read(
             lambda tx: pending_entries(tx, self.org_id, self.group))
-        self.book.reload(QueueBook.entries(entries))
+        if not self.book.holds(entries):
+            self.book.reload(QueueBook.entries(entries))
         self.ctx.send_after(RESYNC_SECONDS, Resync(), key="resync")
 
     def _push(self, agent_id: str, frame: bytes) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import functools
 import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -89,6 +89,12 @@ class QueueBook:
             return
         self.pending = dict(zip(map(_ID, ordered), ordered, strict=True))
         self._places = ordered
+
+    def holds(self, rows: Sequence[tuple[str, str, str]]) -> bool:
+        """Whether ``rows`` (``(queued_at, id, request_id)`` in queue order, as the store
+        reads them) are exactly what waits: one C comparison, so a periodic resync that
+        finds nothing changed makes no entry and sorts nothing."""
+        return rows == self._places
 
     @staticmethod
     def entries(rows: Iterable[tuple[str, str, str]]) -> Iterator[Waiting]:

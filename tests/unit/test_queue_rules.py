@@ -91,6 +91,19 @@ def test_the_book_keeps_places_only_and_orders_them_like_conversations() -> None
     assert book.pending["a"].request_id == "r-a"
 
 
+def test_the_book_holds_the_stored_rows_only_when_they_are_exactly_what_waits() -> None:
+    """``holds`` compares plain stored rows with the book: equal in order and content
+    only; a missing, extra or moved request makes it False."""
+    book = QueueBook()
+    rows = [(r.queued_at, r.id, r.request_id) for r in (request("a", 1), request("b", 2))]
+    book.reload(QueueBook.entries(rows))
+    assert book.holds(rows) is True
+    assert book.holds(rows[:1]) is False
+    assert book.holds(rows[::-1]) is False
+    assert book.holds([*rows, (request("c", 3).queued_at, "c", "r-c")]) is False
+    assert book.holds([rows[0], (request("b", 5).queued_at, "b", "r-b")]) is False
+
+
 def test_pages_walk_the_queue_in_order_while_it_changes() -> None:
     """A page starts after a place: walking three at a time gives every request once, in
     order, even when one already walked is removed and a newer one arrives meanwhile."""
