@@ -6,12 +6,14 @@ agents and conversations. Either way an agent's chat slot is reserved in its own
 actor before the conversation is accepted, so a limit holds across queues; the queue
 drains whenever capacity may have freed (an agent comes online, a chat ends or moves). The
 pending list is rebuilt from the store at activation and resynced periodically, so a lost
-notification is repaired.
+notification is repaired. The book holds places only; a whole conversation is loaded from
+the store (the source of truth) when an agent is to be shown it, a page at a time.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -33,21 +35,29 @@ from actors.ports import QueuePorts
 from lcx.errors import Conflict, LcxError
 from lcx.livechat import frames
 from lcx.livechat.conversation import held_by
-from lcx.livechat.queue import NoFreeSlot, QueueBook
+from lcx.livechat.queue import NoFreeSlot, QueueBook, Waiting
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Conversation, utc_now
 from lcx.runtime import Actor, ActorContext
-from lcx.store import Tx
-from lcx.store.conversations import load_conversation, pending_in_queue, pending_places
+from lcx.store.conversations import load_conversation, load_conversations, pending_entries
 
 log = logging.getLogger("lcx.queue")
 
 RESYNC_SECONDS = 10.0
-RESYNC_POINT_READS = 200
-"""Above this many requests missing from the book, a resync reads the whole queue in one
-scan (a long read, which the store runs off the event loop) instead of one by one."""
+OFFER_PAGE = 200
+"""How many waiting requests an agent coming online is offered per step: one store read
+loads their conversations, and the queue's mailbox is served between steps."""
 
 __all__ = ["NoFreeSlot", "QueueActor", "Resync"]
+
+
+@dataclass(frozen=True)
+class _OfferMore:
+    """The queue's note to itself: offer ``agent_id`` the requests waiting after
+    ``after`` (the next page of what an agent coming online is offered)."""
+
+    agent_id: str
+    after: tuple[str, str]
 
 
 class QueueActor(Actor):
@@ -83,35 +93,17 @@ class QueueActor(Actor):
             case Resync():
                 await self._resync()
                 return await self._drain()
+            case _OfferMore():
+                return await self._offer_page(message.agent_id, message.after)
         raise TypeError(f"queue actor got {type(message).__name__}")
 
     async def _resync(self) -> None:
-        """Make the book the store's view (a lost notification is repaired here), reading
-        the places of what waits and loading only the requests the book lacks or holds
-        at another place: no decoding of a whole long queue every period."""
-        places = await self.ports.store.read(
-            lambda tx: pending_places(tx, self.org_id, self.group))
-        book = self.book.pending
-        missing = [cid for queued_at, cid in places
-                   if cid not in book or book[cid].queued_at != queued_at]
-
-        if len(missing) > RESYNC_POINT_READS:  # a restart with a long queue: one scan
-            rows = await self.ports.store.read(
-                lambda tx: pending_in_queue(tx, self.org_id, self.group))
-            fresh = {row.id: row for row in rows}
-        elif missing:
-
-            def load(tx: Tx) -> list[Conversation | None]:
-                return [load_conversation(tx, cid) for cid in missing]
-
-            fresh = {row.id: row for row in await self.ports.store.read(load)
-                     if row is not None and row.status == "pending"}
-        else:
-            fresh = {}
-        kept = {cid: book[cid] for queued_at, cid in places
-                if cid in book and book[cid].queued_at == queued_at}
-        self.book.reload([row for _, cid in places
-                          if (row := fresh.get(cid) or kept.get(cid)) is not None])
+        """Make the book the store's view (a lost notification is repaired here): one
+        indexed scan of the places and request ids of what waits, no row decoded."""
+        entries = await self.ports.store.read(
+            lambda tx: pending_entries(tx, self.org_id, self.group))
+        if not self.book.holds(entries):
+            self.book.reload(QueueBook.entries(entries))
         self.ctx.send_after(RESYNC_SECONDS, Resync(), key="resync")
 
     def _push(self, agent_id: str, frame: bytes) -> None:
@@ -128,7 +120,7 @@ class QueueActor(Actor):
         self.ports.push_to_agents(self.org_id, agent_ids, frame)
 
     async def _enqueue(self, conversation: Conversation) -> None:
-        new = self.book.enqueue(conversation)
+        new = self.book.enqueue(Waiting.of(conversation))
         settings = await self.ports.settings(self.org_id)
         if settings.routing == "broadcast":
             if new:
@@ -163,16 +155,17 @@ class QueueActor(Actor):
                                           "agentId": request.agent.id}, skip=request.agent.id)
         return accepted
 
-    def _missed_enqueue(self, stored: Conversation | None) -> Conversation | None:
+    def _missed_enqueue(self, stored: Conversation | None) -> Waiting | None:
         """A request this queue was never told of (its notification was lost, e.g. sent to
         an instance that had just died): its stored row says whether it waits here."""
         if stored is None or stored.status != "pending" or stored.org_id != self.org_id \
                 or stored.user_group_id != self.group:
             return None
-        self.book.enqueue(stored)
-        return stored
+        waiting = Waiting.of(stored)
+        self.book.enqueue(waiting)
+        return waiting
 
-    async def _take(self, conversation: Conversation, agent: AgentRef, *,
+    async def _take(self, conversation: Waiting, agent: AgentRef, *,
                     assigned: bool) -> Accepted:
         """Reserve the agent's slot, then accept; undo the reservation if that fails."""
         settings = await self.ports.settings(self.org_id)
@@ -200,18 +193,44 @@ class QueueActor(Actor):
         if settings.routing == "auto":
             await self._drain(settings)
         elif came_online:
-            for conversation in self.book.pending.values():
-                self._offer(conversation, [presence.agent.id])
+            await self._offer_page(presence.agent.id, None)
+
+    async def _offer_page(self, agent_id: str, after: tuple[str, str] | None) -> None:
+        """Offer ``agent_id`` one page of what waits after the place ``after``, loaded
+        from the store, and leave the next page to a later turn of the mailbox."""
+        if agent_id not in self.book.agents or self.book.agents[agent_id].status != "online":
+            return  # went away or offline meanwhile: it is offered again when back
+        page = self.book.page(after, OFFER_PAGE)
+        if not page:
+            return
+        ids = [waiting.id for waiting in page]
+        rows = {row.id: row for row in await self.ports.store.read(
+            lambda tx: load_conversations(tx, ids))}
+        for waiting in page:
+            row = rows.get(waiting.id)
+            if row is not None and row.status == "pending" and waiting.id in self.book.pending:
+                self._offer(row, [agent_id])
+        if len(page) == OFFER_PAGE:
+            last = page[-1]
+            self.ctx.send_after(0, _OfferMore(agent_id, (last.queued_at, last.id)),
+                                key=f"offer:{agent_id}")
 
     async def _drain(self, settings: LivechatSettings | None = None) -> None:
         settings = settings or await self.ports.settings(self.org_id)
         if settings.routing != "auto":
             return
-        for conversation in list(self.book.pending.values()):
-            if not await self._assign(conversation, settings.max_concurrent_chats):
+        limit = settings.max_concurrent_chats
+        after: tuple[str, str] | None = None
+        while self.book.candidates(limit):  # nobody free (often, with a long queue): no walk
+            page = self.book.page(after, OFFER_PAGE)
+            if not page:
                 return
+            for waiting in page:
+                if not await self._assign(waiting, limit):
+                    return
+            after = (page[-1].queued_at, page[-1].id)
 
-    async def _assign(self, conversation: Conversation, limit: int) -> bool:
+    async def _assign(self, conversation: Waiting, limit: int) -> bool:
         """Give one request to the least-loaded agent; False when nobody can take it."""
         for agent in self.book.candidates(limit):
             try:

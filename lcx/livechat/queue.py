@@ -4,14 +4,21 @@ Requests wait first come, first served (by ``queuedAt``, then id). ``broadcast``
 online agent of the group is offered a new request, and an agent who comes online is
 offered every waiting one; the first accept wins. ``auto``: the oldest request goes to the
 online agent with the fewest active chats under ``maxConcurrentChats`` (ties by agent id).
-A :class:`QueueBook` is the queue's pure state; the queue actor does the talking.
+A :class:`QueueBook` is the queue's pure state; the queue actor does the talking. The book
+holds each waiting request as a :class:`Waiting` (its place and request id), not the whole
+conversation: ordering, positions and routing need no more, and the actor loads a whole
+conversation from the store only to show it to an agent.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from lcx.errors import Conflict
 from lcx.model import AgentRef, Conversation, parse_iso
@@ -33,59 +40,100 @@ class QueuedAgent:
     active: int
 
 
-def _place(conversation: Conversation) -> tuple[str, str]:
+class Waiting(NamedTuple):
+    """What the queue keeps of one waiting request: its place (``queuedAt``, then id)
+    and the request id agents know it by."""
+
+    queued_at: str
+    id: str
+    request_id: str
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> Waiting:
+        """The waiting entry of a (pending) conversation."""
+        return cls(conversation.queued_at, conversation.id, conversation.request_id)
+
+
+_ID = operator.itemgetter(1)
+_MAKE = functools.partial(tuple.__new__, Waiting)
+
+
+def _place(waiting: Waiting | Conversation) -> tuple[str, str]:
     """A waiting request's place in the queue: first come (``queuedAt``), then id."""
-    return conversation.queued_at, conversation.id
+    return waiting.queued_at, waiting.id
 
 
 @dataclass
 class QueueBook:
     """The waiting requests and the group's agents; see the module docstring.
 
-    ``pending`` iterates in queue order. Beside it a sorted list of places makes adding,
-    removing and ranking a request cost O(log n) searches (plus a memmove), not a sort
-    of the whole queue: a new request, the newest, is an append.
+    ``pending`` iterates in queue order. Beside it the same entries in a sorted list make
+    adding, removing and ranking a request cost O(log n) searches (plus a memmove), not a
+    sort of the whole queue: a new request, the newest, is an append.
     """
 
-    pending: dict[str, Conversation] = field(default_factory=dict)
+    pending: dict[str, Waiting] = field(default_factory=dict)
     agents: dict[str, QueuedAgent] = field(default_factory=dict)
     average_wait: float = DEFAULT_WAIT_SECONDS
-    _places: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _places: list[Waiting] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.reload(list(self.pending.values()))
 
-    def reload(self, rows: list[Conversation]) -> None:
+    def reload(self, rows: Iterable[Waiting]) -> None:
         """Replace the waiting requests with ``rows`` (the store's view)."""
-        ordered = sorted(rows, key=_place)
-        self.pending = {row.id: row for row in ordered}
-        self._places = [_place(row) for row in ordered]
+        # Entries sort as their places (ids are unique); no key function, no Python-level
+        # loop: a resync of 100,000 (already in order) stays a few C passes on the loop.
+        ordered = sorted(rows)
+        if ordered == self._places:  # the usual periodic resync: nothing to rebuild
+            return
+        self.pending = dict(zip(map(_ID, ordered), ordered, strict=True))
+        self._places = ordered
 
-    def enqueue(self, conversation: Conversation) -> bool:
+    def holds(self, rows: Sequence[tuple[str, str, str]]) -> bool:
+        """Whether ``rows`` (``(queued_at, id, request_id)`` in queue order, as the store
+        reads them) are exactly what waits: one C comparison, so a periodic resync that
+        finds nothing changed makes no entry and sorts nothing."""
+        return rows == self._places
+
+    @staticmethod
+    def entries(rows: Iterable[tuple[str, str, str]]) -> Iterator[Waiting]:
+        """``(queued_at, id, request_id)`` rows (as the store reads them) as entries."""
+        return map(_MAKE, rows)
+
+    def enqueue(self, request: Waiting | Conversation) -> bool:
         """Add (or refresh) a waiting request; True when it was not waiting yet."""
-        place = _place(conversation)
-        earlier = self.pending.get(conversation.id)
+        waiting = request if isinstance(request, Waiting) else Waiting.of(request)
+        place = _place(waiting)
+        earlier = self.pending.get(waiting.id)
         if earlier is not None:
             if _place(earlier) == place:  # refreshed in place (e.g. its context changed)
-                self.pending[conversation.id] = conversation
+                self.pending[waiting.id] = waiting
                 return False
-            self.dequeue(conversation.id)
-        if not self._places or place > self._places[-1]:
-            self._places.append(place)
-            self.pending[conversation.id] = conversation
+            self.dequeue(waiting.id)
+        if not self._places or place > _place(self._places[-1]):
+            self._places.append(waiting)
+            self.pending[waiting.id] = waiting
         else:  # older than the newest (rare: a re-queue keeping its time): re-order
-            bisect.insort(self._places, place)
-            self.pending[conversation.id] = conversation
-            self.pending = {cid: self.pending[cid] for _, cid in self._places}
+            bisect.insort(self._places, waiting, key=_place)
+            self.pending[waiting.id] = waiting
+            self.pending = {w.id: self.pending[w.id] for w in self._places}
         return earlier is None
 
-    def dequeue(self, conversation_id: str) -> Conversation | None:
+    def page(self, after: tuple[str, str] | None, limit: int) -> list[Waiting]:
+        """Up to ``limit`` waiting requests in queue order, starting after the place
+        ``after`` (from the first when None): a long queue is walked a page at a time,
+        and a request added or removed between pages neither stops nor repeats the walk."""
+        start = 0 if after is None else bisect.bisect_right(self._places, after, key=_place)
+        return self._places[start:start + limit]
+
+    def dequeue(self, conversation_id: str) -> Waiting | None:
         """Remove a request; the one removed, if it was waiting."""
         gone = self.pending.pop(conversation_id, None)
         if gone is not None:
             place = _place(gone)
-            index = bisect.bisect_left(self._places, place)
-            if index < len(self._places) and self._places[index] == place:
+            index = bisect.bisect_left(self._places, place, key=_place)
+            if index < len(self._places) and _place(self._places[index]) == place:
                 del self._places[index]
         return gone
 
@@ -108,7 +156,8 @@ class QueueBook:
         self.agents[agent.id] = QueuedAgent(agent, status, active)
         return status == "online" and (was is None or was.status != "online")
 
-    def taken(self, conversation: Conversation, agent_id: str, now: datetime) -> None:
+    def taken(self, conversation: Waiting | Conversation, agent_id: str,
+              now: datetime) -> None:
         """A request was accepted by ``agent_id``: it stops waiting, the agent is busier,
         and the estimated wait learns from it."""
         self.dequeue(conversation.id)
@@ -129,6 +178,6 @@ class QueueBook:
         waiting = self.pending.get(conversation_id)
         if waiting is None:
             return None, None
-        position = bisect.bisect_left(self._places, _place(waiting)) + 1
+        position = bisect.bisect_left(self._places, _place(waiting), key=_place) + 1
         agents = max(1, sum(1 for a in self.agents.values() if a.status == "online"))
         return position, round(self.average_wait * position / agents)

@@ -170,6 +170,27 @@ def pending_places(tx: Tx, org_id: str, user_group_id: str) -> list[tuple[str, s
     return [(row["queued_at"], row["id"]) for row in rows]
 
 
+def pending_entries(tx: Tx, org_id: str, user_group_id: str
+                    ) -> list[tuple[str, str, str]]:
+    """``(queued_at, id, request_id)`` of one queue's pending requests, oldest first: all
+    a queue keeps of what waits, read by one indexed scan without decoding a row."""
+    rows = tx.fetchall("SELECT queued_at, id, request_id FROM conversations WHERE "
+                       "org_id = ? AND user_group_id = ? AND status = ? "
+                       "ORDER BY queued_at, id", (org_id, user_group_id, "pending"))
+    return [(row["queued_at"], row["id"], row["request_id"]) for row in rows]
+
+
+def load_conversations(tx: Tx, conversation_ids: list[str]) -> list[Conversation]:
+    """The stored conversations among ``conversation_ids`` (one read for a page of
+    them), in no particular order; ids not stored are left out."""
+    if not conversation_ids:
+        return []
+    marks = ", ".join("?" for _ in conversation_ids)
+    rows = tx.fetchall(f"SELECT * FROM conversations WHERE id IN ({marks})",
+                       tuple(conversation_ids))
+    return [_conversation(row) for row in rows]
+
+
 class OpenConversationKey(NamedTuple):
     """What a sweep over every open conversation needs of one, without decoding its row."""
 

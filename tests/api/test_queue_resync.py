@@ -1,17 +1,15 @@
 """A queue's periodic resync makes its book the store's view without decoding every
 waiting request: one it was never told of is added (in its place), one that stopped
-waiting behind its back is dropped, one re-queued at another time moves, and the rest
-keep the copies the book holds."""
+waiting behind its back is dropped, one re-queued at another time moves; the book holds
+places only, so a resync reads places only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import msgspec
-import pytest
 from support.livechat_app import livechat_app
 
-from actors import queue as queue_module
 from actors.keys import queue_key
 from actors.messages import CreateRequest, Position, QueueStats, Resync
 from lcx.livechat.conversation import new_request
@@ -39,13 +37,10 @@ def stored_as(conversation_id: str, **fields: object):  # type: ignore[no-untype
     return write
 
 
-@pytest.mark.parametrize("point_reads", [200, 0], ids=["one-by-one", "whole-queue-scan"])
 async def test_resync_adds_the_missed_drops_the_gone_and_moves_the_requeued(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point_reads: int) -> None:
+        tmp_path: Path) -> None:
     """Four requests the queue knows, one it missed: after the store ends one, re-queues
-    another as the newest and a resync, the queue holds four in store order, whether the
-    missing are read one by one or (many missing, as after a restart) in one scan."""
-    monkeypatch.setattr(queue_module, "RESYNC_POINT_READS", point_reads)
+    another as the newest and a resync, the queue holds four in store order."""
     async with livechat_app(tmp_path) as (_, _, hub):
         known = [request(f"known-{n}") for n in range(4)]
         for conversation in known:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from lcx.livechat.conversation import new_request
-from lcx.livechat.queue import DEFAULT_WAIT_SECONDS, QueueBook, QueuedAgent
+from lcx.livechat.queue import DEFAULT_WAIT_SECONDS, QueueBook, QueuedAgent, Waiting
 from lcx.model import AgentRef, Conversation, Subscriber
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
@@ -49,7 +49,7 @@ def test_requests_wait_in_order_of_queued_at_then_id() -> None:
 
 def test_enqueue_is_true_only_the_first_time() -> None:
     """Enqueue answers True for a request not yet waiting; a second enqueue refreshes the
-    request (and its place) and answers False."""
+    request's place and answers False."""
     book = QueueBook()
     first = request("a", 10)
     assert book.enqueue(first) is True
@@ -58,7 +58,7 @@ def test_enqueue_is_true_only_the_first_time() -> None:
                                        subscriber=Subscriber(name="Ada L."))
     assert book.enqueue(requeued) is False
     assert list(book.pending) == ["b", "a"]
-    assert book.pending["a"].subscriber.name == "Ada L."
+    assert book.pending["a"] == Waiting(requeued.queued_at, "a", "r-a")
 
 
 def test_dequeue_removes_a_waiting_request_once() -> None:
@@ -66,7 +66,7 @@ def test_dequeue_removes_a_waiting_request_once() -> None:
     book = QueueBook()
     waiting = request("a", 0)
     book.enqueue(waiting)
-    assert book.dequeue("a") == waiting
+    assert book.dequeue("a") == Waiting.of(waiting)
     assert book.dequeue("a") is None
     assert book.pending == {}
 
@@ -75,8 +75,51 @@ def test_reload_replaces_the_waiting_requests_in_order() -> None:
     """Reload forgets what was waiting and keeps the store's rows, ordered."""
     book = QueueBook()
     book.enqueue(request("old", 0))
-    book.reload([request("y", 30), request("x", 10)])
+    book.reload([Waiting.of(request("y", 30)), Waiting.of(request("x", 10))])
     assert list(book.pending) == ["x", "y"]
+
+
+def test_the_book_keeps_places_only_and_orders_them_like_conversations() -> None:
+    """What waits is kept as (queuedAt, id, request id), nothing of the subscriber or
+    context; entries reloaded from places alone order and rank as the requests would."""
+    rows = [request("c", 20), request("b", 10), request("a", 20), request("d", 5)]
+    book = QueueBook()
+    book.reload(Waiting(r.queued_at, r.id, r.request_id) for r in rows)
+    assert list(book.pending) == ["d", "b", "a", "c"]
+    assert all(type(w) is Waiting for w in book.pending.values())
+    assert book.position("a")[0] == 3
+    assert book.pending["a"].request_id == "r-a"
+
+
+def test_the_book_holds_the_stored_rows_only_when_they_are_exactly_what_waits() -> None:
+    """``holds`` compares plain stored rows with the book: equal in order and content
+    only; a missing, extra or moved request makes it False."""
+    book = QueueBook()
+    rows = [(r.queued_at, r.id, r.request_id) for r in (request("a", 1), request("b", 2))]
+    book.reload(QueueBook.entries(rows))
+    assert book.holds(rows) is True
+    assert book.holds(rows[:1]) is False
+    assert book.holds(rows[::-1]) is False
+    assert book.holds([*rows, (request("c", 3).queued_at, "c", "r-c")]) is False
+    assert book.holds([rows[0], (request("b", 5).queued_at, "b", "r-b")]) is False
+
+
+def test_pages_walk_the_queue_in_order_while_it_changes() -> None:
+    """A page starts after a place: walking three at a time gives every request once, in
+    order, even when one already walked is removed and a newer one arrives meanwhile."""
+    book = QueueBook()
+    for n in range(7):
+        book.enqueue(request(f"c{n}", n))
+    first = book.page(None, 3)
+    assert [w.id for w in first] == ["c0", "c1", "c2"]
+    book.dequeue("c1")
+    book.enqueue(request("c7", 7))
+    after = (first[-1].queued_at, first[-1].id)
+    second = book.page(after, 3)
+    assert [w.id for w in second] == ["c3", "c4", "c5"]
+    third = book.page((second[-1].queued_at, second[-1].id), 3)
+    assert [w.id for w in third] == ["c6", "c7"]
+    assert book.page((third[-1].queued_at, third[-1].id), 3) == []
 
 
 def test_candidates_are_online_agents_under_the_limit_least_loaded_first() -> None:
@@ -196,6 +239,7 @@ def test_any_mix_of_enqueues_refreshes_and_removals_keeps_order_and_positions() 
             model[conversation.id] = conversation
         expected = [c.id for c in sorted(model.values(), key=lambda c: (c.queued_at, c.id))]
         assert list(book.pending) == expected
+        assert [w.id for w in book.page(None, len(expected) + 1)] == expected
         if expected:
             probe = rng.choice(expected)
             assert book.position(probe)[0] == expected.index(probe) + 1

@@ -5,6 +5,7 @@ agents."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
 
@@ -17,14 +18,15 @@ from actors.messages import (
     QueueStats,
     Release,
     Reserve,
+    Resync,
 )
 from actors.presence import Presence
-from actors.queue import QueueActor
+from actors.queue import OFFER_PAGE, QueueActor
 from lcx.errors import Conflict
 from lcx.livechat.settings import LivechatSettings
-from lcx.model import AgentRef, Conversation
+from lcx.model import AgentRef, Context, Conversation, Subscriber
 from lcx.store import Store, Tx
-from lcx.store.conversations import insert_conversation
+from lcx.store.conversations import insert_conversation, load_conversation, save_conversation
 
 ALICE = AgentRef(id="alice", name="Alice")
 EARLY = "2026-12-03T06:00:00.000Z"
@@ -164,3 +166,62 @@ async def test_a_cancelled_request_is_withdrawn_from_the_agents(store: Store) ->
         await ref.ask(Dequeue(conversation_id="c2", why="moved"))
         assert await ref.ask(QueueStats()) == (0, 1)
     assert notifications(ports) == [("alice", "request_cancelled", "r-c1")]
+
+
+def at_second(n: int) -> str:
+    """A queuedAt ``n`` seconds after 06:00 (distinct, increasing)."""
+    return f"2026-12-03T{6 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
+
+
+async def test_an_offer_after_a_restart_carries_the_stored_request(store: Store) -> None:
+    """The book keeps places only: an agent coming online after activation is offered the
+    request with its subscriber and context, loaded from the store."""
+    rich = msgspec.structs.replace(pending("c1"), subscriber=Subscriber(name="Ada L."),
+                                   context=Context(metadata={"plan": "gold"}))
+    await stored(store, rich)
+    ports = FakePorts(store)
+    async with running(queue(ports)) as ref:
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+    [(agent, frame)] = ports.pushed_frames()
+    data = frame["data"]
+    assert agent == "alice"
+    assert data["requestId"] == "r-c1"
+    assert data["subscriber"]["name"] == "Ada L."
+    assert data["context"]["metadata"] == {"plan": "gold"}
+
+
+async def test_an_agent_coming_online_is_offered_every_one_of_many_in_order(
+        store: Store) -> None:
+    """More than a page waits: the agent is offered each once, oldest first, a page at
+    a time, and the queue answers between pages."""
+    count = 2 * OFFER_PAGE + 5
+    await stored(store, *(pending(f"c{n:04d}", queued_at=at_second(n)) for n in range(count)))
+    ports = FakePorts(store)
+    async with running(queue(ports)) as ref:
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert await ref.ask(QueueStats()) == (count, 1)
+        for _ in range(count // OFFER_PAGE + 1):
+            await ref.ask(QueueStats())  # the next pages go through the mailbox meanwhile
+    assert notifications(ports) == [("alice", "request_created", f"r-c{n:04d}")
+                                    for n in range(count)]
+
+
+async def test_a_resync_repairs_lost_enqueues_and_dequeues(store: Store) -> None:
+    """A request stored without its Enqueue, and one cancelled without its Dequeue: the
+    periodic resync makes the book the store's view, places and positions right."""
+    await stored(store, pending("c1", queued_at=EARLY), pending("c3", queued_at=LATER))
+    ports = FakePorts(store, presences=online("alice"))
+    async with running(queue(ports)) as ref:
+        await stored(store, pending("c2", queued_at="2026-12-03T06:00:02.000Z"))
+
+        def cancel(tx: Tx) -> None:
+            before = load_conversation(tx, "c1")
+            assert before is not None
+            save_conversation(tx, msgspec.structs.replace(before, status="cancelled"),
+                              expected=before)
+        await store.transaction(cancel)
+        await ref.ask(Resync())
+        assert await ref.ask(QueueStats()) == (2, 1)
+        assert (await ref.ask(Position(conversation_id="c2")))[0] == 1
+        assert (await ref.ask(Position(conversation_id="c3")))[0] == 2
+        assert (await ref.ask(Position(conversation_id="c1")))[0] is None
