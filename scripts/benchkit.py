@@ -92,7 +92,12 @@ def lcx_config(workdir: Path, bot_url: str, *, extra: str = "") -> str:
 
     Logging stays at the operator's default level (info), as a real deployment runs.
     """
-    return basic_config(workdir, extra=f"""
+    return basic_config(workdir, extra=_auth_and_tenant(bot_url, extra))
+
+
+def _auth_and_tenant(bot_url: str, extra: str) -> str:
+    """The bench's JWT secret and its tenant t1 delivering to ``bot_url``, then ``extra``."""
+    return f"""
 [auth]
 jwt_secret = "{JWT_SECRET}"
 
@@ -103,7 +108,7 @@ default_user_group = "{GROUP}"
 bot_events_url = "{bot_url}"
 webhook_secret = "{WEBHOOK_SECRET}"
 {extra}
-""")
+"""
 
 
 @dataclass
@@ -216,18 +221,7 @@ instance_id = "{name}"
 [log]
 level = "info"
 format = "json"
-
-[auth]
-jwt_secret = "{JWT_SECRET}"
-
-[[tenants]]
-id = "{TENANT}"
-organization_id = "{ORG}"
-default_user_group = "{GROUP}"
-bot_events_url = "{bot_url}"
-webhook_secret = "{WEBHOOK_SECRET}"
-{extra}
-"""
+{_auth_and_tenant(bot_url, extra)}"""
 
 
 @asynccontextmanager

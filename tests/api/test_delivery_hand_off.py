@@ -4,7 +4,7 @@ story (a crash, another writer, a failed attempt). On every store backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
-from support.outbox import add, add_unannounced
+from support.outbox import add, add_unannounced, eventually
 
 from adapters.bot_events import open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
@@ -75,15 +75,6 @@ async def delivering(store: Store, bot: FakeBot, *, limits: DeliveryLimits = LIM
         await nursery.start(service.run)
         yield service
         service.request_stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
-    """Poll ``check`` (a store query: the test has no change notification to wait on)."""
-    with trio.fail_after(timeout):
-        while True:
-            if await check():
-                return
-            await trio.sleep(0.01)
 
 
 async def nothing_pending(store: Store) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 import pytest
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
-from support.outbox import add_unannounced
+from support.outbox import add, add_unannounced, eventually
 
 from adapters.bot_events import Delivered, Outcome, Retry, open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
@@ -23,10 +23,8 @@ from lcx.store import Store, Tx, open_store
 from lcx.store.base import CommitListener
 from lcx.store.outbox import (
     TARGET_FLOW,
-    OutboxEvent,
     OutboxRow,
     dead_count,
-    enqueue,
     list_dead,
     mark_all_delivered,
     pending_count,
@@ -96,26 +94,6 @@ class MarksHeldBack:
 
     def as_store(self) -> Store:
         return cast(Store, self)
-
-
-async def add(store: Store, events: Iterable[OutboxEvent]) -> list[OutboxEvent]:
-    listed = list(events)
-
-    def insert(tx: Tx) -> None:
-        for event in listed:
-            enqueue(tx, event)
-
-    await store.transaction(insert)
-    return listed
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
-    """Poll ``check`` (a store query: the store has no change notification to wait on)."""
-    with trio.fail_after(timeout):
-        while True:
-            if await check():
-                return
-            await trio.sleep(0.01)
 
 
 async def count(store: Store, fn: Callable[[Tx], int], expected: int) -> bool:

@@ -4,8 +4,10 @@ in the store only)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
+
+import trio
 
 from lcx.store import Store, Tx
 from lcx.store.outbox import OutboxEvent, enqueue
@@ -46,3 +48,12 @@ async def add_unannounced(store: Store, events: Iterable[OutboxEvent]) -> list[O
 
     await store.transaction(insert)
     return listed
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
+    """Poll ``check`` (a store query: the store has no change notification to wait on)."""
+    with trio.fail_after(timeout):
+        while True:
+            if await check():
+                return
+            await trio.sleep(0.01)
