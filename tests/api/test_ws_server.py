@@ -117,18 +117,27 @@ def _masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def _raw_client(port: int, extra: str = "", *, rcvbuf: int | None = None,
-                      path: str = "/ws") -> tuple[trio.SocketStream, bytes, bytes]:
-    """A handshake by hand: the stream, the response head and what came after it."""
+def _upgrade_request(path: str = "/ws", extra: str = "") -> bytes:
+    """A websocket upgrade request's bytes (``extra``: more header lines)."""
+    return (f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{extra}\r\n").encode()
+
+
+async def _connected(port: int, *, rcvbuf: int | None = None) -> trio.SocketStream:
+    """A raw TCP stream to the server (``rcvbuf``: a small receive buffer)."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     await sock.connect(("127.0.0.1", port))
-    stream = trio.SocketStream(sock)
-    await stream.send_all((
-        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
-        f"{extra}\r\n").encode())
+    return trio.SocketStream(sock)
+
+
+async def _raw_client(port: int, extra: str = "", *, rcvbuf: int | None = None,
+                      path: str = "/ws") -> tuple[trio.SocketStream, bytes, bytes]:
+    """A handshake by hand: the stream, the response head and what came after it."""
+    stream = await _connected(port, rcvbuf=rcvbuf)
+    await stream.send_all(_upgrade_request(path, extra))
     received = b""
     while b"\r\n\r\n" not in received:
         chunk = await stream.receive_some(65536)
@@ -187,13 +196,8 @@ async def test_fragmented_message_with_a_ping_between() -> None:
     """A text message in three fragments, a ping between two of them, and a binary one
     sent in the same write as the handshake: each arrives whole, the ping is answered."""
     async with ws_server(_echo_app([])) as served:
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        await sock.connect(("127.0.0.1", served.port))
-        stream = trio.SocketStream(sock)
-        await stream.send_all((
-            "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode() + _masked(0x2, b"early"))
+        stream = await _connected(served.port)
+        await stream.send_all(_upgrade_request() + _masked(0x2, b"early"))
         await stream.send_all(_masked(0x1, b"he", fin=False) + _masked(0x9, b"p1")
                               + _masked(0x0, "ll€".encode(), fin=False)
                               + _masked(0x0, b"o", fin=True))
@@ -387,13 +391,8 @@ async def test_a_claimed_reader_gets_every_frame_and_quart_none() -> None:
             connection.release_reads()
 
     async with ws_server(app) as served:
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        await sock.connect(("127.0.0.1", served.port))
-        stream = trio.SocketStream(sock)
-        await stream.send_all((
-            "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode() + _masked(0x1, b"first"))
+        stream = await _connected(served.port)
+        await stream.send_all(_upgrade_request() + _masked(0x1, b"first"))
         for n in range(50):
             await stream.send_all(_masked(0x1, b"%d" % n))
         await stream.send_all(_masked(0x8, b"\x03\xe8"))
