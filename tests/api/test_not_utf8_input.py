@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from fakes.livechat import tenant_for
-from support.agent_client import agent_connection
+from support.agent_client import agent_connection, ws_client
 from support.livechat_app import DEFAULT_TENANTS, livechat_app
-from trio_websocket import open_websocket_url
 
 NOT_UTF8 = b'{"type": "ping", "ref": "\xff\xfe"}'
 
@@ -44,7 +43,7 @@ async def test_a_first_frame_that_is_not_utf8_is_no_token(
     caplog.set_level(logging.INFO)
     async with livechat_app(tmp_path) as app:
         url = str(app.client.base_url).replace("http://", "ws://") + "/ws"
-        async with open_websocket_url(url) as ws:
+        async with ws_client(url) as ws:
             await ws.send_message(b'{"type": "auth", "token": "\xff"}')
             error = json.loads(await ws.get_message())
             assert error["event"] == "ERROR"

@@ -21,7 +21,8 @@ import trio
 import trio.testing
 from quart import abort, websocket
 from quart_trio import QuartTrio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from support.agent_client import ws_client
+from trio_websocket import ConnectionClosed
 
 from lcx.server.websocket import WIRE_EXTENSION, serve_websocket
 from lcx.server.ws_connection import ConnectionClosing, WebsocketConnection
@@ -69,18 +70,6 @@ async def ws_server(app: Any, *, max_message_bytes: int = 1 << 20) -> AsyncItera
         nursery.start_soon(partial(trio.serve_listeners, handle, [listener]))
         yield served
         nursery.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def _client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]:
-    """The suite's websocket client, its TCP stream closed on exit (trio-websocket 0.12
-    leaves it open when the server closed first)."""
-    async with open_websocket_url(url, **options) as ws:
-        try:
-            yield ws
-        finally:
-            with trio.CancelScope(shield=True):
-                await ws._stream.aclose()
 
 
 def _echo_app(seen: list[dict[str, Any]]) -> App:
@@ -159,7 +148,7 @@ async def test_handshake_scope_subprotocol_and_headers() -> None:
     seen: list[dict[str, Any]] = []
     async with ws_server(_echo_app(seen)) as served:
         url = f"ws://127.0.0.1:{served.port}/a%20b/ws?token=t1"
-        async with _client(url, subprotocols=["one", "two"]) as ws:
+        async with ws_client(url, subprotocols=["one", "two"]) as ws:
             assert ws.subprotocol == "two"
             assert dict(ws.handshake_headers)[b"x-hello"] == b"yes"
             await ws.send_message("hi")
@@ -183,7 +172,7 @@ async def test_handshake_scope_subprotocol_and_headers() -> None:
 async def test_text_binary_and_ping() -> None:
     """Text comes back as text, bytes as bytes; a ping is answered with its payload."""
     async with (ws_server(_echo_app([])) as served,
-                _client(f"ws://127.0.0.1:{served.port}/ws") as ws):
+                ws_client(f"ws://127.0.0.1:{served.port}/ws") as ws):
         await ws.send_message("é€😀")
         assert await ws.get_message() == "é€😀"
         await ws.send_message(b"\x00\xff" * 70_000)
@@ -218,7 +207,7 @@ async def test_message_over_the_limit_closes_with_1009(fragments: int) -> None:
     the app sees the disconnect with that code."""
     seen: list[dict[str, Any]] = []
     async with ws_server(_echo_app(seen), max_message_bytes=1000) as served:
-        async with _client(f"ws://127.0.0.1:{served.port}/ws") as ws:
+        async with ws_client(f"ws://127.0.0.1:{served.port}/ws") as ws:
             await ws.send_message("x" * 1000)
             assert await ws.get_message() == "x" * 1000
             if fragments == 1:
@@ -252,7 +241,7 @@ async def test_client_close_code_reaches_the_app() -> None:
     answered, and the server closes the TCP connection."""
     seen: list[dict[str, Any]] = []
     async with ws_server(_echo_app(seen)) as served:
-        async with _client(f"ws://127.0.0.1:{served.port}/ws") as ws:
+        async with ws_client(f"ws://127.0.0.1:{served.port}/ws") as ws:
             await ws.aclose(4000, "bye")
             assert ws.closed is not None
             assert ws.closed.code == 4000
@@ -323,7 +312,7 @@ async def test_app_failure_before_accept_answers_500_and_after_closes_1011() -> 
         await stream.aclose()
     async with ws_server(late) as served:
         with pytest.raises(ConnectionClosed) as closed:
-            async with _client(f"ws://127.0.0.1:{served.port}/ws") as ws:
+            async with ws_client(f"ws://127.0.0.1:{served.port}/ws") as ws:
                 await ws.get_message()
         assert closed.value.reason.code == 1011
 
@@ -364,7 +353,7 @@ async def test_quart_refusal_before_accept_is_an_http_response(path: str,
 async def test_quart_echo_through_its_public_path() -> None:
     """Quart's own websocket receive and send work over lcx's connection."""
     async with (ws_server(_quart_app()) as served,
-                _client(f"ws://127.0.0.1:{served.port}/echo") as ws):
+                ws_client(f"ws://127.0.0.1:{served.port}/echo") as ws):
         for text in ("a", "b" * 70_000, "c"):
             await ws.send_message(text)
             assert await ws.get_message() == text

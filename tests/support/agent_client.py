@@ -83,6 +83,18 @@ class AgentClient:
 
 
 @asynccontextmanager
+async def ws_client(url: str, **options: Any) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client connection whose TCP stream is closed on exit (trio-websocket
+    0.12 leaves it open when the server closed first: a ``ResourceWarning`` later)."""
+    async with open_websocket_url(url, **options) as ws:
+        try:
+            yield ws
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws._stream.aclose()
+
+
+@asynccontextmanager
 async def agent_connection(base_url: str, token: str) -> AsyncIterator[AgentClient]:
     """Connect an agent to ``/ws`` (token in the query) and wait for AUTHORIZATION_GRANTED.
 
