@@ -210,8 +210,7 @@ class RedisBus:
                 await self._membership.leave(link)
                 event: HintEvent = "leader-released" if released else "left"
                 hint = encode(Hint(self.instance_id, event))
-                await link.call("publish hint",
-                                lambda client: client.publish(self._keys.broadcast, hint))
+                await link.publish("publish hint", [(self._keys.broadcast, hint)])
             except BusError as exc:
                 log.warning("left without deregistering: %s", exc)
 

@@ -11,6 +11,11 @@ link's command timeout and maps what coredis raises onto the bus error tree::
 
 A command that times out invalidates every pooled connection: a silent (half-open)
 connection must not be handed out again; the next command connects afresh.
+
+PUBLISH, the bus's hot command (RPC requests and replies, topic messages), bypasses coredis:
+:meth:`RedisLink.publish` sends a batch on the link's own :class:`~lcx.cluster.resp.
+RespConnection` (see :mod:`lcx.cluster.resp` for why), with the same timeout, error mapping
+and health tracking.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import coredis
+import hiredis
 import trio
 from coredis.exceptions import (
     ClusterDownError,
@@ -33,6 +39,7 @@ from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.retry import ConstantRetryPolicy
 
 from lcx.cluster.bus import BusError, BusUnavailable
+from lcx.cluster.resp import RespBroken, RespConnection, RespTarget, parse_url
 
 log = logging.getLogger("lcx.cluster")
 
@@ -44,6 +51,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     ReadOnlyError,
 )
 SCRIPTS = ("acquire", "renew", "release", "heartbeat")
+_UNAVAILABLE_REPLIES = (b"LOADING", b"READONLY", b"TRYAGAIN", b"CLUSTERDOWN", b"MASTERDOWN",
+                        b"BUSY")
+"""Error replies that mean "Redis cannot serve now" (BusUnavailable), not "refused"."""
 
 
 def load_script(name: str) -> str:
@@ -54,13 +64,70 @@ def load_script(name: str) -> str:
 class RedisLink:
     """A connected client plus its scripts; tracks whether Redis answers (``healthy``)."""
 
-    def __init__(self, client: Client, *, timeout: float, name: str) -> None:
+    def __init__(self, client: Client, *, timeout: float, name: str,
+                 target: RespTarget | None = None) -> None:
         self.client = client
         self.timeout = timeout
         self.name = name
+        self.target = target or RespTarget()
+        """Where :meth:`publish` (and the bus's subscriber) connect."""
         self.healthy = True
         self.scripts = {script: client.register_script(load_script(script))
                         for script in SCRIPTS}
+        self._publishing: RespConnection | None = None
+        self._publish_lock = trio.Lock()
+
+    async def publish(self, what: str, items: list[tuple[str, bytes]]) -> list[int]:
+        """PUBLISH each (channel, data) of ``items`` in one pipeline; each one's number of
+        receivers. Within the command timeout, on the link's own connection (opened when
+        needed; one immediate retry on a fresh one when a reused connection turns out to
+        be dead, as for coredis's commands).
+
+        Raises:
+            BusUnavailable: Redis cannot be reached, or did not answer in time.
+            BusError: Redis refused a command of the batch.
+        """
+        commands = [(b"PUBLISH", channel, data) for channel, data in items]
+        async with self._publish_lock:
+            for attempt in (1, 2):
+                reused = self._publishing is not None and not self._publishing.broken
+                try:
+                    with trio.fail_after(self.timeout):
+                        if not reused:
+                            self._publishing = await RespConnection.connect(
+                                self.target, name=self.name)
+                        assert self._publishing is not None
+                        replies = await self._publishing.execute(commands)
+                    break
+                except trio.TooSlowError as exc:
+                    await self._drop_publishing()
+                    self.client.connection_pool.disconnect()
+                    raise self._down(f"redis did not answer {what} within "
+                                     f"{self.timeout:g}s") from exc
+                except RespBroken as exc:
+                    await self._drop_publishing()
+                    if attempt == 1 and reused:
+                        continue
+                    raise self._down(f"redis unavailable during {what}: {exc}") from exc
+        counts: list[int] = []
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                message = str(reply)
+                if message.encode().startswith(_UNAVAILABLE_REPLIES):
+                    raise self._down(f"redis unavailable during {what}: {message}")
+                raise BusError(f"redis refused {what}: {message}")
+            counts.append(int(reply))
+        self._up()
+        return counts
+
+    async def aclose(self) -> None:
+        """Close the link's own connection (coredis's pool closes with its client)."""
+        await self._drop_publishing()
+
+    async def _drop_publishing(self) -> None:
+        if self._publishing is not None:
+            await self._publishing.aclose()
+            self._publishing = None
 
     async def call(self, what: str, op: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``op(client)`` within the command timeout.
@@ -74,15 +141,19 @@ class RedisLink:
                 result = await op(self.client)
         except trio.TooSlowError as exc:
             self.client.connection_pool.disconnect()
+            await self._drop_publishing()
             raise self._down(f"redis did not answer {what} within {self.timeout:g}s") from exc
         except _UNAVAILABLE as exc:
             raise self._down(f"redis unavailable during {what}: {exc}") from exc
         except RedisError as exc:
             raise BusError(f"redis refused {what}: {exc}") from exc
+        self._up()
+        return result
+
+    def _up(self) -> None:
         if not self.healthy:
             log.info("redis reachable again", extra={"bus": self.name})
             self.healthy = True
-        return result
 
     async def script(self, name: str, keys: list[str], args: list[str | int | bytes]) -> Any:
         """Run the Lua script ``name`` (loaded on first use, reloaded after a restart)."""
@@ -110,4 +181,8 @@ async def open_link(url: str, *, timeout: float, name: str) -> AsyncIterator[Red
         retry_policy=ConstantRetryPolicy((RedisConnectionError,), retries=1, delay=0.0),
     )
     async with client:
-        yield RedisLink(client, timeout=timeout, name=name)
+        link = RedisLink(client, timeout=timeout, name=name, target=parse_url(url))
+        try:
+            yield link
+        finally:
+            await link.aclose()

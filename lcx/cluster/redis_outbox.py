@@ -8,14 +8,13 @@ is dropped and counted, never retried (a retry would deliver stale hints late).
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import trio
 
 from lcx.cluster.bus import BusError
 from lcx.cluster.redis_frames import Frame, encode
-from lcx.cluster.redis_link import Client, RedisLink
+from lcx.cluster.redis_link import RedisLink
 
 log = logging.getLogger("lcx.cluster")
 
@@ -53,13 +52,7 @@ class Outbox:
                 except trio.WouldBlock:
                     break
             try:
-                await link.call("publish", functools.partial(_publish, batch=batch))
+                await link.publish("publish", batch)
             except BusError as exc:
                 self.dropped += len(batch)
                 log.debug("publish batch dropped: %s", exc)
-
-
-async def _publish(client: Client, batch: list[tuple[str, bytes]]) -> None:
-    async with client.pipeline(transaction=False) as pipe:
-        for channel, data in batch:
-            pipe.publish(channel, data)

@@ -2,13 +2,13 @@
 
 A call's request and its reply each need Redis's answer: the request's number of
 receivers tells whether the target still listens, and a failed reply is logged. Sent one
-by one, every PUBLISH pays coredis's whole per-command path (connection checkout, retry
-policy, timeouts: ~150-300 µs of CPU here), most of the bus's cost per message pair.
+by one, every PUBLISH pays a write and a read of its own (with coredis it also paid its
+whole per-command path: ~150-300 µs of CPU here; the link now sends PUBLISH on its own lean
+connection, :meth:`~lcx.cluster.redis_link.RedisLink.publish`).
 :class:`Publisher` sends a call at once, from its caller's task, when nothing else is being
 sent; the calls made while a send is in flight queue, and one task then sends them all as
 one pipeline (up to :data:`BATCH` commands, one round trip) and hands each caller its own
-answer. A lone call costs what it always did; under load the per-command cost falls to
-that of a pipelined command (~50 µs).
+answer. A lone call costs one round trip; under load the calls share one.
 
 A caller cancelled before its command was taken withdraws it (a request whose caller gave
 up is not published); once taken, it is sent and its answer dropped. When the batch
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 import trio
 
 from lcx.cluster.bus import BusError, BusUnavailable
-from lcx.cluster.redis_link import Client, RedisLink
+from lcx.cluster.redis_link import RedisLink
 
 __all__ = ["BATCH", "Publisher"]
 
@@ -105,14 +103,14 @@ class Publisher:
     async def _send_one(self, link: RedisLink, channel: str, data: bytes) -> int:
         self._sending = True
         try:
-            receivers = await link.call("publish", lambda client: client.publish(channel, data))
+            (receivers,) = await link.publish("publish", [(channel, data)])
         finally:
             self._sending = False
             if self._queue:
                 self._wake.set()
         self.batches += 1
         self.sent += 1
-        return int(receivers)
+        return receivers
 
     def close(self, reason: str) -> None:
         """Fail every queued command with ``BusUnavailable(reason)`` (the bus stopped)."""
@@ -133,7 +131,8 @@ class Publisher:
         self._in_flight = batch
         self._sending = True
         try:
-            counts = await link.call("publish", partial(_publish_all, batch=batch))
+            counts = await link.publish(
+                "publish", [(item.channel, item.data) for item in batch])
         except BusError as exc:
             self._fail(batch, exc)
             return
@@ -143,7 +142,7 @@ class Publisher:
         self.batches += 1
         self.sent += len(batch)
         for item, count in zip(batch, counts, strict=True):
-            item.receivers = int(count)
+            item.receivers = count
             item.done.set()
 
     @staticmethod
@@ -152,14 +151,3 @@ class Publisher:
             if not item.done.is_set():
                 item.error = error
                 item.done.set()
-
-
-async def _publish_all(client: Client, batch: list[_Publish]) -> tuple[Any, ...]:
-    async with client.pipeline(transaction=False) as pipe:
-        for item in batch:
-            pipe.publish(item.channel, item.data)
-    results = pipe.results
-    if results is None or len(results) != len(batch):
-        raise BusError("redis answered a pipeline of PUBLISH with the wrong number of "
-                       "results")
-    return results
