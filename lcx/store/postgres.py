@@ -8,11 +8,14 @@ Connections
     connections: this module issues ``BEGIN``/``COMMIT``/``ROLLBACK`` itself. A call of
     :meth:`~PostgresStore.transaction` or :meth:`~PostgresStore.read` holds one connection
     for its whole duration; a ``trio.CapacityLimiter`` of the pool's size makes callers
-    queue in Trio (where they can be cancelled), not in threads. Every connection is
-    checked (an empty query) as it leaves the pool, and a connection that broke is
-    discarded when it returns, so after a server restart or a terminated backend the pool
-    reconnects by itself: the call that was running on the dead connection fails with
-    :class:`~lcx.errors.StoreUnavailable`, later calls work (``/readyz`` recovers alone).
+    queue in Trio (where they can be cancelled), not in threads. A connection leaves the
+    pool unchecked (an empty query per call would be one more round trip on every
+    transaction); when its ``BEGIN`` finds it dead (a server restart, a terminated backend:
+    nothing of ``fn`` has run), the call goes on with another connection, and a
+    connection that broke is discarded when it returns. So after a restart the pool
+    reconnects by itself: only a call that was running when its connection died fails,
+    with :class:`~lcx.errors.StoreUnavailable`; later calls work (``/readyz`` recovers
+    alone).
 
 Isolation
     Writes run ``SERIALIZABLE``: their outcome is that of some serial order, as with
@@ -217,13 +220,23 @@ class _PostgresTx:
             raise
 
 
+class _DeadConnection(Exception):
+    """``BEGIN`` found the connection dead: nothing ran, another connection may serve."""
+
+
 def _run_in_transaction(conn: psycopg.Connection[Row], begin: str, fn: Callable[[Tx], T],
                         end: str, announced: list[object] | None = None) -> T:
     """Worker thread: ``begin``, ``fn(tx)``, ``end``; roll back on any failure, re-raise.
-    Once ``end`` succeeded, ``announced`` (if given) holds what ``fn`` announced."""
+    Once ``end`` succeeded, ``announced`` (if given) holds what ``fn`` announced.
+    Raises :class:`_DeadConnection` when ``begin`` failed on a connection that broke."""
     try:
         with conn.cursor() as cursor:
-            cursor.execute(begin, prepare=False)
+            try:
+                cursor.execute(begin, prepare=False)
+            except psycopg.OperationalError as exc:
+                if conn.closed:
+                    raise _DeadConnection from exc
+                raise
             tx = _PostgresTx(cursor)
             result = fn(tx)
             _check_still_open(conn, tx)
@@ -267,7 +280,7 @@ def _open_pool(conninfo: str, where: str, *, min_size: int, max_size: int,
         raise StoreUnavailable(f"cannot connect to postgresql {where}: {exc}") from exc
     pool: ConnectionPool[Any] = ConnectionPool(
         conninfo, open=False, min_size=min_size, max_size=max_size, timeout=acquire_timeout,
-        check=ConnectionPool.check_connection, name=f"lcx-store {where}",
+        name=f"lcx-store {where}",
         kwargs={"autocommit": True, "row_factory": dict_row, "context": _ADAPTERS})
     try:
         pool.open(wait=True, timeout=open_timeout)
@@ -299,6 +312,7 @@ class PostgresStore:
                  retries: int, ping_timeout: float) -> None:
         """Take ownership of an open pool (use :meth:`open`)."""
         self._pool = pool
+        self._max_size = max_size
         self._limiter = trio.CapacityLimiter(max_size)
         self._acquire_timeout = acquire_timeout
         self._retries = retries
@@ -414,18 +428,24 @@ class PostgresStore:
 
     def _attempt(self, begin: str, fn: Callable[[Tx], T], end: str,
                  announced: list[object] | None) -> T:
-        try:
-            conn = self._pool.getconn(timeout=self._acquire_timeout)
-        except psycopg.Error as exc:  # PoolTimeout, PoolClosed
-            raise StoreUnavailable(f"no postgresql connection: {exc}") from exc
-        try:
-            return _run_in_transaction(conn, begin, fn, end, announced)
-        except psycopg.Error as exc:
-            if _stale_plan(exc):  # a migration changed a table: forget every prepared plan
-                self._pool.drain()
-            raise map_postgres_error(exc, broken=conn.closed) from exc
-        finally:
-            self._pool.putconn(conn)
+        dead: BaseException | None = None
+        for _ in range(self._max_size + 1):  # every pooled connection may have died at once
+            try:
+                conn = self._pool.getconn(timeout=self._acquire_timeout)
+            except psycopg.Error as exc:  # PoolTimeout, PoolClosed
+                raise StoreUnavailable(f"no postgresql connection: {exc}") from exc
+            try:
+                return _run_in_transaction(conn, begin, fn, end, announced)
+            except _DeadConnection as exc:
+                dead = exc.__cause__
+                continue  # nothing ran: try a fresh connection
+            except psycopg.Error as exc:
+                if _stale_plan(exc):  # a migration changed a table: forget every plan
+                    self._pool.drain()
+                raise map_postgres_error(exc, broken=conn.closed) from exc
+            finally:
+                self._pool.putconn(conn)
+        raise StoreUnavailable(f"postgresql connections keep dying: {dead}")
 
     @contextmanager
     def _operation(self) -> Iterator[None]:

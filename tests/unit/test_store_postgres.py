@@ -186,6 +186,25 @@ async def test_reconnects_after_its_connections_are_killed(postgres_url: str) ->
         assert await store.read(lambda tx: tx.fetchone("SELECT 1 AS one")) == {"one": 1}
 
 
+async def test_connections_that_died_idle_are_replaced_without_failing_a_call(
+        postgres_url: str) -> None:
+    """Connections leave the pool unchecked: when every pooled one died while idle, the
+    next transaction and read find out at their BEGIN (nothing ran) and go on with fresh
+    connections: no call fails."""
+    async with open_postgres_store(postgres_url, min_size=3, max_size=3) as store:
+        async def hold() -> None:
+            await store.read(lambda tx: tx.fetchone("SELECT pg_sleep(0.1) AS slept"))
+
+        async with trio.open_nursery() as nursery:  # all three connections in use once
+            for _ in range(3):
+                nursery.start_soon(hold)
+        assert terminate_store_connections(postgres_url) == 3
+        with trio.fail_after(10):
+            assert await store.transaction(lambda tx: tx.fetchone("SELECT 1 AS one")) == {
+                "one": 1}
+            assert await store.read(lambda tx: tx.fetchone("SELECT 2 AS two")) == {"two": 2}
+
+
 async def test_connection_killed_mid_transaction(postgres_url: str) -> None:
     """A transaction whose server process dies is StoreUnavailable (and not retried);
     the next one runs on a fresh connection."""
