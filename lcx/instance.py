@@ -61,7 +61,7 @@ from lcx.config import Settings, effective_instance_id
 from lcx.demo import Demo
 from lcx.errors import LcxError, RestartIntensityExceeded
 from lcx.livechat.edges import SIDE_CHANNEL, SIDE_PROVIDER
-from lcx.metrics import Metrics, runtime_collector
+from lcx.metrics import Metrics, runtime_collector, store_collector
 from lcx.platform_services import EdgeClientService, HttpService, StoreService
 from lcx.runtime import ChildSpec, Intensity, Registry, Restart, Strategy, Supervisor
 from services.bot_delivery import DeliveryService
@@ -98,6 +98,7 @@ class Lcx:
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
         self.store = StoreService(settings.store.url,
                                   sqlite_synchronous=settings.store.sqlite_synchronous)
+        self.metrics.add_collector(store_collector(self.store.statistics))
         self.verifier = build_verifier(settings.auth, dev_secret_dir())
         self.attachments = open_attachment_storage(
             settings.attachments, settings.server.public_url,

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-__all__ = ["CONTENT_TYPE", "Metrics", "MetricsSource", "RuntimeSnapshot", "runtime_collector"]
+if TYPE_CHECKING:
+    from lcx.store.base import StoreStatistics
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsSource", "RuntimeSnapshot", "runtime_collector",
+           "store_collector"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """Content type of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4)."""
@@ -126,5 +130,29 @@ def runtime_collector(snapshot: Callable[[], RuntimeSnapshot]) -> MetricsSource:
             for kind, value in sorted(values.items()):
                 family.add_metric([kind], value)
         return (live, depth, restarts)
+
+    return collect
+
+
+def store_collector(statistics: Callable[[], StoreStatistics | None]) -> MetricsSource:
+    """Return a source exporting the open store's transaction counters (nothing while no
+    store is open): ``lcx_store_transactions_total{outcome}`` (``committed``, ``failed``)
+    and ``lcx_store_transactions_in_flight``. The counts start again when the store is
+    opened again (a counter reset, as Prometheus expects after a restart)."""
+
+    def collect() -> Iterable[Metric]:
+        current = statistics()
+        if current is None:
+            return ()
+        total = CounterMetricFamily("lcx_store_transactions",
+                                    "Store write transactions by outcome.", labels=["outcome"])
+        total.add_metric(["committed"], current.transactions_committed)
+        total.add_metric(["failed"], current.transactions_failed)
+        in_flight = GaugeMetricFamily(
+            "lcx_store_transactions_in_flight",
+            "Store write transactions started and not finished (waiting for the writer "
+            "included).")
+        in_flight.add_metric([], current.transactions_in_flight)
+        return (total, in_flight)
 
     return collect

@@ -19,6 +19,7 @@ from hypercorn.typing import ASGIFramework
 from lcx.api.http_server import HttpBinding, serve_http
 from lcx.errors import Unavailable
 from lcx.store import Store, open_store
+from lcx.store.base import StoreStatistics
 
 if TYPE_CHECKING:
     from adapters.policy import EdgeHttp
@@ -45,6 +46,10 @@ class StoreService:
         if self._store is None:
             raise Unavailable("the store is not open", details={"dependency": "store"})
         return self._store
+
+    def statistics(self) -> StoreStatistics | None:
+        """The open store's counters (None while it is not open)."""
+        return None if self._store is None else self._store.statistics()
 
     async def ping(self) -> None:
         """Check that the store answers.

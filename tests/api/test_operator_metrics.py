@@ -51,3 +51,18 @@ async def test_healthz_reports_the_version(tmp_path: Path) -> None:
         health = (await app.client.get("/healthz")).json()
     assert health["version"] == lcx_version()
     assert health["version"] != "0.0.0"
+
+
+async def test_store_transactions_are_counted(tmp_path: Path) -> None:
+    """Every committed write counts in lcx_store_transactions_total{outcome="committed"};
+    a request created is at least one more."""
+    async with livechat_app(tmp_path) as app:
+        before = samples((await app.client.get("/metrics")).text)
+        committed = before[("lcx_store_transactions_total", (("outcome", "committed"),))]
+        assert before[("lcx_store_transactions_total", (("outcome", "failed"),))] == 0.0
+        response = await app.client.post("/requests", headers=app.tokens.bot(),
+                                         json={"tenantId": "t1", "subHandle": "metrics-u1"})
+        assert response.status_code == 201, response.text
+        after = samples((await app.client.get("/metrics")).text)
+    assert after[("lcx_store_transactions_total", (("outcome", "committed"),))] > committed
+    assert after[("lcx_store_transactions_in_flight", ())] >= 0.0
