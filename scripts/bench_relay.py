@@ -42,6 +42,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import msgspec
 import trio
 from benchkit import (
@@ -174,6 +175,7 @@ class Relay:
         self.expected = total
         measured = bool(self.server.pids)
         cpu_before = self.server.cpu_seconds() if measured else 0.0
+        commits_before = await self.commits()
         driver_before = time.process_time()
         started = time.monotonic_ns()
         async with trio.open_nursery() as nursery:
@@ -208,7 +210,27 @@ class Relay:
                                cpu_used)
         # the bench's own bot client and agents share the machine with the server
         figures["driverCpuSeconds"] = round(time.process_time() - driver_before, 3)
+        commits_after = await self.commits()
+        delivered = figures["deliveredPairs"]
+        figures["commitsPerPair"] = (
+            None if commits_before is None or commits_after is None or not delivered
+            else round((commits_after - commits_before) / delivered, 3))
         return figures
+
+    async def commits(self) -> float | None:
+        """Store transactions committed so far, summed over the instances (None: a version
+        of lcx that does not export ``lcx_store_transactions_total``)."""
+        total = 0.0
+        async with httpx.AsyncClient(timeout=10) as http:
+            for url in self.server.urls:
+                page = (await http.get(url + "/metrics")).text
+                for line in page.splitlines():
+                    if line.startswith('lcx_store_transactions_total{outcome="committed"}'):
+                        total += float(line.rsplit(" ", 1)[1])
+                        break
+                else:
+                    return None
+        return total
 
     def figures(self, rate: float, seconds: float, sending_s: float, elapsed_s: float,
                 acked: list[list[int]], records: list[list[Any]], bot: dict[str, Any],
@@ -284,6 +306,7 @@ def show(step: dict[str, Any]) -> None:
           f"p99 {b['p99']:.2f} max {b['max']:.1f} ms  "
           f"cpu/pair {'-' if cpu is None else f'{cpu:.0f}'} us  "
           f"(driver {step.get('driverCpuSeconds', 0) / max(1, step['deliveredPairs']) * 1e6:.0f})  "
+          f"commits/pair {step.get('commitsPerPair') or 0:.2f}  "
           f"{problems or 'no errors'}", flush=True)
 
 
