@@ -72,7 +72,8 @@ async def test_frames_queued_before_a_round_go_in_order_in_one_write() -> None:
     audience = Sinks([first, second])
     loop.broadcast(audience, b'{"n":1}')
     loop.broadcast(audience, b'{"n":2}')
-    assert first.frames == 0 and loop.waiting  # the sender did not wait for the sockets
+    assert first.frames == 0  # the sender did not wait for the sockets
+    assert loop.waiting
     assert first.offer(b'{"own":1}')  # settles the broadcasts before it first
     loop.broadcast(audience, b'{"n":3}')
     await trio.testing.wait_all_tasks_blocked()
