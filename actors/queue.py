@@ -13,6 +13,7 @@ the store (the source of truth) when an agent is to be shown it, a page at a tim
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,9 @@ class QueueActor(Actor):
         self.org_id = org_id
         self.group = user_group_id
         self.book = QueueBook()
+        self._online: tuple[str, ...] | None = None
+        """The ids of the book's online agents, kept while no presence is heard: each
+        broadcast passes the same tuple (its fan-out joins it with the others cheaply)."""
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -75,6 +79,7 @@ class QueueActor(Actor):
         for presence in self.ports.group_presence(self.org_id, self.group):
             self.book.heard(AgentRef(id=presence.agent_id, name=presence.name),
                             presence.status, 0)
+        self._online = None
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -87,7 +92,8 @@ class QueueActor(Actor):
             case AgentPresence():
                 return await self._presence(message)
             case Position():
-                return self.book.position(message.conversation_id)
+                return self.book.position(message.conversation_id,
+                                          len(self._online_ids()))
             case QueueStats():
                 return len(self.book.pending), len(self.book.online())
             case Resync():
@@ -114,17 +120,23 @@ class QueueActor(Actor):
         self.ports.push_to_agents(self.org_id,
                                   [a for a in self.book.agents if a != skip], frame)
 
-    def _offer(self, conversation: Conversation, agent_ids: list[str]) -> None:
+    def _offer(self, conversation: Conversation, agent_ids: Sequence[str]) -> None:
         frame = msgspec.json.encode(frames.notification(
             "request_created", frames.request_data(conversation)))
         self.ports.push_to_agents(self.org_id, agent_ids, frame)
+
+    def _online_ids(self) -> tuple[str, ...]:
+        online = self._online
+        if online is None:
+            online = self._online = tuple(a.ref.id for a in self.book.online())
+        return online
 
     async def _enqueue(self, conversation: Conversation) -> None:
         new = self.book.enqueue(Waiting.of(conversation))
         settings = await self.ports.settings(self.org_id)
         if settings.routing == "broadcast":
             if new:
-                self._offer(conversation, [a.ref.id for a in self.book.online()])
+                self._offer(conversation, self._online_ids())
             return
         await self._drain(settings)
 
@@ -187,6 +199,7 @@ class QueueActor(Actor):
 
     async def _presence(self, presence: AgentPresence) -> None:
         came_online = self.book.heard(presence.agent, presence.status, presence.active)
+        self._online = None
         if presence.status == "offline":
             return
         settings = await self.ports.settings(self.org_id)

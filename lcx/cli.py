@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import re
 import sys
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lcx")
 
+GC_FULL_AFTER = 100
+"""Collections of the middle generation between two full ones (Python's default: 10)."""
 EXIT_CONFIG = 2
 EXIT_USAGE = 2
 
@@ -183,8 +186,22 @@ def serve_command(args: argparse.Namespace) -> int:
                                 "version": lcx_version()})
     for warning in start_warnings(settings):
         log.warning(warning)
+    _settle_garbage_collector()
     return trio.run(lambda: serve(settings, on_listening=_announcer(settings, demo),
                                   demo=demo))
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the cyclic collector's pauses short on a busy instance: what was loaded to
+    start (modules, classes, settings: ~100,000 objects) is never scanned again, and the
+    full collections (which scan every live object: 0.13-0.59 s each, measured with
+    1,000 sockets and 1,000 open conversations on the loaded 2-core machine, 7-8 of them
+    in 1,000 ``POST /requests``) come ten times less often. Garbage is still collected,
+    later."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, _ = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, GC_FULL_AFTER)
 
 
 def token_command(args: argparse.Namespace) -> int:

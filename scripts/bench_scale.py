@@ -32,6 +32,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import selectors
 import socket
 import subprocess
@@ -185,10 +186,12 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
         result: dict[str, Any] = {"sockets": count, "atOnce": at_once}
         async with trio.open_nursery() as nursery:
             rss_before = rss_kib(server.pid)
+            cpu_before = cpu_seconds(server.pid)
             began = time.perf_counter()
             async with agents_connected(nursery, server.url, names, _ignore,
                                         at_once=at_once) as connected:
                 took = time.perf_counter() - began
+                cpu_per_connect = (cpu_seconds(server.pid) - cpu_before) / max(1, count)
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
                 granted = len(connected.agents)
@@ -198,11 +201,19 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                               failed=len(connected.failures),
                               firstFailures=connected.failures[:3],
                               rssPerSocketKiB=round(per_socket, 1),
+                              serverCpuPerConnectUs=round(cpu_per_connect * 1e6),
                               rssBeforeKiB=rss_before, rssAfterKiB=rss_after)
                 print(f"{count} agents, {at_once} at a time: {took:.2f} s "
                       f"({granted / took:.0f}/s), {len(connected.failures)} failed, RSS per "
-                      f"idle socket {per_socket:.0f} KiB", flush=True)
-                await trio.to_thread.run_sync(server.lcx.stop)
+                      f"idle socket {per_socket:.0f} KiB, server CPU per connect "
+                      f"{cpu_per_connect * 1e6:.0f} us", flush=True)
+                stopping = time.perf_counter()
+                lcx = server.lcx
+                # every socket is closed (1012) before the actors stop: give 10,000 time
+                await trio.to_thread.run_sync(
+                    lambda: lcx.stop(timeout=max(30.0, count / 50)))
+                result.update(stopSeconds=round(time.perf_counter() - stopping, 3))
+                print(f"stopped in {result['stopSeconds']:.2f} s", flush=True)
                 await trio.to_thread.run_sync(server.lcx.start)
                 assert server.lcx.process is not None
                 server.url, server.pid = server.lcx.url, server.lcx.process.pid
@@ -395,6 +406,20 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     return document
 
 
+def _raise_open_files(needed: int) -> None:
+    """Let this process and the servers it starts hold ``needed`` descriptors (one per
+    agent socket each, and some), as far as the hard limit allows; say so when it does
+    not (``ulimit -Hn``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < needed:
+        print(f"open files limited to {wanted} (hard limit): raise ulimit -Hn for "
+              f"{needed}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     """Parse the arguments, run, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -427,6 +452,7 @@ def main() -> None:
         return
     LCX_ROOT[0] = arguments.lcx_root
     LIGHT_AGENTS[0] = arguments.light_agents
+    _raise_open_files(max(arguments.sockets, arguments.online) + 1000)
     write_json(arguments.json, trio.run(run, arguments))
 
 

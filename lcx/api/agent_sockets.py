@@ -6,15 +6,18 @@ arrive on the bus and are handed to the sink here). Because sessions move when
 membership changes, :meth:`SocketDirectory.resync` registers every local socket again.
 
 A frame for many agents (a queue's broadcast) skips the session actors:
-:meth:`SocketDirectory.push_to_agents` offers the same encoded bytes straight to each
-local socket of those agents, and publishes the frame once to the other instances, which
-do the same with theirs (one bus message per instance, not one per agent).
+:meth:`SocketDirectory.push_to_agents` hands the encoded bytes to the instance's flush
+loop (:meth:`~lcx.api.socket_sink.FlushLoop.broadcast`), which offers them to each local
+socket of those agents at the start of its next round (several broadcasts to the same
+agents joined, framed once), and publishes the frame once to the other instances, which
+do the same with theirs (one bus message per instance, not one per agent). The sender
+does not wait for the sockets.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -24,6 +27,7 @@ from actors.keys import agent_key
 from actors.livechat import Livechat
 from actors.messages import Connect, Disconnect
 from actors.ports import FrameSink
+from lcx.api.socket_sink import Audience, SocketSink, instance_flush_loop
 from lcx.auth import Principal
 from lcx.errors import LcxError
 
@@ -42,11 +46,44 @@ class FanOut(msgspec.Struct, kw_only=True):
 
 @dataclass
 class _Socket:
-    sink: FrameSink
+    sink: SocketSink
     org_id: str
     agent_id: str
     name: str | None
     groups: tuple[str, ...]
+
+
+class _Agents:
+    """The local sockets of some agents of an organization (a broadcast's audience)."""
+
+    __slots__ = ("agent_ids", "directory", "org_id")
+
+    def __init__(self, directory: SocketDirectory, org_id: str,
+                 agent_ids: Sequence[str]) -> None:
+        self.directory = directory
+        self.org_id = org_id
+        self.agent_ids = agent_ids
+
+    def same(self, other: Audience) -> bool:
+        """Whether ``other`` is the same agents (one C comparison; the queue passes the
+        same tuple while its online agents do not change)."""
+        return isinstance(other, _Agents) and other.org_id == self.org_id and (
+            other.agent_ids is self.agent_ids or other.agent_ids == self.agent_ids)
+
+    def sinks(self) -> Iterator[SocketSink]:
+        """The sockets held here now of each of the agents."""
+        by_agent = self.directory._by_agent
+        org_id = self.org_id
+        for agent_id in self.agent_ids:
+            held = by_agent.get((org_id, agent_id))
+            if held is not None:
+                # putting an entry never waits nor detaches: the dict cannot change
+                yield from held.values()
+
+    def refused(self, sink: SocketSink) -> None:
+        """Cut a socket too far behind to take the broadcast."""
+        self.directory.livechat.count_slow_consumer()
+        sink.cut("too many frames queued")
 
 
 class SocketDirectory:
@@ -55,17 +92,18 @@ class SocketDirectory:
     def __init__(self, livechat: Livechat) -> None:
         self.livechat = livechat
         self._sockets: dict[str, _Socket] = {}
-        self._by_agent: dict[tuple[str, str], dict[str, FrameSink]] = {}
+        self._by_agent: dict[tuple[str, str], dict[str, SocketSink]] = {}
         livechat.local_sink = self.sink_of
         livechat.local_push = self.push_to_agents
         livechat.bus.subscribe(FRAME_TOPIC, self._frame)
         livechat.bus.subscribe(CUT_TOPIC, self._cut)
         livechat.bus.subscribe(FANOUT_TOPIC, self._fanout)
+        self._loop = instance_flush_loop(livechat)
 
     def __len__(self) -> int:
         return len(self._sockets)
 
-    async def attach(self, socket_id: str, sink: FrameSink, principal: Principal) -> None:
+    async def attach(self, socket_id: str, sink: SocketSink, principal: Principal) -> None:
         """Register a new socket with its agent's session.
 
         Raises:
@@ -73,6 +111,7 @@ class SocketDirectory:
         """
         assert principal.org is not None
         socket = _Socket(sink, principal.org, principal.sub, principal.name, principal.groups)
+        sink.follow(self._loop)  # its own frames wait for the broadcasts before them
         self._sockets[socket_id] = socket
         self._by_agent.setdefault((socket.org_id, socket.agent_id), {})[socket_id] = sink
         try:
@@ -112,29 +151,22 @@ class SocketDirectory:
         """Offer ``frame`` (encoded once) to every socket of each agent, here and, through
         one bus message per instance, on the other instances. Never waits; a socket that
         cannot take it is cut off."""
-        agents = list(agent_ids)
+        agents: Sequence[str] = (agent_ids if isinstance(agent_ids, (list, tuple))
+                                 else list(agent_ids))
         self._offer_local(org_id, agents, frame)
         bus = self.livechat.bus
         others = [m for m in bus.members() if m != bus.instance_id]
         if not others:
             return
-        payload = msgspec.msgpack.encode(FanOut(org_id=org_id, agent_ids=agents, frame=frame))
+        payload = msgspec.msgpack.encode(FanOut(org_id=org_id, agent_ids=list(agents),
+                                                frame=frame))
         for instance_id in others:
             if not bus.publish(instance_id, FANOUT_TOPIC, payload):
                 log.warning("fan-out to an instance dropped (bus queue full)",
                             extra={"instance": instance_id})
 
-    def _offer_local(self, org_id: str, agent_ids: list[str], frame: bytes) -> None:
-        by_agent = self._by_agent
-        refused: list[FrameSink] = []
-        for agent_id in agent_ids:
-            held = by_agent.get((org_id, agent_id))
-            if held is not None:
-                # offer never waits nor detaches: the dict cannot change meanwhile
-                refused.extend([sink for sink in held.values() if not sink.offer(frame)])
-        for sink in refused:
-            self.livechat.count_slow_consumer()
-            sink.cut("too many frames queued")
+    def _offer_local(self, org_id: str, agent_ids: Sequence[str], frame: bytes) -> None:
+        self._loop.broadcast(_Agents(self, org_id, agent_ids), frame)
 
     def _fanout(self, sender: str, payload: bytes) -> None:
         if sender == self.livechat.bus.instance_id:

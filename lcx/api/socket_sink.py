@@ -22,15 +22,15 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections import deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import msgspec
 import trio
 
-from lcx.api.ws_wire import WireWriter
+from lcx.api.ws_wire import WireWriter, text_frame
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_QUEUED_BYTES", "MAX_QUEUED_BYTES_TOTAL", "FlushLoop",
+__all__ = ["MAX_BATCH_BYTES", "MAX_QUEUED_BYTES", "MAX_QUEUED_BYTES_TOTAL", "Audience", "FlushLoop",
            "QueueBudget", "SocketSink", "WriteCounters", "instance_budget",
            "instance_flush_loop"]
 
@@ -44,11 +44,19 @@ MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
 MAX_BATCH_BYTES = 256 * 1024
 """Bytes of frames taken off a queue for one write."""
 COALESCE_AFTER_SECONDS = 0.0005
-"""A flush round that took longer than this (a broadcast to many sockets) is followed by
-a pause as long as the round (at most :data:`COALESCE_MAX_SECONDS`): the frames offered
-meanwhile go out together, one write per socket for several broadcasts, and the loop
-never takes more than about half the CPU. Small rounds (a frame or two) never wait."""
-COALESCE_MAX_SECONDS = 0.010
+"""A flush round whose work took longer than this (a broadcast to many sockets) is
+followed by a pause :data:`COALESCE_FACTOR` times as long (at most
+:data:`COALESCE_MAX_SECONDS`): the frames offered meanwhile go out together, one write
+per socket for several broadcasts, and the loop never takes more than about a third of
+the CPU. Small rounds (a frame or two) never wait."""
+COALESCE_MAX_SECONDS = 0.020
+COALESCE_FACTOR = 2.0
+"""The pause after a long round, as a multiple of the round's own work."""
+SLICE_SECONDS = 0.002
+"""A round yields to the other tasks after this much writing (then carries on)."""
+
+_Entry = tuple[bytes, int, int]
+"""A queued entry: ``(data, frames, size)`` (see :class:`SocketSink`)."""
 
 
 class WriteCounters(Protocol):
@@ -90,6 +98,32 @@ def instance_budget(owner: Any) -> QueueBudget:
     return budget
 
 
+class Audience(Protocol):
+    """Who a broadcast (:meth:`FlushLoop.broadcast`) is for, resolved when it is delivered."""
+
+    def same(self, other: Audience) -> bool:
+        """Whether ``other`` names the same sockets (its frames may join this one's)."""
+
+    def sinks(self) -> Iterable[SocketSink]:
+        """The sockets to offer the frames to (those held now)."""
+
+    def refused(self, sink: SocketSink) -> None:
+        """``sink`` could not take the frames (too far behind): cut it."""
+
+
+class _Broadcast:
+    """Frames for one audience, offered in the loop's next round (or sooner)."""
+
+    __slots__ = ("audience", "frames", "serial")
+
+    def __init__(self, audience: Audience, frame: bytes, serial: int) -> None:
+        self.audience = audience
+        self.frames = [frame]
+        self.serial = serial
+        """The loop's count of broadcasts when this one was made: a socket that follows the
+        loop since then (:attr:`SocketSink.since`) does not get it."""
+
+
 class FlushLoop:
     """Writes the frames offered to the sinks of one instance, without a task per socket.
 
@@ -98,14 +132,36 @@ class FlushLoop:
     frame to every sink), this one system task writes each marked sink's pending frames
     with one non-blocking write. What the kernel does not take at once is left to that
     socket's writer task; the loop writes the socket again once it is all sent.
+
+    A frame for many sockets (:meth:`broadcast`) is not offered to them by the caller: it
+    waits here, and the frames of consecutive broadcasts to the same audience are framed
+    and joined once and the same bytes queued on each socket at the start of the next
+    round (:meth:`settle`). A socket's own frame, or a read of its queue, settles what waits
+    first, so every socket sees its frames in the order they were offered. A round that
+    took long (many sockets) is followed by a pause, in which the next round's frames
+    gather: a socket gets one write per round whatever the rate of broadcasts, and the
+    writes take at most about a third of the CPU. A round yields to other tasks every
+    :data:`SLICE_SECONDS` of writing, so requests are not held behind it.
     """
 
     def __init__(self) -> None:
         self._marked: list[SocketSink] = []
+        self._broadcasts: list[_Broadcast] = []
         self._task: trio.lowlevel.Task | None = None
         self._sleeping = False
         self.rounds = 0
         """Times the loop woke up and wrote (for tests and profiles)."""
+        self.settled = 0
+        """Broadcasts (joined frames of one audience) offered to their sockets."""
+        self.serial = 0
+        """Broadcasts made so far."""
+        self._followed_at = -1
+        """:attr:`serial` when a socket last began to follow the loop."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether broadcasts wait to be offered to their sockets (:meth:`settle`)."""
+        return bool(self._broadcasts)
 
     def mark(self, sink: SocketSink) -> None:
         """Write ``sink``'s pending frames soon (idempotent until they are written)."""
@@ -113,15 +169,47 @@ class FlushLoop:
             return
         sink.marked = True
         self._marked.append(sink)
+        if not self._wake():
+            self._marked.clear()  # the run is ending: the sockets are closing anyway
+            sink.marked = False
+
+    def broadcast(self, audience: Audience, frame: bytes) -> None:
+        """Offer ``frame`` (UTF-8 JSON) to every socket of ``audience`` at the start of the
+        next round, joined with the frames of the broadcasts to the same audience before it;
+        a socket that cannot take them is then :meth:`Audience.refused`. Never waits."""
+        self.serial += 1
+        broadcasts = self._broadcasts
+        if broadcasts and broadcasts[-1].serial > self._followed_at and \
+                broadcasts[-1].audience.same(audience):
+            broadcasts[-1].frames.append(frame)
+            return
+        broadcasts.append(_Broadcast(audience, frame, self.serial))
+        if not self._wake():  # no loop to write (the run is ending): queue them now
+            self.settle()
+
+    def _wake(self) -> bool:
+        """Start or wake the task; False when no task can run any more."""
         if self._task is None:
             try:
                 self._task = trio.lowlevel.spawn_system_task(self._run, name="lcx-ws-flush")
-            except RuntimeError:  # the run is ending: the sockets are closing anyway
-                self._marked.clear()
-                sink.marked = False
+            except RuntimeError:
+                return False
         elif self._sleeping:
             self._sleeping = False
             trio.lowlevel.reschedule(self._task)
+        return True
+
+    def settle(self) -> None:
+        """Offer every waiting broadcast to its sockets now (in order): the frames of one
+        broadcast are framed and joined once, and each socket queues the same bytes."""
+        while self._broadcasts:
+            broadcasts, self._broadcasts = self._broadcasts, []
+            for item in broadcasts:
+                self.settled += 1
+                try:
+                    _deliver(item)
+                except Exception:  # never let one audience stop the others' frames
+                    log.exception("agent socket broadcast failed")
 
     @property
     def running(self) -> bool:
@@ -135,26 +223,63 @@ class FlushLoop:
 
     async def _run(self) -> None:
         while True:
-            if not self._marked:
+            if not self._marked and not self._broadcasts:
                 self._sleeping = True
                 await trio.lowlevel.wait_task_rescheduled(self._stopped)
             else:
                 # let every task runnable now offer its frames first: one write for all
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            marked, self._marked = self._marked, []
             self.rounds += 1
             began = time.perf_counter()
-            for sink in marked:
+            self.settle()
+            marked, self._marked = self._marked, []
+            work = 0.0
+            for index, sink in enumerate(marked):
                 sink.marked = False
                 try:
                     sink.flush()
                 except Exception:  # never let one socket stop the others' writes
                     log.exception("agent socket write failed")
                     sink.cut("write failed")
-            took = time.perf_counter() - began
-            if took > COALESCE_AFTER_SECONDS:
+                if index & 63 == 63 and time.perf_counter() - began > SLICE_SECONDS:
+                    work += time.perf_counter() - began
+                    # the sinks not written yet stay marked: what they get meanwhile
+                    # goes out with this round
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    began = time.perf_counter()
+            work += time.perf_counter() - began
+            if work > COALESCE_AFTER_SECONDS:
                 with trio.CancelScope(shield=True):
-                    await trio.sleep(min(took, COALESCE_MAX_SECONDS))
+                    await trio.sleep(min(work * COALESCE_FACTOR, COALESCE_MAX_SECONDS))
+
+
+def _deliver(item: _Broadcast) -> None:
+    """Queue ``item``'s frames on each socket of its audience (one shared entry for the
+    directly written ones), then cut those that could not take them."""
+    frames = item.frames
+    size = sum(map(len, frames))
+    framed: _Entry | None = None
+    plain: list[_Entry] | None = None
+    refused: list[SocketSink] = []
+    serial = item.serial
+    for sink in item.audience.sinks():
+        if sink.since >= serial:
+            continue  # it began to follow after the broadcast was made
+        if sink.framed:
+            if framed is None:
+                framed = (b"".join(map(text_frame, frames)) if len(frames) > 1
+                          else text_frame(frames[0]), len(frames), size)
+            if not sink.put(framed):
+                refused.append(sink)
+        else:
+            if plain is None:
+                plain = [(frame, 1, len(frame)) for frame in frames]
+            for entry in plain:
+                if not sink.put(entry):
+                    refused.append(sink)
+                    break
+    for sink in refused:
+        item.audience.refused(sink)
 
 
 _loops: weakref.WeakKeyDictionary[Any, FlushLoop] = weakref.WeakKeyDictionary()
@@ -177,17 +302,24 @@ class SocketSink:
     socket's writer task (:meth:`wait_owed` then :meth:`send_owed`); without one, a reader
     takes them (:meth:`next_frames`, :meth:`take_nowait`). :meth:`release` gives back what
     is left when the socket closes. ``scope`` is cancelled by :meth:`cut`.
+
+    Each queued entry is ``(data, frames, size)``: for a directly written socket
+    (:attr:`framed`) ``data`` is websocket frames ready for the wire (a broadcast's entry is
+    the same object on every socket), else one frame's JSON; ``size`` is its JSON bytes,
+    which the bounds count.
     """
 
     __slots__ = ("_closed", "_counters", "_finishing", "_flushed", "_loop", "_pending",
-                 "_room", "_wire", "_work", "_writing", "budget", "bytes", "capacity",
-                 "cut_reason", "frames", "going_away", "marked", "max_bytes", "nursery",
-                 "scope")
+                 "_room", "_settles", "_wire", "_work", "_writing", "budget", "bytes",
+                 "capacity", "cut_reason", "framed", "frames", "going_away", "marked",
+                 "max_bytes", "nursery", "scope", "since")
     # one per socket: no instance dict
 
     def __init__(self, capacity: int, *, max_bytes: int = MAX_QUEUED_BYTES,
                  budget: QueueBudget | None = None) -> None:
-        self._pending: deque[bytes] = deque()
+        self._pending: list[_Entry] = []
+        """Entries not written yet, oldest first (a list: an empty deque costs 600 bytes
+        more, per socket, and a round takes them all at once)."""
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.budget = budget if budget is not None else QueueBudget()
@@ -198,6 +330,10 @@ class SocketSink:
         self.going_away = False
         self.marked = False
         """Whether the flush loop will write this sink's frames in its next round."""
+        self.framed = False
+        """Whether queued entries are websocket frames (the flush loop writes them)."""
+        self.since = -1
+        """The broadcasts it takes are those its loop made after this count (:meth:`follow`)."""
         self._room: trio.Event | None = None
         self._work: trio.Event | None = None
         """Set for the writer task when it has something to send (:meth:`wait_owed`)."""
@@ -206,6 +342,8 @@ class SocketSink:
         self._closed = False
         self._wire: WireWriter | None = None
         self._loop: FlushLoop | None = None
+        self._settles: FlushLoop | None = None
+        """The loop whose waiting broadcasts are settled before this sink's own frames."""
         self._counters: WriteCounters | None = None
         self._finishing = False
         self.nursery: trio.Nursery | None = None
@@ -220,27 +358,50 @@ class SocketSink:
         self._wire = wire
         self._loop = loop if wire.direct else None
         self._counters = counters
+        if loop is not None:
+            self._settles = loop
+        if self._loop is not None and not self.framed:
+            self.framed = True
+            self._pending[:] = [(text_frame(data), count, size)
+                                for data, count, size in self._pending]
         if self._pending and self._loop is not None:
             self._loop.mark(self)
 
+    def follow(self, loop: FlushLoop) -> None:
+        """Take ``loop``'s broadcasts made from now on (the socket directory's loop) and
+        settle those waiting before this sink's own frames and reads, so that its frames
+        stay in the order offered."""
+        self._settles = loop
+        self.since = loop._followed_at = loop.serial
+
     def offer(self, frame: bytes) -> bool:
         """Queue a frame; False when the client is too far behind (frames or bytes)."""
-        size = len(frame)
-        if self.frames >= self.capacity or (
-                self.frames > 0 and self.bytes + size > self.max_bytes):
-            return False
+        settles = self._settles
+        if settles is not None and settles._broadcasts:
+            settles.settle()  # the broadcasts offered before this frame go first
+        return self.put((text_frame(frame) if self.framed else frame, 1, len(frame)))
+
+    def put(self, entry: _Entry) -> bool:
+        """Queue an entry (``(data, frames, size)`` as :attr:`framed` says, see the class
+        docstring) as it is; False when the client is too far behind. For the flush loop."""
+        count, size = entry[1], entry[2]
+        frames = self.frames
+        if frames + count > self.capacity or (
+                self.bytes + size > self.max_bytes and (frames > 0 or count > 1)):
+            return False  # one frame larger than the bound is taken on an empty queue
         budget = self.budget
         if budget.used + size > budget.limit:
             return False
         if self._closed:
             return True  # closing anyway
         budget.used += size
-        self._pending.append(frame)
-        self.frames += 1
+        self._pending.append(entry)
+        self.frames = frames + count
         self.bytes += size
-        if self._loop is not None:
-            if not self._owed():  # else written once the bytes owed are
-                self._loop.mark(self)
+        loop = self._loop
+        if loop is not None:
+            if not self.marked and not self._owed():  # else written once the owed are
+                loop.mark(self)
         elif self._work is not None:
             self._work.set()
         return True
@@ -266,9 +427,9 @@ class SocketSink:
             if wire.owed or self._finishing or self._closed:
                 return  # the writer task sends what is pending first
             while self._pending:
-                frames = self._take(MAX_BATCH_BYTES)
-                self._count(frames)
-                if not wire.write_now(frames):
+                data, count = self._take_framed(MAX_BATCH_BYTES)
+                self._count(count)
+                if not wire.write_framed_now(data, count):
                     return
         finally:
             if self._flushed is not None:
@@ -282,7 +443,7 @@ class SocketSink:
     async def wait_owed(self) -> None:
         """Wait until the writer task has something to send: bytes the flush loop could
         not write, or (without a flush loop) queued frames."""
-        while not (self._owed() if self._loop is not None else self._pending):
+        while not (self._owed() if self._loop is not None else self._queued()):
             self._work = trio.Event()
             await self._work.wait()
         self._work = None
@@ -296,9 +457,9 @@ class SocketSink:
         assert wire is not None, "attach_writer first"
         loop = self._loop
         if loop is None:
-            if self._pending:
+            if self._queued():
                 frames = self._take(MAX_BATCH_BYTES)
-                self._count(frames)
+                self._count(len(frames))
                 await wire.write(frames)
             return
         if not wire.owed:
@@ -354,6 +515,13 @@ class SocketSink:
         wire = self._wire
         return wire is not None and bool(wire.owed)
 
+    def _queued(self) -> bool:
+        """Whether frames are queued, once the broadcasts offered before now are."""
+        settles = self._settles
+        if settles is not None and settles._broadcasts:
+            settles.settle()
+        return bool(self._pending)
+
     async def next_frame(self) -> bytes:
         """The oldest queued frame, waiting for one; its room is free again."""
         return (await self.next_frames(1))[0]
@@ -361,7 +529,7 @@ class SocketSink:
     async def next_frames(self, max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
         """The oldest queued frame, waiting for one, and those queued behind it (up to
         ``max_bytes`` in all) without waiting: one batch for one write."""
-        while not self._pending:
+        while not self._queued():
             self._work = trio.Event()
             await self._work.wait()
         self._work = None
@@ -369,7 +537,7 @@ class SocketSink:
 
     def take_nowait(self) -> bytes | None:
         """The oldest queued frame, or None when none is queued (its room is free)."""
-        if not self._pending:
+        if not self._queued():
             return None
         return self._take(1)[0]
 
@@ -382,40 +550,53 @@ class SocketSink:
     def release(self) -> None:
         """Stop queueing and give back the bytes of the frames never sent (idempotent)."""
         self._closed = True
-        while self._pending:
-            self._forget(self._pending.popleft())
+        pending = self._pending
+        for _, count, size in pending:
+            self.frames -= count
+            self.bytes -= size
+            self.budget.give_back(size)
+        pending.clear()
 
     def _take(self, max_bytes: int) -> list[bytes]:
-        """At least one queued frame, and those behind it up to ``max_bytes`` in all."""
+        """At least one queued entry's data, and those behind it up to ``max_bytes`` of
+        JSON in all."""
         pending = self._pending
         if self.bytes <= max_bytes:
-            frames = list(pending)
+            taken = pending[:]
             pending.clear()
-            size = self.bytes
         else:
-            frames = [pending.popleft()]
-            size = len(frames[0])
-            while pending and size + len(pending[0]) <= max_bytes:
-                frame = pending.popleft()
-                frames.append(frame)
-                size += len(frame)
-        self.frames -= len(frames)
+            end, size = 1, pending[0][2]
+            while end < len(pending) and size + pending[end][2] <= max_bytes:
+                size += pending[end][2]
+                end += 1
+            taken = pending[:end]
+            del pending[:end]
+        self._taken(sum(entry[1] for entry in taken), sum(entry[2] for entry in taken))
+        return [entry[0] for entry in taken]
+
+    def _take_framed(self, max_bytes: int) -> tuple[bytes, int]:
+        """What :meth:`_take` takes, as one run of websocket frames and how many."""
+        pending = self._pending
+        if len(pending) == 1:
+            data, count, size = pending.pop()
+            self._taken(count, size)
+            return data, count
+        before = self.frames
+        chunks = self._take(max_bytes)
+        return b"".join(chunks), before - self.frames
+
+    def _taken(self, count: int, size: int) -> None:
+        self.frames -= count
         self.bytes -= size
         self.budget.used -= size
         if self._room is not None and self._has_room():
             self._room.set()
-        return frames
 
-    def _count(self, frames: list[bytes]) -> None:
+    def _count(self, frames: int) -> None:
         counters = self._counters
         if counters is not None:
             counters.ws_writes += 1
-            counters.ws_frames_sent += len(frames)
+            counters.ws_frames_sent += frames
 
     def _has_room(self) -> bool:
         return self.frames <= self.capacity // 2 and self.bytes <= self.max_bytes // 2
-
-    def _forget(self, frame: bytes) -> None:
-        self.frames -= 1
-        self.bytes -= len(frame)
-        self.budget.give_back(len(frame))

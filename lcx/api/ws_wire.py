@@ -119,6 +119,17 @@ class WireWriter:
         self.frames += len(frames)
         return connection.write_nowait(data)
 
+    def write_framed_now(self, data: bytes, frames: int) -> bool:
+        """:meth:`write_now` for ``frames`` frames already framed (:func:`text_frame`, the
+        same bytes for many sockets): True when the kernel took them all."""
+        connection = self._connection
+        assert connection is not None
+        if not connection.open:
+            return True  # closing: data after a close frame is refused
+        self.writes += 1
+        self.frames += frames
+        return connection.write_nowait(data)
+
     async def send_owed(self) -> None:
         """Write what is pending on the connection, waiting for the socket to take it
         (cancelling leaves the rest pending, in order: no frame is ever half sent)."""

@@ -173,11 +173,15 @@ class QueueBook:
         if slot is not None:
             slot.active = limit
 
-    def position(self, conversation_id: str) -> tuple[int | None, int | None]:
-        """(1-based position, estimated wait in seconds) of a waiting request."""
+    def position(self, conversation_id: str, online: int | None = None
+                 ) -> tuple[int | None, int | None]:
+        """(1-based position, estimated wait in seconds) of a waiting request; ``online``
+        is how many agents are online when the caller knows (else they are counted)."""
         waiting = self.pending.get(conversation_id)
         if waiting is None:
             return None, None
         position = bisect.bisect_left(self._places, _place(waiting), key=_place) + 1
-        agents = max(1, sum(1 for a in self.agents.values() if a.status == "online"))
+        if online is None:
+            online = sum(1 for a in self.agents.values() if a.status == "online")
+        agents = max(1, online)
         return position, round(self.average_wait * position / agents)

@@ -33,7 +33,9 @@ class BadHandshake(Exception):
 class Handshake:
     """A valid upgrade request, not answered yet."""
 
-    wsproto: H11Handshake
+    wsproto: H11Handshake | None
+    """Dropped once the handshake is accepted (:meth:`accepted`): an open socket keeps
+    no HTTP parser nor wsproto connection."""
     target: bytes
     http_version: str
     headers: list[tuple[bytes, bytes]]
@@ -67,18 +69,25 @@ class Handshake:
         Raises:
             wsproto.utilities.LocalProtocolError: ``subprotocol`` was not offered.
         """
-        return self.wsproto.send(AcceptConnection(
+        response = self._wsproto().send(AcceptConnection(
             subprotocol=subprotocol, extensions=[], extra_headers=headers))
+        self.wsproto = None  # accepted: nothing more is said in HTTP
+        return response
+
+    def _wsproto(self) -> H11Handshake:
+        if self.wsproto is None:
+            raise RuntimeError("the handshake was accepted already")
+        return self.wsproto
 
     def deny_head(self, status: int, headers: list[tuple[bytes, bytes]], *,
                   has_body: bool) -> bytes:
         """The head of a denial response (``websocket.http.response.start``)."""
-        return self.wsproto.send(RejectConnection(status_code=status, headers=headers,
+        return self._wsproto().send(RejectConnection(status_code=status, headers=headers,
                                                   has_body=has_body))
 
     def deny_body(self, body: bytes, *, finished: bool) -> bytes:
         """A part of the denial response's body."""
-        return self.wsproto.send(RejectData(data=body, body_finished=finished))
+        return self._wsproto().send(RejectData(data=body, body_finished=finished))
 
 
 def _bad_request(status: int = 400, headers: list[tuple[bytes, bytes]] | None = None

@@ -53,9 +53,10 @@ class LcxProcess:
         assert self.process is not None
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
+        poll = select.poll()  # not select(): a bench holding 10,000 sockets has fds > 1024
+        poll.register(self.process.stdout, select.POLLIN)
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 0.1)
-            if ready:
+            if poll.poll(100):
                 line = self.process.stdout.readline()
                 if line.startswith(LISTENING):
                     return line[len(LISTENING):].strip()
