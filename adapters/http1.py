@@ -5,8 +5,12 @@ few URLs over keep-alive connections. A general client (httpx, httpcore + h11) s
 of its CPU per request on layers this does not need: header normalisation and validation
 of headers it built itself, a per-request state machine, pool bookkeeping with locks and
 cancel shields. :class:`Http1Pool` keeps, per origin, a stack of idle connections; a
-request is one ``send_all`` of bytes prepared by the caller and a parse of the response
-head and body (``Content-Length``, chunked, or read to the end of the connection).
+request is one write of bytes prepared by the caller and a parse of the response head and
+body (``Content-Length``, chunked, or read to the end of the connection). On a plain TCP
+connection the request is written and the response read with ``os.write`` / ``os.read`` on
+the socket's descriptor and one wait for it to become readable: one pass through Trio's
+scheduler per request when the answer comes in one segment (a ``SocketStream``'s send and
+receive make three). TLS connections go through ``trio.SSLStream``.
 
 Guarantees kept: a connection is reused only after a complete response to a request that
 did not ask to close it, within ``keepalive`` seconds of its last use; a connection that
@@ -18,6 +22,7 @@ tolerate a repeated request (event POSTs carry an ``Idempotency-Key``).
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,6 +100,8 @@ class _Head:
 @dataclass(eq=False)
 class _Connection:
     stream: trio.abc.Stream
+    fd: int = -1
+    """The socket's descriptor for direct reads and writes (plain TCP), or -1 (TLS)."""
     last_used: float = 0.0
     buffer: bytearray = field(default_factory=bytearray)
 
@@ -113,8 +120,14 @@ class Http1Pool:
 
     def __init__(self, *, max_connections: int = 100, keepalive: float = 60.0,
                  tls: ssl.SSLContext | None = None) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._slots = trio.CapacityLimiter(max_connections)
+        self._max = max_connections
+        self._busy = 0
+        """Requests holding a connection slot now."""
+        self._queue = trio.lowlevel.ParkingLot()
+        """Requests waiting for a slot (a release hands its slot to the first)."""
         self._keepalive = keepalive
         self._tls = tls
         self.opened = 0
@@ -128,10 +141,10 @@ class Http1Pool:
         ``trio.BrokenResourceError`` for what went wrong; cancellation propagates. The
         caller bounds the time (a cancel scope).
         """
-        try:
-            self._slots.acquire_nowait()  # the common case: no scheduler round trip
-        except trio.WouldBlock:
-            await self._slots.acquire()
+        if self._busy < self._max:  # the common case: no scheduler round trip
+            self._busy += 1
+        else:
+            await self._queue.park()  # woken by a release that hands its slot over
         try:
             connection = self._reusable(origin)
             if connection is not None:
@@ -142,7 +155,10 @@ class Http1Pool:
             connection = await self._connect(origin)
             return await self._exchange(origin, connection, data, keep, fresh=True)
         finally:
-            self._slots.release()
+            if self._queue:
+                self._queue.unpark()  # the slot goes on to the first waiter
+            else:
+                self._busy -= 1
 
     async def aclose(self) -> None:
         """Close every idle connection."""
@@ -177,6 +193,8 @@ class Http1Pool:
                 raise
             stream = tls
         self.opened += 1
+        if isinstance(stream, trio.SocketStream):
+            return _Connection(stream, stream.socket.fileno())
         return _Connection(stream)
 
     async def _exchange(self, origin: Origin, connection: _Connection, data: bytes,
@@ -184,7 +202,10 @@ class Http1Pool:
         reusable = False
         try:
             try:
-                await connection.stream.send_all(data)
+                if connection.fd >= 0:
+                    await _send_direct(connection.fd, data)
+                else:
+                    await connection.stream.send_all(data)
                 head = await _read_head(connection)
             except (_Eof, OSError, trio.BrokenResourceError) as exc:
                 if not fresh:
@@ -221,8 +242,29 @@ def _close_soon(connection: _Connection) -> None:
         stream.socket.close()
 
 
+async def _send_direct(fd: int, data: bytes) -> None:
+    """Write ``data`` to a non-blocking socket, then wait until the answer can be read
+    (the one checkpoint of a request whose answer comes in one segment)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
+    await trio.lowlevel.wait_readable(fd)
+
+
 async def _fill(connection: _Connection) -> None:
-    chunk = await connection.stream.receive_some(_READ_SIZE)
+    fd = connection.fd
+    if fd < 0:
+        chunk = await connection.stream.receive_some(_READ_SIZE)
+    else:
+        while True:
+            try:
+                chunk = os.read(fd, _READ_SIZE)
+                break
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
     if not chunk:
         raise _Eof
     connection.buffer += chunk

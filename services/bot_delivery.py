@@ -2,10 +2,11 @@
 
 A *lane* is the events of one conversation to one target (:class:`~lcx.store.outbox.Lane`).
 A lane delivers strictly in ``event_no`` order: the next event is POSTed only after the
-previous one got a 2xx or died. Lanes run concurrently, each as one short-lived task that
-holds one slot of its tenant (``per_tenant``) and one global slot (``total``) while it
-delivers; a tenant at its limit is left out of the scan, so a slow or dead bot of tenant A
-uses at most A's slots and never delays tenant B.
+previous one got a 2xx or died. Lanes run concurrently, each run, while it delivers, by
+one of a pool of worker tasks (parked between lanes: no task is spawned per lane) and
+holding one slot of its tenant (``per_tenant``) and one global slot (``total``); a tenant
+at its limit is left out of the scan, so a slow or dead bot of tenant A uses at most A's
+slots and never delays tenant B.
 
 ::
 
@@ -221,6 +222,16 @@ class _LaneState:
                 self.last_no = row.event_no
 
 
+class _Worker:
+    """A lane worker's task, and the lane it is handed when it is woken."""
+
+    __slots__ = ("job", "task")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.job: tuple[Lane, bool] | None = None
+
+
 def _remember(table: dict[K, V], key: K, value: V) -> None:
     """Insert ``key`` last (the most recent), forgetting the oldest beyond the limit."""
     table.pop(key, None)
@@ -307,6 +318,8 @@ class DeliveryService:
         """Per lane, the last event delivered whose mark is not committed yet: reads of
         the lane start after it."""
         self._lane_exited = trio.Event()
+        self._idle: list[_Worker] = []
+        """Lane workers parked until a lane is started (``_dispatch``)."""
         self._stop = trio.Event()
         self._stopping = False
 
@@ -355,7 +368,7 @@ class DeliveryService:
         self._scan_now = True  # first scan at once
         self._kick.set()
         self._marks, self._unmarked = [], {}  # what a previous run did not record is redone
-        self._waiting = {}
+        self._waiting, self._idle = {}, []
         # what memory knew is worth nothing once commits were not handed over meanwhile
         self._announced, self._drained, self._covered = {}, {}, set()
         async with self._client_context() as client:
@@ -580,7 +593,7 @@ class DeliveryService:
         self._active[key] = lane.tenant_id
         self._per_tenant[lane.tenant_id] += 1
         self._lanes[key] = _LaneState(rows or [], exact and rows is not None, through)
-        nursery.start_soon(self._run_lane, lane, rows is None)
+        self._dispatch(nursery, lane, rows is None)
 
     def _release(self, lane: Lane, drained: bool) -> None:
         key = (lane.conversation_id, lane.target)
@@ -621,6 +634,34 @@ class DeliveryService:
 
     # --- one lane -----------------------------------------------------------------------
 
+    def _dispatch(self, nursery: trio.Nursery, lane: Lane, read_first: bool) -> None:
+        """Run a started lane on an idle worker, or on a new one when none is idle."""
+        if self._idle:
+            worker = self._idle.pop()  # the most recently used: its frames are warm
+            worker.job = (lane, read_first)
+            trio.lowlevel.reschedule(worker.task)
+        else:
+            nursery.start_soon(self._work, lane, read_first)
+
+    async def _work(self, lane: Lane, read_first: bool) -> None:
+        """A lane worker: runs one started lane after the other and waits, parked, for
+        the next between them (a task is spawned only when every worker is busy: at most
+        ``total`` of them)."""
+        worker = _Worker(trio.lowlevel.current_task())
+        while True:
+            await self._run_lane(lane, read_first)
+            if self._stopping:
+                return
+            self._idle.append(worker)
+
+            def abort(_: object, worker: _Worker = worker) -> trio.lowlevel.Abort:
+                self._idle.remove(worker)  # never handed a lane: there is none to run
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+            assert worker.job is not None
+            (lane, read_first), worker.job = worker.job, None
+
     async def _run_lane(self, lane: Lane, read_first: bool) -> None:
         """Deliver the lane's due events in order, from its queue (read first if
         ``read_first``; events handed over after commit join it), until it is empty,
@@ -628,33 +669,36 @@ class DeliveryService:
         key = (lane.conversation_id, lane.target)
         state = self._lanes[key]
         drained = False
-        with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
-            try:
-                if read_first:
-                    await self._read_lane(key, state)
-                while not self._stopping:
-                    if not state.queued:
-                        # a full read may have left events behind, and a woken lane looks
-                        # once more: otherwise the queue was all the lane had
-                        if state.exact and key not in self._recheck:
-                            drained = True
-                            return
-                        self._recheck.discard(key)
-                        await self._read_lane(key, state)
-                        continue
-                    row = state.queued[0]
-                    if row.next_attempt_at > iso(self._now()):
+        try:
+            if read_first:
+                await self._read_lane(key, state)
+            while not self._stopping:
+                if not state.queued:
+                    # a full read may have left events behind, and a woken lane looks
+                    # once more: otherwise the queue was all the lane had
+                    if state.exact and key not in self._recheck:
+                        drained = True
                         return
-                    outcome = await self._attempt(row)
+                    self._recheck.discard(key)
+                    await self._read_lane(key, state)
+                    continue
+                row = state.queued[0]
+                if row.next_attempt_at > iso(self._now()):
+                    return
+                outcome = await self._attempt(row)
+                if isinstance(outcome, Delivered):
+                    self._delivered(row)  # nothing awaited: no shield needed
+                else:
                     with trio.CancelScope(shield=True):
                         if not await self._record(row, outcome):
                             return
-                    state.queued.popleft()
-            except StoreError:
+                state.queued.popleft()
+        except StoreError:
+            with bind(conversationId=lane.conversation_id, tenantId=lane.tenant_id):
                 log.warning("delivery lane failed on the store; retrying later",
                             exc_info=True)
-            finally:
-                self._release(lane, drained)
+        finally:
+            self._release(lane, drained)
 
     async def _read_lane(self, key: tuple[str, str], state: _LaneState) -> None:
         """Queue the lane's next pending events from the store (its queue is empty)."""
@@ -669,7 +713,8 @@ class DeliveryService:
         if sender is not None:
             self._counters.in_flight += 1
             try:
-                return await sender(row)
+                with bind(conversationId=row.conversation_id, tenantId=row.tenant_id):
+                    return await sender(row)
             finally:
                 self._counters.in_flight -= 1
         target = self._resolve(row)
@@ -703,16 +748,11 @@ class DeliveryService:
     async def _record(self, row: OutboxRow, outcome: Outcome) -> bool:
         """Record the outcome of one attempt (a 2xx: hand it to the marker); whether the
         lane may go on with its next event."""
+        if isinstance(outcome, Delivered):
+            self._delivered(row)
+            return True
         not_attempted = isinstance(outcome, Retry) and not outcome.attempted
         attempts = row.attempts + (0 if not_attempted else 1)
-        if isinstance(outcome, Delivered):
-            key = (row.conversation_id, row.target)
-            self._marks.append(_Mark(key, row.event_no, row.id, attempts,
-                                     iso(self._now())))
-            self._unmarked[key] = row.event_no
-            self._marks_waiting.set()
-            self._counters.delivered += 1
-            return True
         if isinstance(outcome, Reject):
             self._counters.rejected_auth += outcome.auth
             await self._bury(row, attempts, outcome.reason)
@@ -722,6 +762,15 @@ class DeliveryService:
             return True
         await self._park(row, attempts, outcome)
         return False
+
+    def _delivered(self, row: OutboxRow) -> None:
+        """A 2xx for ``row``: hand it to the marker; reads of its lane start after it."""
+        key = (row.conversation_id, row.target)
+        self._marks.append(_Mark(key, row.event_no, row.id, row.attempts + 1,
+                                 iso(self._now())))
+        self._unmarked[key] = row.event_no
+        self._marks_waiting.set()
+        self._counters.delivered += 1
 
     async def _mark_delivered(self) -> None:
         """The marker: record the 2xx answers, all those waiting in one transaction."""
@@ -762,14 +811,17 @@ class DeliveryService:
                     error=outcome.reason))
         self._counters.retried += 1
         self._rescan = True
-        log.info("delivery failed; will retry", extra={
-            "eventId": row.id, "attempts": attempts, "retryAt": due, "error": outcome.reason})
+        with bind(conversationId=row.conversation_id, tenantId=row.tenant_id):
+            log.info("delivery failed; will retry", extra={
+                "eventId": row.id, "attempts": attempts, "retryAt": due,
+                "error": outcome.reason})
 
     async def _bury(self, row: OutboxRow, attempts: int, error: str) -> None:
         """Dead-letter ``row``."""
         await self._store.transaction(partial(mark_dead, event_id=row.id, attempts=attempts,
                                               error=error))
         self._counters.dead += 1
-        log.warning("event dead-lettered", extra={
-            "eventId": row.id, "type": row.type, "target": row.target,
-            "attempts": attempts, "error": error})
+        with bind(conversationId=row.conversation_id, tenantId=row.tenant_id):
+            log.warning("event dead-lettered", extra={
+                "eventId": row.id, "type": row.type, "target": row.target,
+                "attempts": attempts, "error": error})
