@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -298,6 +298,7 @@ class DeliveryService:
         self._per_tenant: Counter[str] = Counter()
         self._targets = (TARGET_BOT, TARGET_FLOW, *self._senders)
         """Every target a conversation can have a lane to (those ``wake`` looks at)."""
+        self._target_set = frozenset(self._targets)
         self._kick = trio.Event()
         self._hinted: set[str] = set()
         """Conversations woken since the scheduler last looked."""
@@ -429,15 +430,22 @@ class DeliveryService:
             for target in self._targets:
                 self._drained.pop((conversation_id, target), None)
             return
-        rows.sort(key=lambda row: row.event_no)
+        by_target: dict[str, list[OutboxRow]]
+        if len(rows) == 1:  # the common commit: one event, to one lane
+            by_target = {rows[0].target: rows}
+        else:
+            rows.sort(key=lambda row: row.event_no)
+            by_target = {}
+            for row in rows:
+                by_target.setdefault(row.target, []).append(row)
         before, last = rows[0].event_no - 1, rows[-1].event_no
         _remember(self._announced, conversation_id, last)
-        by_target: dict[str, list[OutboxRow]] = {}
-        for row in rows:
-            by_target.setdefault(row.target, []).append(row)
         read_needed = False
         waiting = self._waiting.get(rows[0].tenant_id, {})
-        for target in dict.fromkeys((*self._targets, *by_target)):
+        targets: Iterable[str] = self._targets
+        if not self._target_set.issuperset(by_target):
+            targets = dict.fromkeys((*self._targets, *by_target))
+        for target in targets:
             key = (conversation_id, target)
             lane_rows = by_target.get(target, [])
             state = self._lanes.get(key)
@@ -461,8 +469,9 @@ class DeliveryService:
                 read_needed = read_needed or bool(lane_rows)  # memory does not know enough
                 continue
             queued_last = drained[0]
-            # a lane may have read some of these rows before this hand-off came: not twice
-            lane_rows = [row for row in lane_rows if row.event_no > queued_last]
+            if lane_rows and lane_rows[0].event_no <= queued_last:
+                # a lane read some of these rows before this hand-off came: not twice
+                lane_rows = [row for row in lane_rows if row.event_no > queued_last]
             if lane_rows:
                 self._start_lane(nursery, Lane(conversation_id, target,
                                                lane_rows[0].tenant_id), lane_rows,
@@ -581,18 +590,21 @@ class DeliveryService:
         if len(self._active) >= self._limits.total:
             self._rescan = True
             return
-        waiting = self._waiting.setdefault(lane.tenant_id, {})
-        if self._per_tenant[lane.tenant_id] >= self._limits.per_tenant:
+        tenant_lanes = self._per_tenant.get(lane.tenant_id, 0)
+        if tenant_lanes >= self._limits.per_tenant:
             if rows is not None:  # woken: woken again when its tenant has a free slot
-                waiting[key] = _LaneState(rows, exact, through) if handed else None
+                self._waiting.setdefault(lane.tenant_id, {})[key] = \
+                    _LaneState(rows, exact, through) if handed else None
             else:
                 self._rescan = True
             return
-        waiting.pop(key, None)
-        if not waiting:
-            del self._waiting[lane.tenant_id]
+        waiting = self._waiting.get(lane.tenant_id)
+        if waiting is not None:
+            waiting.pop(key, None)
+            if not waiting:
+                del self._waiting[lane.tenant_id]
         self._active[key] = lane.tenant_id
-        self._per_tenant[lane.tenant_id] += 1
+        self._per_tenant[lane.tenant_id] = tenant_lanes + 1
         self._lanes[key] = _LaneState(rows or [], exact and rows is not None, through)
         self._dispatch(nursery, lane, rows is None)
 
