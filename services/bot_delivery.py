@@ -34,7 +34,7 @@ lanes from their first pending events (one indexed lookup per lane, all hinted
 conversations in one read), so the hot path never scans the outbox; a lane already
 delivering looks once more before it ends, and one that finds its tenant's slots taken
 waits in its tenant's queue and is woken again when a slot frees up. The full scan
-(:func:`due_lanes`) runs every ``scan_interval``, when a parked lane is due, and when a
+(:func:`due_lane_heads`) runs every ``scan_interval``, when a parked lane is due, and when a
 slot frees up that lanes found by a scan waited for: it finds everything the wakes did
 not announce (a restart, replays, other instances' leftovers).
 
@@ -87,7 +87,7 @@ from lcx.store.outbox import (
     LanePosition,
     OutboxEvent,
     OutboxRow,
-    due_lanes,
+    due_lane_heads,
     mark_all_delivered,
     mark_dead,
     mark_retry,
@@ -565,12 +565,17 @@ class DeliveryService:
         reach = self._limits.scan_batch * (_CLUSTER_SCAN_FACTOR if self._owns else 1)
         limit = reach + len(self._active)
 
-        def scan(tx: Tx) -> tuple[list[Lane], str | None]:
-            return (due_lanes(tx, iso(now), limit, exclude_tenants=full),
+        def scan(tx: Tx) -> tuple[list[tuple[Lane, int]], str | None]:
+            return (due_lane_heads(tx, iso(now), limit, exclude_tenants=full),
                     next_due_at(tx, iso(now)))
 
         lanes, due_at = await self._store.read(scan)
-        for lane in lanes:
+        for lane, head in lanes:
+            # a head this service already delivered (its 2xx waits for the marker) is
+            # not due: starting the lane would read it back for nothing and forget what
+            # the lane knew (its next commit would then be read, not handed over)
+            if head <= self._unmarked.get((lane.conversation_id, lane.target), -1):
+                continue
             self._start_lane(nursery, lane)
         return None if due_at is None else (parse_iso(due_at) - now).total_seconds()
 
