@@ -30,7 +30,14 @@ from functools import lru_cache
 import httpx
 import trio
 
-from adapters.http1 import ConnectFailed, Http1Pool, Origin, ProtocolFailure, open_pool
+from adapters.http1 import (
+    ConnectFailed,
+    Http1Pool,
+    Origin,
+    ProtocolFailure,
+    TimedOut,
+    open_pool,
+)
 from lcx.version import lcx_version
 
 __all__ = ["BotClient", "Delivered", "Destination", "Outcome", "Reject", "Retry", "classify",
@@ -180,13 +187,14 @@ class BotClient:
             head.append(b"Authorization: Bearer %b\r\n" % bearer.encode())
         head.append(b"\r\n")
         head.append(body)
-        with trio.move_on_after(self.timeout):
-            return await self._exchange(target.origin, b"".join(head))
-        return Retry(f"timeout after {self.timeout:g}s")
+        return await self._exchange(target.origin, b"".join(head))
 
     async def _exchange(self, origin: Origin, request: bytes) -> Outcome:
         try:
-            answer = await self._pool.request(origin, request, keep=_REASON_BODY_CHARS)
+            answer = await self._pool.request(origin, request, keep=_REASON_BODY_CHARS,
+                                              timeout=self.timeout)
+        except TimedOut:
+            return Retry(f"timeout after {self.timeout:g}s")
         except ConnectFailed as exc:
             return Retry(f"network error: ConnectError: {exc}".rstrip(": "))
         except ProtocolFailure as exc:

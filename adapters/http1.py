@@ -5,8 +5,18 @@ few URLs over keep-alive connections. A general client (httpx, httpcore + h11) s
 of its CPU per request on layers this does not need: header normalisation and validation
 of headers it built itself, a per-request state machine, pool bookkeeping with locks and
 cancel shields. :class:`Http1Pool` keeps, per origin, a stack of idle connections; a
-request is one ``send_all`` of bytes prepared by the caller and a parse of the response
-head and body (``Content-Length``, chunked, or read to the end of the connection).
+request is one write of bytes prepared by the caller and a parse of the response head and
+body (``Content-Length``, chunked, or read to the end of the connection). On a plain TCP
+connection the request is written and the response read with ``os.write`` / ``os.read`` on
+the socket's descriptor and one wait for it to become readable: one pass through Trio's
+scheduler per request when the answer comes in one segment (a ``SocketStream``'s send and
+receive make three). TLS connections go through ``trio.SSLStream``.
+
+A request's ``timeout`` is kept without a cancel scope on that path: the request's deadline
+joins a heap that one watchdog task per pool looks at (at most :data:`DEADLINE_SLACK` late),
+and a request still waiting past its deadline has its socket's waits woken
+(``notify_closing``) and raises :class:`TimedOut`. Waiting for a slot, connecting and TLS
+are bounded by a cancel scope at the same deadline.
 
 Guarantees kept: a connection is reused only after a complete response to a request that
 did not ask to close it, within ``keepalive`` seconds of its last use; a connection that
@@ -18,6 +28,9 @@ tolerate a repeated request (event POSTs carry an ``Idempotency-Key``).
 
 from __future__ import annotations
 
+import heapq
+import math
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +38,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-__all__ = ["ConnectFailed", "Http1Pool", "Origin", "ProtocolFailure", "Response"]
+__all__ = ["DEADLINE_SLACK", "ConnectFailed", "Http1Pool", "Origin", "ProtocolFailure",
+           "Response", "TimedOut"]
 
 MAX_HEAD_BYTES = 65_536
 """The longest response head (status line and headers) accepted."""
@@ -33,6 +47,9 @@ MAX_DRAIN_BYTES = 1 << 20
 """Body bytes read past the kept start before the connection is closed instead."""
 _READ_SIZE = 65_536
 _NO_BODY = frozenset({204, 304})
+DEADLINE_SLACK = 0.1
+"""Seconds past its deadline a request on a kept-alive connection may still run (the
+watchdog wakes for the deadlines of that moment together, not once for each)."""
 
 
 class ProtocolFailure(Exception):
@@ -41,6 +58,10 @@ class ProtocolFailure(Exception):
 
 class ConnectFailed(OSError):
     """No connection could be opened to the origin."""
+
+
+class TimedOut(Exception):
+    """The request did not complete within its ``timeout``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +116,12 @@ class _Head:
 @dataclass(eq=False)
 class _Connection:
     stream: trio.abc.Stream
+    fd: int = -1
+    """The socket's descriptor for direct reads and writes (plain TCP), or -1 (TLS)."""
+    watched: int = 0
+    """The watchdog's number of the request in flight on it (0: none is watched)."""
+    timed_out: bool = False
+    """The watchdog found its request past the deadline: it waits no more."""
     last_used: float = 0.0
     buffer: bytearray = field(default_factory=bytearray)
 
@@ -113,39 +140,109 @@ class Http1Pool:
 
     def __init__(self, *, max_connections: int = 100, keepalive: float = 60.0,
                  tls: ssl.SSLContext | None = None) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._slots = trio.CapacityLimiter(max_connections)
+        self._max = max_connections
+        self._busy = 0
+        """Requests holding a connection slot now."""
+        self._queue = trio.lowlevel.ParkingLot()
+        """Requests waiting for a slot (a release hands its slot to the first)."""
         self._keepalive = keepalive
         self._tls = tls
         self.opened = 0
         """Connections opened so far (for tests and metrics)."""
+        self._deadlines: list[tuple[float, int, _Connection]] = []
+        """(deadline, number, connection) of watched requests (finished ones stay until
+        their deadline: the watchdog drops them then)."""
+        self._watch_number = 0
+        self._watchdog: trio.CancelScope | None = None
+        self._deadline_added = trio.Event()
 
-    async def request(self, origin: Origin, data: bytes, *, keep: int = 200) -> Response:
+    async def request(self, origin: Origin, data: bytes, *, keep: int = 200,
+                      timeout: float = math.inf) -> Response:
         """Send ``data`` (a complete request: head and body) to ``origin``; the response
         with the first ``keep`` bytes of its body (the rest is read and dropped).
 
         Raises :class:`ConnectFailed`, :class:`ProtocolFailure`, ``OSError`` or a
-        ``trio.BrokenResourceError`` for what went wrong; cancellation propagates. The
-        caller bounds the time (a cancel scope).
+        ``trio.BrokenResourceError`` for what went wrong, :class:`TimedOut` when it took
+        longer than ``timeout`` seconds (at most :data:`DEADLINE_SLACK` more); cancellation
+        propagates.
         """
-        try:
-            self._slots.acquire_nowait()  # the common case: no scheduler round trip
-        except trio.WouldBlock:
-            await self._slots.acquire()
+        deadline = trio.current_time() + timeout
+        if self._busy < self._max:  # the common case: no scheduler round trip
+            self._busy += 1
+        else:
+            with trio.move_on_at(deadline) as waited:
+                await self._queue.park()  # woken by a release that hands its slot over
+            if waited.cancelled_caught:  # no slot was handed over
+                raise TimedOut
         try:
             connection = self._reusable(origin)
             if connection is not None:
                 try:
-                    return await self._exchange(origin, connection, data, keep, fresh=False)
+                    return await self._watched(origin, connection, data, keep, deadline)
                 except _StaleConnection:
                     pass  # the server had closed it: once more on a new one
-            connection = await self._connect(origin)
-            return await self._exchange(origin, connection, data, keep, fresh=True)
+            with trio.move_on_at(deadline):
+                connection = await self._connect(origin)
+                return await self._exchange(origin, connection, data, keep, fresh=True)
+            raise TimedOut
         finally:
-            self._slots.release()
+            if self._queue:
+                self._queue.unpark()  # the slot goes on to the first waiter
+            else:
+                self._busy -= 1
+
+    async def _watched(self, origin: Origin, connection: _Connection, data: bytes,
+                       keep: int, deadline: float) -> Response:
+        """:meth:`_exchange` on a kept-alive connection, bounded by the watchdog (plain
+        TCP) or by a cancel scope (TLS)."""
+        if connection.fd < 0 or deadline == math.inf:
+            with trio.move_on_at(deadline):
+                return await self._exchange(origin, connection, data, keep, fresh=False)
+            raise TimedOut
+        self._watch_number += 1
+        connection.watched = number = self._watch_number
+        heapq.heappush(self._deadlines, (deadline, number, connection))
+        if self._watchdog is None:
+            self._watchdog = trio.CancelScope()
+            trio.lowlevel.spawn_system_task(self._watch, self._watchdog,
+                                            name="lcx-http1-deadlines")
+        elif self._deadlines[0][1] == number:  # the earliest now: the watchdog looks again
+            self._deadline_added.set()
+        try:
+            return await self._exchange(origin, connection, data, keep, fresh=False)
+        except trio.ClosedResourceError:
+            if connection.timed_out:
+                raise TimedOut from None
+            raise
+        finally:
+            connection.watched = 0
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        """The watchdog: wake the requests still in flight past their deadline."""
+        deadlines = self._deadlines
+        with scope:
+            while True:
+                self._deadline_added = trio.Event()
+                if deadlines:
+                    with trio.move_on_at(deadlines[0][0] + DEADLINE_SLACK):
+                        await self._deadline_added.wait()
+                else:
+                    await self._deadline_added.wait()
+                now = trio.current_time()
+                while deadlines and deadlines[0][0] <= now:
+                    _, number, connection = heapq.heappop(deadlines)
+                    if connection.watched == number:  # still in flight: give it up
+                        connection.timed_out = True
+                        trio.lowlevel.notify_closing(connection.fd)
 
     async def aclose(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection (and stop the watchdog)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
@@ -177,6 +274,8 @@ class Http1Pool:
                 raise
             stream = tls
         self.opened += 1
+        if isinstance(stream, trio.SocketStream):
+            return _Connection(stream, stream.socket.fileno())
         return _Connection(stream)
 
     async def _exchange(self, origin: Origin, connection: _Connection, data: bytes,
@@ -184,7 +283,10 @@ class Http1Pool:
         reusable = False
         try:
             try:
-                await connection.stream.send_all(data)
+                if connection.fd >= 0:
+                    await _send_direct(connection, data)
+                else:
+                    await connection.stream.send_all(data)
                 head = await _read_head(connection)
             except (_Eof, OSError, trio.BrokenResourceError) as exc:
                 if not fresh:
@@ -221,8 +323,43 @@ def _close_soon(connection: _Connection) -> None:
         stream.socket.close()
 
 
+async def _send_direct(connection: _Connection, data: bytes) -> None:
+    """Write ``data`` to a non-blocking socket, then wait until the answer can be read
+    (the one checkpoint of a request whose answer comes in one segment)."""
+    fd = connection.fd
+    sent = 0
+    while True:
+        try:
+            sent += os.write(fd, data[sent:] if sent else data)
+        except BlockingIOError:
+            sent += 0  # the socket's buffer is full: wait below
+        if sent >= len(data):
+            break
+        _refuse_timed_out(connection)
+        await trio.lowlevel.wait_writable(fd)
+    _refuse_timed_out(connection)
+    await trio.lowlevel.wait_readable(fd)
+
+
+def _refuse_timed_out(connection: _Connection) -> None:
+    """No wait on a connection whose request the watchdog gave up (it was woken while
+    its task was already runnable)."""
+    if connection.timed_out:
+        raise trio.ClosedResourceError("the request timed out")
+
+
 async def _fill(connection: _Connection) -> None:
-    chunk = await connection.stream.receive_some(_READ_SIZE)
+    fd = connection.fd
+    if fd < 0:
+        chunk = await connection.stream.receive_some(_READ_SIZE)
+    else:
+        while True:
+            try:
+                chunk = os.read(fd, _READ_SIZE)
+                break
+            except BlockingIOError:
+                _refuse_timed_out(connection)
+                await trio.lowlevel.wait_readable(fd)
     if not chunk:
         raise _Eof
     connection.buffer += chunk

@@ -6,7 +6,8 @@ process keep a window of frames in flight on each of ``--sockets`` websockets. T
 figure is the server process's CPU time over the run divided by the round trips (one
 frame in, one out), so the app's own work is a few microseconds and the rest is the
 HTTP server, the websocket protocol and Quart. Run it with ``--lcx-root`` (a source tree,
-e.g. ``git archive main``) to measure another lcx with the same venv.
+e.g. ``git archive main``) to measure another lcx with the same venv. ``--handler-frames N``
+measures the agent frame handler alone instead (N message frames, in this process).
 """
 
 from __future__ import annotations
@@ -87,6 +88,45 @@ async def _clients(port: int, sockets: int, frames: int, window: int) -> float:
     return time.perf_counter() - began
 
 
+def _handler_frames(count: int, lcx_root: str | None) -> float:
+    """CPU per agent message frame through ``FrameHandler.handle`` alone: decode, checks,
+    the ask (to a conversation that answers at once) and the ack, in this process."""
+    if lcx_root:
+        sys.path.insert(0, lcx_root)
+    from types import SimpleNamespace
+
+    import msgspec
+    import trio
+
+    from lcx.api.agent_frames import FrameHandler
+    from lcx.auth import Principal
+    from lcx.livechat.commands import PostResult
+
+    class Conversations:
+        async def ask(self, key: str, message: object) -> PostResult:
+            return PostResult(id="m1", conversation_id=key, request_id="r1", seq=7)
+
+    acks: list[bytes] = []
+    handler = FrameHandler(
+        SimpleNamespace(conversations=Conversations()),  # type: ignore[arg-type]
+        Principal(sub="a1", org="o1", scopes=frozenset({"agent"}), name="Ann",
+                  groups=("g1",)),
+        lambda frame: acks.append(msgspec.json.encode(frame)))
+    frames = [msgspec.json.encode({"type": "message", "ref": f"r{n}", "data": {
+        "conversationId": "c-0123456789", "text": f"R 12 {n} 1234567890123",
+        "id": f"x{n}"}}).decode() for n in range(count)]
+
+    async def run() -> float:
+        for frame in frames[:1000]:  # warm up
+            await handler.handle(frame)
+        began = time.process_time()
+        for frame in frames:
+            await handler.handle(frame)
+        return (time.process_time() - began) / count
+
+    return trio.run(run)
+
+
 def _cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -101,7 +141,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=8, help="frames in flight per socket")
     parser.add_argument("--lcx-root", default=None)
     parser.add_argument("--label", default="")
+    parser.add_argument("--handler-frames", type=int, default=0,
+                        help="only the agent frame handler: CPU per message frame, in process")
     args = parser.parse_args()
+    if args.handler_frames:
+        per_frame = _handler_frames(args.handler_frames, args.lcx_root)
+        print(json.dumps({"label": args.label, "frames": args.handler_frames,
+                          "cpu_us_per_message_frame": round(per_frame * 1e6, 1)}))
+        return
     import trio
 
     ports: Any = multiprocessing.Queue()

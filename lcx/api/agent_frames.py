@@ -176,6 +176,24 @@ def _ref_of(raw: str | bytes) -> str | None:
         return None
 
 
+_NOT_DIGITS = bytes(range(256)).translate(None, b"0123456789")
+_DIGITS_TO_BLANK = bytes.maketrans(_NOT_DIGITS, b" " * len(_NOT_DIGITS))
+
+
+def _refuse_unsafe_json(raw: str | bytes) -> None:
+    """``refuse_nul``, ``refuse_deep_nesting`` and ``refuse_huge_integers``, each run only
+    when the frame holds what it refuses: their regular expressions cost ~5 us a frame
+    each, while a NUL (raw or ``\u0000``) and a run of 17 ASCII digits are found by a
+    substring test and one ``translate``."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if b"\x00" in data or b"\\u0000" in data:
+        refuse_nul(data)
+    refuse_deep_nesting(data)
+    if len(data) >= 17 and max(map(len, data.translate(_DIGITS_TO_BLANK).split()),
+                               default=0) >= 17:
+        refuse_huge_integers(data)
+
+
 def error_frame(ref: str | None, exc: BaseException) -> dict[str, Any]:
     """The ``ERROR`` event for an exception (codes as in API.md section 1).
 
@@ -247,9 +265,7 @@ class FrameHandler:
         try:
             if len(raw) > MAX_FRAME_CHARS:
                 raise InvalidRequest("frame too large")
-            refuse_nul(raw)
-            refuse_deep_nesting(raw)
-            refuse_huge_integers(raw)
+            _refuse_unsafe_json(raw)
             frame = msgspec.json.decode(raw, type=Frame)
             ref = frame.ref
             reply = await self._dispatch(frame)

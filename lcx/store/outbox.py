@@ -4,7 +4,8 @@ A conversation actor calls :func:`enqueue` inside the transaction that changes t
 conversation; the delivery service (``services/bot_delivery.py``) reads due rows and delivers them
 lane by lane: a lane is ``(conversation_id, target)`` and delivers in ``event_no`` order.
 
-The delivery functions below (:func:`due_lanes`, :func:`next_in_lane`, ``mark_*``) and the
+The delivery functions below (:func:`due_lanes`, :func:`due_lane_heads`,
+:func:`next_in_lane`, ``mark_*``) and the
 dead-letter functions (:func:`list_dead`, :func:`replay_dead`, :func:`drop_dead`) are plain
 functions of a :class:`~lcx.store.base.Tx`, run through ``store.read`` /
 ``store.transaction``; they raise what the store raises (``StoreError`` subclasses).
@@ -140,17 +141,26 @@ def due_lanes(tx: Tx, now_iso: str, limit: int, *,
     ``exclude_tenants`` leaves out tenants the caller cannot serve now (at their limit), so
     that their backlog does not fill ``limit`` and hide other tenants' lanes.
     """
+    return [lane for lane, _ in due_lane_heads(tx, now_iso, limit,
+                                               exclude_tenants=exclude_tenants)]
+
+
+def due_lane_heads(tx: Tx, now_iso: str, limit: int, *,
+                   exclude_tenants: Sequence[str] = ()) -> list[tuple[Lane, int]]:
+    """:func:`due_lanes` with the ``event_no`` of each lane's oldest pending event (a
+    deliverer that already has it answered, its mark not yet committed, skips the lane)."""
     skip = ""
     if exclude_tenants:
         skip = f" AND o.tenant_id NOT IN ({', '.join('?' * len(exclude_tenants))})"
     rows = tx.fetchall(
-        "SELECT o.conversation_id, o.target, o.tenant_id FROM outbox o "
+        "SELECT o.conversation_id, o.target, o.tenant_id, o.event_no FROM outbox o "
         "WHERE o.status = ? AND o.next_attempt_at <= ?" + skip + " AND o.event_no = "
         "(SELECT min(p.event_no) AS n FROM outbox p WHERE p.conversation_id = o.conversation_id"
         " AND p.target = o.target AND p.status = ?) "
         "ORDER BY o.next_attempt_at, o.conversation_id LIMIT ?",
         (PENDING, now_iso, *exclude_tenants, PENDING, limit))
-    return [Lane(r["conversation_id"], r["target"], r["tenant_id"]) for r in rows]
+    return [(Lane(r["conversation_id"], r["target"], r["tenant_id"]), int(r["event_no"]))
+            for r in rows]
 
 
 def next_due_at(tx: Tx, now_iso: str) -> str | None:
