@@ -13,12 +13,20 @@ being answered, so a pipelining client buffers at most one read ahead.
 One cancel scope per connection times out an idle connection: its deadline is moved to
 now + keep-alive when the connection waits for a request and to infinity once a request
 head is in, so the timer costs two deadline moves per request and no task.
+
+Bytes are read and written with ``os.read``/``os.write`` on the socket's descriptor,
+waiting (``wait_readable``/``wait_writable``) only when the kernel has nothing to give or
+no room to take: a read or write that succeeds at once does not yield to the scheduler
+(trio's socket methods yield after every call, one task switch and one ``epoll_wait``
+each); a run of reads and writes that never had to wait still yields every
+:data:`IO_BEFORE_YIELD`, so a client that floods one connection cannot hold the loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +50,8 @@ WebsocketHandler = Callable[..., Awaitable[None]]
 DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 """The event ``receive`` returns once the client is gone or the response is complete."""
 MAX_RECV = 65536
+IO_BEFORE_YIELD = 16
+"""Reads and writes that did not wait, in a row, after which the connection yields once."""
 _ASGI = {"spec_version": "2.1", "version": "3.0"}
 
 
@@ -105,6 +115,8 @@ class Connection:
         self.idle = False
         """Waiting for a request with no byte of it read (safe to close at shutdown)."""
         self._scope = trio.CancelScope()
+        self._fd = stream.socket.fileno()
+        self._io_in_a_row = 0
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[_Request] = deque()
         self._parsing: _Request | None = None
@@ -235,8 +247,16 @@ class Connection:
 
     async def _read(self) -> bytes | None:
         """The next bytes from the client; None when it closed or the socket failed."""
+        fd = self._fd
         try:
-            data = await self.stream.receive_some(MAX_RECV)
+            while True:
+                try:
+                    data = os.read(fd, MAX_RECV)
+                    break
+                except BlockingIOError:
+                    self._io_in_a_row = 0
+                    await trio.lowlevel.wait_readable(fd)
+            await self._count_io()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             data = b""
         if not data:
@@ -262,17 +282,34 @@ class Connection:
 
     # -- writing -----------------------------------------------------------------------
 
+    async def _count_io(self) -> None:
+        """One more read or write without a wait; every :data:`IO_BEFORE_YIELD`, yield."""
+        self._io_in_a_row += 1
+        if self._io_in_a_row >= IO_BEFORE_YIELD:
+            self._io_in_a_row = 0
+            await trio.lowlevel.checkpoint()
+
     async def _write(self, data: bytes) -> None:
         """Write ``data``; a failed write marks the connection broken and is not raised."""
         if self.broken:
             return
+        fd = self._fd
+        view = memoryview(data)
         try:
-            await self.stream.send_all(data)
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:
+                    self._io_in_a_row = 0
+                    await trio.lowlevel.wait_writable(fd)
+            await self._count_io()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.broken = True
         except BaseException:  # cancelled part way: what is on the wire is unknown
             self.broken = True
             raise
+        finally:
+            view.release()
 
     # -- serving -------------------------------------------------------------------------
 
