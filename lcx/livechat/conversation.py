@@ -578,13 +578,19 @@ def _edge_post(state: Conversation, event: EdgeMessage, author: Author) -> PostM
 def message_commands(state: Conversation, message: Message) -> list[tuple[Side, EdgeCommand]]:
     """Where a stored message must also go: the customer's message to an external
     provider; an agent's (or system) message to an external channel."""
-    command = SendMessage(conversation_id=state.id, message_id=message.message_id,
-                          text=message.text, type=message.type, payload=message.payload,
-                          attachments=tuple(message.attachments),
-                          author_name=message.author.name)
     if message.author.type == "subscriber":
-        return [(SIDE_PROVIDER, command)] if state.provider != NATIVE_PROVIDER else []
-    return [(SIDE_CHANNEL, command)] if state.channel != BOT_CHANNEL else []
+        if state.provider == NATIVE_PROVIDER:
+            return []
+        side: Side = SIDE_PROVIDER
+    elif state.channel == BOT_CHANNEL:
+        return []
+    else:
+        side = SIDE_CHANNEL
+    return [(side, SendMessage(conversation_id=state.id, message_id=message.message_id,
+                               text=message.text, type=message.type,
+                               payload=message.payload,
+                               attachments=tuple(message.attachments),
+                               author_name=message.author.name))]
 
 
 def end_commands(state: Conversation, by: str, reason: str | None
