@@ -1,9 +1,7 @@
 """Bounded mailboxes, the envelopes they carry, and the one-shot reply slots of ``ask``.
 
 A mailbox belongs to whoever supervises the actor, not to the actor's task: a restarted
-actor reads the same mailbox and finds the messages that were waiting for it (when the
-last receive end of a Trio memory channel closes, its buffer is lost, so the task must
-never own it).
+actor reads the same mailbox and finds the messages that were waiting for it.
 
 The mailbox's one reader (the actor's task) waits for a message with :meth:`Mailbox.wait`:
 it parks on the mailbox itself and whoever enqueues wakes it; its idle deadline is kept by
@@ -13,6 +11,7 @@ per waiting mailbox) instead of a cancel scope entered and left for every wait.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -101,25 +100,32 @@ class Mailbox:
 
     ``put`` waits while the mailbox is full (backpressure); ``put_nowait`` raises
     :class:`MailboxFull` instead. Once closed, both raise :class:`MailboxClosed`.
+
+    Its own deque, waiting senders and one waiting reader, with the semantics of the Trio
+    memory channel it replaced (a waiting reader is handed the next envelope, which takes
+    no room; a sender waiting for room moves in, in turn, as the reader takes one; a full
+    mailbox stays full while senders wait), minus the channel's machinery: an empty
+    :meth:`take` raises nothing, a send checks three fields.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("a mailbox holds at least one message")
         self.capacity = capacity
-        self._closed = True
+        self._closed = False
+        self._buffer: collections.deque[Envelope] = collections.deque()
+        self._senders: collections.OrderedDict[trio.lowlevel.Task, Envelope] = \
+            collections.OrderedDict()
+        """Senders waiting in :meth:`put` for room, oldest first, with their envelopes."""
         self._reader: trio.lowlevel.Task | None = None
-        """The task parked in :meth:`wait`, if one is."""
+        """The task parked in :meth:`wait`, if one is (the mailbox is empty then)."""
         self._reader_deadline = math.inf
         self._watched: float | None = None
         """The deadline of this mailbox's entry with the deadline keeper (None: none known)."""
-        self.reopen()
 
     def reopen(self) -> None:
         """Take messages again after ``close`` (for an actor started anew). Idempotent."""
-        if self._closed:
-            self._send, self._receive = trio.open_memory_channel[Envelope](self.capacity)
-            self._closed = False
+        self._closed = False
 
     @property
     def closed(self) -> bool:
@@ -129,7 +135,7 @@ class Mailbox:
     @property
     def depth(self) -> int:
         """How many messages wait to be read."""
-        return self._send.statistics().current_buffer_used
+        return len(self._buffer)
 
     async def put(self, envelope: Envelope) -> None:
         """Enqueue, waiting while the mailbox is full.
@@ -137,16 +143,24 @@ class Mailbox:
         Raises:
             MailboxClosed: the mailbox is (or gets) closed before the message is enqueued.
         """
-        if self._reader is not None:  # handed to the waiting reader, as a channel would
-            await trio.lowlevel.checkpoint_if_cancelled()
-            if self._reader is not None:
-                self._wake_reader(outcome.Value(envelope))
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-        try:
-            await self._send.send(envelope)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise MailboxClosed("the actor is stopped")
+        if self._reader is not None:  # handed to the waiting reader
+            self._wake_reader(outcome.Value(envelope))
+        elif len(self._buffer) < self.capacity:
+            self._buffer.append(envelope)
+        else:
+            task = trio.lowlevel.current_task()
+            self._senders[task] = envelope
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._senders.pop(task, None)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)  # moved in, or closed
+            return
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def put_nowait(self, envelope: Envelope) -> None:
         """Enqueue without waiting.
@@ -155,15 +169,8 @@ class Mailbox:
             MailboxFull: the mailbox is at capacity; nothing was enqueued.
             MailboxClosed: the mailbox is closed.
         """
-        if self._reader is not None:  # handed to the waiting reader, as a channel would
-            self._wake_reader(outcome.Value(envelope))
-            return
-        try:
-            self._send.send_nowait(envelope)
-        except trio.WouldBlock:
-            raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        if not self.offer(envelope):
+            raise MailboxFull(f"mailbox full ({self.capacity} messages)")
 
     def offer(self, envelope: Envelope) -> bool:
         """Enqueue without waiting if there is room; False (nothing enqueued) when full.
@@ -173,15 +180,14 @@ class Mailbox:
         Raises:
             MailboxClosed: the mailbox is closed.
         """
-        if self._reader is not None:  # handed to the waiting reader, as a channel would
+        if self._closed:
+            raise MailboxClosed("the actor is stopped")
+        if self._reader is not None:  # handed to the waiting reader
             self._wake_reader(outcome.Value(envelope))
             return True
-        try:
-            self._send.send_nowait(envelope)
-        except trio.WouldBlock:
+        if len(self._buffer) >= self.capacity:
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        self._buffer.append(envelope)
         return True
 
     def take(self) -> Envelope | None:
@@ -190,10 +196,17 @@ class Mailbox:
         Raises:
             trio.EndOfChannel: the mailbox is closed and empty.
         """
-        try:
-            return self._receive.receive_nowait()
-        except trio.WouldBlock:
-            return None
+        buffer = self._buffer
+        if buffer:
+            envelope = buffer.popleft()
+            if self._senders:  # the oldest waiting sender moves in
+                task, waiting = self._senders.popitem(last=False)
+                buffer.append(waiting)
+                trio.lowlevel.reschedule(task)
+            return envelope
+        if self._closed:
+            raise trio.EndOfChannel
+        return None
 
     async def get(self) -> Envelope:
         """Take the oldest envelope, waiting for one.
@@ -201,7 +214,14 @@ class Mailbox:
         Raises:
             trio.EndOfChannel: the mailbox is closed and empty.
         """
-        return await self._receive.receive()
+        while True:
+            envelope = self.take()
+            if envelope is not None:
+                await trio.lowlevel.checkpoint()
+                return envelope
+            handed = await self.wait()
+            if handed is not None:
+                return handed
 
     async def wait(self, deadline: float = math.inf) -> Envelope | None:
         """Wait, as the mailbox's one reader, for the next envelope: it is handed over
@@ -255,21 +275,22 @@ class Mailbox:
         """Refuse new messages and drop those still waiting, failing their asks with
         :class:`MailboxClosed` (they were never read, so resending them is safe).
 
-        Idempotent. Senders blocked in ``put`` get :class:`MailboxClosed`.
+        Idempotent. Senders blocked in ``put`` get :class:`MailboxClosed`; a reader waiting
+        in :meth:`wait` gets ``trio.EndOfChannel``.
         """
         if self._closed:
             return
         self._closed = True
-        self._send.close()
         self._wake_reader(outcome.Error(trio.EndOfChannel()))
-        while True:
-            try:
-                envelope = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        senders, self._senders = self._senders, collections.OrderedDict()
+        for task in senders:
+            trio.lowlevel.reschedule(task, outcome.Error(
+                MailboxClosed("the actor is stopped")))
+        buffer = self._buffer
+        while buffer:
+            envelope = buffer.popleft()
             if envelope.reply is not None:
                 envelope.reply.fail(MailboxClosed("the actor stopped before reading this message"))
-        self._receive.close()
 
 
 class _ReaderDeadlines:

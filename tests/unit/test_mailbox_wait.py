@@ -91,3 +91,30 @@ async def test_an_actor_passivates_at_its_idle_deadline_after_many_messages(
         await trio.sleep(0.2)
         assert sup.get("k") is None  # passivated at 5 s without a message
         sup.request_stop()
+
+
+async def test_senders_waiting_for_room_move_in_in_turn_or_fail_on_close() -> None:
+    from lcx.errors import MailboxClosed
+
+    mailbox = Mailbox(1)
+    mailbox.put_nowait(Envelope(0))
+    failed: list[int] = []
+
+    async def send(n: int) -> None:
+        try:
+            await mailbox.put(Envelope(n))
+        except MailboxClosed:
+            failed.append(n)
+
+    async with trio.open_nursery() as nursery:
+        for n in (1, 2, 3):
+            nursery.start_soon(send, n)
+            await trio.testing.wait_all_tasks_blocked()
+        assert not mailbox.offer(Envelope("jumps"))  # full while senders wait
+        taken = [mailbox.take(), mailbox.take()]
+        assert [e.message for e in taken if e is not None] == [0, 1]
+        await trio.testing.wait_all_tasks_blocked()
+        mailbox.close()
+    assert failed == [3]  # 2 had moved in (and was dropped by the close), 3 still waited
+    with pytest.raises(trio.EndOfChannel):
+        mailbox.take()
