@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 from support.raw_http import Receive, Send, answer_lifespan, connected, get, reply, serving
 
+import lcx.api.http_server
 from lcx.server.http1 import IO_BEFORE_YIELD
 
 
@@ -57,3 +59,28 @@ async def test_an_answer_larger_than_the_socket_buffer_arrives_whole() -> None:
         await reader.stream.send_all(get("/big"))
         response = await reader.response()
     assert response.body == body
+
+
+async def test_a_request_head_that_stops_coming_is_cut_at_the_keep_alive(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keep-alive also bounds a request head that arrives in pieces and stops: the
+    keeper closes the connection once the keep-alive of its wait passed, while another
+    connection's requests meanwhile are answered."""
+    monkeypatch.setattr(lcx.api.http_server, "KEEP_ALIVE_SECONDS", 0.3)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        await reply(send, b"ok")
+
+    async with serving(app) as binding, connected(binding) as busy:
+        started = trio.current_time()
+        async with connected(binding) as slow:
+            await slow.stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n")  # and no more
+            while trio.current_time() - started < 0.2:
+                await busy.stream.send_all(get("/"))
+                assert (await busy.response()).status == 200
+            with trio.fail_after(2):
+                assert await slow.closed()
+            assert trio.current_time() - started >= 0.3
