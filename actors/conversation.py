@@ -53,8 +53,8 @@ from lcx.livechat.decision import (
     ReleaseSlot,
     UnqueueRequest,
 )
-from lcx.livechat.settings import DEFAULT_SETTINGS
-from lcx.model import AgentRef, Conversation, iso, parse_iso, utc_now
+from lcx.livechat.settings import DEFAULT_SETTINGS, LivechatSettings
+from lcx.model import AgentRef, Conversation, iso, utc_now
 from lcx.runtime import Actor, ActorContext
 from lcx.store import Tx
 from lcx.store.conversations import (
@@ -196,7 +196,8 @@ class ConversationActor(Actor):
             await self._reload()
             return await self._obey(message, key, in_commit, attempt + 1)
         await self._carry_out(decision)
-        await self._arm_timer()
+        await self._arm_timer(settings if org is not None and self.state is not None
+                              and self.state.org_id == org else None)
         if decision.with_history and decision.state is not None:
             return Accepted(conversation=decision.state,
                             messages=tuple(await self._history()))
@@ -347,11 +348,12 @@ class ConversationActor(Actor):
     async def _history(self) -> list[Any]:
         return await self.ports.store.read(lambda tx: messages_after(tx, self.id, 0))
 
-    async def _arm_timer(self) -> None:
+    async def _arm_timer(self, settings: LivechatSettings | None = None) -> None:
         """Run the one timer the rules ask for (or none, once the conversation closed).
 
         Nothing is armed again when what the deadline depends on did not change since the
         last arm (a read, a typing signal, an idempotent resend): that timer still runs.
+        ``settings``: the organization's, when the caller has just read them.
         """
         state = self.state
         if state is None or not state.is_open:
@@ -361,16 +363,17 @@ class ConversationActor(Actor):
                 self._armed = _DISARMED
             return
         self.ctx.idle_seconds = OPEN_IDLE_SECONDS
-        settings = await self.ports.settings(state.org_id)
+        if settings is None:
+            settings = await self.ports.settings(state.org_id)
         basis = (state.status, state.queued_at, state.last_activity_at,
                  settings.request_timeout_seconds, settings.inactivity_timeout_seconds)
         if basis == self._armed:
             return
-        timeout = rules.next_timeout(state, settings)
-        assert timeout is not None
-        delay = max(0.0, (parse_iso(timeout.deadline) - utc_now()).total_seconds())
-        self.ports.arm_timeout(self.id, delay,
-                               Timeout(kind=timeout.kind, deadline=timeout.deadline))
+        due = rules.next_deadline(state, settings)
+        assert due is not None
+        kind, deadline = due
+        delay = max(0.0, (deadline - utc_now()).total_seconds())
+        self.ports.arm_timeout(self.id, delay, Timeout(kind=kind, deadline=iso(deadline)))
         self._armed = basis
 
     async def _is_stale(self, timeout: Timeout) -> bool:

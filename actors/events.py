@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast, get_args
 from urllib.parse import urlencode
 
 import msgspec
@@ -55,8 +55,13 @@ def build_events(conversation: Conversation, tenant: TenantConfig | None, event_
     return rows
 
 
+_EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
+
+
 def _event_type(name: str) -> EventType:
-    event_type: EventType = msgspec.convert(name, EventType)
+    if name in _EVENT_TYPES:  # the common case, without a conversion per event
+        return cast(EventType, name)
+    event_type: EventType = msgspec.convert(name, EventType)  # raises for another name
     return event_type
 
 

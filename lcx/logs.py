@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
@@ -47,19 +46,31 @@ _RECORD_ATTRS = frozenset(
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
 
-@contextmanager
-def bind(**fields: Any) -> Iterator[None]:
+class bind:  # noqa: N801 - used as a function: ``with bind(requestId=...):``
     """Add ``fields`` to every record logged in this context until the block exits.
 
     Bindings nest (an inner value wins) and are restored on exit; a value of ``None``
-    removes the field for the duration of the block.
+    removes the field for the duration of the block. A plain context manager (no
+    generator): it is entered for every HTTP request.
     """
-    merged = {**_context.get(), **fields}
-    token = _context.set(MappingProxyType({k: v for k, v in merged.items() if v is not None}))
-    try:
-        yield
-    finally:
-        _context.reset(token)
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+        self._token: Token[Mapping[str, Any]] | None = None
+
+    def __enter__(self) -> None:
+        fields = self._fields
+        merged = {**_context.get(), **fields}
+        if None in fields.values():  # the context itself never holds a None
+            merged = {k: v for k, v in merged.items() if v is not None}
+        self._token = _context.set(MappingProxyType(merged))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def bind_global(**fields: Any) -> None:

@@ -20,6 +20,10 @@ __all__ = ["authenticate", "bearer_principal", "bearer_token", "principal_from_q
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _CHALLENGE = 'Bearer realm="lcx"'
+TOKENS_REMEMBERED = 10_000
+"""``Authorization`` values whose token :func:`token_of_header` remembers (a bot sends
+the same one with every request); past this the memory starts afresh."""
+_tokens: dict[str, str] = {}
 
 
 def _challenge(message: str, *, invalid_token: bool) -> dict[str, str]:
@@ -49,11 +53,17 @@ def token_of_header(header: str | None) -> str:
     if not header:
         message = "missing Authorization header; send 'Authorization: Bearer <token>'"
         raise Unauthorized(message, headers=_challenge(message, invalid_token=False))
+    token = _tokens.get(header)
+    if token is not None:
+        return token
     found = _BEARER.fullmatch(header.strip())
     if found is None:
         message = "malformed Authorization header; expected 'Bearer <token>'"
         raise Unauthorized(message, headers=_challenge(message, invalid_token=True))
-    return found[1]
+    if len(_tokens) >= TOKENS_REMEMBERED:
+        _tokens.clear()
+    token = _tokens[header] = found[1]
+    return token
 
 
 def bearer_principal(request: Request, verifier: TokenVerifier) -> Principal:

@@ -120,7 +120,22 @@ class LcxApp(QuartTrio):
             return
         request_id = request_id_from(scope["headers"])
         id_header = (_REQUEST_ID_KEY, request_id.encode("ascii"))
-        exchange = _Exchange(body_limit=self.body_limits.get((scope["method"], scope["path"])))
+        method, path = scope["method"], scope["path"]
+        exchange = _Exchange(body_limit=self.body_limits.get((method, path)))
+        started = time.perf_counter()
+        lean = self.lean
+        if lean is not None and (method, path) in HOT_ROUTES:
+            # answered in front of Quart, which does not run (nor cancel) it: the route
+            # writes the app's own headers itself and needs no shielded last write
+            exchange.route = path
+            with bind(requestId=request_id):
+                try:
+                    await lean.serve(scope, receive, send, exchange.body_limit
+                                     or self.config["MAX_CONTENT_LENGTH"], exchange,
+                                     (id_header, _NOSNIFF))
+                finally:
+                    self._finish(method, path, exchange, time.perf_counter() - started)
+            return
 
         async def send_with_id(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.start":
@@ -138,20 +153,13 @@ class LcxApp(QuartTrio):
                 return
             await send(message)
 
-        started = time.perf_counter()
         with bind(requestId=request_id):
             token = _exchange.set(exchange)
             try:
-                if self.lean is not None and (scope["method"], scope["path"]) in HOT_ROUTES:
-                    exchange.route = scope["path"]
-                    await self.lean.serve(scope, receive, send_with_id, exchange.body_limit
-                                          or self.config["MAX_CONTENT_LENGTH"])
-                else:
-                    await super().asgi_app(scope, receive, send_with_id)
+                await super().asgi_app(scope, receive, send_with_id)
             finally:
                 _exchange.reset(token)
-                self._finish(scope["method"], scope["path"], exchange,
-                             time.perf_counter() - started)
+                self._finish(method, path, exchange, time.perf_counter() - started)
 
     async def _websocket(self, scope: Scope, receive: ASGIReceiveCallable,
                          send: ASGISendCallable) -> None:

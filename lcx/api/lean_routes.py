@@ -25,8 +25,8 @@ complete is still a 499 with nothing done.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -42,7 +42,7 @@ from lcx.api.errors import envelope, error_reply
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import HeadersTooLarge, PayloadTooLarge, Unauthorized
 
-__all__ = ["BODY_TIMEOUT_SECONDS", "LEAN_ROUTES", "LeanRoutes", "RawRequest"]
+__all__ = ["BODY_TIMEOUT_SECONDS", "LEAN_ROUTES", "Exchange", "LeanRoutes", "RawRequest"]
 
 LEAN_ROUTES = frozenset({("POST", "/messages"), ("POST", "/requests")})
 """The (method, path) pairs the lean routes serve."""
@@ -55,32 +55,58 @@ _encoder = msgspec.json.Encoder()
 # ``Remote-Addr`` header (the client's address), and for HTTP/1.0 an empty ``Host``.
 _REMOTE_ADDR = len("Remote-Addr")
 _EMPTY_HOST = len("Host")
+_USED_HEADERS = {name.encode("latin-1"): name for name in (
+    "authorization", "content-type", "content-length", "transfer-encoding", "host")}
+"""The headers the lean routes read, by their lowercased bytes."""
+_JSON_MIMETYPE = "application/json"
 
 
 class RawRequest:
-    """One request as the lean routes read it: the ASGI scope's headers, decoded once."""
+    """One request as the lean routes read it: the few headers they use, decoded once.
 
-    __slots__ = ("content_length", "headers", "mimetype", "scope")
+    ``headers`` holds only :data:`_USED_HEADERS` (the first of repeated ones, as
+    werkzeug's ``get``); the header size Quart would count is summed in the same pass.
+    """
+
+    __slots__ = ("content_length", "headers", "mimetype", "scope", "size")
 
     def __init__(self, scope: HTTPScope) -> None:
         self.scope = scope
         headers: dict[str, str] = {}
+        size = 0
         for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            if key not in headers:  # the first of repeated headers, as werkzeug's get()
+            size += len(name) + len(value)
+            key = _USED_HEADERS.get(name)
+            if key is None:
+                lowered = name.lower()
+                if lowered == name:
+                    continue
+                key = _USED_HEADERS.get(lowered)
+                if key is None:
+                    continue
+            if key not in headers:
                 headers[key] = value.decode("latin-1")
         self.headers = headers
-        self.mimetype = parse_options_header(headers.get("content-type", ""))[0].lower()
+        self.size = size
+        content_type = headers.get("content-type", "")
+        # the common header needs no parsing; anything else is parsed as Quart does
+        self.mimetype = _JSON_MIMETYPE if content_type == _JSON_MIMETYPE else \
+            parse_options_header(content_type)[0].lower()
         self.content_length = get_content_length(headers.get("content-length"),
                                                  headers.get("transfer-encoding"))
 
     def header_bytes(self) -> int:
         """The header size Quart's request counts (names and values, latin-1)."""
-        size = sum(len(name) + len(value) for name, value in self.scope["headers"])
-        size += _REMOTE_ADDR + len((self.scope.get("client") or ("<local>",))[0])
+        size = self.size + _REMOTE_ADDR + len((self.scope.get("client") or ("<local>",))[0])
         if self.scope["http_version"] < "1.1" and "host" not in self.headers:
             size += _EMPTY_HOST
         return size
+
+
+class Exchange(Protocol):
+    """What the app notes of an exchange the lean routes answer: the status sent."""
+
+    status: int | None
 
 
 class _ClientGone(Exception):
@@ -110,10 +136,17 @@ class LeanRoutes:
         return 201, await self.rules.request_created(principal, decoded)
 
     async def serve(self, scope: HTTPScope, receive: ASGIReceiveCallable,
-                    send: ASGISendCallable, body_limit: int | None) -> None:
-        """Answer one exchange of a (method, path) in :data:`LEAN_ROUTES`."""
+                    send: ASGISendCallable, body_limit: int | None,
+                    exchange: Exchange, own_headers: tuple[tuple[bytes, bytes], ...] = (),
+                    ) -> None:
+        """Answer one exchange of a (method, path) in :data:`LEAN_ROUTES`.
+
+        ``exchange.status`` is set as the response starts (it stays None when the client
+        left first); ``own_headers`` end the header list (the app's request id and
+        ``nosniff``), replacing any header of the same name the answer carried.
+        """
         handler = self._handlers[(scope["method"], scope["path"])]
-        headers: Iterable[tuple[bytes, bytes]] = ()
+        headers: list[tuple[bytes, bytes]] = []
         try:
             request = RawRequest(scope)
             principal, body = await self._read(request, receive, body_limit)
@@ -124,11 +157,14 @@ class LeanRoutes:
         except Exception as exc:
             reply = error_reply(exc)
             status, encoded = reply.status, _encoder.encode(envelope(reply))
-            headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                       for name, value in reply.headers.items()]
+            own = {name for name, _ in own_headers}
+            headers = [(key, value.encode("latin-1")) for key, value in
+                       ((name.lower().encode("latin-1"), value)
+                        for name, value in reply.headers.items()) if key not in own]
+        exchange.status = status
         await send({"type": "http.response.start", "status": status, "headers": [
             *headers, (b"content-type", _JSON_TYPE),
-            (b"content-length", str(len(encoded)).encode("ascii"))]})
+            (b"content-length", str(len(encoded)).encode("ascii")), *own_headers]})
         await send({"type": "http.response.body", "body": encoded, "more_body": False})
 
     async def _read(self, request: RawRequest, receive: ASGIReceiveCallable,

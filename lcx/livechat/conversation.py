@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -95,6 +95,7 @@ BOT_CHANNEL = "bot"
 
 replace = msgspec.structs.replace
 IdSource = Callable[[], str]
+TimeoutKind = Literal["request", "inactivity"]
 
 
 def new_request(*, org_id: str, tenant_id: str, sub_handle: str, user_group_id: str,
@@ -123,13 +124,28 @@ def timeout_of(status: str, queued_at: str, last_activity_at: str,
                settings: LivechatSettings) -> Timeout | None:
     """:func:`next_timeout` from the three fields it depends on (for a sweep that arms
     deadlines from stored keys without loading whole conversations)."""
+    due = deadline_of(status, queued_at, last_activity_at, settings)
+    return None if due is None else Timeout(kind=due[0], deadline=iso(due[1]))
+
+
+def next_deadline(state: Conversation | None, settings: LivechatSettings
+                  ) -> tuple[TimeoutKind, datetime] | None:
+    """:func:`next_timeout` as (kind, deadline), the deadline not formatted (for the
+    shell, which waits until it)."""
+    if state is None:
+        return None
+    return deadline_of(state.status, state.queued_at, state.last_activity_at, settings)
+
+
+def deadline_of(status: str, queued_at: str, last_activity_at: str,
+                settings: LivechatSettings) -> tuple[TimeoutKind, datetime] | None:
+    """The kind and moment of the deadline a conversation in ``status`` waits for."""
     if status == "pending":
-        deadline = parse_iso(queued_at) + timedelta(seconds=settings.request_timeout_seconds)
-        return Timeout(kind="request", deadline=iso(deadline))
+        return "request", parse_iso(queued_at) + timedelta(
+            seconds=settings.request_timeout_seconds)
     if status == "active":
-        deadline = parse_iso(last_activity_at) + timedelta(
+        return "inactivity", parse_iso(last_activity_at) + timedelta(
             seconds=settings.inactivity_timeout_seconds)
-        return Timeout(kind="inactivity", deadline=iso(deadline))
     return None
 
 
@@ -562,13 +578,19 @@ def _edge_post(state: Conversation, event: EdgeMessage, author: Author) -> PostM
 def message_commands(state: Conversation, message: Message) -> list[tuple[Side, EdgeCommand]]:
     """Where a stored message must also go: the customer's message to an external
     provider; an agent's (or system) message to an external channel."""
-    command = SendMessage(conversation_id=state.id, message_id=message.message_id,
-                          text=message.text, type=message.type, payload=message.payload,
-                          attachments=tuple(message.attachments),
-                          author_name=message.author.name)
     if message.author.type == "subscriber":
-        return [(SIDE_PROVIDER, command)] if state.provider != NATIVE_PROVIDER else []
-    return [(SIDE_CHANNEL, command)] if state.channel != BOT_CHANNEL else []
+        if state.provider == NATIVE_PROVIDER:
+            return []
+        side: Side = SIDE_PROVIDER
+    elif state.channel == BOT_CHANNEL:
+        return []
+    else:
+        side = SIDE_CHANNEL
+    return [(side, SendMessage(conversation_id=state.id, message_id=message.message_id,
+                               text=message.text, type=message.type,
+                               payload=message.payload,
+                               attachments=tuple(message.attachments),
+                               author_name=message.author.name))]
 
 
 def end_commands(state: Conversation, by: str, reason: str | None

@@ -63,7 +63,8 @@ class ActorContext:
         self.idle_seconds = idle_seconds
         self._on_idle = on_idle
         self._stop_requested = False
-        self._receive_scope: trio.CancelScope | None = None
+        self._waiting = False
+        """Waiting in the mailbox for a message (:meth:`stop` wakes it)."""
         self._timers: dict[str, trio.CancelScope] = {}
         self._taken = 0
         """Messages taken in a row without waiting (see :meth:`next_envelope`)."""
@@ -81,15 +82,16 @@ class ActorContext:
     def stop(self) -> None:
         """Stop after the current message (a normal exit). Idempotent."""
         self._stop_requested = True
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
+        if self._waiting:
+            self.ref.mailbox.interrupt()
 
     async def next_envelope(self) -> Envelope | None:
         """The next message, or None when the actor should stop (asked, idle or closed).
 
-        A message already waiting is taken without a cancel scope (the idle deadline only
-        matters while the mailbox is empty); a run of such messages still yields to other
-        tasks every :data:`_YIELD_EVERY` of them.
+        A message already waiting is taken at once (the idle deadline only matters while
+        the mailbox is empty); a run of such messages still yields to other tasks every
+        :data:`_YIELD_EVERY` of them. An empty mailbox is waited on with its idle deadline
+        (:meth:`Mailbox.wait`: no cancel scope per wait).
         """
         mailbox = self.ref.mailbox
         while not self._stop_requested:
@@ -105,15 +107,18 @@ class ActorContext:
                 return envelope
             self._taken = 0
             deadline = trio.current_time() + (self.idle_seconds or math.inf)
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._receive_scope = scope
-                try:
-                    return await mailbox.get()
-                except trio.EndOfChannel:
-                    return None
-                finally:
-                    self._receive_scope = None
-            if not self._stop_requested and self._idle_should_stop():
+            self._waiting = True
+            try:
+                handed = await mailbox.wait(deadline)
+            except trio.EndOfChannel:
+                return None
+            finally:
+                self._waiting = False
+            if handed is not None:
+                return handed
+            if self._stop_requested or mailbox.depth:
+                continue
+            if self._idle_should_stop():
                 return None
         return None
 

@@ -3,10 +3,12 @@
 A cancel scope with a deadline costs several microseconds to enter and leave, and every
 ``ask`` needs a deadline. Here an ask only pushes (deadline, reply) on a heap; one system
 task sleeps until the earliest deadline and fails the replies still empty by then with
-:class:`~lcx.errors.AskTimeout`. Answered asks leave their entries behind (dropped when
-their deadline comes), so the heap holds at most the asks of the last ``timeout`` seconds.
-Asks with the usual timeout arrive in deadline order, so the sleeper is woken early only
-when the heap was empty.
+:class:`~lcx.errors.AskTimeout`. Answered asks leave their entries behind; each time the
+keeper wakes it drops every answered entry at the top of the heap along with the due
+ones, so it sleeps until the deadline of the oldest ask still waiting: with asks answered
+in time it wakes about once per ``timeout``, not once per ask, and the heap holds at most
+the asks of the last ``timeout`` seconds or so. Asks with the usual timeout arrive in
+deadline order, so the sleeper is woken early only when the heap was empty.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class AskDeadlines:
         heap = self._heap
         while True:
             now = trio.current_time()
-            while heap and heap[0][0] <= now:
+            # the due ones, and the answered ones in front of the first still waiting
+            while heap and (heap[0][0] <= now or heap[0][2].done):
                 _, _, reply, describe = heapq.heappop(heap)
                 if not reply.done:
                     reply.fail(AskTimeout(describe()))

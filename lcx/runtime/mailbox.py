@@ -1,13 +1,20 @@
 """Bounded mailboxes, the envelopes they carry, and the one-shot reply slots of ``ask``.
 
 A mailbox belongs to whoever supervises the actor, not to the actor's task: a restarted
-actor reads the same mailbox and finds the messages that were waiting for it (when the
-last receive end of a Trio memory channel closes, its buffer is lost, so the task must
-never own it).
+actor reads the same mailbox and finds the messages that were waiting for it.
+
+The mailbox's one reader (the actor's task) waits for a message with :meth:`Mailbox.wait`:
+it parks on the mailbox itself and whoever enqueues wakes it; its idle deadline is kept by
+one system task per Trio run (:class:`_ReaderDeadlines`, a heap holding about one entry
+per waiting mailbox) instead of a cancel scope entered and left for every wait.
 """
 
 from __future__ import annotations
 
+import collections
+import heapq
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +24,7 @@ import trio
 from lcx.errors import MailboxClosed, MailboxFull
 
 _TAKEN: outcome.Outcome[Any] = outcome.Value(None)
+
 """What a slot holds once its asker took the answer (it stays ``done``)."""
 
 
@@ -92,20 +100,32 @@ class Mailbox:
 
     ``put`` waits while the mailbox is full (backpressure); ``put_nowait`` raises
     :class:`MailboxFull` instead. Once closed, both raise :class:`MailboxClosed`.
+
+    Its own deque, waiting senders and one waiting reader, with the semantics of the Trio
+    memory channel it replaced (a waiting reader is handed the next envelope, which takes
+    no room; a sender waiting for room moves in, in turn, as the reader takes one; a full
+    mailbox stays full while senders wait), minus the channel's machinery: an empty
+    :meth:`take` raises nothing, a send checks three fields.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("a mailbox holds at least one message")
         self.capacity = capacity
-        self._closed = True
-        self.reopen()
+        self._closed = False
+        self._buffer: collections.deque[Envelope] = collections.deque()
+        self._senders: collections.OrderedDict[trio.lowlevel.Task, Envelope] = \
+            collections.OrderedDict()
+        """Senders waiting in :meth:`put` for room, oldest first, with their envelopes."""
+        self._reader: trio.lowlevel.Task | None = None
+        """The task parked in :meth:`wait`, if one is (the mailbox is empty then)."""
+        self._reader_deadline = math.inf
+        self._watched: float | None = None
+        """The deadline of this mailbox's entry with the deadline keeper (None: none known)."""
 
     def reopen(self) -> None:
         """Take messages again after ``close`` (for an actor started anew). Idempotent."""
-        if self._closed:
-            self._send, self._receive = trio.open_memory_channel[Envelope](self.capacity)
-            self._closed = False
+        self._closed = False
 
     @property
     def closed(self) -> bool:
@@ -115,7 +135,7 @@ class Mailbox:
     @property
     def depth(self) -> int:
         """How many messages wait to be read."""
-        return self._send.statistics().current_buffer_used
+        return len(self._buffer)
 
     async def put(self, envelope: Envelope) -> None:
         """Enqueue, waiting while the mailbox is full.
@@ -123,10 +143,24 @@ class Mailbox:
         Raises:
             MailboxClosed: the mailbox is (or gets) closed before the message is enqueued.
         """
-        try:
-            await self._send.send(envelope)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise MailboxClosed("the actor is stopped")
+        if self._reader is not None:  # handed to the waiting reader
+            self._wake_reader(outcome.Value(envelope))
+        elif len(self._buffer) < self.capacity:
+            self._buffer.append(envelope)
+        else:
+            task = trio.lowlevel.current_task()
+            self._senders[task] = envelope
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._senders.pop(task, None)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)  # moved in, or closed
+            return
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def put_nowait(self, envelope: Envelope) -> None:
         """Enqueue without waiting.
@@ -135,12 +169,8 @@ class Mailbox:
             MailboxFull: the mailbox is at capacity; nothing was enqueued.
             MailboxClosed: the mailbox is closed.
         """
-        try:
-            self._send.send_nowait(envelope)
-        except trio.WouldBlock:
-            raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        if not self.offer(envelope):
+            raise MailboxFull(f"mailbox full ({self.capacity} messages)")
 
     def offer(self, envelope: Envelope) -> bool:
         """Enqueue without waiting if there is room; False (nothing enqueued) when full.
@@ -150,12 +180,14 @@ class Mailbox:
         Raises:
             MailboxClosed: the mailbox is closed.
         """
-        try:
-            self._send.send_nowait(envelope)
-        except trio.WouldBlock:
+        if self._closed:
+            raise MailboxClosed("the actor is stopped")
+        if self._reader is not None:  # handed to the waiting reader
+            self._wake_reader(outcome.Value(envelope))
+            return True
+        if len(self._buffer) >= self.capacity:
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise MailboxClosed("the actor is stopped") from None
+        self._buffer.append(envelope)
         return True
 
     def take(self) -> Envelope | None:
@@ -164,10 +196,17 @@ class Mailbox:
         Raises:
             trio.EndOfChannel: the mailbox is closed and empty.
         """
-        try:
-            return self._receive.receive_nowait()
-        except trio.WouldBlock:
-            return None
+        buffer = self._buffer
+        if buffer:
+            envelope = buffer.popleft()
+            if self._senders:  # the oldest waiting sender moves in
+                task, waiting = self._senders.popitem(last=False)
+                buffer.append(waiting)
+                trio.lowlevel.reschedule(task)
+            return envelope
+        if self._closed:
+            raise trio.EndOfChannel
+        return None
 
     async def get(self) -> Envelope:
         """Take the oldest envelope, waiting for one.
@@ -175,23 +214,135 @@ class Mailbox:
         Raises:
             trio.EndOfChannel: the mailbox is closed and empty.
         """
-        return await self._receive.receive()
+        while True:
+            envelope = self.take()
+            if envelope is not None:
+                await trio.lowlevel.checkpoint()
+                return envelope
+            handed = await self.wait()
+            if handed is not None:
+                return handed
+
+    async def wait(self, deadline: float = math.inf) -> Envelope | None:
+        """Wait, as the mailbox's one reader, for the next envelope: it is handed over
+        directly (it never takes room in the mailbox, as with a memory channel's waiting
+        receiver); None once ``deadline`` (Trio time) passed or :meth:`interrupt` was
+        called.
+
+        Call it only when :meth:`take` found nothing. Cancellable.
+
+        Raises:
+            trio.EndOfChannel: the mailbox was closed meanwhile.
+            RuntimeError: another task already waits.
+        """
+        if self._reader is not None:
+            raise RuntimeError("another task already waits on this mailbox")
+        if self._closed:
+            raise trio.EndOfChannel
+        self._reader = trio.lowlevel.current_task()
+        self._reader_deadline = deadline
+        if deadline != math.inf and (self._watched is None or self._watched > deadline):
+            reader_deadlines().watch(deadline, self)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._reader = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        handed: Envelope | None = await trio.lowlevel.wait_task_rescheduled(abort)
+        return handed
+
+    def interrupt(self) -> None:
+        """Wake the reader waiting in :meth:`wait` (it gets None), if one waits."""
+        self._wake_reader(outcome.Value(None))
+
+    def _wake_reader(self, result: outcome.Outcome[Envelope | None]) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader, result)
+
+    def _deadline_came(self, now: float, keeper: _ReaderDeadlines) -> None:
+        """The deadline keeper: this mailbox's entry is due."""
+        self._watched = None
+        if self._reader is None:
+            return
+        if self._reader_deadline <= now:
+            self._wake_reader(outcome.Value(None))
+        elif self._reader_deadline != math.inf:  # waiting again since, until later
+            keeper.watch(self._reader_deadline, self)
 
     def close(self) -> None:
         """Refuse new messages and drop those still waiting, failing their asks with
         :class:`MailboxClosed` (they were never read, so resending them is safe).
 
-        Idempotent. Senders blocked in ``put`` get :class:`MailboxClosed`.
+        Idempotent. Senders blocked in ``put`` get :class:`MailboxClosed`; a reader waiting
+        in :meth:`wait` gets ``trio.EndOfChannel``.
         """
         if self._closed:
             return
         self._closed = True
-        self._send.close()
-        while True:
-            try:
-                envelope = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        self._wake_reader(outcome.Error(trio.EndOfChannel()))
+        senders, self._senders = self._senders, collections.OrderedDict()
+        for task in senders:
+            trio.lowlevel.reschedule(task, outcome.Error(
+                MailboxClosed("the actor is stopped")))
+        buffer = self._buffer
+        while buffer:
+            envelope = buffer.popleft()
             if envelope.reply is not None:
                 envelope.reply.fail(MailboxClosed("the actor stopped before reading this message"))
-        self._receive.close()
+
+
+class _ReaderDeadlines:
+    """Wakes readers whose :meth:`Mailbox.wait` deadline passed (one task per Trio run).
+
+    A mailbox has at most about one entry here: a reader that waits again before its entry
+    is due adds none (its later deadline is looked at when the entry comes up, and added
+    then if it still waits), so the keeper wakes about once per idle period of a busy
+    actor, and never for a message's wait that ended in time.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Mailbox]] = []
+        self._seq = itertools.count()
+        self._sleep: trio.CancelScope | None = None
+        self._started = False
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def watch(self, deadline: float, mailbox: Mailbox) -> None:
+        """Look at ``mailbox``'s waiting reader at ``deadline``."""
+        heapq.heappush(self._heap, (deadline, next(self._seq), mailbox))
+        mailbox._watched = deadline
+        if not self._started:
+            self._started = True
+            trio.lowlevel.spawn_system_task(self._run, name="lcx.mailbox_deadlines")
+        elif self._sleep is not None and deadline < self._sleep.deadline:
+            self._sleep.deadline = deadline
+
+    async def _run(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, mailbox = heapq.heappop(heap)
+                mailbox._deadline_came(now, self)
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._sleep = scope
+                await trio.sleep_forever()
+            self._sleep = None
+
+
+_READER_DEADLINES: trio.lowlevel.RunVar[_ReaderDeadlines] = trio.lowlevel.RunVar(
+    "lcx_mailbox_deadlines")
+
+
+def reader_deadlines() -> _ReaderDeadlines:
+    """The mailbox deadline keeper of the current Trio run (created on first use)."""
+    try:
+        return _READER_DEADLINES.get()
+    except LookupError:
+        keeper = _ReaderDeadlines()
+        _READER_DEADLINES.set(keeper)
+        return keeper

@@ -10,15 +10,28 @@ a body, or to notice the client leaving); never by both at once.
 Parsed requests wait in a queue in order; reading stops while one waits behind the one
 being answered, so a pipelining client buffers at most one read ahead.
 
-One cancel scope per connection times out an idle connection: its deadline is moved to
-now + keep-alive when the connection waits for a request and to infinity once a request
-head is in, so the timer costs two deadline moves per request and no task.
+An idle connection is timed out without a deadline moved per request: the connection notes
+when its keep-alive ends as it starts waiting for a request, and only when a read (or the
+write of a bare error) then has to wait does it tell the keep-alive keeper (one task per
+Trio run, a heap with about one entry per waiting connection), which cancels the
+connection's scope if it is still waiting for a request once that moment passed. A
+request that arrives without a wait costs the timer nothing.
+
+Bytes are read and written with ``os.read``/``os.write`` on the socket's descriptor,
+waiting (``wait_readable``/``wait_writable``) only when the kernel has nothing to give or
+no room to take: a read or write that succeeds at once does not yield to the scheduler
+(trio's socket methods yield after every call, one task switch and one ``epoll_wait``
+each); a run of reads and writes that never had to wait still yields every
+:data:`IO_BEFORE_YIELD`, so a client that floods one connection cannot hold the loop.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +55,8 @@ WebsocketHandler = Callable[..., Awaitable[None]]
 DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 """The event ``receive`` returns once the client is gone or the response is complete."""
 MAX_RECV = 65536
+IO_BEFORE_YIELD = 16
+"""Reads and writes that did not wait, in a row, after which the connection yields once."""
 _ASGI = {"spec_version": "2.1", "version": "3.0"}
 
 
@@ -105,6 +120,14 @@ class Connection:
         self.idle = False
         """Waiting for a request with no byte of it read (safe to close at shutdown)."""
         self._scope = trio.CancelScope()
+        self._fd = stream.socket.fileno()
+        self._io_in_a_row = 0
+        self._awaiting = False
+        """Waiting for a request (its head not complete): the keep-alive runs."""
+        self._idle_deadline = math.inf
+        """When the keep-alive of the current wait for a request ends (Trio time)."""
+        self._watched: float | None = None
+        """The deadline of this connection's entry with the keep-alive keeper, if any."""
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[_Request] = deque()
         self._parsing: _Request | None = None
@@ -235,8 +258,17 @@ class Connection:
 
     async def _read(self) -> bytes | None:
         """The next bytes from the client; None when it closed or the socket failed."""
+        fd = self._fd
         try:
-            data = await self.stream.receive_some(MAX_RECV)
+            while True:
+                try:
+                    data = os.read(fd, MAX_RECV)
+                    break
+                except BlockingIOError:
+                    self._io_in_a_row = 0
+                    self._arm_keep_alive()
+                    await trio.lowlevel.wait_readable(fd)
+            await self._count_io()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             data = b""
         if not data:
@@ -262,17 +294,51 @@ class Connection:
 
     # -- writing -----------------------------------------------------------------------
 
+    def _arm_keep_alive(self) -> None:
+        """About to wait: make sure the keeper looks at this connection by its keep-alive
+        deadline if it is waiting for a request."""
+        if self._awaiting and (self._watched is None or self._watched > self._idle_deadline):
+            _keep_alives().watch(self._idle_deadline, self)
+
+    def _keep_alive_came(self, now: float, keeper: _KeepAlives) -> None:
+        """The keeper: this connection's entry is due."""
+        self._watched = None
+        if not self._awaiting:
+            return
+        if self._idle_deadline <= now:
+            self._scope.cancel()  # idle too long: the connection closes
+        else:  # waiting for another request since, until later
+            keeper.watch(self._idle_deadline, self)
+
+    async def _count_io(self) -> None:
+        """One more read or write without a wait; every :data:`IO_BEFORE_YIELD`, yield."""
+        self._io_in_a_row += 1
+        if self._io_in_a_row >= IO_BEFORE_YIELD:
+            self._io_in_a_row = 0
+            await trio.lowlevel.checkpoint()
+
     async def _write(self, data: bytes) -> None:
         """Write ``data``; a failed write marks the connection broken and is not raised."""
         if self.broken:
             return
+        fd = self._fd
+        view = memoryview(data)
         try:
-            await self.stream.send_all(data)
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:
+                    self._io_in_a_row = 0
+                    self._arm_keep_alive()
+                    await trio.lowlevel.wait_writable(fd)
+            await self._count_io()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.broken = True
         except BaseException:  # cancelled part way: what is on the wire is unknown
             self.broken = True
             raise
+        finally:
+            view.release()
 
     # -- serving -------------------------------------------------------------------------
 
@@ -282,11 +348,14 @@ class Connection:
         try:
             with self._scope:
                 while not self.closing:
-                    self._scope.deadline = trio.current_time() + self.limits.keep_alive
-                    request = await self._next_request()
+                    self._idle_deadline = trio.current_time() + self.limits.keep_alive
+                    self._awaiting = True
+                    try:
+                        request = await self._next_request()
+                    finally:
+                        self._awaiting = False
                     if request is None:
                         break
-                    self._scope.deadline = math.inf
                     if request.raw is not None:
                         await self.websocket(
                             self.app, self.stream, request.raw, client=self.client,
@@ -474,3 +543,48 @@ def _rebuild_head(scope: dict[str, Any]) -> bytes:
                                  scope["http_version"].encode("ascii"))]
     lines += [name + b": " + value for name, value in scope["headers"]]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _KeepAlives:
+    """Closes connections whose keep-alive ran out while they waited for a request (one
+    task per Trio run; see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._seq = itertools.count()
+        self._sleep: trio.CancelScope | None = None
+        self._started = False
+
+    def watch(self, deadline: float, connection: Connection) -> None:
+        """Look at ``connection`` at ``deadline``."""
+        heapq.heappush(self._heap, (deadline, next(self._seq), connection))
+        connection._watched = deadline
+        if not self._started:
+            self._started = True
+            trio.lowlevel.spawn_system_task(self._run, name="lcx.http_keep_alives")
+        elif self._sleep is not None and deadline < self._sleep.deadline:
+            self._sleep.deadline = deadline
+
+    async def _run(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, connection = heapq.heappop(heap)
+                connection._keep_alive_came(now, self)
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._sleep = scope
+                await trio.sleep_forever()
+            self._sleep = None
+
+
+_KEEP_ALIVES: trio.lowlevel.RunVar[_KeepAlives] = trio.lowlevel.RunVar("lcx_http_keep_alives")
+
+
+def _keep_alives() -> _KeepAlives:
+    try:
+        return _KEEP_ALIVES.get()
+    except LookupError:
+        keeper = _KeepAlives()
+        _KEEP_ALIVES.set(keeper)
+        return keeper

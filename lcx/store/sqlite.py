@@ -315,7 +315,7 @@ def _ping(tx: Tx) -> None:
 class _Job:
     """One transaction or read handed to a store thread, and the slot of its outcome."""
 
-    __slots__ = ("announced", "done", "fn", "outcome", "read", "state")
+    __slots__ = ("_done", "announced", "finished", "fn", "outcome", "read", "state")
 
     def __init__(self, fn: Callable[[Tx], Any], *, read: bool) -> None:
         self.fn = fn
@@ -323,8 +323,27 @@ class _Job:
         self.outcome: outcome.Outcome[Any] | None = None
         self.announced: list[object] = []
         """What the last run of ``fn`` announced (the one that counts once committed)."""
-        self.done = trio.Event()
+        self.finished = False
+        """The outcome is there and the waiter may take it (set on the Trio thread)."""
+        self._done: trio.Event | None = None
+        """Made only when someone waits: the leader of a batch on the Trio thread never
+        does for its own job."""
         self.state = _QUEUED
+
+    async def wait(self) -> None:
+        """Wait until :attr:`finished` (a checkpoint either way)."""
+        if self.finished:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def finish(self) -> None:
+        """Trio thread: the outcome is there; wake the waiter, if one waits."""
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
 
 
 _QUEUED, _TAKEN, _WITHDRAWN = range(3)
@@ -347,12 +366,12 @@ async def _finished(job: _Job) -> None:
     queue (then it never runs); once taken, it runs to its end and the caller waits for
     it, shielded, and sees the cancellation at its next checkpoint."""
     try:
-        await job.done.wait()
+        await job.wait()
     except trio.Cancelled:
         if _withdraw(job):
             raise
         with trio.CancelScope(shield=True):
-            await job.done.wait()
+            await job.wait()
 
 
 def _withdraw(job: _Job) -> bool:
@@ -367,7 +386,7 @@ def _withdraw(job: _Job) -> bool:
 def _wake(jobs: list[_Job]) -> None:
     """Trio thread: tell every waiter of ``jobs`` that its outcome is there."""
     for job in jobs:
-        job.done.set()
+        job.finish()
 
 
 def _failure(exc: BaseException) -> outcome.Error:
@@ -726,7 +745,8 @@ class SqliteStore:
         Transactions submitted while the writer is busy are committed together (group
         commit); each still succeeds or fails on its own.
         """
-        with self._operation():
+        self._begin_operation()
+        try:
             self._in_flight += 1
             try:
                 job = _Job(fn, read=False)
@@ -742,6 +762,8 @@ class SqliteStore:
             self._committed += 1
             self._listeners.tell(job.announced)
             return result
+        finally:
+            self._end_operation()
 
     def on_commit(self, listener: CommitListener) -> Callable[[], None]:
         """See :meth:`lcx.store.base.Store.on_commit`."""
@@ -754,7 +776,8 @@ class SqliteStore:
         (over ``inline_budget``, or a lock in the way), again on a reader thread: ``fn``
         may run twice, so it must be free of side effects.
         """
-        with self._operation():
+        self._begin_operation()
+        try:
             if self._inline is not None:
                 await trio.lowlevel.checkpoint()
                 if (done := self._read_inline(fn)) is not None:
@@ -766,6 +789,8 @@ class SqliteStore:
             else:
                 result = await self._submit(job, self._threads.read)
             return result
+        finally:
+            self._end_operation()
 
     async def _commit_on_trio_thread(self, job: _Job) -> Any:
         """Group commit on the Trio thread: the first caller leads a batch of every job
@@ -820,7 +845,7 @@ class SqliteStore:
         with trio.CancelScope(shield=True):
             self._threads.write_all(batch)
             for queued in batch:
-                await queued.done.wait()
+                await queued.wait()
 
     def _write_progress(self) -> int:
         """SQLite progress handler of the writer: non-zero aborts a statement of a batch
@@ -914,17 +939,17 @@ class SqliteStore:
         """How many groups failed without savepoints and were run again with them."""
         return self._threads.savepoint_batches
 
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
+    def _begin_operation(self) -> None:
+        """Count a read or transaction in (``close`` waits for them); refused once closed.
+        A pair of calls rather than a context manager: it runs for every statement."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
         self._active += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if not self._active and self._drained is not None:
-                self._drained.set()
+
+    def _end_operation(self) -> None:
+        self._active -= 1
+        if not self._active and self._drained is not None:
+            self._drained.set()
 
 
 @asynccontextmanager
