@@ -98,7 +98,7 @@ async def test_periodic_sweeps_cover_25_open_conversations_10_at_a_time() -> Non
         await service.periodic_sweep()
         woken_per_sweep.append(conversations.posted[before:])
     assert [len(woken) for woken in woken_per_sweep] == [10, 10, 5]
-    assert sorted(sum(woken_per_sweep, [])) == [row.id for row in rows]
+    assert sorted(c for woken in woken_per_sweep for c in woken) == [row.id for row in rows]
     assert max(reads) <= 4
     await service.periodic_sweep()
     assert conversations.posted[25:] == [row.id for row in rows[:10]]
