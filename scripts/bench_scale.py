@@ -86,6 +86,9 @@ LIGHT_AGENTS = [True]
 """``--light-agents``: the requests part's agents are raw sockets in their own process."""
 GRANTED = b"AUTHORIZATION_GRANTED"
 REQUEST_TIMEOUT_SECONDS = 86_400
+IDLE_WINDOW_SECONDS = 30.0
+"""The cost part's idle CPU window: three periods of the 10 s sweeps and resyncs (CPU
+time comes in 10 ms ticks, and a 5 s window catches a sweep or not)."""
 """The cost part's request timeout: its pending requests stay pending while it runs."""
 
 
@@ -408,8 +411,9 @@ async def _live_conversations(http: httpx.AsyncClient) -> int:
 async def _settle(side: _CostSide, limit_seconds: float) -> dict[str, Any]:
     """Wait until the conversation actors that setting up woke are passivated again (only
     the relay's 10 stay) and the server's idle CPU stops falling (two 2 s windows within
-    20 % of each other, or under 2 % of a core); then its idle CPU over 5 s, which every
-    measured window also pays (sweeps, resyncs, timers)."""
+    20 % of each other, or under 2 % of a core); then its idle CPU over
+    :data:`IDLE_WINDOW_SECONDS`, which every measured window also pays (sweeps, resyncs,
+    timers)."""
     began = time.perf_counter()
     while True:
         live = await _live_conversations(side.http)
@@ -425,8 +429,8 @@ async def _settle(side: _CostSide, limit_seconds: float) -> dict[str, Any]:
             break
         previous = rate
     before = side.server.cpu_seconds()
-    await trio.sleep(5.0)
-    idle = (side.server.cpu_seconds() - before) / 5.0
+    await trio.sleep(IDLE_WINDOW_SECONDS)
+    idle = (side.server.cpu_seconds() - before) / IDLE_WINDOW_SECONDS
     settled = {"settleSeconds": round(time.perf_counter() - began, 1),
                "liveConversationActors": live, "idleCpuPerSecondMs": round(idle * 1000, 1)}
     print(f"{side.label}: settled after {settled['settleSeconds']} s, {live} conversation "
