@@ -16,9 +16,13 @@ are that part's), with the stub bot of ``bench_bot.py``:
     so that 1,000 agents decoding every broadcast do not starve the server of CPU on a
     small machine; ``--no-light-agents`` uses websocket clients in this process.
 ``cost``
-    Server CPU per message pair (as in ``bench_relay.py``) with 10 open conversations, then
-    again after N more pending conversations were opened (and, with ``--stored M``, M
-    ended conversations with 4 messages each written to the store): the ratio should be ~1.
+    Server CPU per message pair (as in ``bench_relay.py``) on two servers side by side: one
+    with 10 open conversations, one with N more pending ones (``--open``) and, with
+    ``--stored M``, M ended conversations with 4 messages each. Each is first settled (the
+    actors that setting up woke passivated, its idle CPU steady, then reported), warmed
+    up, then measured in ``--rounds`` alternating rounds at the same rate, the CPU read
+    from ``/proc`` over each step's window; it prints both ranges and the ratio (it
+    should be ~1). ``--profile DIR`` adds one step per server under py-spy.
 
 Run::
 
@@ -58,6 +62,7 @@ from benchkit import (
     Agent,
     Connected,
     Frame,
+    Server,
     agent_token,
     agents_connected,
     bot_client,
@@ -81,6 +86,11 @@ LCX_ROOT: list[str | None] = [None]
 LIGHT_AGENTS = [True]
 """``--light-agents``: the requests part's agents are raw sockets in their own process."""
 GRANTED = b"AUTHORIZATION_GRANTED"
+REQUEST_TIMEOUT_SECONDS = 86_400
+IDLE_WINDOW_SECONDS = 30.0
+"""The cost part's idle CPU window: three periods of the 10 s sweeps and resyncs (CPU
+time comes in 10 ms ticks, and a 5 s window catches a sweep or not)."""
+"""The cost part's request timeout: its pending requests stay pending while it runs."""
 
 
 def _light_agent(host: str, port: int, name: str, selector: selectors.BaseSelector,
@@ -351,44 +361,163 @@ async def store_ended(database: Path, count: int, messages: int = 4) -> float:
     return time.perf_counter() - began
 
 
-async def cost_part(extra_open: int, rate: float, seconds: float, stored: int = 0
-                    ) -> dict[str, Any]:
-    """CPU per pair with 10 conversations, then with ``extra_open`` more pending ones (and
-    ``stored`` ended ones with their messages)."""
+@dataclass
+class _CostSide:
+    """One server of the cost part: its relay over 10 accepted conversations."""
+
+    label: str
+    server: Server
+    http: httpx.AsyncClient
+    relay: Relay
+    steps: list[dict[str, Any]]
+
+
+@asynccontextmanager
+async def _cost_side(nursery: trio.Nursery, label: str, extra_open: int,
+                     stored: int) -> AsyncIterator[_CostSide]:
+    """A fresh ``lcx serve`` with 10 agents, 10 accepted conversations, then ``extra_open``
+    pending requests and ``stored`` ended conversations (each with 4 messages)."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
-        async with trio.open_nursery() as nursery, bot_client(server.url) as http:
-            await put_settings(http, maxConcurrentChats=1000)
+        async with bot_client(server.url) as http:
+            # the pending requests wait for the whole run (by default they would be missed
+            # after 120 s, in the middle of the measured rounds)
+            await put_settings(http, maxConcurrentChats=1000,
+                               requestTimeoutSeconds=REQUEST_TIMEOUT_SECONDS)
             relay_box: list[Relay] = []
 
             def on_frame(agent: Agent, frame: Frame) -> None:
                 if relay_box:
                     relay_box[0].on_frame(agent, frame)
 
-            names = [f"cost-{i}" for i in range(10)]
+            names = [f"{label}-{i}" for i in range(10)]
             async with agents_connected(nursery, server.url, names, on_frame) as connected:
-                conversations = await open_conversations(http, connected.agents, 10, "cost")
-                relay = Relay(server, conversations)
+                relay = Relay(server, await open_conversations(http, connected.agents, 10,
+                                                               label))
                 relay_box.append(relay)
                 nursery.start_soon(relay.answer)
-                await relay.step([http], 20.0, 2.0, 5.0)
-                small = await relay.step([http], rate, seconds, 20.0)
-                show(small)
-                _, errors, _ = await _create_requests(http, extra_open, "cost-pending")
+                if extra_open:
+                    _, errors, took = await _create_requests(http, extra_open,
+                                                             f"{label}-pending")
+                    print(f"{label}: {extra_open} pending requests created in {took:.1f} s, "
+                          f"{errors} errors", flush=True)
+                    if errors:
+                        raise RuntimeError(f"{errors} of the pending requests failed")
                 if stored:
                     took = await store_ended(server.workdir / "lcx.db", stored)
-                    print(f"stored {stored} ended conversations in {took:.1f} s", flush=True)
-                await relay.step([http], 20.0, 2.0, 5.0)
-                large = await relay.step([http], rate, seconds, 20.0)
-                show(large)
-            nursery.cancel_scope.cancel()
-    ratio = None
-    if small["serverCpuPerPairUs"] and large["serverCpuPerPairUs"]:
-        ratio = round(large["serverCpuPerPairUs"] / small["serverCpuPerPairUs"], 3)
-    print(f"CPU per pair with 10 open: {small['serverCpuPerPairUs']} us; with "
-          f"{10 + extra_open} open and {stored} stored: {large['serverCpuPerPairUs']} us "
-          f"(x{ratio})", flush=True)
-    return {"rate": rate, "openSmall": 10, "openLarge": 10 + extra_open, "storedLarge": stored,
-            "createErrors": errors, "small": small, "large": large, "ratio": ratio}
+                    print(f"{label}: {stored} ended conversations stored in {took:.1f} s",
+                          flush=True)
+                yield _CostSide(label, server, http, relay, [])
+
+
+async def _live_conversations(http: httpx.AsyncClient) -> int:
+    """``lcx_actors_live{kind="conversation"}`` from ``/metrics``."""
+    token = mint_token(JWT_SECRET, sub="bench-admin", org=None, scopes="admin")
+    response = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    for line in response.text.splitlines():
+        if line.startswith('lcx_actors_live{kind="conversation"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+async def _settle(side: _CostSide, limit_seconds: float) -> dict[str, Any]:
+    """Wait until the conversation actors that setting up woke are passivated again (only
+    the relay's 10 stay) and the server's idle CPU stops falling (two 2 s windows within
+    20 % of each other, or under 2 % of a core); then its idle CPU over
+    :data:`IDLE_WINDOW_SECONDS`, which every measured window also pays (sweeps, resyncs,
+    timers)."""
+    began = time.perf_counter()
+    while True:
+        live = await _live_conversations(side.http)
+        if live <= 10 + 5 or time.perf_counter() - began >= limit_seconds:
+            break
+        await trio.sleep(2.0)
+    previous = None
+    while time.perf_counter() - began < limit_seconds:
+        before = side.server.cpu_seconds()
+        await trio.sleep(2.0)
+        rate = (side.server.cpu_seconds() - before) / 2.0
+        if rate < 0.02 or (previous is not None and abs(rate - previous) <= 0.2 * previous):
+            break
+        previous = rate
+    before = side.server.cpu_seconds()
+    await trio.sleep(IDLE_WINDOW_SECONDS)
+    idle = (side.server.cpu_seconds() - before) / IDLE_WINDOW_SECONDS
+    settled = {"settleSeconds": round(time.perf_counter() - began, 1),
+               "liveConversationActors": live, "idleCpuPerSecondMs": round(idle * 1000, 1)}
+    print(f"{side.label}: settled after {settled['settleSeconds']} s, {live} conversation "
+          f"actors live, idle CPU {settled['idleCpuPerSecondMs']} ms per s", flush=True)
+    return settled
+
+
+def _start_py_spy(py_spy: str, pid: int, seconds: float, path: str) -> subprocess.Popen[bytes]:
+    """``py-spy record --gil -f raw`` of ``pid`` for ``seconds``, written to ``path``
+    (``--nonblocking``: the process is not paused for each sample)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([py_spy, "record", "--gil", "--nonblocking", "-f", "raw", "-r", "250",
+                             "-d", str(round(seconds)), "-p", str(pid), "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _profiled_step(side: _CostSide, rate: float, seconds: float, directory: str,
+                         py_spy: str) -> str:
+    """One more step of ``side`` under ``py-spy record --gil -f raw`` (excluded from the
+    figures: py-spy's own reading of the process costs); the profile's path."""
+    assert side.server.pid is not None
+    path = str(Path(directory) / f"cost-{side.label}.txt")
+    spy = _start_py_spy(py_spy, side.server.pid, seconds, path)
+    try:
+        await side.relay.step([side.http], rate, seconds, 20.0)
+    finally:
+        await trio.to_thread.run_sync(spy.wait)
+    print(f"{side.label}: profile of one step in {path}", flush=True)
+    return path
+
+
+def _cpu_summary(steps: list[dict[str, Any]]) -> dict[str, float]:
+    values = sorted(step["serverCpuPerPairUs"] or 0.0 for step in steps)
+    return {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
+
+
+async def cost_part(extra_open: int, rate: float, seconds: float, stored: int = 0, *,
+                    rounds: int = 3, settle_limit: float = 180.0, profile: str | None = None,
+                    py_spy: str = "py-spy") -> dict[str, Any]:
+    """CPU per pair on two servers side by side: one with the relay's 10 conversations,
+    one with ``extra_open`` more pending ones and ``stored`` ended ones. Both are settled
+    first, warmed up (a step not counted), then measured in ``rounds`` alternating rounds
+    at the same rate (small, large, then large, small, ...: a drift of the machine's load
+    falls on both), the CPU read from ``/proc`` over each step's window."""
+    async with trio.open_nursery() as nursery:
+        async with _cost_side(nursery, "small", 0, 0) as small, \
+                _cost_side(nursery, "large", extra_open, stored) as large:
+            sides = (small, large)
+            settled = {side.label: await _settle(side, settle_limit) for side in sides}
+            for side in sides:
+                await side.relay.step([side.http], rate, 2.0, 10.0)  # warm-up, not counted
+            for round_no in range(rounds):
+                for side in (sides if round_no % 2 == 0 else sides[::-1]):
+                    step = await side.relay.step([side.http], rate, seconds, 20.0)
+                    side.steps.append(step)
+                    print(f"round {round_no + 1} {side.label}: ", end="")
+                    show(step)
+            profiles = {}
+            if profile:
+                for side in sides:
+                    profiles[side.label] = await _profiled_step(side, rate, seconds, profile,
+                                                                py_spy)
+        nursery.cancel_scope.cancel()
+    ratios = [round((b["serverCpuPerPairUs"] or 0.0) / (a["serverCpuPerPairUs"] or 1.0), 3)
+              for a, b in zip(small.steps, large.steps, strict=True)]
+    cpu = {side.label: _cpu_summary(side.steps) for side in sides}
+    ratio = round(cpu["large"]["median"] / cpu["small"]["median"], 3)
+    print(f"CPU per pair at {rate:g}/s, {rounds} rounds: 10 open {cpu['small']['min']:.0f}-"
+          f"{cpu['small']['max']:.0f} us (median {cpu['small']['median']:.0f}); "
+          f"{10 + extra_open} open and {stored} stored {cpu['large']['min']:.0f}-"
+          f"{cpu['large']['max']:.0f} us (median {cpu['large']['median']:.0f}): "
+          f"x{ratio} (medians), x{min(ratios)}-x{max(ratios)} (rounds)", flush=True)
+    return {"rate": rate, "seconds": seconds, "rounds": rounds, "openSmall": 10,
+            "openLarge": 10 + extra_open, "storedLarge": stored, "settled": settled,
+            "small": small.steps, "large": large.steps, "cpuPerPairUs": cpu,
+            "roundRatios": ratios, "ratio": ratio, "profiles": profiles}
 
 
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -401,8 +530,10 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     if "requests" in arguments.parts:
         document["requests"] = await requests_part(arguments.online, arguments.requests)
     if "cost" in arguments.parts:
-        document["cost"] = await cost_part(arguments.open, arguments.rate, arguments.seconds,
-                                           arguments.stored)
+        document["cost"] = await cost_part(
+            arguments.open, arguments.rate, arguments.seconds, arguments.stored,
+            rounds=arguments.rounds, settle_limit=arguments.settle_limit,
+            profile=arguments.profile, py_spy=arguments.py_spy)
     return document
 
 
@@ -438,6 +569,14 @@ def main() -> None:
                         "part's second step")
     parser.add_argument("--rate", type=float, default=50.0, help="pairs/s of the cost part")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating measured rounds of the cost part")
+    parser.add_argument("--settle-limit", type=float, default=180.0,
+                        help="seconds the cost part waits at most for each server to settle")
+    parser.add_argument("--profile", metavar="DIR", help="after the cost part's rounds, one "
+                        "more step of each server under py-spy, its raw profile in DIR")
+    parser.add_argument("--py-spy", default=os.environ.get("PY_SPY", "py-spy"),
+                        help="the py-spy executable for --profile")
     parser.add_argument("--label", default="")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "

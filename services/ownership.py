@@ -1,6 +1,10 @@
 """Ownership upkeep: keep this instance's actors in line with the cluster's placement.
 
-At start, whenever membership changes, and every ``SWEEP_SECONDS``:
+At start and whenever membership changes, a full sweep; every ``SWEEP_SECONDS`` a periodic
+one, the same but over at most ``SWEEP_ROWS`` open conversations, going on where the last
+one stopped (a full pass over N open conversations takes N / ``SWEEP_ROWS`` periods, so
+the background cost per second does not grow with N; the moments that need everything at
+once, a restart or a peer's death, are full sweeps):
 
 - local actors whose key is now owned by another instance are stopped gracefully (their
   state is in the store; the new owner rebuilds them on their next message);
@@ -45,6 +49,9 @@ log = logging.getLogger("lcx.ownership")
 SWEEP_SECONDS = 10.0
 SWEEP_PAGE = 500
 """Open conversations read per store read of a sweep; the event loop runs between pages."""
+SWEEP_ROWS = 1000
+"""Open conversations a periodic sweep reads at most: with up to this many open, each
+periodic sweep is a full pass, as before; with 10,000 a pass takes ten periods."""
 ISOLATED_GRACE_SECONDS = 30.0
 """The default of ``cluster.isolated_grace_ms``."""
 
@@ -54,11 +61,16 @@ class OwnershipService:
 
     def __init__(self, livechat: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
                  sweep_seconds: float = SWEEP_SECONDS, page_size: int = SWEEP_PAGE,
+                 periodic_rows: int = SWEEP_ROWS,
                  isolated_grace_seconds: float = ISOLATED_GRACE_SECONDS,
                  clock: Callable[[], float] = trio.current_time) -> None:
         self.livechat = livechat
         self.sweep_seconds = sweep_seconds
         self.page_size = page_size
+        self.periodic_rows = periodic_rows
+        self._resume_after = ""
+        """Where the next periodic sweep goes on (the ``open_key`` it stopped after; "":
+        from the start)."""
         self.isolated_grace_seconds = isolated_grace_seconds
         self._clock = clock
         self.idle_sweeps = 0
@@ -94,11 +106,16 @@ class OwnershipService:
         await self.sweep()
         task_status.started()
         while not self._stop.is_set():
+            changed = False
             with trio.move_on_after(self._next_sweep_in()):
                 await self._changed.wait()
+                changed = True
             self._changed = trio.Event()
-            if not self._stop.is_set():
-                await self._sweep_safely()
+            if self._stop.is_set():
+                break
+            # a membership change, or isolation (its grace running out), needs every
+            # conversation at once; otherwise the periodic sweep goes on with its pass
+            await self._sweep_safely(full=changed or self._isolated_since is not None)
 
     def _next_sweep_in(self) -> float:
         """Seconds to the next periodic sweep (sooner when the isolation grace ends)."""
@@ -112,15 +129,23 @@ class OwnershipService:
         left = self._isolated_since + self.isolated_grace_seconds - self._clock()
         return left if left > 0 else None
 
-    async def _sweep_safely(self) -> None:
+    async def _sweep_safely(self, *, full: bool) -> None:
         try:
-            await self.sweep()
+            await (self.sweep() if full else self.periodic_sweep())
         except Exception:
             log.exception("ownership sweep failed; retrying at the next one")
 
     async def sweep(self) -> None:
-        """Hand off what moved away, wake what moved here, re-register sockets; nothing
-        while isolated within the grace."""
+        """Hand off what moved away, wake what moved here (every open conversation),
+        re-register sockets; nothing while isolated within the grace."""
+        await self._sweep(None)
+
+    async def periodic_sweep(self) -> None:
+        """:meth:`sweep`, but over at most ``periodic_rows`` open conversations, from
+        where the last periodic sweep stopped (wrapping to the start at the end)."""
+        await self._sweep(self.periodic_rows)
+
+    async def _sweep(self, rows: int | None) -> None:
         if self._grace_left() is not None and not self.livechat.bus.members():
             self.idle_sweeps += 1
             if self.idle_sweeps == 1 or self.idle_sweeps % 10 == 0:
@@ -129,28 +154,44 @@ class OwnershipService:
             return
         self.sweeps += 1
         moved = self._rebuild_after_isolation() + self._hand_off()
-        woken, after = 0, ""
+        if rows is None:
+            woken, _ = await self._scan("", None)
+            self._resume_after = ""  # a full pass was just made: the next one starts over
+        else:
+            woken, self._resume_after = await self._scan(self._resume_after, rows)
+        if self._resync_sockets is not None:
+            await self._resync_sockets()
+        if moved or woken:
+            log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+
+    async def _scan(self, after: str, rows: int | None) -> tuple[int, str]:
+        """Wake what needs it among the open conversations after ``after`` (at most
+        ``rows`` of them; None: to the end), and the queues they wait in: how many were
+        woken and where a next scan goes on ("": at the start, the end was reached)."""
+        woken, read = 0, 0
         queues: set[str] = set()
         while True:
             # keys only, a page at a time: with 100,000 open conversations a sweep neither
             # decodes every row nor holds the event loop for the whole scan
+            size = self.page_size if rows is None else min(self.page_size, rows - read)
             page = await self.livechat.store.read(
-                partial(open_conversation_keys, after=after, limit=self.page_size))
+                partial(open_conversation_keys, after=after, limit=size))
+            read += len(page)
             woken += await self._wake(page)
             queues.update(queue_key(c.org_id, c.user_group_id) for c in page
                           if c.status == "pending")
-            if len(page) < self.page_size:
+            if len(page) < size:
+                after = ""
                 break
             after = page[-1].open_key
+            if rows is not None and read >= rows:
+                break
             await trio.lowlevel.checkpoint()
         for key in sorted(queues):
             if self.livechat.queues.owner(key) == self.livechat.bus.instance_id and \
                     self.livechat.queues.get(key) is None:
                 self.livechat.queues.post(key, Resync())
-        if self._resync_sockets is not None:
-            await self._resync_sockets()
-        if moved or woken:
-            log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
+        return woken, after
 
     async def _wake(self, page: list[OpenConversationKey]) -> int:
         """Wake the conversations (and provider links) of ``page`` this instance owns that

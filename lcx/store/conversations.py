@@ -174,10 +174,11 @@ def pending_entries(tx: Tx, org_id: str, user_group_id: str
                     ) -> list[tuple[str, str, str]]:
     """``(queued_at, id, request_id)`` of one queue's pending requests, oldest first: all
     a queue keeps of what waits, read by one indexed scan without decoding a row."""
-    rows = tx.fetchall("SELECT queued_at, id, request_id FROM conversations WHERE "
-                       "org_id = ? AND user_group_id = ? AND status = ? "
-                       "ORDER BY queued_at, id", (org_id, user_group_id, "pending"))
-    return [(row["queued_at"], row["id"], row["request_id"]) for row in rows]
+    rows: list[tuple[str, str, str]] = tx.values(
+        "SELECT queued_at, id, request_id FROM conversations WHERE org_id = ? AND "
+        "user_group_id = ? AND status = ? ORDER BY queued_at, id",
+        (org_id, user_group_id, "pending"))
+    return rows
 
 
 def load_conversations(tx: Tx, conversation_ids: list[str]) -> list[Conversation]:
@@ -210,13 +211,10 @@ def open_conversation_keys(tx: Tx, *, after: str = "", limit: int = 1000
     """One page of the open conversations' keys, ordered by ``open_key`` (the unique
     index), starting after ``after``: a scan of 100,000 of them runs in pages with the
     event loop free between them, and costs no JSON decoding."""
-    rows = tx.fetchall("SELECT id, org_id, user_group_id, provider, status, open_key, "
-                       "queued_at, last_activity_at FROM conversations WHERE open_key > ? "
-                       "ORDER BY open_key LIMIT ?", (after, limit))
-    return [OpenConversationKey(row["id"], row["org_id"], row["user_group_id"],
-                                row["provider"], row["status"], row["open_key"],
-                                row["queued_at"], row["last_activity_at"])
-            for row in rows]
+    rows = tx.values("SELECT id, org_id, user_group_id, provider, status, open_key, "
+                     "queued_at, last_activity_at FROM conversations WHERE open_key > ? "
+                     "ORDER BY open_key LIMIT ?", (after, limit))
+    return list(map(OpenConversationKey._make, rows))
 
 
 def open_ids_of_tenant(tx: Tx, tenant_id: str, provider: str) -> list[str]:

@@ -76,7 +76,15 @@ DEAD = "dead"
 _IN_CHUNK = 500
 """Ids per ``IN (...)`` list: well under every engine's parameter limit."""
 _LANES_PER_QUERY = 100
-"""Lanes per :func:`pending_in_lanes` statement (five parameters each)."""
+"""Lanes per :func:`pending_in_lanes` statement (four parameters each)."""
+
+_IS_PENDING = f"status = '{PENDING}'"
+_IS_DEAD = f"status = '{DEAD}'"
+_STATUS_IS = {PENDING: _IS_PENDING, DEAD: _IS_DEAD}
+"""The status conditions as literals: the partial indexes ``outbox_due``/``outbox_lane``
+(pending events only) and ``outbox_dead`` (migration 0008) are used for a statement only
+when its condition names their status, which a parameter does not on PostgreSQL (generic
+plans of prepared statements)."""
 
 _ROW_COLUMNS = ("id, org_id, tenant_id, conversation_id, event_no, target, url, type, body, "
                 "status, attempts, next_attempt_at, last_error, created_at, delivered_at")
@@ -154,11 +162,12 @@ def due_lane_heads(tx: Tx, now_iso: str, limit: int, *,
         skip = f" AND o.tenant_id NOT IN ({', '.join('?' * len(exclude_tenants))})"
     rows = tx.fetchall(
         "SELECT o.conversation_id, o.target, o.tenant_id, o.event_no FROM outbox o "
-        "WHERE o.status = ? AND o.next_attempt_at <= ?" + skip + " AND o.event_no = "
-        "(SELECT min(p.event_no) AS n FROM outbox p WHERE p.conversation_id = o.conversation_id"
-        " AND p.target = o.target AND p.status = ?) "
+        f"WHERE o.status = '{PENDING}' AND o.next_attempt_at <= ?"
+        f"{skip} AND o.event_no = (SELECT min(p.event_no) AS n FROM outbox p "
+        f"WHERE p.conversation_id = o.conversation_id AND p.target = o.target AND "
+        f"p.status = '{PENDING}') "
         "ORDER BY o.next_attempt_at, o.conversation_id LIMIT ?",
-        (PENDING, now_iso, *exclude_tenants, PENDING, limit))
+        (now_iso, *exclude_tenants, limit))
     return [(Lane(r["conversation_id"], r["target"], r["tenant_id"]), int(r["event_no"]))
             for r in rows]
 
@@ -166,8 +175,8 @@ def due_lane_heads(tx: Tx, now_iso: str, limit: int, *,
 def next_due_at(tx: Tx, now_iso: str) -> str | None:
     """The earliest ``next_attempt_at`` after ``now_iso`` of a pending event, or ``None``:
     when the next parked lane (waiting for a retry) becomes due."""
-    row = tx.fetchone("SELECT min(next_attempt_at) AS t FROM outbox WHERE status = ? "
-                      "AND next_attempt_at > ?", (PENDING, now_iso))
+    row = tx.fetchone(f"SELECT min(next_attempt_at) AS t FROM outbox WHERE {_IS_PENDING} "
+                      "AND next_attempt_at > ?", (now_iso,))
     return None if row is None or row["t"] is None else str(row["t"])
 
 
@@ -179,7 +188,7 @@ def next_in_lane(tx: Tx, conversation_id: str, target: str) -> OutboxRow | None:
     """
     row = tx.fetchone(
         f"SELECT {_ROW_COLUMNS} FROM outbox WHERE conversation_id = ? AND target = ? "
-        "AND status = ? ORDER BY event_no LIMIT 1", (conversation_id, target, PENDING))
+        f"AND {_IS_PENDING} ORDER BY event_no LIMIT 1", (conversation_id, target))
     return None if row is None else OutboxRow.from_row(row)
 
 
@@ -198,12 +207,12 @@ def pending_in_lanes(tx: Tx, lanes: Sequence[LanePosition], per_lane: int = 1
     its history, in one statement per :data:`_LANES_PER_QUERY` lanes. Dead events are
     skipped, as in :func:`next_in_lane`."""
     one = (f"SELECT * FROM (SELECT {_ROW_COLUMNS} FROM outbox WHERE conversation_id = ? "
-           "AND target = ? AND status = ? AND event_no > ? ORDER BY event_no LIMIT ?) AS h")
+           f"AND target = ? AND {_IS_PENDING} AND event_no > ? ORDER BY event_no LIMIT ?) AS h")
     found: list[OutboxRow] = []
     for start in range(0, len(lanes), _LANES_PER_QUERY):
         chunk = lanes[start:start + _LANES_PER_QUERY]
         params = [value for lane in chunk for value in (
-            lane.conversation_id, lane.target, PENDING, lane.after_event_no, per_lane)]
+            lane.conversation_id, lane.target, lane.after_event_no, per_lane)]
         rows = tx.values(" UNION ALL ".join([one] * len(chunk)), params)
         found.extend(map(OutboxRow.from_values, rows))
     found.sort(key=lambda row: (row.conversation_id, row.target, row.event_no))
@@ -245,7 +254,7 @@ def mark_dead(tx: Tx, event_id: str, attempts: int, error: str) -> bool:
 
 
 def _dead_filter(ids: Sequence[str] | None, tenant_id: str | None) -> tuple[str, list[Any]]:
-    where, params = "status = ?", [DEAD]
+    where, params = _IS_DEAD, []
     if tenant_id is not None:
         where += " AND tenant_id = ?"
         params.append(tenant_id)
@@ -303,7 +312,7 @@ def drop_dead(tx: Tx, ids: Sequence[str] | None = None, tenant_id: str | None = 
 
 
 def _count(tx: Tx, status: str, tenant_id: str | None) -> int:
-    sql, params = "SELECT count(*) AS n FROM outbox WHERE status = ?", [status]
+    sql, params = f"SELECT count(*) AS n FROM outbox WHERE {_STATUS_IS[status]}", []
     if tenant_id is not None:
         sql += " AND tenant_id = ?"
         params.append(tenant_id)
