@@ -148,11 +148,10 @@ class RespConnection:
         data = b"".join(encode_command(command) for command in commands)
         try:
             await self._stream.send_all(data)
-        except _LOST as exc:
+        except BaseException as exc:
             await self.aclose()
-            raise RespBroken(f"redis connection lost: {exc!r}") from exc
-        except BaseException:
-            await self.aclose()
+            if isinstance(exc, _LOST):
+                raise RespBroken(f"redis connection lost: {exc!r}") from exc
             raise
 
     async def read(self) -> Any:
@@ -164,11 +163,10 @@ class RespConnection:
                 if not data:
                     raise RespBroken("redis closed the connection")
                 self._reader.feed(bytes(data))
-        except _LOST as exc:
+        except BaseException as exc:
             await self.aclose()
-            raise RespBroken(f"redis connection lost: {exc!r}") from exc
-        except BaseException:
-            await self.aclose()
+            if isinstance(exc, _LOST):
+                raise RespBroken(f"redis connection lost: {exc!r}") from exc
             raise
         return reply
 

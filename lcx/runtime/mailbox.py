@@ -5,15 +5,13 @@ actor reads the same mailbox and finds the messages that were waiting for it.
 
 The mailbox's one reader (the actor's task) waits for a message with :meth:`Mailbox.wait`:
 it parks on the mailbox itself and whoever enqueues wakes it; its idle deadline is kept by
-one system task per Trio run (:class:`_ReaderDeadlines`, a heap holding about one entry
+one system task per Trio run (:func:`reader_deadlines`, a heap holding about one entry
 per waiting mailbox) instead of a cancel scope entered and left for every wait.
 """
 
 from __future__ import annotations
 
 import collections
-import heapq
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ import outcome
 import trio
 
 from lcx.errors import MailboxClosed, MailboxFull
+from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 
 _TAKEN: outcome.Outcome[Any] = outcome.Value(None)
 
@@ -242,6 +241,7 @@ class Mailbox:
         self._reader = trio.lowlevel.current_task()
         self._reader_deadline = deadline
         if deadline != math.inf and (self._watched is None or self._watched > deadline):
+            self._watched = deadline
             reader_deadlines().watch(deadline, self)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -261,7 +261,7 @@ class Mailbox:
             self._reader = None
             trio.lowlevel.reschedule(reader, result)
 
-    def _deadline_came(self, now: float, keeper: _ReaderDeadlines) -> None:
+    def _deadline_came(self, now: float) -> None:
         """The deadline keeper: this mailbox's entry is due."""
         self._watched = None
         if self._reader is None:
@@ -269,7 +269,8 @@ class Mailbox:
         if self._reader_deadline <= now:
             self._wake_reader(outcome.Value(None))
         elif self._reader_deadline != math.inf:  # waiting again since, until later
-            keeper.watch(self._reader_deadline, self)
+            self._watched = self._reader_deadline
+            reader_deadlines().watch(self._reader_deadline, self)
 
     def close(self) -> None:
         """Refuse new messages and drop those still waiting, failing their asks with
@@ -293,7 +294,11 @@ class Mailbox:
                 envelope.reply.fail(MailboxClosed("the actor stopped before reading this message"))
 
 
-class _ReaderDeadlines:
+def _deadline_came(mailbox: Mailbox, now: float) -> None:
+    mailbox._deadline_came(now)
+
+
+def _new_reader_deadlines() -> DeadlineKeeper[Mailbox]:
     """Wakes readers whose :meth:`Mailbox.wait` deadline passed (one task per Trio run).
 
     A mailbox has at most about one entry here: a reader that waits again before its entry
@@ -301,48 +306,13 @@ class _ReaderDeadlines:
     then if it still waits), so the keeper wakes about once per idle period of a busy
     actor, and never for a message's wait that ended in time.
     """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Mailbox]] = []
-        self._seq = itertools.count()
-        self._sleep: trio.CancelScope | None = None
-        self._started = False
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def watch(self, deadline: float, mailbox: Mailbox) -> None:
-        """Look at ``mailbox``'s waiting reader at ``deadline``."""
-        heapq.heappush(self._heap, (deadline, next(self._seq), mailbox))
-        mailbox._watched = deadline
-        if not self._started:
-            self._started = True
-            trio.lowlevel.spawn_system_task(self._run, name="lcx.mailbox_deadlines")
-        elif self._sleep is not None and deadline < self._sleep.deadline:
-            self._sleep.deadline = deadline
-
-    async def _run(self) -> None:
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, mailbox = heapq.heappop(heap)
-                mailbox._deadline_came(now, self)
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                self._sleep = scope
-                await trio.sleep_forever()
-            self._sleep = None
+    return DeadlineKeeper("lcx.mailbox_deadlines", _deadline_came)
 
 
-_READER_DEADLINES: trio.lowlevel.RunVar[_ReaderDeadlines] = trio.lowlevel.RunVar(
+_READER_DEADLINES: trio.lowlevel.RunVar[DeadlineKeeper[Mailbox]] = trio.lowlevel.RunVar(
     "lcx_mailbox_deadlines")
 
 
-def reader_deadlines() -> _ReaderDeadlines:
+def reader_deadlines() -> DeadlineKeeper[Mailbox]:
     """The mailbox deadline keeper of the current Trio run (created on first use)."""
-    try:
-        return _READER_DEADLINES.get()
-    except LookupError:
-        keeper = _ReaderDeadlines()
-        _READER_DEADLINES.set(keeper)
-        return keeper
+    return keeper_of_run(_READER_DEADLINES, _new_reader_deadlines)

@@ -77,7 +77,7 @@ class ActorRef:
                 enqueued = True
             if not enqueued:
                 raise AskTimeout(self._late(timeout))
-        ask_deadlines().watch(deadline, reply, partial(self._late, timeout))
+        ask_deadlines().watch_ask(deadline, reply, partial(self._late, timeout))
         return await reply.wait()
 
     def _late(self, timeout: float) -> str:

@@ -27,8 +27,6 @@ each); a run of reads and writes that never had to wait still yields every
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import os
@@ -41,6 +39,7 @@ from urllib.parse import unquote
 import httptools
 import trio
 
+from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 from lcx.server.wire import CONTINUE, Framing, bare_response, encode_head
 
 __all__ = ["DISCONNECT", "ASGIApp", "Connection", "Limits", "WebsocketHandler"]
@@ -298,9 +297,10 @@ class Connection:
         """About to wait: make sure the keeper looks at this connection by its keep-alive
         deadline if it is waiting for a request."""
         if self._awaiting and (self._watched is None or self._watched > self._idle_deadline):
+            self._watched = self._idle_deadline
             _keep_alives().watch(self._idle_deadline, self)
 
-    def _keep_alive_came(self, now: float, keeper: _KeepAlives) -> None:
+    def _keep_alive_came(self, now: float) -> None:
         """The keeper: this connection's entry is due."""
         self._watched = None
         if not self._awaiting:
@@ -308,7 +308,8 @@ class Connection:
         if self._idle_deadline <= now:
             self._scope.cancel()  # idle too long: the connection closes
         else:  # waiting for another request since, until later
-            keeper.watch(self._idle_deadline, self)
+            self._watched = self._idle_deadline
+            _keep_alives().watch(self._idle_deadline, self)
 
     async def _count_io(self) -> None:
         """One more read or write without a wait; every :data:`IO_BEFORE_YIELD`, yield."""
@@ -545,46 +546,19 @@ def _rebuild_head(scope: dict[str, Any]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class _KeepAlives:
+def _keep_alive_came(connection: Connection, now: float) -> None:
+    connection._keep_alive_came(now)
+
+
+def _new_keep_alives() -> DeadlineKeeper[Connection]:
     """Closes connections whose keep-alive ran out while they waited for a request (one
     task per Trio run; see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Connection]] = []
-        self._seq = itertools.count()
-        self._sleep: trio.CancelScope | None = None
-        self._started = False
-
-    def watch(self, deadline: float, connection: Connection) -> None:
-        """Look at ``connection`` at ``deadline``."""
-        heapq.heappush(self._heap, (deadline, next(self._seq), connection))
-        connection._watched = deadline
-        if not self._started:
-            self._started = True
-            trio.lowlevel.spawn_system_task(self._run, name="lcx.http_keep_alives")
-        elif self._sleep is not None and deadline < self._sleep.deadline:
-            self._sleep.deadline = deadline
-
-    async def _run(self) -> None:
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, connection = heapq.heappop(heap)
-                connection._keep_alive_came(now, self)
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                self._sleep = scope
-                await trio.sleep_forever()
-            self._sleep = None
+    return DeadlineKeeper("lcx.http_keep_alives", _keep_alive_came)
 
 
-_KEEP_ALIVES: trio.lowlevel.RunVar[_KeepAlives] = trio.lowlevel.RunVar("lcx_http_keep_alives")
+_KEEP_ALIVES: trio.lowlevel.RunVar[DeadlineKeeper[Connection]] = trio.lowlevel.RunVar(
+    "lcx_http_keep_alives")
 
 
-def _keep_alives() -> _KeepAlives:
-    try:
-        return _KEEP_ALIVES.get()
-    except LookupError:
-        keeper = _KeepAlives()
-        _KEEP_ALIVES.set(keeper)
-        return keeper
+def _keep_alives() -> DeadlineKeeper[Connection]:
+    return keeper_of_run(_KEEP_ALIVES, _new_keep_alives)

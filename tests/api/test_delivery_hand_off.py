@@ -4,27 +4,23 @@ story (a crash, another writer, a failed attempt). On every store backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from functools import partial
 from itertools import pairwise
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import trio
 from fakes.bot import FakeBot, Reply, open_fake_bot, outbox_event
-from support.outbox import add, add_unannounced, eventually
+from support.outbox import Counting, add, add_unannounced, eventually
 
 from adapters.bot_events import open_bot_client
 from lcx.config import DeliveryConfig, TenantConfig
-from lcx.store import Store, Tx
-from lcx.store.base import CommitListener
+from lcx.store import Store
 from lcx.store.outbox import (
     OutboxRow,
     list_dead,
-    mark_all_delivered,
     pending_count,
-    pending_in_lanes,
 )
 from services.bot_delivery import DeliveryLimits, DeliveryService
 
@@ -34,31 +30,6 @@ T = TypeVar("T")
 FAST = DeliveryConfig(max_attempts=3, initial_backoff_ms=10, max_backoff_ms=40)
 # a long scan interval: whatever is delivered in these tests came by hand-off or wake
 LIMITS = DeliveryLimits(scan_interval=30, stop_grace=0.2, mark_gather=0.0)
-
-
-class Counting:
-    """A store that counts the lane reads and the batches of delivery marks."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.lane_reads = 0
-        self.mark_batches: list[int] = []
-
-    async def transaction(self, fn: Callable[[Tx], T]) -> T:
-        if isinstance(fn, partial) and fn.func is mark_all_delivered:
-            self.mark_batches.append(len(fn.keywords["marks"]))
-        return await self.store.transaction(fn)
-
-    async def read(self, fn: Callable[[Tx], T]) -> T:
-        if isinstance(fn, partial) and fn.func is pending_in_lanes:
-            self.lane_reads += 1
-        return await self.store.read(fn)
-
-    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
-        return self.store.on_commit(listener)
-
-    def as_store(self) -> Store:
-        return cast(Store, self)
 
 
 def tenant(bot: FakeBot) -> TenantConfig:

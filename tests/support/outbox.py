@@ -5,12 +5,42 @@ in the store only)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import trio
 
 from lcx.store import Store, Tx
-from lcx.store.outbox import OutboxEvent, enqueue
+from lcx.store.base import CommitListener
+from lcx.store.outbox import OutboxEvent, enqueue, mark_all_delivered, pending_in_lanes
+
+T = TypeVar("T")
+
+
+class Counting:
+    """A store that counts delivery's lane reads and the batches of its delivery marks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lane_reads = 0
+        self.mark_batches: list[int] = []
+
+    async def transaction(self, fn: Callable[[Tx], T]) -> T:
+        if isinstance(fn, partial) and fn.func is mark_all_delivered:
+            self.mark_batches.append(len(fn.keywords["marks"]))
+        return await self.store.transaction(fn)
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        if isinstance(fn, partial) and fn.func is pending_in_lanes:
+            self.lane_reads += 1
+        return await self.store.read(fn)
+
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        return self.store.on_commit(listener)
+
+    def as_store(self) -> Store:
+        """This wrapper where a :class:`~lcx.store.Store` is expected."""
+        return cast(Store, self)
 
 
 class _Unannounced:
