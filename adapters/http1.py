@@ -13,10 +13,11 @@ scheduler per request when the answer comes in one segment (a ``SocketStream``'s
 receive make three). TLS connections go through ``trio.SSLStream``.
 
 A request's ``timeout`` is kept without a cancel scope on that path: the request's deadline
-joins a heap that one watchdog task per pool looks at (at most :data:`DEADLINE_SLACK` late),
-and a request still waiting past its deadline has its socket's waits woken
-(``notify_closing``) and raises :class:`TimedOut`. Waiting for a slot, connecting and TLS
-are bounded by a cancel scope at the same deadline.
+joins the run's :class:`~lcx.runtime.deadline_keeper.DeadlineKeeper` of HTTP requests
+(finished requests are dropped from it early, so it wakes about once per timeout), and a
+request still waiting past its deadline has its socket's waits woken (``notify_closing``)
+and raises :class:`TimedOut`. Waiting for a slot, connecting and TLS are bounded by a
+cancel scope at the same deadline.
 
 Guarantees kept: a connection is reused only after a complete response to a request that
 did not ask to close it, within ``keepalive`` seconds of its last use; a connection that
@@ -28,7 +29,6 @@ tolerate a repeated request (event POSTs carry an ``Idempotency-Key``).
 
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import ssl
@@ -37,6 +37,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
+
+from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 
 __all__ = ["DEADLINE_SLACK", "ConnectFailed", "Http1Pool", "Origin", "ProtocolFailure",
            "Response", "TimedOut"]
@@ -48,8 +50,8 @@ MAX_DRAIN_BYTES = 1 << 20
 _READ_SIZE = 65_536
 _NO_BODY = frozenset({204, 304})
 DEADLINE_SLACK = 0.1
-"""Seconds past its deadline a request on a kept-alive connection may still run (the
-watchdog wakes for the deadlines of that moment together, not once for each)."""
+"""How late past its deadline a request on a kept-alive connection may still raise
+:class:`TimedOut` (the keeper wakes at the deadline; this bounds the scheduling)."""
 
 
 class ProtocolFailure(Exception):
@@ -119,9 +121,9 @@ class _Connection:
     fd: int = -1
     """The socket's descriptor for direct reads and writes (plain TCP), or -1 (TLS)."""
     watched: int = 0
-    """The watchdog's number of the request in flight on it (0: none is watched)."""
+    """The number of the watched request in flight on it (0: none is watched)."""
     timed_out: bool = False
-    """The watchdog found its request past the deadline: it waits no more."""
+    """Its request was found past the deadline: it waits no more."""
     last_used: float = 0.0
     buffer: bytearray = field(default_factory=bytearray)
 
@@ -152,12 +154,7 @@ class Http1Pool:
         self._tls = tls
         self.opened = 0
         """Connections opened so far (for tests and metrics)."""
-        self._deadlines: list[tuple[float, int, _Connection]] = []
-        """(deadline, number, connection) of watched requests (finished ones stay until
-        their deadline: the watchdog drops them then)."""
         self._watch_number = 0
-        self._watchdog: trio.CancelScope | None = None
-        self._deadline_added = trio.Event()
 
     async def request(self, origin: Origin, data: bytes, *, keep: int = 200,
                       timeout: float = math.inf) -> Response:
@@ -196,21 +193,15 @@ class Http1Pool:
 
     async def _watched(self, origin: Origin, connection: _Connection, data: bytes,
                        keep: int, deadline: float) -> Response:
-        """:meth:`_exchange` on a kept-alive connection, bounded by the watchdog (plain
-        TCP) or by a cancel scope (TLS)."""
+        """:meth:`_exchange` on a kept-alive connection, bounded by the run's keeper of
+        request deadlines (plain TCP) or by a cancel scope (TLS)."""
         if connection.fd < 0 or deadline == math.inf:
             with trio.move_on_at(deadline):
                 return await self._exchange(origin, connection, data, keep, fresh=False)
             raise TimedOut
         self._watch_number += 1
         connection.watched = number = self._watch_number
-        heapq.heappush(self._deadlines, (deadline, number, connection))
-        if self._watchdog is None:
-            self._watchdog = trio.CancelScope()
-            trio.lowlevel.spawn_system_task(self._watch, self._watchdog,
-                                            name="lcx-http1-deadlines")
-        elif self._deadlines[0][1] == number:  # the earliest now: the watchdog looks again
-            self._deadline_added.set()
+        _request_deadlines().watch(deadline, (number, connection))
         try:
             return await self._exchange(origin, connection, data, keep, fresh=False)
         except trio.ClosedResourceError:
@@ -220,29 +211,8 @@ class Http1Pool:
         finally:
             connection.watched = 0
 
-    async def _watch(self, scope: trio.CancelScope) -> None:
-        """The watchdog: wake the requests still in flight past their deadline."""
-        deadlines = self._deadlines
-        with scope:
-            while True:
-                self._deadline_added = trio.Event()
-                if deadlines:
-                    with trio.move_on_at(deadlines[0][0] + DEADLINE_SLACK):
-                        await self._deadline_added.wait()
-                else:
-                    await self._deadline_added.wait()
-                now = trio.current_time()
-                while deadlines and deadlines[0][0] <= now:
-                    _, number, connection = heapq.heappop(deadlines)
-                    if connection.watched == number:  # still in flight: give it up
-                        connection.timed_out = True
-                        trio.lowlevel.notify_closing(connection.fd)
-
     async def aclose(self) -> None:
-        """Close every idle connection (and stop the watchdog)."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        """Close every idle connection."""
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
@@ -323,6 +293,28 @@ def _close_soon(connection: _Connection) -> None:
         stream.socket.close()
 
 
+def _deadline_came(item: tuple[int, _Connection], now: float) -> None:
+    number, connection = item
+    if connection.watched == number:  # still in flight: give it up
+        connection.timed_out = True
+        trio.lowlevel.notify_closing(connection.fd)
+
+
+def _finished(item: tuple[int, _Connection]) -> bool:
+    number, connection = item
+    return connection.watched != number
+
+
+_REQUEST_DEADLINES: trio.lowlevel.RunVar[DeadlineKeeper[tuple[int, _Connection]]] = \
+    trio.lowlevel.RunVar("lcx_http1_deadlines")
+
+
+def _request_deadlines() -> DeadlineKeeper[tuple[int, _Connection]]:
+    """The keeper of watched requests' deadlines, one per Trio run (for every pool)."""
+    return keeper_of_run(_REQUEST_DEADLINES, lambda: DeadlineKeeper(
+        "lcx.http1_deadlines", _deadline_came, settled=_finished))
+
+
 async def _send_direct(connection: _Connection, data: bytes) -> None:
     """Write ``data`` to a non-blocking socket, then wait until the answer can be read
     (the one checkpoint of a request whose answer comes in one segment)."""
@@ -342,7 +334,7 @@ async def _send_direct(connection: _Connection, data: bytes) -> None:
 
 
 def _refuse_timed_out(connection: _Connection) -> None:
-    """No wait on a connection whose request the watchdog gave up (it was woken while
+    """No wait on a connection whose request was given up at its deadline (it was woken while
     its task was already runnable)."""
     if connection.timed_out:
         raise trio.ClosedResourceError("the request timed out")
