@@ -376,9 +376,7 @@ class SocketSink:
 
     def offer(self, frame: bytes) -> bool:
         """Queue a frame; False when the client is too far behind (frames or bytes)."""
-        settles = self._settles
-        if settles is not None and settles._broadcasts:
-            settles.settle()  # the broadcasts offered before this frame go first
+        self._settle_before()  # the broadcasts offered before this frame go first
         return self.put((text_frame(frame) if self.framed else frame, 1, len(frame)))
 
     def put(self, entry: _Entry) -> bool:
@@ -517,10 +515,14 @@ class SocketSink:
 
     def _queued(self) -> bool:
         """Whether frames are queued, once the broadcasts offered before now are."""
+        self._settle_before()
+        return bool(self._pending)
+
+    def _settle_before(self) -> None:
+        """Offer the broadcasts waiting in the followed loop (made before now) first."""
         settles = self._settles
         if settles is not None and settles._broadcasts:
             settles.settle()
-        return bool(self._pending)
 
     async def next_frame(self) -> bytes:
         """The oldest queued frame, waiting for one; its room is free again."""

@@ -23,7 +23,6 @@ from lcx.errors import MailboxClosed, MailboxFull
 from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 
 _TAKEN: outcome.Outcome[Any] = outcome.Value(None)
-
 """What a slot holds once its asker took the answer (it stays ``done``)."""
 
 
