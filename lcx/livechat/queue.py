@@ -67,9 +67,11 @@ def _place(waiting: Waiting | Conversation) -> tuple[str, str]:
 class QueueBook:
     """The waiting requests and the group's agents; see the module docstring.
 
-    ``pending`` iterates in queue order. Beside it the same entries in a sorted list make
-    adding, removing and ranking a request cost O(log n) searches (plus a memmove), not a
-    sort of the whole queue: a new request, the newest, is an append.
+    ``pending`` finds a waiting request by conversation id (in no particular order);
+    the same entries in a sorted list (:meth:`in_order`) make adding, removing and
+    ranking a request cost O(log n) searches plus a memmove, never a pass over the
+    queue: the newest request is an append, and one that comes in after a newer one (as
+    concurrent requests do) is an insort.
     """
 
     pending: dict[str, Waiting] = field(default_factory=dict)
@@ -113,12 +115,14 @@ class QueueBook:
             self.dequeue(waiting.id)
         if not self._places or place > _place(self._places[-1]):
             self._places.append(waiting)
-            self.pending[waiting.id] = waiting
-        else:  # older than the newest (rare: a re-queue keeping its time): re-order
+        else:  # older than the newest: requests created at the same moment, a re-queue
             bisect.insort(self._places, waiting, key=_place)
-            self.pending[waiting.id] = waiting
-            self.pending = {w.id: self.pending[w.id] for w in self._places}
+        self.pending[waiting.id] = waiting
         return earlier is None
+
+    def in_order(self) -> list[Waiting]:
+        """Every waiting request, first come first (a copy)."""
+        return list(self._places)
 
     def page(self, after: tuple[str, str] | None, limit: int) -> list[Waiting]:
         """Up to ``limit`` waiting requests in queue order, starting after the place
