@@ -40,11 +40,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import msgspec
 import trio
+from bench_http import Poster
 from benchkit import (
     TENANT,
     Agent,
@@ -52,7 +51,6 @@ from benchkit import (
     Server,
     agents_connected,
     bot_client,
-    bot_token,
     fetch_bot_results,
     open_conversations,
     put_settings,
@@ -62,33 +60,10 @@ from benchkit import (
     write_json,
 )
 
-from adapters.http1 import Http1Pool, Origin
+from adapters.http1 import Http1Pool
 from lcx.org_settings import CACHE_SECONDS
 
 P99_LIMIT_MS = 20.0
-
-
-class Poster:
-    """The bench bot's ``POST /messages`` to one instance, on lcx's own keep-alive HTTP/1.1
-    pool (``adapters.http1``): the driver shares the machine with the server, and httpx
-    cost it more CPU per message than the server spent relaying the whole pair."""
-
-    def __init__(self, base_url: str, pool: Http1Pool) -> None:
-        parts = urlsplit(base_url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._origin = Origin("http", host, port)
-        self._pool = pool
-        self._head = (f"POST /messages HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                      f"Authorization: Bearer {bot_token()}\r\n"
-                      "Content-Type: application/json\r\nContent-Length: ").encode()
-
-    async def post(self, body: dict[str, Any]) -> tuple[int, bytes]:
-        """POST ``body``; the status and the start of the answer's body."""
-        data = msgspec.json.encode(body)
-        with trio.fail_after(30):
-            response = await self._pool.request(
-                self._origin, b"%s%d\r\n\r\n%s" % (self._head, len(data), data), keep=300)
-        return response.status, response.body_start
 
 
 class Relay:

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import trio
+from bench_http import Poster
 from bench_relay import Relay, show
 from benchkit import (
     GROUP,
@@ -75,6 +76,7 @@ from benchkit import (
     write_json,
 )
 
+from adapters.http1 import Http1Pool
 from lcx.auth import mint_token
 from lcx.model import Author, Context, Conversation, Message, Participant, Subscriber
 from lcx.store import Tx, open_store
@@ -246,11 +248,14 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
         return result
 
 
-async def requests_part(online: int, count: int) -> dict[str, Any]:
-    """``online`` agents (broadcast routing), then ``count`` requests 20 at a time."""
+async def requests_part(online: int, count: int, rate: float | None = None
+                        ) -> dict[str, Any]:
+    """``online`` agents (broadcast routing), then ``count`` requests: 20 at a time, or
+    at ``rate`` per second whatever the answers."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         assert server.pid is not None
-        async with trio.open_nursery() as nursery, bot_client(server.url) as http:
+        async with trio.open_nursery() as nursery, bot_client(server.url) as http, \
+                aclosing(Http1Pool(max_connections=64 if rate is None else 256)) as pool:
             await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
             names = [f"online-{i}" for i in range(online)]
             agents = (light_agents(server.url, online) if LIGHT_AGENTS[0]
@@ -260,19 +265,20 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
                 rss_before = rss_kib(server.pid)
                 writes_before, frames_before = await _ws_counters(http)
                 cpu_before = cpu_seconds(server.pid)
-                latencies, errors, took = await _create_requests(http, count,
-                                                                 f"scale-{online}")
+                latencies, errors, took = await _create_requests(
+                    Poster(server.url, pool, "/requests"), count, f"scale-{online}", rate)
                 cpu_used = cpu_seconds(server.pid) - cpu_before
                 await trio.sleep(0.5)
                 writes_after, frames_after = await _ws_counters(http)
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
             nursery.cancel_scope.cancel()
-        rate = round(count / took, 1)
+        offered_rate, rate = rate, round(count / took, 1)
         granted = (connected.granted if isinstance(connected, LightConnected)
                    else len(connected.agents))
         result = {"agentsOnline": granted, "lightAgents": LIGHT_AGENTS[0],
                   "agentsFailed": len(connected.failures), "requests": count,
+                  "offeredPerSecond": offered_rate,
                   "requestsPerSecond": rate,
                   "postRequestsMs": summary_ms(latencies), "errors": errors,
                   "serverCpuPerRequestUs": round(cpu_used / count * 1e6),
@@ -280,8 +286,9 @@ async def requests_part(online: int, count: int) -> dict[str, Any]:
                                             / max(1.0, writes_after - writes_before), 2),
                   "rssPerPendingConversationKiB": round((rss_after - rss_before) / count, 1),
                   "seconds": round(took, 3)}
+        offered = "20 at a time" if offered_rate is None else f"offered at {offered_rate:g}/s"
         print(f"{granted} agents online ({len(connected.failures)} failed): "
-              f"{count} requests at {rate}/s, POST /requests "
+              f"{count} requests ({offered}) at {rate}/s, POST /requests "
               f"{summary_ms(latencies)}, {errors} errors, server CPU per request "
               f"{result['serverCpuPerRequestUs']} us, {result['wsFramesPerWrite']} frames "
               "per socket write, RSS per pending conversation "
@@ -301,21 +308,29 @@ async def _ws_counters(http: httpx.AsyncClient) -> tuple[float, float]:
     return values["lcx_ws_writes_total"], values["lcx_ws_frames_sent_total"]
 
 
-async def _create_requests(http: httpx.AsyncClient, count: int,
-                           prefix: str) -> tuple[list[float], int, float]:
-    """Create ``count`` pending requests, 20 at a time: latencies (ms), errors, seconds."""
+async def _create_requests(poster: Poster, count: int, prefix: str,
+                           rate: float | None = None) -> tuple[list[float], int, float]:
+    """Create ``count`` pending requests, 20 at a time (closed loop) or, with ``rate``, the
+    i-th at ``i / rate`` seconds after the start whatever the answers (open loop):
+    latencies (ms), errors, seconds."""
     latencies: list[float] = []
     errors = 0
-    limit = trio.CapacityLimiter(20)
+    limit = trio.CapacityLimiter(20 if rate is None else count)
+    start = trio.current_time()
 
     async def one(index: int) -> None:
         nonlocal errors
+        if rate is not None:
+            await trio.sleep_until(start + index / rate)
         async with limit:
             began = time.perf_counter()
-            response = await http.post("/requests", json={"tenantId": TENANT,
-                                                          "subHandle": f"{prefix}-{index}"})
+            try:
+                status, _ = await poster.post({"tenantId": TENANT,
+                                               "subHandle": f"{prefix}-{index}"})
+            except (OSError, trio.TooSlowError):
+                status = 0
             latencies.append((time.perf_counter() - began) * 1000)
-            if response.status_code != 201:
+            if status != 201:
                 errors += 1
 
     began = time.perf_counter()
@@ -378,7 +393,7 @@ async def _cost_side(nursery: trio.Nursery, label: str, extra_open: int,
     """A fresh ``lcx serve`` with 10 agents, 10 accepted conversations, then ``extra_open``
     pending requests and ``stored`` ended conversations (each with 4 messages)."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
-        async with bot_client(server.url) as http:
+        async with bot_client(server.url) as http, aclosing(Http1Pool()) as pool:
             # the pending requests wait for the whole run (by default they would be missed
             # after 120 s, in the middle of the measured rounds)
             await put_settings(http, maxConcurrentChats=1000,
@@ -396,8 +411,8 @@ async def _cost_side(nursery: trio.Nursery, label: str, extra_open: int,
                 relay_box.append(relay)
                 nursery.start_soon(relay.answer)
                 if extra_open:
-                    _, errors, took = await _create_requests(http, extra_open,
-                                                             f"{label}-pending")
+                    _, errors, took = await _create_requests(
+                        Poster(server.url, pool, "/requests"), extra_open, f"{label}-pending")
                     print(f"{label}: {extra_open} pending requests created in {took:.1f} s, "
                           f"{errors} errors", flush=True)
                     if errors:
@@ -528,7 +543,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     if "sockets" in arguments.parts:
         document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once)
     if "requests" in arguments.parts:
-        document["requests"] = await requests_part(arguments.online, arguments.requests)
+        document["requests"] = await requests_part(arguments.online, arguments.requests,
+                                                   arguments.request_rate)
     if "cost" in arguments.parts:
         document["cost"] = await cost_part(
             arguments.open, arguments.rate, arguments.seconds, arguments.stored,
@@ -562,6 +578,9 @@ def main() -> None:
     parser.add_argument("--online", type=int, default=300,
                         help="agents online while requests are created")
     parser.add_argument("--requests", type=int, default=1000, help="requests to create")
+    parser.add_argument("--request-rate", type=float, default=None,
+                        help="create the requests at this rate whatever the answers (open "
+                        "loop) instead of 20 at a time")
     parser.add_argument("--open", type=int, default=1000,
                         help="extra pending conversations for the cost part")
     parser.add_argument("--stored", type=int, default=0,
