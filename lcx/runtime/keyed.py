@@ -242,6 +242,9 @@ class KeyedSupervisor:
             self.registry.unregister(entry.ref)
             if self._entries.get(entry.key) is entry:
                 del self._entries[entry.key]
+            # the process refers back to the entry (its idle hook): without this cycle
+            # a passivated actor is freed at once, not by a full garbage collection
+            entry.process = None
             entry.done.set()
 
     async def _run_once(self, entry: _Entry) -> bool:
