@@ -16,7 +16,8 @@ from typing import Any
 
 import trio
 
-from lcx.errors import ActorStopped, LcxError
+from lcx.errors import ActorStopped, LcxError, MailboxFull
+from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 from lcx.runtime.mailbox import Envelope, Mailbox
 from lcx.runtime.ref import ActorRef
 
@@ -65,7 +66,9 @@ class ActorContext:
         self._stop_requested = False
         self._waiting = False
         """Waiting in the mailbox for a message (:meth:`stop` wakes it)."""
-        self._timers: dict[str, trio.CancelScope] = {}
+        self._timers: dict[str, _Timer] = {}
+        self.closed = False
+        """The incarnation ended (its timers are dead)."""
         self._taken = 0
         """Messages taken in a row without waiting (see :meth:`next_envelope`)."""
 
@@ -154,29 +157,75 @@ class ActorContext:
         """Send ``message`` to this actor after ``delay`` seconds.
 
         A timer with the same ``key`` replaces the previous one. Timers die with the
-        incarnation that set them.
+        incarnation that set them. They wait in the run's one timer keeper (no task per
+        timer: a connected agent's session re-arms one every few seconds).
         """
+        timer = _Timer(self, message, key)
         if key is not None:
             self.cancel_timer(key)
-        scope = trio.CancelScope()
-        if key is not None:
-            self._timers[key] = scope
-        self.nursery.start_soon(self._fire, scope, delay, message, key)
+            self._timers[key] = timer
+        actor_timers().watch(trio.current_time() + delay, timer)
 
     def cancel_timer(self, key: str) -> None:
         """Cancel the timer set under ``key``, if any."""
-        scope = self._timers.pop(key, None)
-        if scope is not None:
-            scope.cancel()
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.live = False
 
-    async def _fire(self, scope: trio.CancelScope, delay: float, message: object,
-                    key: str | None) -> None:
-        with scope:
-            await trio.sleep(delay)
-            if key is not None and self._timers.get(key) is scope:
-                del self._timers[key]
-            with contextlib.suppress(ActorStopped):
-                await self.ref.send(message)
+    def close(self) -> None:
+        """The incarnation ended: its timers never fire."""
+        self.closed = True
+        for timer in self._timers.values():
+            timer.live = False
+        self._timers.clear()
+
+    def _fire(self, timer: _Timer) -> None:
+        key = timer.key
+        if key is not None and self._timers.get(key) is timer:
+            del self._timers[key]
+        try:
+            self.ref.tell(timer.message)
+        except MailboxFull:  # wait for room, as a sender would
+            with contextlib.suppress(RuntimeError):  # the incarnation's nursery closed
+                self.nursery.start_soon(self._send_later, timer.message)
+        except ActorStopped:
+            pass
+
+    async def _send_later(self, message: object) -> None:
+        with contextlib.suppress(ActorStopped):
+            await self.ref.send(message)
+
+
+class _Timer:
+    """One :meth:`ActorContext.send_after` waiting in the run's keeper."""
+
+    __slots__ = ("ctx", "key", "live", "message")
+
+    def __init__(self, ctx: ActorContext, message: object, key: str | None) -> None:
+        self.ctx = ctx
+        self.message = message
+        self.key = key
+        self.live = True
+
+
+def _timer_came(timer: _Timer, now: float) -> None:
+    ctx = timer.ctx
+    if timer.live and not ctx.closed:
+        ctx._fire(timer)
+
+
+def _timer_dropped(timer: _Timer) -> bool:
+    return not timer.live or timer.ctx.closed
+
+
+_ACTOR_TIMERS: trio.lowlevel.RunVar[DeadlineKeeper[_Timer]] = trio.lowlevel.RunVar(
+    "lcx_actor_timers")
+
+
+def actor_timers() -> DeadlineKeeper[_Timer]:
+    """The keeper of every actor's :meth:`ActorContext.send_after` timers in this run."""
+    return keeper_of_run(_ACTOR_TIMERS, lambda: DeadlineKeeper(
+        "lcx.actor_timers", _timer_came, settled=_timer_dropped))
 
 
 class ActorProcess:
@@ -224,14 +273,17 @@ class ActorProcess:
         async with trio.open_nursery() as nursery:
             ctx = ActorContext(self.ref, nursery, idle_seconds=self._idle_seconds,
                                on_idle=self._on_idle)
-            actor = await self._activate()
-            await actor.on_start(ctx)
-            self._ctx = ctx
-            if self._stop_early:
-                ctx.stop()
-            task_status.started()
-            await actor.run(ctx)
-            await actor.on_stop()
+            try:
+                actor = await self._activate()
+                await actor.on_start(ctx)
+                self._ctx = ctx
+                if self._stop_early:
+                    ctx.stop()
+                task_status.started()
+                await actor.run(ctx)
+                await actor.on_stop()
+            finally:
+                ctx.close()
             nursery.cancel_scope.cancel()
 
 

@@ -191,3 +191,19 @@ async def test_timers_send_after_and_replace_by_key(
     assert [w for w in journal.names() if "got" in w] == ["a got other", "a got second"]
     assert journal.times("a got second") == [pytest.approx(20)]
     sup.request_stop()
+
+
+async def test_a_timer_dies_with_the_incarnation_that_set_it(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
+    """A crash ends the incarnation: its timers never reach the restarted actor."""
+    journal = Journal()
+    sup = await start(nursery, Supervisor("s", [echo_child("a", journal)]))
+    ref = ref_of(sup)
+    await ref.ask(("timer", 10, "keyed", "t"))
+    await ref.ask(("timer", 10, "unkeyed", None))
+    ref_of(sup).tell("crash")
+    await ref_of(sup).ask("seen")  # the restarted incarnation answers
+    await ref.ask(("timer", 15, "after", "t"))
+    await trio.sleep(30)
+    assert [w for w in journal.names() if "got" in w] == ["a got after"]
+    sup.request_stop()
