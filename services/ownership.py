@@ -13,7 +13,8 @@ once, a restart or a peer's death, are full sweeps):
   stream resumes from the stored session): after an instance dies, its conversations,
   queues and provider streams come back on the survivors without waiting for traffic;
 - the local agent sockets are registered again with their agents' sessions, which may
-  have moved;
+  have moved: all of them on a full sweep, the next few hundred in turn on a periodic one
+  (a session that lost a registration, e.g. restarted after a crash, is repaired);
 - after this instance was isolated (the bus told it an empty view: paused or cut off past
   its lease, or Redis lost its record), every local conversation and queue actor is
   stopped when it sees the cluster again: other instances may have owned and changed them
@@ -59,7 +60,8 @@ ISOLATED_GRACE_SECONDS = 30.0
 class OwnershipService:
     """A supervised service running the sweeps described in the module docstring."""
 
-    def __init__(self, livechat: Livechat, *, sockets: Callable[[], Awaitable[None]] | None = None,
+    def __init__(self, livechat: Livechat, *,
+                 sockets: Callable[[bool], Awaitable[None]] | None = None,
                  sweep_seconds: float = SWEEP_SECONDS, page_size: int = SWEEP_PAGE,
                  periodic_rows: int = SWEEP_ROWS,
                  isolated_grace_seconds: float = ISOLATED_GRACE_SECONDS,
@@ -160,7 +162,7 @@ class OwnershipService:
         else:
             woken, self._resume_after = await self._scan(self._resume_after, rows)
         if self._resync_sockets is not None:
-            await self._resync_sockets()
+            await self._resync_sockets(rows is None)
         if moved or woken:
             log.info("ownership sweep", extra={"handedOff": moved, "woken": woken})
 
