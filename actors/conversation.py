@@ -98,6 +98,20 @@ replace = msgspec.structs.replace
 _encode = msgspec.json.encode
 
 
+_ISO_CHARS = len("2026-12-03T06:00:01.000Z")
+
+
+def _pushed_back(armed: _TimerBasis | None, basis: _TimerBasis) -> bool:
+    """Whether ``basis`` differs from the armed one only by a later last activity of an
+    active conversation (its inactivity deadline moved later, nothing else changed)."""
+    if armed is None or armed[0] != "active" or basis[0] != "active":
+        return False
+    at, armed_at = basis[2], armed[2]
+    # iso() text sorts as time: compared as text, with no parse
+    return (armed[1] == basis[1] and armed[3:] == basis[3:]
+            and len(at) == len(armed_at) == _ISO_CHARS and at > armed_at)
+
+
 class ConversationActor(Actor):
     """Owns one conversation; see the module docstring."""
 
@@ -359,6 +373,10 @@ class ConversationActor(Actor):
 
         Nothing is armed again when what the deadline depends on did not change since the
         last arm (a read, a typing signal, an idempotent resend): that timer still runs.
+        Nor when activity alone pushed an active conversation's inactivity deadline back
+        (every message does): the timer armed earlier fires first, its ``Timeout`` is found
+        stale and the deadline of that moment is armed (one wake per inactivity period of a
+        busy conversation instead of one arm per message).
         ``settings``: the organization's, when the caller has just read them.
         """
         state = self.state
@@ -374,7 +392,7 @@ class ConversationActor(Actor):
             settings = await self.ports.settings(state.org_id)
         basis = (state.status, state.queued_at, state.last_activity_at,
                  settings.request_timeout_seconds, settings.inactivity_timeout_seconds)
-        if basis == self._armed:
+        if basis == self._armed or _pushed_back(self._armed, basis):
             return
         due = rules.next_deadline(state, settings)
         assert due is not None

@@ -25,7 +25,7 @@ complete is still a 499 with nothing done.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -41,6 +41,7 @@ from lcx.api.bot_rules import BOT_SCOPES, BotRules, CreateRequestBody, MessageBo
 from lcx.api.errors import envelope, error_reply
 from lcx.auth import Principal, TokenVerifier
 from lcx.errors import HeadersTooLarge, PayloadTooLarge, Unauthorized
+from lcx.server.http1 import BODY_NOW
 
 __all__ = ["BODY_TIMEOUT_SECONDS", "LEAN_ROUTES", "Exchange", "LeanRoutes", "RawRequest"]
 
@@ -59,6 +60,7 @@ _USED_HEADERS = {name.encode("latin-1"): name for name in (
     "authorization", "content-type", "content-length", "transfer-encoding", "host")}
 """The headers the lean routes read, by their lowercased bytes."""
 _JSON_MIMETYPE = "application/json"
+_NO_EXTENSIONS: Mapping[str, Any] = {}
 
 
 class RawRequest:
@@ -182,6 +184,13 @@ class LeanRoutes:
         principal = principal_of_header(request.headers.get("authorization"), self.verifier,
                                         *BOT_SCOPES)
         require_json(request.mimetype)
+        extensions: Mapping[str, Any] = request.scope.get("extensions") or _NO_EXTENSIONS
+        body_now: Callable[[], bytes | None] | None = extensions.get(BODY_NOW)
+        if body_now is not None and (body := body_now()) is not None:
+            # it came with the head (lcx's HTTP server): nothing to wait for, nor to time
+            if limit is not None and len(body) > limit:
+                raise RequestEntityTooLarge()
+            return principal, body
         return principal, await _body(receive, limit)
 
 

@@ -42,7 +42,7 @@ import trio
 from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
 from lcx.server.wire import CONTINUE, Framing, bare_response, encode_head
 
-__all__ = ["DISCONNECT", "ASGIApp", "Connection", "Limits", "WebsocketHandler"]
+__all__ = ["BODY_NOW", "DISCONNECT", "ASGIApp", "Connection", "Limits", "WebsocketHandler"]
 
 log = logging.getLogger("lcx.server")
 
@@ -53,6 +53,8 @@ WebsocketHandler = Callable[..., Awaitable[None]]
 (:func:`lcx.server.websocket.serve_websocket`)."""
 DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 """The event ``receive`` returns once the client is gone or the response is complete."""
+BODY_NOW = "lcx.body_now"
+"""The scope extension holding the exchange's :meth:`_Exchange.body_now`."""
 MAX_RECV = 65536
 IO_BEFORE_YIELD = 16
 """Reads and writes that did not wait, in a row, after which the connection yields once."""
@@ -381,6 +383,7 @@ class Connection:
     async def _answer(self, request: _Request) -> bool:
         """Run the app for ``request``; whether the connection may carry another."""
         exchange = _Exchange(self, request)
+        request.scope["extensions"][BODY_NOW] = exchange.body_now
         try:
             await self.app(request.scope, exchange.receive, exchange.send)
         except Exception:
@@ -465,6 +468,20 @@ class _Exchange:
                 conn.broken = True
                 return DISCONNECT
             conn._feed(more)
+
+    def body_now(self) -> bytes | None:
+        """The whole body when it is all in and ``receive`` gave none of it yet, given as
+        ``receive`` would give it (``receive`` then goes on after its last piece); None
+        otherwise (then ``receive`` gives it). Lets an app take a body that came with its
+        head without a timeout scope around a wait that cannot happen."""
+        request = self.request
+        if not request.complete or self.given_all or self.finished or self.conn.broken:
+            return None
+        body = request.body
+        data = b"" if not body else body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        self.given_all = True
+        return data
 
     async def _wait_for_disconnect(self) -> dict[str, Any]:
         """Read on until the client leaves (what it pipelines is queued), or until the

@@ -95,18 +95,25 @@ def _changes(before: Conversation, after: Conversation) -> tuple[str, list[Any]]
     Never empty: the counters are always written, so the guard's row counts as changed."""
     columns: list[str] = []
     values: list[Any] = []
-    for column in _COLUMNS:
-        if column == "open_key":
-            if (key := open_key(after)) != open_key(before):
-                columns.append(column)
-                values.append(key)
-            continue
-        value = getattr(after, column)
-        if column in ("last_seq", "last_event_no") or (
-                column != "id" and value != getattr(before, column)):
+    old, new = _astuple(before), _astuple(after)  # one C call each, not a getattr a column
+    for column, index, is_json, always in _DIFFED:
+        value = new[index]
+        if always or (value is not old[index] and value != old[index]):
             columns.append(column)
-            values.append(_encode(value).decode() if column in _JSON_COLUMNS else value)
+            values.append(_encode(value).decode() if is_json else value)
+    if (key := open_key(after)) != open_key(before):
+        columns.append("open_key")
+        values.append(key)
     return ", ".join(f"{c} = ?" for c in columns), values
+
+
+_astuple = msgspec.structs.astuple
+_FIELD_INDEX = {name: index for index, name in enumerate(Conversation.__struct_fields__)}
+_DIFFED = tuple((column, _FIELD_INDEX[column], column in _JSON_COLUMNS,
+                 column in ("last_seq", "last_event_no"))
+                for column in _COLUMNS if column not in ("id", "open_key"))
+"""What :func:`_changes` compares, in column order: (column, field index, JSON, always
+written); ``open_key`` is derived, not a field."""
 
 
 def load_conversation(tx: Tx, conversation_id: str) -> Conversation | None:

@@ -32,7 +32,7 @@ from actors.messages import (
 from actors.presence import Presence
 from lcx.config import TenantConfig
 from lcx.errors import Conflict, Forbidden, NotFound
-from lcx.model import AgentRef, Author, Conversation, iso, utc_now
+from lcx.model import AgentRef, Author, Conversation, iso, parse_iso, utc_now
 from lcx.store import Store
 from lcx.store.conversations import load_conversation, messages_after
 
@@ -264,19 +264,32 @@ async def test_the_timer_is_not_armed_again_when_its_deadline_did_not_change(
     assert "c1" not in ports.armed
 
 
-async def test_every_message_of_an_active_conversation_moves_its_inactivity_deadline(
+async def test_activity_pushes_the_inactivity_deadline_back_without_arming_per_message(
         ports: FakePorts, store: Store) -> None:
-    """Activity changes what the deadline depends on: each message arms it again."""
+    """Messages move an active conversation's inactivity deadline later without arming the
+    timer again: the one armed at the accept fires first, is found stale (the conversation
+    stays active) and the deadline after the last message is armed then."""
     async with running(ConversationActor(ports, "c1")) as ref:
         await ref.ask(CreateRequest(conversation=pending(queued_at=iso(utc_now()))))
         await ref.ask(Accept(agent=ALICE))
         armed = ports.arms
+        first = ports.armed["c1"][1]
         await trio.sleep(0.002)  # a later millisecond than the accept's
         await ref.ask(PostMessage(author=SUBSCRIBER, text="one"))
         await trio.sleep(0.002)  # a later millisecond: a later last activity
         await ref.ask(PostMessage(author=SUBSCRIBER, text="two"))
-    assert ports.arms == armed + 2
-    assert ports.armed["c1"][1].kind == "inactivity"
+        assert ports.arms == armed
+        await ref.ask(first)  # the earlier deadline comes: stale
+        row = await stored(store)
+        assert row is not None
+        assert row.status == "active"
+        assert ports.arms == armed + 1
+        timeout = ports.armed["c1"][1]
+        assert timeout.kind == "inactivity"
+        assert timeout.deadline > first.deadline
+        settings = await ports.settings(row.org_id)
+        assert timeout.deadline == iso(parse_iso(row.last_activity_at) + timedelta(
+            seconds=settings.inactivity_timeout_seconds))
 
 
 async def test_a_guarded_message_is_refused_unless_its_agent_is_in_the_conversation(
