@@ -6,8 +6,9 @@ are that part's), with the stub bot of ``bench_bot.py``:
 ``sockets``
     N agents connect, ``--at-once`` at a time: connects per second, how many failed or were
     closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket. Then lcx is stopped and
-    started again on the same store and every agent reconnects at once: how long until all
-    are granted again, and errors.
+    started again on the same store and every agent reconnects at once, retrying a failed
+    attempt after the console's backoff as the console does: how long until all are
+    granted again, every failed attempt (with its errno) and the agents never granted.
 ``requests``
     K agents online (broadcast routing), then R requests created 20 at a time: requests per
     second, p50/p99 of ``POST /requests``; RSS per open (pending) conversation. The agents
@@ -233,14 +234,20 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
             result.update(reconnectSeconds=None, reconnectTimedOut=True)
             with trio.move_on_after(RECONNECT_LIMIT_SECONDS):
                 async with agents_connected(nursery, server.url, names, _ignore,
-                                            at_once=count) as connected:
+                                            at_once=count, retry=True) as connected:
                     took = time.perf_counter() - began
+                    attempts = connected.failed_attempts
                     result.update(reconnectSeconds=round(took, 3), reconnectTimedOut=False,
                                   reconnected=len(connected.agents),
                                   reconnectFailed=len(connected.failures),
-                                  firstReconnectFailures=connected.failures[:3])
+                                  firstReconnectFailures=connected.failures[:3],
+                                  reconnectFailedAttempts=len(attempts),
+                                  reconnectRetriedAgents=len({a.split(":")[0]
+                                                              for a in attempts}),
+                                  firstFailedAttempts=attempts[:3])
                     print(f"all {count} reconnecting at once after a restart: {took:.2f} s, "
-                          f"{len(connected.failures)} failed", flush=True)
+                          f"{len(attempts)} attempts failed (retried with the console's "
+                          f"backoff), {len(connected.failures)} agents not back", flush=True)
             if result["reconnectTimedOut"]:
                 print(f"all {count} reconnecting at once after a restart: not done within "
                       f"{RECONNECT_LIMIT_SECONDS:g} s", flush=True)
