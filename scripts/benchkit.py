@@ -271,6 +271,8 @@ class Agent:
     """The TCP connection under ``ws``, closed once the websocket is (see :meth:`read`)."""
     closed_code: int | None = None
     granted: trio.Event = field(default_factory=trio.Event)
+    gone: trio.Event = field(default_factory=trio.Event)
+    """Set once the websocket closed and its descriptor was freed."""
     _waiting: dict[str, tuple[trio.Event, list[Frame]]] = field(default_factory=dict)
     _refs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _decoder: msgspec.json.Decoder[Any] = field(default_factory=msgspec.json.Decoder)
@@ -294,6 +296,7 @@ class Agent:
             self.closed_code = exc.reason.code if exc.reason is not None else None
             self.granted.set()
             await self.close_stream()
+            self.gone.set()
 
     async def close_stream(self) -> None:
         """Free the socket's descriptor, as a browser does once its websocket closed.
