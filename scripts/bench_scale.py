@@ -70,6 +70,7 @@ from benchkit import (
     bot_client,
     cpu_seconds,
     open_conversations,
+    open_files_limit,
     put_settings,
     rss_kib,
     running_server,
@@ -196,7 +197,9 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
         assert server.pid is not None
         assert server.lcx is not None
         names = [f"idle-{i}" for i in range(count)]
-        result: dict[str, Any] = {"sockets": count, "atOnce": at_once}
+        result: dict[str, Any] = {"sockets": count, "atOnce": at_once,
+                                  "benchOpenFilesLimit": open_files_limit(os.getpid()),
+                                  "serverOpenFilesLimit": open_files_limit(server.pid)}
         async with trio.open_nursery() as nursery:
             rss_before = rss_kib(server.pid)
             cpu_before = cpu_seconds(server.pid)
@@ -230,12 +233,14 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                 await trio.to_thread.run_sync(server.lcx.start)
                 assert server.lcx.process is not None
                 server.url, server.pid = server.lcx.url, server.lcx.process.pid
+            cpu_before = cpu_seconds(server.pid)
             began = time.perf_counter()
             result.update(reconnectSeconds=None, reconnectTimedOut=True)
             with trio.move_on_after(RECONNECT_LIMIT_SECONDS):
                 async with agents_connected(nursery, server.url, names, _ignore,
                                             at_once=count, retry=True) as connected:
                     took = time.perf_counter() - began
+                    cpu_per_connect = (cpu_seconds(server.pid) - cpu_before) / max(1, count)
                     attempts = connected.failed_attempts
                     result.update(reconnectSeconds=round(took, 3), reconnectTimedOut=False,
                                   reconnected=len(connected.agents),
@@ -244,10 +249,12 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                                   reconnectFailedAttempts=len(attempts),
                                   reconnectRetriedAgents=len({a.split(":")[0]
                                                               for a in attempts}),
-                                  firstFailedAttempts=attempts[:3])
+                                  firstFailedAttempts=attempts[:3],
+                                  serverCpuPerReconnectUs=round(cpu_per_connect * 1e6))
                     print(f"all {count} reconnecting at once after a restart: {took:.2f} s, "
                           f"{len(attempts)} attempts failed (retried with the console's "
-                          f"backoff), {len(connected.failures)} agents not back", flush=True)
+                          f"backoff), {len(connected.failures)} agents not back, server CPU "
+                          f"per connect {cpu_per_connect * 1e6:.0f} us", flush=True)
             if result["reconnectTimedOut"]:
                 print(f"all {count} reconnecting at once after a restart: not done within "
                       f"{RECONNECT_LIMIT_SECONDS:g} s", flush=True)

@@ -70,6 +70,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def open_files_limit(pid: int) -> int:
+    """The soft limit of open descriptors of process ``pid`` (``/proc/<pid>/limits``)."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise RuntimeError(f"no open files limit for {pid}")
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of process ``pid`` in KiB (``/proc/<pid>/status``)."""
     with open(f"/proc/{pid}/status") as status:
