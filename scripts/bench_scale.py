@@ -9,6 +9,8 @@ are that part's), with the stub bot of ``bench_bot.py``:
     started again on the same store and every agent reconnects at once, retrying a failed
     attempt after the console's backoff as the console does: how long until all are
     granted again, every failed attempt (with its errno) and the agents never granted.
+    The bench's own garbage-collector pauses in each phase are reported too: with 10,000
+    agents in one process they are seconds, in which the bench serves no agent.
 ``requests``
     K agents online (broadcast routing), then R requests created 20 at a time: requests per
     second, p50/p99 of ``POST /requests``; RSS per open (pending) conversation. The agents
@@ -64,6 +66,7 @@ from benchkit import (
     Agent,
     Connected,
     Frame,
+    GcPauses,
     Server,
     agent_token,
     agents_connected,
@@ -193,7 +196,8 @@ def _ignore(agent: Agent, frame: Frame) -> None:
 
 async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
     """Connect ``count`` idle agents, restart lcx, reconnect them all at once."""
-    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
+    with running_server(None, None, lcx_root=LCX_ROOT[0]) as server, \
+            GcPauses() as bench_gc:
         assert server.pid is not None
         assert server.lcx is not None
         names = [f"idle-{i}" for i in range(count)]
@@ -208,6 +212,7 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                                         at_once=at_once) as connected:
                 took = time.perf_counter() - began
                 cpu_per_connect = (cpu_seconds(server.pid) - cpu_before) / max(1, count)
+                result.update(benchGcSecondsConnecting=round(bench_gc.seconds, 3))
                 await trio.sleep(1.0)
                 rss_after = rss_kib(server.pid)
                 granted = len(connected.agents)
@@ -234,6 +239,7 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                 assert server.lcx.process is not None
                 server.url, server.pid = server.lcx.url, server.lcx.process.pid
             cpu_before = cpu_seconds(server.pid)
+            gc_before = bench_gc.seconds
             began = time.perf_counter()
             result.update(reconnectSeconds=None, reconnectTimedOut=True)
             with trio.move_on_after(RECONNECT_LIMIT_SECONDS):
@@ -250,7 +256,9 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                                   reconnectRetriedAgents=len({a.split(":")[0]
                                                               for a in attempts}),
                                   firstFailedAttempts=attempts[:3],
-                                  serverCpuPerReconnectUs=round(cpu_per_connect * 1e6))
+                                  serverCpuPerReconnectUs=round(cpu_per_connect * 1e6),
+                                  benchGcSecondsReconnecting=round(
+                                      bench_gc.seconds - gc_before, 3))
                     print(f"all {count} reconnecting at once after a restart: {took:.2f} s, "
                           f"{len(attempts)} attempts failed (retried with the console's "
                           f"backoff), {len(connected.failures)} agents not back, server CPU "
