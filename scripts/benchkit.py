@@ -95,6 +95,20 @@ class GcPauses:
         gc.callbacks.remove(self._note)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while in the block, one full collection
+    before it. The bench holds 10,000 agents in one heap, and its full collections (a
+    second each, no agent served meanwhile) took 10.5 s of a 22.4 s reconnect: that is
+    the bench's time, not the server's (a console is a browser per agent)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def open_files_limit(pid: int) -> int:
     """The soft limit of open descriptors of process ``pid`` (``/proc/<pid>/limits``)."""
     with open(f"/proc/{pid}/limits") as limits:
