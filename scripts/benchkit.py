@@ -319,6 +319,10 @@ class Agent:
     """The TCP connection under ``ws``, closed once the websocket is (see :meth:`read`)."""
     closed_code: int | None = None
     granted: trio.Event = field(default_factory=trio.Event)
+    """Set by ``AUTHORIZATION_GRANTED``, or by what came instead (``refused``, a close)."""
+    refused: Frame | None = None
+    """The ``ERROR`` frame that came instead of ``AUTHORIZATION_GRANTED`` (the close
+    that follows it says whether to try again: 1013 yes, 4401 no)."""
     gone: trio.Event = field(default_factory=trio.Event)
     """Set once the websocket closed and its descriptor was freed."""
     _waiting: dict[str, tuple[trio.Event, list[Frame]]] = field(default_factory=dict)
@@ -338,6 +342,8 @@ class Agent:
                     continue
                 if frame.get("event") in ("AUTHORIZATION_GRANTED", "ERROR") \
                         and not self.granted.is_set():
+                    if frame.get("event") == "ERROR":
+                        self.refused = frame
                     self.granted.set()
                 self.on_frame(self, frame)
         except ConnectionClosed as exc:
@@ -469,9 +475,15 @@ async def agents_connected(nursery: trio.Nursery, base_url: str | list[str],
             return None, f"{name}: {failure_text(exc)}", False
         with trio.move_on_after(60):
             await agent.granted.wait()
-        if agent.closed_code is not None or not agent.granted.is_set():
+        if agent.refused is not None:
+            with trio.move_on_after(5):  # the close follows the ERROR
+                await agent.gone.wait()
+        if agent.closed_code is not None or agent.refused is not None \
+                or not agent.granted.is_set():
             await agent.close_stream()
-            return None, (f"{name}: closed ({agent.closed_code}) before "
+            error = "" if agent.refused is None else \
+                f"ERROR {agent.refused.get('data', {}).get('code')} and "
+            return None, (f"{name}: {error}closed ({agent.closed_code}) before "
                           "AUTHORIZATION_GRANTED"), agent.closed_code == CLOSE_UNAUTHORIZED
         return agent, "", False
 

@@ -1,6 +1,7 @@
 """The reconnecting bench agents behave as the console does: an attempt that fails is
 tried again after the console's backoff (half to all of 0.5 s, doubling up to 10 s),
-every failed attempt is reported, and a refused token (4401) is not tried again."""
+every failed attempt is reported, and a refused token (4401) is not tried again. An
+``ERROR`` instead of ``AUTHORIZATION_GRANTED`` is a failed attempt, not an agent in."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from benchkit import Agent, Frame, agents_connected, console_backoff
 
 GRANTED = '{"type":"event","event":"AUTHORIZATION_GRANTED","data":{}}'
+UNAVAILABLE = '{"type":"event","event":"ERROR","data":{"code":"unavailable"}}'
+UNAUTHORIZED = '{"type":"event","event":"ERROR","data":{"code":"unauthorized"}}'
 NAMES = ["agent-0", "agent-1", "agent-2"]
 
 
@@ -39,6 +42,7 @@ async def test_a_refused_first_attempt_is_tried_again_and_reported(
         seen += 1
         ws = await request.accept()
         if seen <= len(NAMES):  # every agent's first attempt comes before any retry
+            await ws.send_message(UNAVAILABLE)  # as lcx does when a session is unreachable
             await ws.aclose(1013, "try again later")
             return
         await ws.send_message(GRANTED)
@@ -53,7 +57,8 @@ async def test_a_refused_first_attempt_is_tried_again_and_reported(
         assert connected.failures == []
         assert sorted(attempt.split(":")[0] for attempt in connected.failed_attempts) \
             == NAMES
-        assert all("closed (1013)" in attempt for attempt in connected.failed_attempts)
+        assert all("ERROR unavailable and closed (1013)" in attempt
+                   for attempt in connected.failed_attempts)
 
 
 @pytest.mark.parametrize("retry", [True, False])
@@ -61,6 +66,7 @@ async def test_a_refused_token_is_not_tried_again(nursery: trio.Nursery,
                                                   retry: bool) -> None:
     async def refuse(request: WebSocketRequest) -> None:
         ws = await request.accept()
+        await ws.send_message(UNAUTHORIZED)
         await ws.aclose(4401, "unauthorized")
 
     server = await nursery.start(serve_websocket, refuse, "127.0.0.1", 0, None)
