@@ -24,12 +24,6 @@ __all__ = ["serve_listener"]
 
 log = logging.getLogger("lcx.server")
 
-ACCEPT_BURST = 4096
-"""Connections taken from the kernel's queue at each wakeup before anything else runs.
-Every agent reconnects at once after a restart: taking one per scheduling round (as
-``trio``'s ``accept`` does) left the queue full while the accepted ones were served, the
-kernel dropped the SYNs beyond it (2,700 to 3,900 of 10,000 in a run) and those clients
-waited 1 s, then 3, 7, 15 s, to retry. The CPU per connection stays the same (measured)."""
 ACCEPT_PAUSE_SECONDS = 0.1
 """How long accepting pauses when the process is out of descriptors or memory."""
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -68,7 +62,7 @@ async def serve_listener(app: ASGIApp, sock: socket.socket, limits: Limits, *,
     try:
         async with lifespan(app, state), trio.open_nursery() as handlers:
             async with trio.open_nursery() as acceptor:
-                acceptor.start_soon(_accept, sock, handlers, serve_one)
+                acceptor.start_soon(_accept, listener, handlers, serve_one)
                 task_status.started()
                 if shutdown_trigger is None:
                     await trio.sleep_forever()
@@ -82,25 +76,20 @@ async def serve_listener(app: ASGIApp, sock: socket.socket, limits: Limits, *,
         listener.close()
 
 
-async def _accept(sock: socket.socket, handlers: trio.Nursery,
+async def _accept(listener: trio.socket.SocketType, handlers: trio.Nursery,
                   serve_one: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
     while True:
-        await trio.lowlevel.wait_readable(sock)
-        for _ in range(ACCEPT_BURST):
-            try:
-                accepted, _ = sock.accept()
-            except BlockingIOError:
-                break
-            except OSError as error:
-                if error.errno in _GONE_ERRNOS:
-                    continue
-                if error.errno not in _RESOURCE_ERRNOS:
-                    raise
-                log.warning("accepting paused: %s", error)
-                await trio.sleep(ACCEPT_PAUSE_SECONDS)
-                break
-            handlers.start_soon(serve_one,
-                                trio.SocketStream(trio.socket.from_stdlib_socket(accepted)))
+        try:
+            sock, _ = await listener.accept()
+        except OSError as error:
+            if error.errno in _GONE_ERRNOS:
+                continue
+            if error.errno not in _RESOURCE_ERRNOS:
+                raise
+            log.warning("accepting paused: %s", error)
+            await trio.sleep(ACCEPT_PAUSE_SECONDS)
+            continue
+        handlers.start_soon(serve_one, trio.SocketStream(sock))
 
 
 def _address(address: Any) -> tuple[str, int] | None:
