@@ -8,16 +8,21 @@ from ``/proc/<pid>``.
 
 from __future__ import annotations
 
+import errno
+import gc
 import itertools
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -26,7 +31,7 @@ from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    connect_websocket_url,
+    wrap_client_stream,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +70,52 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class GcPauses:
+    """The seconds this process spends in its garbage collector while in the ``with``
+    block: the bench's own pauses, not the server's (with 10,000 agents in the bench one
+    full collection takes about a second, and no agent is served meanwhile)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._note)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while in the block, one full collection
+    before it. The bench holds 10,000 agents in one heap, and its full collections (a
+    second each, no agent served meanwhile) took 10.5 s of a 22.4 s reconnect: that is
+    the bench's time, not the server's (a console is a browser per agent)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def open_files_limit(pid: int) -> int:
+    """The soft limit of open descriptors of process ``pid`` (``/proc/<pid>/limits``)."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise RuntimeError(f"no open files limit for {pid}")
 
 
 def rss_kib(pid: int) -> int:
@@ -264,8 +315,16 @@ class Agent:
     name: str
     ws: WebSocketConnection
     on_frame: Callable[[Agent, Frame], None] = lambda agent, frame: None
+    stream: trio.SocketStream | None = None
+    """The TCP connection under ``ws``, closed once the websocket is (see :meth:`read`)."""
     closed_code: int | None = None
     granted: trio.Event = field(default_factory=trio.Event)
+    """Set by ``AUTHORIZATION_GRANTED``, or by what came instead (``refused``, a close)."""
+    refused: Frame | None = None
+    """The ``ERROR`` frame that came instead of ``AUTHORIZATION_GRANTED`` (the close
+    that follows it says whether to try again: 1013 yes, 4401 no)."""
+    gone: trio.Event = field(default_factory=trio.Event)
+    """Set once the websocket closed and its descriptor was freed."""
     _waiting: dict[str, tuple[trio.Event, list[Frame]]] = field(default_factory=dict)
     _refs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _decoder: msgspec.json.Decoder[Any] = field(default_factory=msgspec.json.Decoder)
@@ -283,11 +342,26 @@ class Agent:
                     continue
                 if frame.get("event") in ("AUTHORIZATION_GRANTED", "ERROR") \
                         and not self.granted.is_set():
+                    if frame.get("event") == "ERROR":
+                        self.refused = frame
                     self.granted.set()
                 self.on_frame(self, frame)
         except ConnectionClosed as exc:
-            self.closed_code = exc.reason.code
+            self.closed_code = exc.reason.code if exc.reason is not None else None
             self.granted.set()
+            await self.close_stream()
+            self.gone.set()
+
+    async def close_stream(self) -> None:
+        """Free the socket's descriptor, as a browser does once its websocket closed.
+
+        trio-websocket's client leaves the TCP stream open when the server closes first
+        (it waits for the server's FIN and then only stops reading) and its ``aclose`` is
+        a no-op afterwards: a bench whose 10,000 agents were closed by a restart held
+        10,000 dead descriptors and ran out of them (EMFILE) reconnecting.
+        """
+        if self.stream is not None:
+            await trio.aclose_forcefully(self.stream)
 
     async def send(self, frame: Frame) -> None:
         """Send one frame."""
@@ -314,38 +388,119 @@ class Connected:
 
     agents: list[Agent]
     failures: list[str]
+    """Why each agent that never got in failed (its last attempt)."""
+    failed_attempts: list[str] = field(default_factory=list)
+    """Every attempt that failed, also those of agents that got in on a later one."""
+
+
+CONSOLE_FIRST_DELAY_SECONDS = 0.5
+CONSOLE_MAX_DELAY_SECONDS = 10.0
+"""The console's reconnect backoff (``lcx/console/static/socket.js``): the n-th retry
+waits a random time between half and all of min(10 s, 0.5 s * 2^(n-1))."""
+CLOSE_UNAUTHORIZED = 4401
+"""A refused token: the console stops reconnecting."""
+
+
+def console_backoff(attempt: int) -> float:
+    """Seconds the console waits before its ``attempt``-th reconnect (1 for the first)."""
+    ceiling = min(CONSOLE_MAX_DELAY_SECONDS, CONSOLE_FIRST_DELAY_SECONDS * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+async def open_agent(nursery: trio.Nursery, base_url: str, name: str,
+                     on_frame: Callable[[Agent, Frame], None]) -> Agent:
+    """Open agent ``name``'s websocket at ``base_url`` and start reading it (granted or
+    not yet); the TCP stream is the agent's own so that it can be closed.
+
+    Raises:
+        OSError: no TCP connection.
+        HandshakeError: the upgrade was refused.
+    """
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        ws = await wrap_client_stream(nursery, stream, f"{host}:{port}",
+                                      f"/ws?token={agent_token(name)}",
+                                      message_queue_size=100000)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    agent = Agent(name, ws, on_frame, stream)
+    nursery.start_soon(agent.read)
+    return agent
+
+
+def failure_text(exc: BaseException) -> str:
+    """``exc`` as ``Type: message``, followed by the errors it was raised from (trio's
+    "all attempts to connect ... failed" carries each attempt's ``OSError`` in its cause):
+    the errno names which limit was hit (ECONNREFUSED, EADDRNOTAVAIL, EMFILE...)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        parts = [_errno_text(inner) for inner in cause.exceptions]
+        text += f" ({'; '.join(parts)})"
+    elif cause is not None:
+        text += f" ({_errno_text(cause)})"
+    return text
+
+
+def _errno_text(exc: BaseException) -> str:
+    number = getattr(exc, "errno", None)
+    name = errno.errorcode.get(number, "") if isinstance(number, int) else ""
+    return f"{type(exc).__name__} {name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
 
 
 @asynccontextmanager
 async def agents_connected(nursery: trio.Nursery, base_url: str | list[str],
                            names: list[str], on_frame: Callable[[Agent, Frame], None], *,
-                           at_once: int = 50) -> AsyncIterator[Connected]:
+                           at_once: int = 50, retry: bool = False
+                           ) -> AsyncIterator[Connected]:
     """Connect one socket per name (``at_once`` at a time) and wait for each to be granted;
     close them after the block. With several base URLs (a cluster's instances) the k-th
     name connects to the k-th URL in turn. A socket refused or closed before it was
-    granted is a failure (counted, not raised)."""
+    granted is a failure (counted, not raised); with ``retry`` the agent tries again after
+    the console's backoff (:func:`console_backoff`) until it is granted or refused (4401),
+    every failed attempt counted in ``failed_attempts``."""
     connected = Connected([], [])
     limit = trio.CapacityLimiter(at_once)
     bases = [base_url] if isinstance(base_url, str) else base_url
     base_of = {name: bases[index % len(bases)] for index, name in enumerate(names)}
 
+    async def attempt(name: str) -> tuple[Agent | None, str, bool]:
+        """One connect: the granted agent or None, why not, and whether to stop trying."""
+        try:
+            agent = await open_agent(nursery, base_of[name], name, on_frame)
+        except (OSError, HandshakeError) as exc:
+            return None, f"{name}: {failure_text(exc)}", False
+        with trio.move_on_after(60):
+            await agent.granted.wait()
+        if agent.refused is not None:
+            with trio.move_on_after(5):  # the close follows the ERROR
+                await agent.gone.wait()
+        if agent.closed_code is not None or agent.refused is not None \
+                or not agent.granted.is_set():
+            await agent.close_stream()
+            error = "" if agent.refused is None else \
+                f"ERROR {agent.refused.get('data', {}).get('code')} and "
+            return None, (f"{name}: {error}closed ({agent.closed_code}) before "
+                          "AUTHORIZATION_GRANTED"), agent.closed_code == CLOSE_UNAUTHORIZED
+        return agent, "", False
+
     async def connect(name: str) -> None:
-        async with limit:
-            url = base_of[name].replace("http://", "ws://") + f"/ws?token={agent_token(name)}"
-            try:
-                ws = await connect_websocket_url(nursery, url, message_queue_size=100000)
-            except (OSError, HandshakeError) as exc:
-                connected.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        tries = 0
+        while True:
+            async with limit:
+                agent, why, refused = await attempt(name)
+            if agent is not None:
+                connected.agents.append(agent)
                 return
-            agent = Agent(name, ws, on_frame)
-            nursery.start_soon(agent.read)
-            with trio.move_on_after(60):
-                await agent.granted.wait()
-            if agent.closed_code is not None or not agent.granted.is_set():
-                connected.failures.append(f"{name}: closed ({agent.closed_code}) before "
-                                          "AUTHORIZATION_GRANTED")
+            connected.failed_attempts.append(why)
+            tries += 1
+            if not retry or refused:
+                connected.failures.append(why)
                 return
-            connected.agents.append(agent)
+            await trio.sleep(console_backoff(tries))
 
     async with trio.open_nursery() as connecting:
         for name in names:
@@ -357,6 +512,7 @@ async def agents_connected(nursery: trio.Nursery, base_url: str | list[str],
             for agent in connected.agents:
                 with trio.move_on_after(1):
                     await agent.ws.aclose()
+                await agent.close_stream()
 
 
 def bot_client(base_url: str, *, connections: int = 64) -> httpx.AsyncClient:
