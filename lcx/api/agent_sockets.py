@@ -30,10 +30,15 @@ from actors.ports import FrameSink
 from lcx.api.socket_sink import Audience, SocketSink, instance_flush_loop
 from lcx.auth import Principal
 from lcx.errors import LcxError
+from lcx.runtime.ref import DEFAULT_ASK_TIMEOUT
 
 log = logging.getLogger("lcx.ws")
 
 FANOUT_TOPIC = "agent.fanout"
+REGISTER_ASK_SECONDS = 30.0
+"""How long a new socket waits for its agent's session to take it: when every agent
+reconnects at once after a restart, thousands of sessions start together and a 5 s ask
+refused (ERROR ``unavailable``, close 1013) a tenth of them, who then had to come back."""
 RESYNC_SOCKETS = 500
 """Sockets registered again per periodic resync (every ownership sweep, 10 s): with
 10,000 held, each is repaired within 200 s, at 50 asks per second instead of 1,000."""
@@ -120,7 +125,7 @@ class SocketDirectory:
         self._sockets[socket_id] = socket
         self._by_agent.setdefault((socket.org_id, socket.agent_id), {})[socket_id] = sink
         try:
-            await self._register(socket_id, socket)
+            await self._register(socket_id, socket, REGISTER_ASK_SECONDS)
         except BaseException:
             self.detach(socket_id)
             raise
@@ -193,12 +198,13 @@ class SocketDirectory:
         fan_out = msgspec.msgpack.decode(payload, type=FanOut)
         self._offer_local(fan_out.org_id, fan_out.agent_ids, fan_out.frame)
 
-    async def _register(self, socket_id: str, socket: _Socket) -> None:
+    async def _register(self, socket_id: str, socket: _Socket,
+                        timeout: float = DEFAULT_ASK_TIMEOUT) -> None:
         # the session finds the sink by id when it lives here, wherever it is placed by
         # the time the message reaches it (its owner may move while we wait)
         await self.livechat.agents.ask(agent_key(socket.org_id, socket.agent_id), Connect(
             socket_id=socket_id, instance_id=self.livechat.bus.instance_id,
-            name=socket.name, groups=socket.groups))
+            name=socket.name, groups=socket.groups), timeout=timeout)
 
     def _frame(self, sender: str, payload: bytes) -> None:
         relayed = msgspec.msgpack.decode(payload, type=RelayedFrame)
