@@ -183,7 +183,7 @@ async def light_agents(url: str, count: int,
     try:
         line = await trio.to_thread.run_sync(process.stdout.readline)
         report = json.loads(line)
-        yield LightConnected([], list(report["failures"]), report["granted"])
+        yield LightConnected([], list(report["failures"]), granted=report["granted"])
     finally:
         process.stdin.close()
         tail = await trio.to_thread.run_sync(process.stdout.read)
