@@ -136,9 +136,10 @@ def runtime_collector(snapshot: Callable[[], RuntimeSnapshot]) -> MetricsSource:
 
 def store_collector(statistics: Callable[[], StoreStatistics | None]) -> MetricsSource:
     """Return a source exporting the open store's transaction counters (nothing while no
-    store is open): ``lcx_store_transactions_total{outcome}`` (``committed``, ``failed``)
-    and ``lcx_store_transactions_in_flight``. The counts start again when the store is
-    opened again (a counter reset, as Prometheus expects after a restart)."""
+    store is open): ``lcx_store_transactions_total{outcome}`` (``committed``, ``failed``),
+    ``lcx_store_transactions_in_flight`` and ``lcx_store_commit_batches_total``. The
+    counts start again when the store is opened again (a counter reset, as Prometheus
+    expects after a restart)."""
 
     def collect() -> Iterable[Metric]:
         current = statistics()
@@ -153,6 +154,11 @@ def store_collector(statistics: Callable[[], StoreStatistics | None]) -> Metrics
             "Store write transactions started and not finished (waiting for the writer "
             "included).")
         in_flight.add_metric([], current.transactions_in_flight)
-        return (total, in_flight)
+        batches = CounterMetricFamily(
+            "lcx_store_commit_batches",
+            "Commits the store made for its write transactions (one fsync each; several "
+            "transactions committed together count once).")
+        batches.add_metric([], current.commit_batches)
+        return (total, in_flight, batches)
 
     return collect

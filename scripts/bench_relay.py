@@ -189,23 +189,38 @@ class Relay:
         delivered = figures["deliveredPairs"]
         figures["commitsPerPair"] = (
             None if commits_before is None or commits_after is None or not delivered
-            else round((commits_after - commits_before) / delivered, 3))
+            else round((commits_after[0] - commits_before[0]) / delivered, 3))
+        figures["fsyncsPerPair"] = (
+            None if commits_before is None or commits_after is None or not delivered
+            or commits_after[1] is None or commits_before[1] is None
+            else round((commits_after[1] - commits_before[1]) / delivered, 3))
         return figures
 
-    async def commits(self) -> float | None:
-        """Store transactions committed so far, summed over the instances (None: a version
-        of lcx that does not export ``lcx_store_transactions_total``)."""
-        total = 0.0
+    async def commits(self) -> tuple[float, float | None] | None:
+        """Store transactions committed so far and the commits made for them (fsyncs),
+        summed over the instances (None: a version of lcx that does not export
+        ``lcx_store_transactions_total``; None for the commits when it does not export
+        ``lcx_store_commit_batches_total``)."""
+        total, batches = 0.0, 0.0
+        batches_seen = True
         async with httpx.AsyncClient(timeout=10) as http:
             for url in self.server.urls:
                 page = (await http.get(url + "/metrics")).text
+                found = None
+                instance_batches = None
                 for line in page.splitlines():
                     if line.startswith('lcx_store_transactions_total{outcome="committed"}'):
-                        total += float(line.rsplit(" ", 1)[1])
-                        break
-                else:
+                        found = float(line.rsplit(" ", 1)[1])
+                    elif line.startswith("lcx_store_commit_batches_total "):
+                        instance_batches = float(line.rsplit(" ", 1)[1])
+                if found is None:
                     return None
-        return total
+                total += found
+                if instance_batches is None:
+                    batches_seen = False
+                else:
+                    batches += instance_batches
+        return total, (batches if batches_seen else None)
 
     def figures(self, rate: float, seconds: float, sending_s: float, elapsed_s: float,
                 acked: list[list[int]], records: list[list[Any]], bot: dict[str, Any],
@@ -281,7 +296,8 @@ def show(step: dict[str, Any]) -> None:
           f"p99 {b['p99']:.2f} max {b['max']:.1f} ms  "
           f"cpu/pair {'-' if cpu is None else f'{cpu:.0f}'} us  "
           f"(driver {step.get('driverCpuSeconds', 0) / max(1, step['deliveredPairs']) * 1e6:.0f})  "
-          f"commits/pair {step.get('commitsPerPair') or 0:.2f}  "
+          f"commits/pair {step.get('commitsPerPair') or 0:.2f} "
+          f"(fsyncs {step.get('fsyncsPerPair') or 0:.2f})  "
           f"{problems or 'no errors'}", flush=True)
 
 

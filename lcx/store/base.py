@@ -159,6 +159,9 @@ class StoreStatistics:
     """Calls that raised (rolled back, or cancelled before they started)."""
     transactions_in_flight: int
     """Calls started and not yet finished, including those waiting for the writer."""
+    commit_batches: int = 0
+    """Commits made for them (one fsync each): fewer than the transactions when the store
+    commits several together (SQLite's group commit); as many on PostgreSQL."""
 
 
 class Store(Protocol):

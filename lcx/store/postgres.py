@@ -408,7 +408,8 @@ class PostgresStore:
         """See :meth:`lcx.store.base.Store.statistics`."""
         return StoreStatistics(transactions_committed=self._committed,
                                transactions_failed=self._failed,
-                               transactions_in_flight=self._in_flight)
+                               transactions_in_flight=self._in_flight,
+                               commit_batches=self._committed)
 
     def _run(self, begin: str, fn: Callable[[Tx], T], end: str,
              announced: list[object] | None = None) -> T:

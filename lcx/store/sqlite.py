@@ -927,7 +927,8 @@ class SqliteStore:
         """See :meth:`lcx.store.base.Store.statistics`."""
         return StoreStatistics(transactions_committed=self._committed,
                                transactions_failed=self._failed,
-                               transactions_in_flight=self._in_flight)
+                               transactions_in_flight=self._in_flight,
+                               commit_batches=self._threads.batches)
 
     @property
     def commit_batches(self) -> int:

@@ -66,3 +66,7 @@ async def test_store_transactions_are_counted(tmp_path: Path) -> None:
         after = samples((await app.client.get("/metrics")).text)
     assert after[("lcx_store_transactions_total", (("outcome", "committed"),))] > committed
     assert after[("lcx_store_transactions_in_flight", ())] >= 0.0
+    # every commit carries at least one transaction; the request made at least one more
+    batches = after[("lcx_store_commit_batches_total", ())]
+    assert before[("lcx_store_commit_batches_total", ())] < batches
+    assert batches <= after[("lcx_store_transactions_total", (("outcome", "committed"),))]

@@ -283,9 +283,12 @@ async def test_statistics_count_committed_failed_and_in_flight(any_store: Store)
     with pytest.raises(IntegrityConflict):
         await store.transaction(put("a"))
     await store.read(count_items)
-    assert store.statistics() == StoreStatistics(
+    statistics = store.statistics()
+    assert statistics == StoreStatistics(
         transactions_committed=base.transactions_committed + 1,
-        transactions_failed=base.transactions_failed + 1, transactions_in_flight=0)
+        transactions_failed=base.transactions_failed + 1, transactions_in_flight=0,
+        commit_batches=statistics.commit_batches)
+    assert base.commit_batches < statistics.commit_batches
 
 
 async def test_ping_then_close(store_url: str) -> None:
