@@ -142,19 +142,6 @@ class AgentSessionActor(Actor):
                 return await self._refresh()
         raise TypeError(f"agent session got {type(message).__name__}")
 
-    def receive_now(self, message: Any) -> bool:
-        """A frame for a connected agent is fanned out on the sender's task (the session
-        waits for nothing: one task step less per frame); a socket that cannot take it is
-        cut at once and forgotten through the mailbox, as it then changes the idle time."""
-        if not isinstance(message, Push) or not self.sockets:
-            return False
-        for socket_id, sink in list(self.sockets.items()):
-            if not sink.offer(message.frame):
-                self.ports.count_slow_consumer()
-                sink.cut("too many frames queued")
-                self.ctx.ref.tell(Disconnect(socket_id=socket_id))
-        return True
-
     def _ref(self) -> AgentRef:
         return AgentRef(id=self.agent_id, name=self.name)
 

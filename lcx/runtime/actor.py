@@ -45,17 +45,6 @@ class Actor:
         """Handle one message; the return value answers an ``ask``."""
         raise NotImplementedError(f"{type(self).__name__} does not handle {message!r}")
 
-    def receive_now(self, message: Any) -> bool:
-        """Handle a posted ``message`` at once, on the poster's task, if the actor can do it
-        without waiting; False (nothing done) sends it through the mailbox as usual.
-
-        Called only while the actor waits for its next message with none queued (so it is
-        handled in order, as if read from the mailbox at once), never for an ``ask``. It
-        must not raise (a failure is logged, the message dropped) and does not move the
-        actor's idle deadline: take only what leaves ``idle_seconds`` as it is.
-        """
-        return False
-
     async def on_stop(self) -> None:
         """Release or persist what the actor holds when it stops gracefully."""
 
@@ -253,28 +242,12 @@ class ActorProcess:
         self._idle_seconds = idle_seconds
         self._on_idle = on_idle
         self._ctx: ActorContext | None = None
-        self._actor: Actor | None = None
-        """The behaviour once started (until it returns or crashes)."""
         self._stop_early = False
 
     @property
     def mailbox(self) -> Mailbox:
         """The mailbox this incarnation reads."""
         return self.ref.mailbox
-
-    def tell_now(self, message: object) -> bool:
-        """Have the behaviour handle a posted ``message`` at once (:meth:`Actor.receive_now`)
-        if it waits for its next message with none queued; False when it must be sent."""
-        ctx, actor = self._ctx, self._actor
-        if actor is None or ctx is None or not ctx._waiting or ctx.stop_requested \
-                or not self.ref.mailbox.reader_waiting:
-            return False
-        try:
-            return actor.receive_now(message)
-        except Exception:
-            log.exception("message handled at once failed (dropped)", extra={
-                "actor": self.ref.name, "kind": self.ref.kind})
-            return True
 
     def request_stop(self) -> None:
         """Finish the current message, run ``on_stop`` and return."""
@@ -307,11 +280,7 @@ class ActorProcess:
                 if self._stop_early:
                     ctx.stop()
                 task_status.started()
-                self._actor = actor
-                try:
-                    await actor.run(ctx)
-                finally:
-                    self._actor = None
+                await actor.run(ctx)
                 await actor.on_stop()
             finally:
                 ctx.close()

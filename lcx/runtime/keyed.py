@@ -147,12 +147,10 @@ class KeyedSupervisor:
         """Deliver to the actor for ``key`` without waiting, activating it if needed.
 
         Uses ``tell`` when the actor is live, has room and nothing posted earlier is still
-        waiting (or has the actor handle it at once, when it waits for a message and can:
-        :meth:`~lcx.runtime.actor.Actor.receive_now`); otherwise the message waits, in
-        order, behind the key's earlier posts, and one task per key activates the actor
-        and delivers them as room frees up. At most ``max_pending_posts`` wait in all:
-        beyond that a post is dropped, logged and counted in :attr:`dropped_posts` (posts
-        are hints their receivers resync from).
+        waiting; otherwise the message waits, in order, behind the key's earlier posts, and
+        one task per key activates the actor and delivers them as room frees up. At most
+        ``max_pending_posts`` wait in all: beyond that a post is dropped, logged and
+        counted in :attr:`dropped_posts` (posts are hints their receivers resync from).
 
         Raises:
             MailboxClosed: the supervisor is not running.
@@ -162,12 +160,8 @@ class KeyedSupervisor:
             raise MailboxClosed(f"{self.name} supervisor is not running")
         waiting = self._waiting.get(key)
         if waiting is None:
-            entry = self._entries.get(key)
-            ref = None if entry is None or entry.passivating else entry.ref
+            ref = self.get(key)
             if ref is not None:
-                if entry is not None and entry.process is not None and \
-                        entry.process.tell_now(message):
-                    return
                 try:
                     ref.tell(message)
                     return

@@ -135,12 +135,6 @@ class Mailbox:
         """How many messages wait to be read."""
         return len(self._buffer)
 
-    @property
-    def reader_waiting(self) -> bool:
-        """Whether the reader is parked in :meth:`wait` with nothing handed to it yet
-        (then no message waits before the next one)."""
-        return self._reader is not None
-
     async def put(self, envelope: Envelope) -> None:
         """Enqueue, waiting while the mailbox is full.
 
