@@ -109,22 +109,24 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _proc_field(pid: int, name: str, prefix: str, index: int) -> int:
+    """The ``index``-th word of the line of ``/proc/<pid>/<name>`` that starts with
+    ``prefix``, as an int."""
+    with open(f"/proc/{pid}/{name}") as lines:
+        for line in lines:
+            if line.startswith(prefix):
+                return int(line.split()[index])
+    raise RuntimeError(f"no {prefix!r} in /proc/{pid}/{name}")
+
+
 def open_files_limit(pid: int) -> int:
     """The soft limit of open descriptors of process ``pid`` (``/proc/<pid>/limits``)."""
-    with open(f"/proc/{pid}/limits") as limits:
-        for line in limits:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    raise RuntimeError(f"no open files limit for {pid}")
+    return _proc_field(pid, "limits", "Max open files", 3)
 
 
 def rss_kib(pid: int) -> int:
     """Resident set size of process ``pid`` in KiB (``/proc/<pid>/status``)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return _proc_field(pid, "status", "VmRSS:", 1)
 
 
 def bot_token() -> str:
