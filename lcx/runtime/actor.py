@@ -174,9 +174,7 @@ class ActorContext:
 
     def close(self) -> None:
         """The incarnation ended: its timers never fire."""
-        self.closed = True
-        for timer in self._timers.values():
-            timer.live = False
+        self.closed = True  # the keeper drops every timer of a closed context
         self._timers.clear()
 
     def _fire(self, timer: _Timer) -> None:
@@ -208,14 +206,13 @@ class _Timer:
         self.live = True
 
 
-def _timer_came(timer: _Timer, now: float) -> None:
-    ctx = timer.ctx
-    if timer.live and not ctx.closed:
-        ctx._fire(timer)
-
-
 def _timer_dropped(timer: _Timer) -> bool:
     return not timer.live or timer.ctx.closed
+
+
+def _timer_came(timer: _Timer, now: float) -> None:
+    if not _timer_dropped(timer):
+        timer.ctx._fire(timer)
 
 
 _ACTOR_TIMERS: trio.lowlevel.RunVar[DeadlineKeeper[_Timer]] = trio.lowlevel.RunVar(
