@@ -30,6 +30,13 @@ Run (from the repository, after ``scripts/test`` made ``.venv``)::
 With ``--base-url`` the server's tenant ``t1`` (organization o1, group g1) must use the
 bench's JWT and webhook secrets (see ``benchkit.lcx_config``) and deliver to the stub bot,
 which then listens on ``--bot-port``.
+
+With ``--reference node`` the bench measures the Node.js reference service
+(``scripts/reference/node_relay``, see its README.md) instead of lcx: it is started on a
+scratch SQLite file with the bench's secrets and measured exactly as ``--base-url`` measures
+a running server, CPU per pair from its ``/proc/<pid>/stat``::
+
+    .venv/bin/python scripts/bench_relay.py --reference node --rates 200 --seconds 20
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from benchkit import (
     summary_ms,
     write_json,
 )
+from reference_server import REFERENCES, running_reference
 
 from adapters.http1 import Http1Pool
 from lcx.org_settings import CACHE_SECONDS
@@ -308,6 +316,12 @@ async def the_server(arguments: argparse.Namespace) -> AsyncIterator[Server]:
         async with running_cluster(arguments.cluster, lcx_root=arguments.lcx_root) as server:
             yield server
         return
+    if arguments.reference:
+        with running_reference(arguments.reference) as reference, \
+                running_server(reference.url, reference.pid,
+                               bot_port=reference.bot_port) as server:
+            yield server
+        return
     with running_server(arguments.base_url, arguments.pid, bot_port=arguments.bot_port,
                         lcx_root=arguments.lcx_root) as server:
         yield server
@@ -358,6 +372,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     return {"bench": "relay", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "label": arguments.label, "instances": len(server.urls),
             "store": "postgresql" if arguments.cluster else "sqlite",
+            "server": f"{arguments.reference} reference" if arguments.reference else "lcx",
             "conversations": arguments.conversations,
             "agents": arguments.agents, "steps": steps, "maxHealthyRate": best}
 
@@ -389,8 +404,9 @@ async def find_max(relay: Relay, clients: list[Poster],
     return steps
 
 
-def main() -> None:
-    """Parse the arguments, run, print, write the JSON (and the plot)."""
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's arguments (``argv``, default ``sys.argv[1:]``); exits with a
+    usage error when they ask for two servers at once."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", help="measure this server instead of starting one")
     parser.add_argument("--pid", type=int, help="the --base-url server's pid (for CPU)")
@@ -416,10 +432,26 @@ def main() -> None:
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. baseline)")
     parser.add_argument("--lcx-root", help="run the lcx of this source tree (e.g. an older "
                         "commit from git archive) instead of this checkout's")
+    parser.add_argument("--reference", choices=sorted(REFERENCES),
+                        help="measure this reference service (another runtime doing the "
+                        "same durable work) instead of lcx, started on a scratch file")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--plot", help="draw latency against rate into this PNG "
                         "(needs matplotlib, which lcx does not depend on)")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
+    if arguments.reference:
+        others = [flag for flag, given in (("--base-url", arguments.base_url),
+                                           ("--pid", arguments.pid),
+                                           ("--cluster", arguments.cluster),
+                                           ("--lcx-root", arguments.lcx_root)) if given]
+        if others:
+            parser.error(f"--reference starts its own server: drop {', '.join(others)}")
+    return arguments
+
+
+def main() -> None:
+    """Parse the arguments, run, print, write the JSON (and the plot)."""
+    arguments = parse_arguments()
     document = trio.run(run, arguments)
     write_json(arguments.json, document)
     if arguments.plot:
