@@ -5,7 +5,8 @@ are that part's), with the stub bot of ``bench_bot.py``:
 
 ``sockets``
     N agents connect, ``--at-once`` at a time: connects per second, how many failed or were
-    closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket. Then lcx is stopped and
+    closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket, the server's CPU per
+    second while they idle (after one presence refresh period, over 30 s). Then lcx is stopped and
     started again on the same store and every agent reconnects at once, retrying a failed
     attempt after the console's backoff as the console does: how long until all are
     granted again, every failed attempt (with its errno) and the agents never granted.
@@ -83,6 +84,7 @@ from benchkit import (
     write_json,
 )
 
+from actors.presence import PRESENCE_REFRESH_SECONDS
 from adapters.http1 import Http1Pool
 from lcx.auth import mint_token
 from lcx.model import Author, Context, Conversation, Message, Participant, Subscriber
@@ -192,6 +194,15 @@ async def light_agents(url: str, count: int,
             print(f"light agents: {tail.strip()}", flush=True)
 
 
+async def _idle_cpu_ms(pid: int) -> float:
+    """The server's CPU per second while its sockets idle: after one refresh period for
+    the connects' own work to end, over :data:`IDLE_WINDOW_SECONDS`."""
+    await trio.sleep(PRESENCE_REFRESH_SECONDS)
+    before = cpu_seconds(pid)
+    await trio.sleep(IDLE_WINDOW_SECONDS)
+    return round((cpu_seconds(pid) - before) / IDLE_WINDOW_SECONDS * 1000, 1)
+
+
 def _ignore(agent: Agent, frame: Frame) -> None:
     """Idle agents read their frames and do nothing with them."""
 
@@ -233,6 +244,10 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                           f"({granted / took:.0f}/s), {len(connected.failures)} failed, RSS per "
                           f"idle socket {per_socket:.0f} KiB, server CPU per connect "
                           f"{cpu_per_connect * 1e6:.0f} us", flush=True)
+                    idle_ms = await _idle_cpu_ms(server.pid)
+                    result.update(idleCpuPerSecondMs=idle_ms)
+                    print(f"idle CPU with {granted} sockets: {idle_ms} ms per s "
+                          "(presence refreshes, resyncs, heartbeats)", flush=True)
                     stopping = time.perf_counter()
                     lcx = server.lcx
                     # every socket is closed (1012) before the actors stop: give 10,000 time
