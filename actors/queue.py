@@ -232,6 +232,8 @@ class QueueActor(Actor):
         settings = settings or await self.ports.settings(self.org_id)
         if settings.routing != "auto":
             return
+        if not self.book.pending:  # nothing waits: no look at the agents (O(agents))
+            return
         limit = settings.max_concurrent_chats
         after: tuple[str, str] | None = None
         while self.book.candidates(limit):  # nobody free (often, with a long queue): no walk

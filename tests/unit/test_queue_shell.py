@@ -23,6 +23,7 @@ from actors.messages import (
 from actors.presence import Presence
 from actors.queue import OFFER_PAGE, QueueActor
 from lcx.errors import Conflict
+from lcx.livechat.queue import QueueBook, QueuedAgent
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Context, Conversation, Subscriber
 from lcx.store import Store, Tx
@@ -225,3 +226,29 @@ async def test_a_resync_repairs_lost_enqueues_and_dequeues(store: Store) -> None
         assert (await ref.ask(Position(conversation_id="c2")))[0] == 1
         assert (await ref.ask(Position(conversation_id="c3")))[0] == 2
         assert (await ref.ask(Position(conversation_id="c1")))[0] is None
+
+
+
+async def test_a_presence_report_with_nothing_waiting_looks_at_no_agent(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto routing: an agent's periodic report to a queue where nothing waits returns
+    without ranking the online agents (each report would cost O(agents), and every agent
+    reports every period); a request that waits is still assigned."""
+    ranked: list[int] = []
+    plain = QueueBook.candidates
+
+    def counting(self: QueueBook, limit: int) -> list[QueuedAgent]:
+        ranked.append(limit)
+        return plain(self, limit)
+    monkeypatch.setattr(QueueBook, "candidates", counting)
+    ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
+                      free_slots={"alice": 1})
+    async with running(queue(ports)) as ref:
+        for _ in range(3):
+            await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked == []
+        await stored(store, pending("c1"))
+        await ref.ask(Resync())
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked
+    assert [c for c, _ in ports.accepts] == ["c1"]
