@@ -204,7 +204,10 @@ class QueueActor(Actor):
             return
         settings = await self.ports.settings(self.org_id)
         if settings.routing == "auto":
-            await self._drain(settings)
+            # only an agent that can take a request changes what can be routed: a full
+            # one's report (every agent reports every period) ranks nobody
+            if presence.status == "online" and presence.active < settings.max_concurrent_chats:
+                await self._drain(settings)
         elif came_online:
             await self._offer_page(presence.agent.id, None)
 

@@ -207,14 +207,17 @@ def _ignore(agent: Agent, frame: Frame) -> None:
     """Idle agents read their frames and do nothing with them."""
 
 
-async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
+async def sockets_part(count: int, at_once: int, routing: str = "broadcast"
+                       ) -> dict[str, Any]:
     """Connect ``count`` idle agents, restart lcx, reconnect them all at once."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server, \
             GcPauses() as bench_gc:
         assert server.pid is not None
         assert server.lcx is not None
+        async with bot_client(server.url) as http:
+            await put_settings(http, routing=routing)
         names = [f"idle-{i}" for i in range(count)]
-        result: dict[str, Any] = {"sockets": count, "atOnce": at_once,
+        result: dict[str, Any] = {"sockets": count, "atOnce": at_once, "routing": routing,
                                   "benchOpenFilesLimit": open_files_limit(os.getpid()),
                                   "serverOpenFilesLimit": open_files_limit(server.pid)}
         async with trio.open_nursery() as nursery:
@@ -584,7 +587,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "bench": "scale", "label": arguments.label,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if "sockets" in arguments.parts:
-        document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once)
+        document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once,
+                                                 arguments.routing)
     if "requests" in arguments.parts:
         document["requests"] = await requests_part(arguments.online, arguments.requests,
                                                    arguments.request_rate)
@@ -618,6 +622,8 @@ def main() -> None:
                         help="comma-separated: sockets,requests,cost")
     parser.add_argument("--sockets", type=int, default=1000, help="idle agent sockets")
     parser.add_argument("--at-once", type=int, default=50, help="agents connecting at once")
+    parser.add_argument("--routing", choices=("broadcast", "auto"), default="broadcast",
+                        help="the organization's routing in the sockets part")
     parser.add_argument("--online", type=int, default=300,
                         help="agents online while requests are created")
     parser.add_argument("--requests", type=int, default=1000, help="requests to create")

@@ -124,6 +124,32 @@ async def test_auto_routing_assigns_in_arrival_order(store: Store) -> None:
     assert [c for c, _ in ports.accepts] == ["c1"]
 
 
+async def test_a_full_agents_presence_report_ranks_no_agents(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto routing with requests waiting: the report of an agent with no free slot
+    changes nothing that can be routed, so it ranks nobody (a long queue behind busy
+    agents would otherwise sort every online agent on every report); the report that
+    shows a free slot assigns the oldest request."""
+    ranked: list[int] = []
+    plain = QueueBook.candidates
+
+    def counting(self: QueueBook, limit: int) -> list[QueuedAgent]:
+        ranked.append(limit)
+        return plain(self, limit)
+    await stored(store, pending("c1"))
+    ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
+                      free_slots={"alice": 1})
+    async with running(queue(ports)) as ref:
+        monkeypatch.setattr(QueueBook, "candidates", counting)
+        for _ in range(3):
+            await ref.ask(AgentPresence(agent=ALICE, status="online", active=1))
+        assert ranked == []
+        assert ports.accepts == []
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked
+    assert [c for c, _ in ports.accepts] == ["c1"]
+
+
 async def test_a_failed_accept_gives_the_reserved_slot_back(store: Store) -> None:
     """AcceptRequest whose conversation refuses: Conflict, and the slot is released."""
     await stored(store, pending("c1"))
