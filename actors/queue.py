@@ -239,7 +239,7 @@ class QueueActor(Actor):
             return
         limit = settings.max_concurrent_chats
         after: tuple[str, str] | None = None
-        while self.book.candidates(limit):  # nobody free (often, with a long queue): no walk
+        while self.book.least_loaded(limit) is not None:  # nobody free: no walk
             page = self.book.page(after, OFFER_PAGE)
             if not page:
                 return
@@ -250,7 +250,9 @@ class QueueActor(Actor):
 
     async def _assign(self, conversation: Waiting, limit: int) -> bool:
         """Give one request to the least-loaded agent; False when nobody can take it."""
-        for agent in self.book.candidates(limit):
+        tried: set[str] = set()  # each agent at most once, whatever reports come meanwhile
+        while (agent := self.book.least_loaded(limit, tried)) is not None:
+            tried.add(agent.ref.id)
             try:
                 accepted = await self._take(conversation, agent.ref, assigned=True)
             except NoFreeSlot:

@@ -5,6 +5,8 @@ agents."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import msgspec
 import pytest
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
@@ -131,16 +133,17 @@ async def test_a_full_agents_presence_report_ranks_no_agents(
     agents would otherwise sort every online agent on every report); the report that
     shows a free slot assigns the oldest request."""
     ranked: list[int] = []
-    plain = QueueBook.candidates
+    plain = QueueBook.least_loaded
 
-    def counting(self: QueueBook, limit: int) -> list[QueuedAgent]:
+    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
+                 ) -> QueuedAgent | None:
         ranked.append(limit)
-        return plain(self, limit)
+        return plain(self, limit, skip)
     await stored(store, pending("c1"))
     ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
                       free_slots={"alice": 1})
     async with running(queue(ports)) as ref:
-        monkeypatch.setattr(QueueBook, "candidates", counting)
+        monkeypatch.setattr(QueueBook, "least_loaded", counting)
         for _ in range(3):
             await ref.ask(AgentPresence(agent=ALICE, status="online", active=1))
         assert ranked == []
@@ -261,12 +264,13 @@ async def test_a_presence_report_with_nothing_waiting_looks_at_no_agent(
     without ranking the online agents (each report would cost O(agents), and every agent
     reports every period); a request that waits is still assigned."""
     ranked: list[int] = []
-    plain = QueueBook.candidates
+    plain = QueueBook.least_loaded
 
-    def counting(self: QueueBook, limit: int) -> list[QueuedAgent]:
+    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
+                 ) -> QueuedAgent | None:
         ranked.append(limit)
-        return plain(self, limit)
-    monkeypatch.setattr(QueueBook, "candidates", counting)
+        return plain(self, limit, skip)
+    monkeypatch.setattr(QueueBook, "least_loaded", counting)
     ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
                       free_slots={"alice": 1})
     async with running(queue(ports)) as ref:
