@@ -294,15 +294,15 @@ async def sockets_part(count: int, at_once: int, routing: str = "broadcast"
         return result
 
 
-async def requests_part(online: int, count: int, rate: float | None = None
-                        ) -> dict[str, Any]:
-    """``online`` agents (broadcast routing), then ``count`` requests: 20 at a time, or
-    at ``rate`` per second whatever the answers."""
+async def requests_part(online: int, count: int, rate: float | None = None,
+                        routing: str = "broadcast") -> dict[str, Any]:
+    """``online`` agents (broadcast routing unless told), then ``count`` requests: 20 at a
+    time, or at ``rate`` per second whatever the answers."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         assert server.pid is not None
         async with trio.open_nursery() as nursery, bot_client(server.url) as http, \
                 aclosing(Http1Pool(max_connections=64 if rate is None else 256)) as pool:
-            await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
+            await put_settings(http, routing=routing, maxConcurrentChats=1000)
             names = [f"online-{i}" for i in range(online)]
             agents = (light_agents(server.url, online) if LIGHT_AGENTS[0]
                       else agents_connected(nursery, server.url, names, _ignore))
@@ -591,7 +591,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
                                                  arguments.routing)
     if "requests" in arguments.parts:
         document["requests"] = await requests_part(arguments.online, arguments.requests,
-                                                   arguments.request_rate)
+                                                   arguments.request_rate, arguments.routing)
     if "cost" in arguments.parts:
         document["cost"] = await cost_part(
             arguments.open, arguments.rate, arguments.seconds, arguments.stored,
@@ -623,7 +623,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000, help="idle agent sockets")
     parser.add_argument("--at-once", type=int, default=50, help="agents connecting at once")
     parser.add_argument("--routing", choices=("broadcast", "auto"), default="broadcast",
-                        help="the organization's routing in the sockets part")
+                        help="the organization's routing (sockets and requests parts)")
     parser.add_argument("--online", type=int, default=300,
                         help="agents online while requests are created")
     parser.add_argument("--requests", type=int, default=1000, help="requests to create")
