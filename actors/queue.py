@@ -204,7 +204,10 @@ class QueueActor(Actor):
             return
         settings = await self.ports.settings(self.org_id)
         if settings.routing == "auto":
-            await self._drain(settings)
+            # only an agent that can take a request changes what can be routed: a full
+            # one's report (every agent reports every period) ranks nobody
+            if presence.status == "online" and presence.active < settings.max_concurrent_chats:
+                await self._drain(settings)
         elif came_online:
             await self._offer_page(presence.agent.id, None)
 
@@ -232,9 +235,11 @@ class QueueActor(Actor):
         settings = settings or await self.ports.settings(self.org_id)
         if settings.routing != "auto":
             return
+        if not self.book.pending:  # nothing waits: no look at the agents (O(agents))
+            return
         limit = settings.max_concurrent_chats
         after: tuple[str, str] | None = None
-        while self.book.candidates(limit):  # nobody free (often, with a long queue): no walk
+        while self.book.least_loaded(limit) is not None:  # nobody free: no walk
             page = self.book.page(after, OFFER_PAGE)
             if not page:
                 return
@@ -245,7 +250,9 @@ class QueueActor(Actor):
 
     async def _assign(self, conversation: Waiting, limit: int) -> bool:
         """Give one request to the least-loaded agent; False when nobody can take it."""
-        for agent in self.book.candidates(limit):
+        tried: set[str] = set()  # each agent at most once, whatever reports come meanwhile
+        while (agent := self.book.least_loaded(limit, tried)) is not None:
+            tried.add(agent.ref.id)
             try:
                 accepted = await self._take(conversation, agent.ref, assigned=True)
             except NoFreeSlot:

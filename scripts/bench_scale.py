@@ -5,7 +5,8 @@ are that part's), with the stub bot of ``bench_bot.py``:
 
 ``sockets``
     N agents connect, ``--at-once`` at a time: connects per second, how many failed or were
-    closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket. Then lcx is stopped and
+    closed before ``AUTHORIZATION_GRANTED``, RSS per idle socket, the server's CPU per
+    second while they idle (after one presence refresh period, over 30 s). Then lcx is stopped and
     started again on the same store and every agent reconnects at once, retrying a failed
     attempt after the console's backoff as the console does: how long until all are
     granted again, every failed attempt (with its errno) and the agents never granted.
@@ -83,6 +84,7 @@ from benchkit import (
     write_json,
 )
 
+from actors.presence import PRESENCE_REFRESH_SECONDS
 from adapters.http1 import Http1Pool
 from lcx.auth import mint_token
 from lcx.model import Author, Context, Conversation, Message, Participant, Subscriber
@@ -192,18 +194,30 @@ async def light_agents(url: str, count: int,
             print(f"light agents: {tail.strip()}", flush=True)
 
 
+async def _idle_cpu_ms(pid: int) -> float:
+    """The server's CPU per second while its sockets idle: after one refresh period for
+    the connects' own work to end, over :data:`IDLE_WINDOW_SECONDS`."""
+    await trio.sleep(PRESENCE_REFRESH_SECONDS)
+    before = cpu_seconds(pid)
+    await trio.sleep(IDLE_WINDOW_SECONDS)
+    return round((cpu_seconds(pid) - before) / IDLE_WINDOW_SECONDS * 1000, 1)
+
+
 def _ignore(agent: Agent, frame: Frame) -> None:
     """Idle agents read their frames and do nothing with them."""
 
 
-async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
+async def sockets_part(count: int, at_once: int, routing: str = "broadcast"
+                       ) -> dict[str, Any]:
     """Connect ``count`` idle agents, restart lcx, reconnect them all at once."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server, \
             GcPauses() as bench_gc:
         assert server.pid is not None
         assert server.lcx is not None
+        async with bot_client(server.url) as http:
+            await put_settings(http, routing=routing)
         names = [f"idle-{i}" for i in range(count)]
-        result: dict[str, Any] = {"sockets": count, "atOnce": at_once,
+        result: dict[str, Any] = {"sockets": count, "atOnce": at_once, "routing": routing,
                                   "benchOpenFilesLimit": open_files_limit(os.getpid()),
                                   "serverOpenFilesLimit": open_files_limit(server.pid)}
         async with trio.open_nursery() as nursery:
@@ -233,6 +247,10 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
                           f"({granted / took:.0f}/s), {len(connected.failures)} failed, RSS per "
                           f"idle socket {per_socket:.0f} KiB, server CPU per connect "
                           f"{cpu_per_connect * 1e6:.0f} us", flush=True)
+                    idle_ms = await _idle_cpu_ms(server.pid)
+                    result.update(idleCpuPerSecondMs=idle_ms)
+                    print(f"idle CPU with {granted} sockets: {idle_ms} ms per s "
+                          "(presence refreshes, resyncs, heartbeats)", flush=True)
                     stopping = time.perf_counter()
                     lcx = server.lcx
                     # every socket is closed (1012) before the actors stop: give 10,000 time
@@ -276,15 +294,15 @@ async def sockets_part(count: int, at_once: int) -> dict[str, Any]:
         return result
 
 
-async def requests_part(online: int, count: int, rate: float | None = None
-                        ) -> dict[str, Any]:
-    """``online`` agents (broadcast routing), then ``count`` requests: 20 at a time, or
-    at ``rate`` per second whatever the answers."""
+async def requests_part(online: int, count: int, rate: float | None = None,
+                        routing: str = "broadcast") -> dict[str, Any]:
+    """``online`` agents (broadcast routing unless told), then ``count`` requests: 20 at a
+    time, or at ``rate`` per second whatever the answers."""
     with running_server(None, None, lcx_root=LCX_ROOT[0]) as server:
         assert server.pid is not None
         async with trio.open_nursery() as nursery, bot_client(server.url) as http, \
                 aclosing(Http1Pool(max_connections=64 if rate is None else 256)) as pool:
-            await put_settings(http, routing="broadcast", maxConcurrentChats=1000)
+            await put_settings(http, routing=routing, maxConcurrentChats=1000)
             names = [f"online-{i}" for i in range(online)]
             agents = (light_agents(server.url, online) if LIGHT_AGENTS[0]
                       else agents_connected(nursery, server.url, names, _ignore))
@@ -569,10 +587,11 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "bench": "scale", "label": arguments.label,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if "sockets" in arguments.parts:
-        document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once)
+        document["sockets"] = await sockets_part(arguments.sockets, arguments.at_once,
+                                                 arguments.routing)
     if "requests" in arguments.parts:
         document["requests"] = await requests_part(arguments.online, arguments.requests,
-                                                   arguments.request_rate)
+                                                   arguments.request_rate, arguments.routing)
     if "cost" in arguments.parts:
         document["cost"] = await cost_part(
             arguments.open, arguments.rate, arguments.seconds, arguments.stored,
@@ -603,6 +622,8 @@ def main() -> None:
                         help="comma-separated: sockets,requests,cost")
     parser.add_argument("--sockets", type=int, default=1000, help="idle agent sockets")
     parser.add_argument("--at-once", type=int, default=50, help="agents connecting at once")
+    parser.add_argument("--routing", choices=("broadcast", "auto"), default="broadcast",
+                        help="the organization's routing (sockets and requests parts)")
     parser.add_argument("--online", type=int, default=300,
                         help="agents online while requests are created")
     parser.add_argument("--requests", type=int, default=1000, help="requests to create")

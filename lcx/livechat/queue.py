@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import functools
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -150,6 +150,13 @@ class QueueBook:
         first."""
         return sorted((a for a in self.online() if a.active < limit),
                       key=lambda a: (a.active, a.ref.id))
+
+    def least_loaded(self, limit: int, skip: Container[str] = ()) -> QueuedAgent | None:
+        """The first of :meth:`candidates` not in ``skip`` (None when nobody is free), in
+        one pass: an assignment costs O(agents), not a sort of them."""
+        return min((a for a in self.agents.values()
+                    if a.status == "online" and a.active < limit and a.ref.id not in skip),
+                   key=lambda a: (a.active, a.ref.id), default=None)
 
     def heard(self, agent: AgentRef, status: str, active: int) -> bool:
         """Record an agent's presence; True when it just came online."""

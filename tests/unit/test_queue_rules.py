@@ -132,6 +132,21 @@ def test_candidates_are_online_agents_under_the_limit_least_loaded_first() -> No
     assert book.candidates(1) == []
 
 
+def test_the_least_loaded_agent_is_the_first_candidate_in_one_pass() -> None:
+    """``least_loaded`` answers what ``candidates`` would rank first (skipping the agents
+    already tried), None when nobody is free."""
+    book = book_with(("dora", "online", 1), ("bob", "online", 2), ("alice", "online", 1),
+                     ("carl", "online", 3), ("eve", "away", 0))
+    for limit in (1, 2, 3, 4):
+        ranked = book.candidates(limit)
+        first = book.least_loaded(limit)
+        assert (first.ref.id if first else None) == (ranked[0].ref.id if ranked else None)
+    second = book.least_loaded(3, skip={"alice"})
+    assert second is not None
+    assert second.ref.id == "dora"
+    assert book.least_loaded(3, skip={"alice", "dora", "bob"}) is None
+
+
 def test_online_excludes_away_agents() -> None:
     """Away agents are known but not online."""
     book = book_with(("alice", "online", 0), ("eve", "away", 0))

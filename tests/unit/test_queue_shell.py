@@ -5,6 +5,8 @@ agents."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import msgspec
 import pytest
 from livechat_fakes import GROUP, ORG, FakePorts, pending, running
@@ -23,6 +25,7 @@ from actors.messages import (
 from actors.presence import Presence
 from actors.queue import OFFER_PAGE, QueueActor
 from lcx.errors import Conflict
+from lcx.livechat.queue import QueueBook, QueuedAgent
 from lcx.livechat.settings import LivechatSettings
 from lcx.model import AgentRef, Context, Conversation, Subscriber
 from lcx.store import Store, Tx
@@ -120,6 +123,33 @@ async def test_auto_routing_assigns_in_arrival_order(store: Store) -> None:
         await ref.ask(Enqueue(conversation=pending("c2", queued_at=LATER)))
         assert await ref.ask(QueueStats()) == (1, 1)
         assert (await ref.ask(Position(conversation_id="c2")))[0] == 1
+    assert [c for c, _ in ports.accepts] == ["c1"]
+
+
+async def test_a_full_agents_presence_report_ranks_no_agents(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto routing with requests waiting: the report of an agent with no free slot
+    changes nothing that can be routed, so it ranks nobody (a long queue behind busy
+    agents would otherwise sort every online agent on every report); the report that
+    shows a free slot assigns the oldest request."""
+    ranked: list[int] = []
+    plain = QueueBook.least_loaded
+
+    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
+                 ) -> QueuedAgent | None:
+        ranked.append(limit)
+        return plain(self, limit, skip)
+    await stored(store, pending("c1"))
+    ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
+                      free_slots={"alice": 1})
+    async with running(queue(ports)) as ref:
+        monkeypatch.setattr(QueueBook, "least_loaded", counting)
+        for _ in range(3):
+            await ref.ask(AgentPresence(agent=ALICE, status="online", active=1))
+        assert ranked == []
+        assert ports.accepts == []
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked
     assert [c for c, _ in ports.accepts] == ["c1"]
 
 
@@ -225,3 +255,30 @@ async def test_a_resync_repairs_lost_enqueues_and_dequeues(store: Store) -> None
         assert (await ref.ask(Position(conversation_id="c2")))[0] == 1
         assert (await ref.ask(Position(conversation_id="c3")))[0] == 2
         assert (await ref.ask(Position(conversation_id="c1")))[0] is None
+
+
+
+async def test_a_presence_report_with_nothing_waiting_looks_at_no_agent(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto routing: an agent's periodic report to a queue where nothing waits returns
+    without ranking the online agents (each report would cost O(agents), and every agent
+    reports every period); a request that waits is still assigned."""
+    ranked: list[int] = []
+    plain = QueueBook.least_loaded
+
+    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
+                 ) -> QueuedAgent | None:
+        ranked.append(limit)
+        return plain(self, limit, skip)
+    monkeypatch.setattr(QueueBook, "least_loaded", counting)
+    ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
+                      free_slots={"alice": 1})
+    async with running(queue(ports)) as ref:
+        for _ in range(3):
+            await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked == []
+        await stored(store, pending("c1"))
+        await ref.ask(Resync())
+        await ref.ask(AgentPresence(agent=ALICE, status="online", active=0))
+        assert ranked
+    assert [c for c, _ in ports.accepts] == ["c1"]
