@@ -198,8 +198,11 @@ class QueueActor(Actor):
         return accepted
 
     async def _presence(self, presence: AgentPresence) -> None:
+        before = self.book.agents.get(presence.agent.id)
+        was_online = before is not None and before.status == "online"
         came_online = self.book.heard(presence.agent, presence.status, presence.active)
-        self._online = None
+        if was_online != (presence.status == "online"):
+            self._online = None  # who is online changed (a periodic report mostly does not)
         if presence.status == "offline":
             return
         settings = await self.ports.settings(self.org_id)

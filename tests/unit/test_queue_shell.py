@@ -89,6 +89,35 @@ async def test_broadcast_offers_a_new_request_to_every_online_agent(store: Store
     assert ports.reserves == []
 
 
+async def test_periodic_reports_keep_the_broadcast_audience_until_who_is_online_changes(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broadcast: the online agents' ids are listed once and kept while reports only
+    repeat what is known (every agent reports every period: rebuilding the list after
+    each would cost O(agents) per request); one going away is not offered the next."""
+    listed: list[int] = []
+    plain = QueueBook.online
+
+    def counting(self: QueueBook) -> list[QueuedAgent]:
+        listed.append(1)
+        return plain(self)
+    monkeypatch.setattr(QueueBook, "online", counting)
+    bob = AgentRef(id="bob", name="Bob")
+    ports = FakePorts(store, presences=online("alice", "bob"))
+    async with running(queue(ports)) as ref:
+        await ref.ask(Enqueue(conversation=pending("c1")))
+        built = len(listed)
+        for _ in range(3):
+            await ref.ask(AgentPresence(agent=ALICE, status="online", active=1))
+        await ref.ask(Enqueue(conversation=pending("c2")))
+        assert len(listed) == built
+        await ref.ask(AgentPresence(agent=bob, status="away", active=0))
+        await ref.ask(Enqueue(conversation=pending("c3")))
+    assert sorted(notifications(ports)) == [
+        ("alice", "request_created", "r-c1"), ("alice", "request_created", "r-c2"),
+        ("alice", "request_created", "r-c3"), ("bob", "request_created", "r-c1"),
+        ("bob", "request_created", "r-c2")]
+
+
 async def test_an_agent_coming_online_is_offered_what_waits(store: Store) -> None:
     """Broadcast: an agent that comes online is offered every pending request."""
     await stored(store, pending("c1"))
