@@ -64,6 +64,19 @@ def notifications(ports: FakePorts) -> list[tuple[str, str, str | None]]:
             for agent, frame in ports.pushed_frames()]
 
 
+def rankings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the limit of every look for the least-loaded free agent."""
+    ranked: list[int] = []
+    plain = QueueBook.least_loaded
+
+    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
+                 ) -> QueuedAgent | None:
+        ranked.append(limit)
+        return plain(self, limit, skip)
+    monkeypatch.setattr(QueueBook, "least_loaded", counting)
+    return ranked
+
+
 def queue(ports: FakePorts) -> QueueActor:
     return QueueActor(ports, ORG, GROUP)
 
@@ -161,18 +174,11 @@ async def test_a_full_agents_presence_report_ranks_no_agents(
     changes nothing that can be routed, so it ranks nobody (a long queue behind busy
     agents would otherwise sort every online agent on every report); the report that
     shows a free slot assigns the oldest request."""
-    ranked: list[int] = []
-    plain = QueueBook.least_loaded
-
-    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
-                 ) -> QueuedAgent | None:
-        ranked.append(limit)
-        return plain(self, limit, skip)
     await stored(store, pending("c1"))
     ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
                       free_slots={"alice": 1})
     async with running(queue(ports)) as ref:
-        monkeypatch.setattr(QueueBook, "least_loaded", counting)
+        ranked = rankings(monkeypatch)
         for _ in range(3):
             await ref.ask(AgentPresence(agent=ALICE, status="online", active=1))
         assert ranked == []
@@ -292,14 +298,7 @@ async def test_a_presence_report_with_nothing_waiting_looks_at_no_agent(
     """Auto routing: an agent's periodic report to a queue where nothing waits returns
     without ranking the online agents (each report would cost O(agents), and every agent
     reports every period); a request that waits is still assigned."""
-    ranked: list[int] = []
-    plain = QueueBook.least_loaded
-
-    def counting(self: QueueBook, limit: int, skip: Container[str] = ()
-                 ) -> QueuedAgent | None:
-        ranked.append(limit)
-        return plain(self, limit, skip)
-    monkeypatch.setattr(QueueBook, "least_loaded", counting)
+    ranked = rankings(monkeypatch)
     ports = FakePorts(store, org_settings=AUTO, presences=online("alice"),
                       free_slots={"alice": 1})
     async with running(queue(ports)) as ref:
