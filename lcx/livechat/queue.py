@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
+import itertools
 import operator
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,8 +78,14 @@ class QueueBook:
 
     pending: dict[str, Waiting] = field(default_factory=dict)
     agents: dict[str, QueuedAgent] = field(default_factory=dict)
+    """Changed only through :meth:`heard`, :meth:`taken` and :meth:`full`, which keep the
+    ranking of free agents (:meth:`least_loaded`) in step."""
     average_wait: float = DEFAULT_WAIT_SECONDS
     _places: list[Waiting] = field(default_factory=list, repr=False)
+    _ranked: list[tuple[int, str, int, QueuedAgent]] = field(default_factory=list, repr=False)
+    """A heap of (active chats, agent id, serial, entry), one pushed whenever an online
+    agent's entry is made or changes; those no longer current are dropped as they come up."""
+    _serial: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
     def __post_init__(self) -> None:
         self.reload(list(self.pending.values()))
@@ -152,11 +160,41 @@ class QueueBook:
                       key=lambda a: (a.active, a.ref.id))
 
     def least_loaded(self, limit: int, skip: Container[str] = ()) -> QueuedAgent | None:
-        """The first of :meth:`candidates` not in ``skip`` (None when nobody is free), in
-        one pass: an assignment costs O(agents), not a sort of them."""
-        return min((a for a in self.agents.values()
-                    if a.status == "online" and a.active < limit and a.ref.id not in skip),
-                   key=lambda a: (a.active, a.ref.id), default=None)
+        """The first of :meth:`candidates` not in ``skip`` (None when nobody is free), from
+        the ranking heap: an assignment costs O(log agents) (plus the entries gone stale
+        since, each dropped once), not a pass over every online agent."""
+        ranked, agents = self._ranked, self.agents
+        held: list[tuple[int, str, int, QueuedAgent]] = []
+        found = None
+        while ranked:
+            active, agent_id, _, entry = ranked[0]
+            if agents.get(agent_id) is not entry or entry.active != active \
+                    or entry.status != "online":
+                heapq.heappop(ranked)  # changed or gone since it was ranked
+                continue
+            if active >= limit:  # the least loaded is full: so is everyone
+                break
+            if agent_id in skip:
+                held.append(heapq.heappop(ranked))
+                continue
+            found = entry
+            break
+        for kept in held:
+            heapq.heappush(ranked, kept)
+        return found
+
+    def _rank(self, entry: QueuedAgent) -> None:
+        """Rank an online agent's new or changed entry (see :attr:`_ranked`)."""
+        if entry.status != "online":
+            return
+        ranked = self._ranked
+        if len(ranked) > 2 * len(self.agents) + 64:  # mostly stale: start afresh
+            ranked[:] = [(a.active, a.ref.id, next(self._serial), a)
+                         for a in self.agents.values() if a.status == "online"]
+            heapq.heapify(ranked)
+            if entry.ref.id in self.agents:
+                return
+        heapq.heappush(ranked, (entry.active, entry.ref.id, next(self._serial), entry))
 
     def heard(self, agent: AgentRef, status: str, active: int) -> bool:
         """Record an agent's presence; True when it just came online."""
@@ -164,7 +202,8 @@ class QueueBook:
             self.agents.pop(agent.id, None)
             return False
         was = self.agents.get(agent.id)
-        self.agents[agent.id] = QueuedAgent(agent, status, active)
+        entry = self.agents[agent.id] = QueuedAgent(agent, status, active)
+        self._rank(entry)
         return status == "online" and (was is None or was.status != "online")
 
     def taken(self, conversation: Waiting | Conversation, agent_id: str,
@@ -177,12 +216,14 @@ class QueueBook:
         slot = self.agents.get(agent_id)
         if slot is not None:
             slot.active += 1
+            self._rank(slot)
 
     def full(self, agent_id: str, limit: int) -> None:
         """The agent turned out to have no free slot: skip it until it reports again."""
         slot = self.agents.get(agent_id)
         if slot is not None:
             slot.active = limit
+            self._rank(slot)
 
     def position(self, conversation_id: str, online: int | None = None
                  ) -> tuple[int | None, int | None]:

@@ -10,7 +10,7 @@ import msgspec
 
 from lcx.livechat.conversation import new_request
 from lcx.livechat.queue import DEFAULT_WAIT_SECONDS, QueueBook, QueuedAgent, Waiting
-from lcx.model import AgentRef, Conversation, Subscriber
+from lcx.model import AgentRef, Conversation, Subscriber, parse_iso
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 
@@ -145,6 +145,32 @@ def test_the_least_loaded_agent_is_the_first_candidate_in_one_pass() -> None:
     assert second is not None
     assert second.ref.id == "dora"
     assert book.least_loaded(3, skip={"alice", "dora", "bob"}) is None
+
+
+def test_the_ranking_follows_every_change_of_the_agents() -> None:
+    """Through any mix of reports, accepts and full marks (thousands of changes, the heap
+    compacted on the way), ``least_loaded`` answers what ranking every agent anew would."""
+    rng = random.Random(11)
+    book = QueueBook()
+    ids = [f"a{n:02d}" for n in range(40)]
+    for _ in range(5_000):
+        agent_id = rng.choice(ids)
+        roll = rng.random()
+        if roll < 0.5:
+            status = rng.choice(("online", "online", "away", "offline"))
+            book.heard(AgentRef(id=agent_id, name=agent_id), status, rng.randrange(4))
+        elif roll < 0.8:
+            book.taken(Waiting("2026-12-04T00:00:00.000Z", "c", "r"), agent_id,
+                       parse_iso("2026-12-04T00:00:01.000Z"))
+        else:
+            book.full(agent_id, rng.randrange(1, 5))
+        limit = rng.randrange(1, 6)
+        skip = set(rng.sample(ids, rng.randrange(3)))
+        expected = [a for a in book.candidates(limit) if a.ref.id not in skip]
+        found = book.least_loaded(limit, skip)
+        assert (found.ref.id if found else None) == \
+            (expected[0].ref.id if expected else None)
+    assert len(book._ranked) <= 2 * len(book.agents) + 65
 
 
 def test_online_excludes_away_agents() -> None:
