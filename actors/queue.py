@@ -69,9 +69,6 @@ class QueueActor(Actor):
         self.org_id = org_id
         self.group = user_group_id
         self.book = QueueBook()
-        self._online: tuple[str, ...] | None = None
-        """The ids of the book's online agents, kept while no presence is heard: each
-        broadcast passes the same tuple (its fan-out joins it with the others cheaply)."""
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -79,7 +76,6 @@ class QueueActor(Actor):
         for presence in self.ports.group_presence(self.org_id, self.group):
             self.book.heard(AgentRef(id=presence.agent_id, name=presence.name),
                             presence.status, 0)
-        self._online = None
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -93,7 +89,7 @@ class QueueActor(Actor):
                 return await self._presence(message)
             case Position():
                 return self.book.position(message.conversation_id,
-                                          len(self._online_ids()))
+                                          len(self.book.online_ids()))
             case QueueStats():
                 return len(self.book.pending), len(self.book.online())
             case Resync():
@@ -125,18 +121,12 @@ class QueueActor(Actor):
             "request_created", frames.request_data(conversation)))
         self.ports.push_to_agents(self.org_id, agent_ids, frame)
 
-    def _online_ids(self) -> tuple[str, ...]:
-        online = self._online
-        if online is None:
-            online = self._online = tuple(a.ref.id for a in self.book.online())
-        return online
-
     async def _enqueue(self, conversation: Conversation) -> None:
         new = self.book.enqueue(Waiting.of(conversation))
         settings = await self.ports.settings(self.org_id)
         if settings.routing == "broadcast":
             if new:
-                self._offer(conversation, self._online_ids())
+                self._offer(conversation, self.book.online_ids())
             return
         await self._drain(settings)
 
@@ -198,11 +188,7 @@ class QueueActor(Actor):
         return accepted
 
     async def _presence(self, presence: AgentPresence) -> None:
-        before = self.book.agents.get(presence.agent.id)
-        was_online = before is not None and before.status == "online"
         came_online = self.book.heard(presence.agent, presence.status, presence.active)
-        if was_online != (presence.status == "online"):
-            self._online = None  # who is online changed (a periodic report mostly does not)
         if presence.status == "offline":
             return
         settings = await self.ports.settings(self.org_id)

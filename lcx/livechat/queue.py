@@ -86,6 +86,8 @@ class QueueBook:
     """A heap of (active chats, agent id, serial, entry), one pushed whenever an online
     agent's entry is made or changes; those no longer current are dropped as they come up."""
     _serial: Iterator[int] = field(default_factory=itertools.count, repr=False)
+    _online_ids: tuple[str, ...] | None = field(default=None, repr=False)
+    """:meth:`online_ids` as last listed; None once who is online changed."""
 
     def __post_init__(self) -> None:
         self.reload(list(self.pending.values()))
@@ -153,6 +155,15 @@ class QueueBook:
         """The agents who are online (not away, not offline)."""
         return [a for a in self.agents.values() if a.status == "online"]
 
+    def online_ids(self) -> tuple[str, ...]:
+        """The ids of the agents who are online, listed again only after who is online
+        changed (a periodic report that repeats what is known keeps the list): each
+        broadcast passes the same tuple, which its fan-out joins with the others cheaply."""
+        ids = self._online_ids
+        if ids is None:
+            ids = self._online_ids = tuple(a.ref.id for a in self.online())
+        return ids
+
     def candidates(self, limit: int) -> list[QueuedAgent]:
         """Who may be assigned the next request: online, under ``limit``, least loaded
         first."""
@@ -168,8 +179,7 @@ class QueueBook:
         found = None
         while ranked:
             active, agent_id, _, entry = ranked[0]
-            if agents.get(agent_id) is not entry or entry.active != active \
-                    or entry.status != "online":
+            if agents.get(agent_id) is not entry or entry.active != active:
                 heapq.heappop(ranked)  # changed or gone since it was ranked
                 continue
             if active >= limit:  # the least loaded is full: so is everyone
@@ -184,27 +194,31 @@ class QueueBook:
         return found
 
     def _rank(self, entry: QueuedAgent) -> None:
-        """Rank an online agent's new or changed entry (see :attr:`_ranked`)."""
+        """Rank the new or changed entry of an agent (already in :attr:`agents`) if it is
+        online; an entry's status never changes (a report makes a new entry), so only
+        online entries are ever ranked (see :attr:`_ranked`)."""
         if entry.status != "online":
             return
         ranked = self._ranked
-        if len(ranked) > 2 * len(self.agents) + 64:  # mostly stale: start afresh
+        if len(ranked) > 2 * len(self.agents) + 64:  # mostly stale: start afresh, with it
             ranked[:] = [(a.active, a.ref.id, next(self._serial), a)
                          for a in self.agents.values() if a.status == "online"]
             heapq.heapify(ranked)
-            if entry.ref.id in self.agents:
-                return
-        heapq.heappush(ranked, (entry.active, entry.ref.id, next(self._serial), entry))
+        else:
+            heapq.heappush(ranked, (entry.active, entry.ref.id, next(self._serial), entry))
 
     def heard(self, agent: AgentRef, status: str, active: int) -> bool:
         """Record an agent's presence; True when it just came online."""
+        was = self.agents.get(agent.id)
+        was_online = was is not None and was.status == "online"
+        if was_online != (status == "online"):
+            self._online_ids = None
         if status == "offline":
             self.agents.pop(agent.id, None)
             return False
-        was = self.agents.get(agent.id)
         entry = self.agents[agent.id] = QueuedAgent(agent, status, active)
         self._rank(entry)
-        return status == "online" and (was is None or was.status != "online")
+        return status == "online" and not was_online
 
     def taken(self, conversation: Waiting | Conversation, agent_id: str,
               now: datetime) -> None:
