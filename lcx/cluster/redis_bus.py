@@ -10,9 +10,11 @@ runs these tasks in one nursery::
                 sync handlers, requests to serving tasks (bounded, see redis_rpc)
     heartbeat   every heartbeat_ms (or at once on a hint): leader lease, then membership
     watchdog    steps down at the lease's local deadline, whatever the heartbeat is doing
-    outbox      drains the bounded queue of publish() into pipelines (batched)
-    publisher   sends the RPC requests and replies queued meanwhile as one pipeline, each
-                caller getting its own answer (receivers, or the error)
+    outbox      drains the bounded queue of publish() and of RPC replies into batches,
+                written on a connection with Redis's replies off (nothing waits for them)
+    publisher   sends the RPC requests queued meanwhile as one pipeline (and replies when
+                the outbox is full), each caller getting its own answer (receivers, or the
+                error)
     held        while calls of ours wait, checks every held_check_seconds (PUBSUB NUMSUB
                 of their targets' request channels) that each target still listens; a
                 target that does not died (its connection closed): its calls fail with
@@ -132,13 +134,14 @@ class RedisBus:
                                    margin_ms=heartbeat_ms)
         self._membership = Membership(instance_id, self._keys, lease_ms=lease_ms)
         self._publisher = Publisher()
+        self._outbox = Outbox(outbox_size)
         self._rpc = Rpc(instance_id, self._keys, self._publisher,
-                        max_concurrent=max_concurrent_requests)
+                        max_concurrent=max_concurrent_requests,
+                        send_unanswered=self._outbox.offer)
         self._topics: dict[str, list[TopicHandler]] = {}
         self._report: Callable[[], Mapping[str, int]] = dict
         self._draining = False
         self._announcement: HintEvent | None = None
-        self._outbox = Outbox(outbox_size)
         self._local_send, self._local = trio.open_memory_channel[Message](outbox_size)
         self._subscriber = Subscriber(
             self._keys.inbound(instance_id), self._dispatch, backoff=self._backoff,

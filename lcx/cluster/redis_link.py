@@ -15,7 +15,9 @@ connection must not be handed out again; the next command connects afresh.
 PUBLISH, the bus's hot command (RPC requests and replies, topic messages), bypasses coredis:
 :meth:`RedisLink.publish` sends a batch on the link's own :class:`~lcx.cluster.resp.
 RespConnection` (see :mod:`lcx.cluster.resp` for why), with the same timeout, error mapping
-and health tracking.
+and health tracking. The publishes whose answer nobody reads (topic messages, RPC replies:
+pub/sub is at-most-once anyway) go out through :meth:`RedisLink.publish_unanswered` on a
+second such connection with Redis's replies turned off: a write each, no read, no wake-up.
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ class RedisLink:
     """A connected client plus its scripts; tracks whether Redis answers (``healthy``)."""
 
     def __init__(self, client: Client, *, timeout: float, name: str,
-                 target: RespTarget | None = None) -> None:
+                 target: RespTarget | None = None,
+                 watchers: trio.Nursery | None = None) -> None:
+        """``watchers`` runs the watch of the unanswered connection (:meth:`publish_unanswered`
+        needs it)."""
         self.client = client
         self.timeout = timeout
         self.name = name
@@ -76,6 +81,9 @@ class RedisLink:
                         for script in SCRIPTS}
         self._publishing: RespConnection | None = None
         self._publish_lock = trio.Lock()
+        self._unanswered: RespConnection | None = None
+        self._unanswered_lock = trio.Lock()
+        self._watchers = watchers
 
     async def publish(self, what: str, items: list[tuple[str, bytes]]) -> list[int]:
         """PUBLISH each (channel, data) of ``items`` in one pipeline; each one's number of
@@ -120,14 +128,53 @@ class RedisLink:
         self._up()
         return counts
 
+    async def publish_unanswered(self, what: str, items: list[tuple[str, bytes]]) -> None:
+        """PUBLISH each (channel, data) of ``items`` in one write, without waiting for (or
+        ever reading) Redis's answers: on the link's connection whose replies are off
+        (opened when needed, within the command timeout).
+
+        Returns once the batch is written, not received: what Redis refuses, or what a
+        connection that died unnoticed swallows, is lost without a trace (the bus's
+        heartbeats tell whether Redis answers). A write that fails drops the connection;
+        the next batch opens a fresh one, and so does the batch after Redis closed the
+        connection (a watch task notices the close at once, as nothing else reads it).
+
+        Raises:
+            BusUnavailable: the connection could not be opened, or the write failed or did
+                not finish within the command timeout.
+        """
+        commands = [(b"PUBLISH", channel, data) for channel, data in items]
+        async with self._unanswered_lock:
+            try:
+                with trio.fail_after(self.timeout):
+                    if self._unanswered is None or self._unanswered.broken:
+                        assert self._watchers is not None, "publish_unanswered needs watchers"
+                        self._unanswered = await RespConnection.connect(
+                            self.target, name=self.name, replies=False)
+                        self._watchers.start_soon(self._unanswered.wait_closed)
+                    await self._unanswered.send(commands)
+            except trio.TooSlowError as exc:
+                await self._drop_unanswered()
+                raise self._down(f"redis did not take {what} within "
+                                 f"{self.timeout:g}s") from exc
+            except RespBroken as exc:
+                await self._drop_unanswered()
+                raise self._down(f"redis unavailable during {what}: {exc}") from exc
+
     async def aclose(self) -> None:
-        """Close the link's own connection (coredis's pool closes with its client)."""
+        """Close the link's own connections (coredis's pool closes with its client)."""
         await self._drop_publishing()
+        await self._drop_unanswered()
 
     async def _drop_publishing(self) -> None:
         if self._publishing is not None:
             await self._publishing.aclose()
             self._publishing = None
+
+    async def _drop_unanswered(self) -> None:
+        if self._unanswered is not None:
+            await self._unanswered.aclose()
+            self._unanswered = None
 
     async def call(self, what: str, op: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``op(client)`` within the command timeout.
@@ -142,6 +189,7 @@ class RedisLink:
         except trio.TooSlowError as exc:
             self.client.connection_pool.disconnect()
             await self._drop_publishing()
+            await self._drop_unanswered()
             raise self._down(f"redis did not answer {what} within {self.timeout:g}s") from exc
         except _UNAVAILABLE as exc:
             raise self._down(f"redis unavailable during {what}: {exc}") from exc
@@ -180,9 +228,11 @@ async def open_link(url: str, *, timeout: float, name: str) -> AsyncIterator[Red
         # longer outages are the bus's business (heartbeat backoff), not a hidden wait here
         retry_policy=ConstantRetryPolicy((RedisConnectionError,), retries=1, delay=0.0),
     )
-    async with client:
-        link = RedisLink(client, timeout=timeout, name=name, target=parse_url(url))
+    async with client, trio.open_nursery() as watchers:
+        link = RedisLink(client, timeout=timeout, name=name, target=parse_url(url),
+                         watchers=watchers)
         try:
             yield link
         finally:
             await link.aclose()
+            watchers.cancel_scope.cancel()

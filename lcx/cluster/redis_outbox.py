@@ -2,8 +2,10 @@
 
 ``put`` never blocks: it queues (channel, frame) or, when the queue is full, drops and
 counts (pub/sub is at-most-once anyway). :meth:`Outbox.run` drains whatever is queued into
-one pipeline of up to 256 PUBLISH commands per round trip; a batch that Redis does not take
-is dropped and counted, never retried (a retry would deliver stale hints late).
+one write of up to 256 PUBLISH commands on the link's connection whose replies are off
+(:meth:`~lcx.cluster.redis_link.RedisLink.publish_unanswered`): nobody reads how many
+received them, so no answer is waited for. A batch that cannot be written is dropped and
+counted, never retried (a retry would deliver stale hints late).
 """
 
 from __future__ import annotations
@@ -35,10 +37,17 @@ class Outbox:
 
     def put(self, channel: str, frame: Frame) -> bool:
         """Queue ``frame`` for ``channel``; False (and counted) when the queue is full."""
+        if self.offer(channel, frame):
+            return True
+        self.dropped += 1
+        return False
+
+    def offer(self, channel: str, frame: Frame) -> bool:
+        """Queue ``frame`` for ``channel`` if there is room; False (not counted) if not,
+        for a caller that sends it another way then."""
         try:
             self._send.send_nowait((channel, encode(frame)))
         except trio.WouldBlock:
-            self.dropped += 1
             return False
         return True
 
@@ -52,7 +61,7 @@ class Outbox:
                 except trio.WouldBlock:
                     break
             try:
-                await link.publish("publish", batch)
+                await link.publish_unanswered("publish", batch)
             except BusError as exc:
                 self.dropped += len(batch)
                 log.debug("publish batch dropped: %s", exc)

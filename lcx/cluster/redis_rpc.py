@@ -13,7 +13,9 @@ Responder: the bus reader hands each request to :meth:`Rpc.serve_soon`, which st
 task and returns at once; tasks run at most ``max_concurrent`` handlers at a time (a
 :class:`trio.CapacityLimiter`), and beyond ``max_queued`` waiting requests it answers
 ``Unavailable`` instead of queueing. A handler is cancelled at the caller's deadline
-(nobody is waiting any more); an exception is boxed (:mod:`lcx.cluster.errors`).
+(nobody is waiting any more); an exception is boxed (:mod:`lcx.cluster.errors`). Replies
+go out unanswered through the bus's outbox when it has room (nobody reads how many
+received a reply), else awaited through the publisher.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -34,7 +37,7 @@ from lcx.cluster.bus import (
     RpcTimeout,
 )
 from lcx.cluster.errors import ErrorBox, box, to_remote
-from lcx.cluster.redis_frames import Failure, Reply, Request, encode
+from lcx.cluster.redis_frames import Failure, Frame, Reply, Request, encode
 from lcx.cluster.redis_keys import Keys
 from lcx.cluster.redis_publisher import Publisher
 from lcx.errors import Unavailable
@@ -56,10 +59,16 @@ class Rpc:
     """Pending calls of this instance, and the handlers it serves."""
 
     def __init__(self, instance_id: str, keys: Keys, publisher: Publisher, *,
-                 max_concurrent: int = 64, max_queued: int = 1024) -> None:
+                 max_concurrent: int = 64, max_queued: int = 1024,
+                 send_unanswered: Callable[[str, Frame], bool] = lambda channel, frame: False
+                 ) -> None:
+        """``send_unanswered(channel, frame)`` queues a reply to be published without
+        waiting for Redis's answer, False when it has no room (then the reply is awaited
+        through ``publisher``)."""
         self.instance_id = instance_id
         self._keys = keys
         self._publisher = publisher
+        self._send_unanswered = send_unanswered
         self._handlers: dict[str, RpcHandler] = {}
         self._pending: dict[str, _Waiter] = {}
         self._limiter = trio.CapacityLimiter(max_concurrent)
@@ -183,9 +192,12 @@ class Rpc:
             self.serving -= 1
 
     async def _answer(self, frame: Request, answer: Reply | Failure, deadline: float) -> None:
+        channel = self._keys.replies(frame.sender)
+        if self._send_unanswered(channel, answer):
+            return
         with trio.move_on_at(deadline):
             try:
-                await self._publisher.publish(self._keys.replies(frame.sender), encode(answer))
+                await self._publisher.publish(channel, encode(answer))
             except BusError as exc:
                 log.info("reply not sent: %s", exc, extra={"call": frame.id})
 

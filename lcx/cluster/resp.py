@@ -92,8 +92,15 @@ class RespConnection:
         self._broken = False
 
     @classmethod
-    async def connect(cls, target: RespTarget, *, name: str) -> RespConnection:
+    async def connect(cls, target: RespTarget, *, name: str,
+                      replies: bool = True) -> RespConnection:
         """Connect, authenticate, select the database and name the client.
+
+        With ``replies=False`` the connection then turns Redis's replies off (``CLIENT
+        REPLY OFF``): it may only :meth:`send`, and nothing it sends is answered, so a
+        fire-and-forget command costs its write and no read (no wake-up for an answer
+        nobody needs). A command Redis refuses on it goes unnoticed; a lost connection
+        shows at a later write.
 
         Raises:
             RespBroken: Redis cannot be reached or refused the handshake.
@@ -120,10 +127,11 @@ class RespConnection:
             handshake.append(["SELECT", target.db])
         handshake.append(["CLIENT", "SETNAME", name])
         try:
-            replies = await connection.execute(handshake)
-            for reply in replies:
+            for reply in await connection.execute(handshake):
                 if isinstance(reply, hiredis.ReplyError):
                     raise RespBroken(f"redis refused the connection's set-up: {reply}")
+            if not replies:
+                await connection.send([("CLIENT", "REPLY", "OFF")])
         except BaseException:
             await connection.aclose()
             raise
@@ -169,6 +177,19 @@ class RespConnection:
                 raise RespBroken(f"redis connection lost: {exc!r}") from exc
             raise
         return reply
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is closed or lost (then it is broken), reading and
+        discarding whatever arrives meanwhile: the watch of a connection whose replies
+        are off, which otherwise could not tell that Redis closed it before a write fails.
+        """
+        try:
+            while not self._broken and await self._stream.receive_some(_READ_SIZE):
+                pass
+        except _LOST:
+            pass
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the stream (idempotent)."""

@@ -2,10 +2,13 @@
 coredis reads them, a pipeline's replies in order with a refused command answered in its
 place, a reused connection that Redis dropped replaced without the caller noticing, a
 Redis that stops answering mapped to BusUnavailable within the timeout, and a subscribed
-connection that goes silent given up by its PING probe. On a real Redis, or on a fake
-server speaking RESP where the fault needs one."""
+connection that goes silent given up by its PING probe; publishes that nobody waits for
+written on a connection with replies off, renewed as soon as Redis drops it. On a real
+Redis, or on a fake server speaking RESP where the fault needs one."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import hiredis
 import pytest
@@ -58,6 +61,64 @@ async def test_a_publish_on_a_connection_redis_dropped_goes_out_on_a_fresh_one()
             # coredis's pool has not connected yet: only the link's own connection
             assert await kill_clients(admin, "resp-test-killed") == 1
         assert await link.publish("publish", [(unique_namespace(), b"again")]) == [0]
+        assert link.healthy
+
+
+async def received(url: str, channel: str, count: int,
+                   publish: Callable[[], Awaitable[None]]) -> list[bytes]:
+    """The first ``count`` messages a real subscriber of ``channel`` gets after ``publish``."""
+    connection = await RespConnection.connect(parse_url(url), name="resp-test-listener")
+    try:
+        await connection.send([(b"SUBSCRIBE", channel)])
+        assert (await connection.read())[0] == b"subscribe"
+        await publish()
+        with trio.fail_after(5):
+            return [(await connection.read())[2] for _ in range(count)]
+    finally:
+        await connection.aclose()
+
+
+async def test_unanswered_publishes_arrive_and_leave_nothing_to_read() -> None:
+    url = require_redis()
+    channel = unique_namespace()
+    async with open_link(url, timeout=2.0, name="resp-test-unanswered") as link:
+        async def publish() -> None:
+            for index in range(3):
+                await link.publish_unanswered("publish", [
+                    (channel, b"m%d-a" % index), (channel, b"m%d-b" % index)])
+
+        assert await received(url, channel, 6, publish) == [
+            b"m0-a", b"m0-b", b"m1-a", b"m1-b", b"m2-a", b"m2-b"]
+        assert link.healthy
+
+
+async def test_a_connection_with_replies_off_answers_nothing_until_turned_back_on() -> None:
+    connection = await RespConnection.connect(parse_url(require_redis()),
+                                              name="resp-test-replies-off", replies=False)
+    try:
+        await connection.send([(b"PUBLISH", unique_namespace(), b"x"), (b"PING",),
+                               (b"CLIENT", b"REPLY", b"ON"), (b"ECHO", b"first answer")])
+        with trio.fail_after(5):
+            assert await connection.read() == b"OK"  # CLIENT REPLY ON's own answer
+            assert await connection.read() == b"first answer"
+    finally:
+        await connection.aclose()
+
+
+async def test_an_unanswered_publish_after_redis_dropped_the_connection_is_not_lost() -> None:
+    url = require_redis()
+    channel = unique_namespace()
+    async with open_link(url, timeout=2.0, name="resp-test-dropped") as link:
+        await link.publish_unanswered("publish", [(channel, b"before")])
+        async with open_admin(url) as admin:
+            assert await kill_clients(admin, "resp-test-dropped") == 1
+
+        async def publish_after_the_watch_noticed() -> None:
+            await trio.sleep(0.2)  # the close reaches the watch task (a loopback RTT)
+            await link.publish_unanswered("publish", [(channel, b"after")])
+
+        # without the watch, this write would go into the dead connection and vanish
+        assert await received(url, channel, 1, publish_after_the_watch_noticed) == [b"after"]
         assert link.healthy
 
 
