@@ -8,8 +8,10 @@ out to every socket; a socket that cannot keep up is cut off (its sink refuses t
 Sockets on other instances are reached through the bus (:class:`RemoteSink`).
 
 Every ``PRESENCE_REFRESH_SECONDS`` a connected session re-announces its presence (to the
-cluster and to its queues), forgets sockets of instances that left, and reloads its chat
-slots from the store: a lost hint is repaired within one period.
+cluster and to its queues) and forgets sockets of instances that left: a lost hint is
+repaired within one period. Every ``SLOTS_RELOAD_REFRESHES``-th refresh it also reloads its
+chat slots from the store (they drift only when a ``Release`` was lost: a post dropped by a
+full mailbox or by the bus), so that idle sessions do not read the store every period.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from lcx.store.conversations import active_for_agent
 
 log = logging.getLogger("lcx.agent")
 
+
+SLOTS_RELOAD_REFRESHES = 6
+"""Refreshes per reload of the chat slots from the store (every minute)."""
 
 FRAME_TOPIC = "agent.frame"
 CUT_TOPIC = "agent.cut"
@@ -89,6 +94,8 @@ class AgentSessionActor(Actor):
         self.status = "offline"
         self.connected_since: str | None = None
         self.slots = ChatSlots()
+        self.refreshes = 0
+        """Refreshes since the chat slots were last read from the store."""
 
     async def on_start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -111,9 +118,12 @@ class AgentSessionActor(Actor):
         if not self.sockets:
             self._disconnect_all()
             return
-        rows = await self.ports.store.read(
-            lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
-        self.slots.active = set(rows)
+        self.refreshes += 1
+        if self.refreshes >= SLOTS_RELOAD_REFRESHES:
+            self.refreshes = 0
+            rows = await self.ports.store.read(
+                lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
+            self.slots.active = set(rows)
         self._announce()
         self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
 

@@ -9,7 +9,13 @@ import msgspec
 import pytest
 from livechat_fakes import GROUP, ORG, FakeBus, FakePorts, FakeSink, pending, running
 
-from actors.agent_session import FRAME_TOPIC, AgentSessionActor, RelayedFrame
+from actors.agent_session import (
+    FRAME_TOPIC,
+    SLOTS_RELOAD_REFRESHES,
+    AgentSessionActor,
+    Refresh,
+    RelayedFrame,
+)
 from actors.messages import (
     AgentPresence,
     AgentState,
@@ -156,3 +162,24 @@ async def test_an_away_agent_may_accept_but_is_not_assigned(ports: FakePorts) ->
         assert not await ref.ask(Reserve(conversation_id="c1", limit=3, assigned=True))
         assert await ref.ask(Reserve(conversation_id="c1", limit=3, assigned=False))
     assert ports.announced[-1].status == "offline"  # stopping takes it offline
+
+
+async def test_a_lost_release_is_repaired_by_the_slot_reload_once_a_minute(
+        ports: FakePorts, store: Store) -> None:
+    """A slot whose Release never came (a dropped post) stays taken through the refreshes
+    that only re-announce, and is given back by the one that reloads the slots from the
+    store (every SLOTS_RELOAD_REFRESHES-th): idle sessions do not read the store each
+    period."""
+    active = msgspec.structs.replace(pending("c1"), status="active", agent_id="alice",
+                                     accepted_at="2026-12-03T06:00:01.000Z")
+    await store.transaction(lambda tx: insert_conversation(tx, active))
+    async with running(session(ports)) as ref:
+        await ref.ask(connect("s1", FakeSink()))
+        assert await ref.ask(Reserve(conversation_id="c9", limit=3, assigned=True))
+        for _ in range(SLOTS_RELOAD_REFRESHES - 1):
+            await ref.ask(Refresh())
+            assert await ref.ask(AgentState()) == ("online", ["c1", "c9"])
+        announced = len(queue_presence(ports))
+        await ref.ask(Refresh())
+        assert await ref.ask(AgentState()) == ("online", ["c1"])
+        assert queue_presence(ports)[announced:] == [("online", GROUP, 1)]
