@@ -46,6 +46,10 @@ log = logging.getLogger("lcx.agent")
 SLOTS_RELOAD_REFRESHES = 6
 """Refreshes per reload of the chat slots from the store (every minute)."""
 
+REFRESH_ALIGN_SECONDS = 0.1
+"""Refreshes fall due on multiples of this (Trio clock): the sessions whose period ends
+within the same tenth of a second refresh in one wake-up of the timer keeper."""
+
 FRAME_TOPIC = "agent.frame"
 CUT_TOPIC = "agent.cut"
 
@@ -125,7 +129,8 @@ class AgentSessionActor(Actor):
                 lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
             self.slots.active = set(rows)
         self._announce()
-        self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
+        self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh",
+                           align=REFRESH_ALIGN_SECONDS)
 
     def _disconnect_all(self) -> None:
         self.ctx.idle_seconds = 60.0
@@ -167,7 +172,8 @@ class AgentSessionActor(Actor):
         first = not self.sockets
         self.sockets[connect.socket_id] = sink
         if first:
-            self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh")
+            self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh",
+                           align=REFRESH_ALIGN_SECONDS)
         self.name = connect.name or self.name
         self.groups = connect.groups
         self.ctx.idle_seconds = None  # connected sessions never passivate

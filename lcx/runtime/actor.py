@@ -153,18 +153,25 @@ class ActorContext:
         if reply is not None:
             reply.resolve(result)
 
-    def send_after(self, delay: float, message: object, *, key: str | None = None) -> None:
+    def send_after(self, delay: float, message: object, *, key: str | None = None,
+                   align: float | None = None) -> None:
         """Send ``message`` to this actor after ``delay`` seconds.
 
         A timer with the same ``key`` replaces the previous one. Timers die with the
         incarnation that set them. They wait in the run's one timer keeper (no task per
-        timer: a connected agent's session re-arms one every few seconds).
+        timer: a connected agent's session re-arms one every few seconds). With ``align``
+        the deadline is rounded up to a multiple of ``align`` seconds of the Trio clock:
+        the periodic timers of many actors then fall due together and are handled in one
+        wake-up instead of one each (for timers that may come up to ``align`` late).
         """
         timer = _Timer(self, message, key)
         if key is not None:
             self.cancel_timer(key)
             self._timers[key] = timer
-        actor_timers().watch(trio.current_time() + delay, timer)
+        deadline = trio.current_time() + delay
+        if align:
+            deadline = math.ceil(deadline / align) * align
+        actor_timers().watch(deadline, timer)
 
     def cancel_timer(self, key: str) -> None:
         """Cancel the timer set under ``key``, if any."""

@@ -65,6 +65,9 @@ class Echo(Actor):
             case ("timer", delay, payload, key):
                 self.ctx.send_after(delay, payload, key=key)
                 return None
+            case ("aligned timer", delay, payload, align):
+                self.ctx.send_after(delay, payload, align=align)
+                return None
             case _:
                 self.journal.write(f"{self.name} got {message}")
                 return None

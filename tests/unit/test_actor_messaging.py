@@ -193,6 +193,28 @@ async def test_timers_send_after_and_replace_by_key(
     sup.request_stop()
 
 
+async def test_aligned_timers_fall_due_together_on_the_next_multiple(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
+    """With align, a deadline is rounded up to a multiple of align on the Trio clock, so
+    timers set at different moments fire at the same instant (never early)."""
+    journal = Journal()
+    sup = await start(nursery, Supervisor("s", [echo_child("a", journal)]))
+    ref = ref_of(sup)
+    await trio.sleep((0.03 - trio.current_time()) % 1)  # to 0.03 s past a whole second
+    started = trio.current_time()
+    await ref.ask(("aligned timer", 10, "first", 0.5))
+    await trio.sleep(0.21)
+    await ref.ask(("aligned timer", 10, "second", 0.5))
+    await trio.sleep(0.3)
+    await ref.ask(("aligned timer", 10, "third", 0.5))  # due at started + 10.54: later
+    await trio.sleep(12)
+    due = started - 0.03 + 10.5
+    assert journal.times("a got first") == [pytest.approx(due)]
+    assert journal.times("a got second") == [pytest.approx(due)]
+    assert journal.times("a got third") == [pytest.approx(due + 0.5)]
+    sup.request_stop()
+
+
 async def test_a_timer_dies_with_the_incarnation_that_set_it(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
     """A crash ends the incarnation: its timers never reach the restarted actor."""
