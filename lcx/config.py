@@ -59,6 +59,10 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     url: str = "sqlite:///./lcx.db"
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    idempotency_days: int = 7
+    """How long the answer to an idempotent call (a bot message's ``id``, an
+    ``Idempotency-Key``) is kept: a resend within it gets the first answer; the daily
+    retention sweep deletes older ones."""
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -158,7 +158,8 @@ class Lcx:
             ChildSpec("pollers", lambda: self.pollers, kind="service"),
             ChildSpec("retention", lambda: RetentionSweep(
                 lambda: self.livechat.store, self.livechat.org_settings,
-                storage=lambda: self.attachments, leadership=self._leadership),
+                storage=lambda: self.attachments, leadership=self._leadership,
+                idempotency_days=self.settings.store.idempotency_days),
                 kind="service"),
             ChildSpec("http", lambda: self.http, kind="service", restart=Restart.PERMANENT,
                       shutdown_timeout=self.settings.server.shutdown_timeout_seconds),

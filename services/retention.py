@@ -5,7 +5,9 @@ moment, batch by batch (:mod:`lcx.store.retention`): for each batch it deletes t
 of the batch's attachments, then the rows in one transaction. :func:`delete_organization`
 first ends every open conversation of the organization through its actor (so no actor
 keeps writing), then deletes every row of the organization. :class:`RetentionSweep` is the
-supervised service that purges every organization with its own ``retentionDays`` daily.
+supervised service that purges every organization with its own ``retentionDays`` daily
+and deletes the idempotency keys older than ``store.idempotency_days``
+(:func:`expire_keys`).
 
 Files go before their records (the rule of :mod:`lcx.store.attachments`): when the
 attachment storage fails, the batch's rows stay, the purge stops with
@@ -33,11 +35,13 @@ from lcx.store import Store
 from lcx.store.attachments import AttachmentKey, keys_for_org
 from lcx.store.fencing import advance
 from lcx.store.retention import (
+    KEY_BATCH_SIZE,
     OrgRows,
     Purged,
     closed_conversation_ids,
     delete_conversations,
     delete_org_rows,
+    expire_idempotency_keys,
     open_conversation_ids,
     orgs_with_records,
     orphan_attachment_keys,
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from lcx.attachments import AttachmentStorage
 
 __all__ = ["ORG_DATA_DELETED", "OrgDeletion", "RetentionSweep", "delete_files",
-           "delete_organization", "end_open_conversations", "purge_closed",
+           "delete_organization", "end_open_conversations", "expire_keys", "purge_closed",
            "retention_cutoff"]
 
 log = logging.getLogger("lcx.retention")
@@ -72,6 +76,18 @@ class SettingsSource(Protocol):
 def retention_cutoff(now: datetime, retention_days: int) -> str:
     """The ``before`` of a purge at ``now`` keeping ``retention_days`` days."""
     return iso(now - timedelta(days=retention_days))
+
+
+async def expire_keys(store: Store, before: str) -> int:
+    """Delete every idempotency key stored before ``before`` (ISO time), a batch per
+    transaction so that no commit waits long behind one; how many."""
+    deleted = 0
+    while True:
+        batch = await store.transaction(
+            lambda tx: expire_idempotency_keys(tx, before, dialect=store.dialect))
+        deleted += batch
+        if batch < KEY_BATCH_SIZE:
+            return deleted
 
 
 async def delete_files(storage: AttachmentStorage | None,
@@ -223,7 +239,8 @@ async def delete_organization(livechat: Livechat, org_id: str, *,
 
 class RetentionSweep:
     """A supervised service that purges, for every organization with records, the closed
-    conversations older than that organization's ``retentionDays``.
+    conversations older than that organization's ``retentionDays``, then deletes the
+    idempotency keys older than ``idempotency_days`` (when given).
 
     It sweeps ``first_delay_seconds`` after start, then every ``interval_seconds``
     (default: a day). A failure in one organization is logged and the others are still
@@ -236,8 +253,10 @@ class RetentionSweep:
                  storage: Callable[[], AttachmentStorage | None] = lambda: None,
                  interval_seconds: float = DAY_SECONDS, first_delay_seconds: float = 60.0,
                  clock: Callable[[], datetime] = utc_now,
-                 leadership: Callable[[], Leadership | None] | None = None) -> None:
+                 leadership: Callable[[], Leadership | None] | None = None,
+                 idempotency_days: int | None = None) -> None:
         self._store = store
+        self._idempotency_days = idempotency_days
         self._leadership = leadership
         """In a cluster only the leader sweeps (None: always sweep, a single instance)."""
         self._settings = settings
@@ -247,6 +266,8 @@ class RetentionSweep:
         self._clock = clock
         self.sweeps = 0
         """Sweeps finished since start (for tests and metrics)."""
+        self.expired_keys = 0
+        """Idempotency keys deleted since start."""
         self._stop = trio.Event()
 
     def request_stop(self) -> None:
@@ -290,12 +311,31 @@ class RetentionSweep:
                 done[org_id] = await self._purge(org_id)
             except FencedOut:
                 log.warning("retention sweep stopped: a newer leader took over")
-                break
+                self.sweeps += 1
+                return done
             except Exception:
                 log.exception("retention purge of an organization failed",
                               extra={"org": org_id})
+        await self._expire_keys(lead)
         self.sweeps += 1
         return done
+
+    async def _expire_keys(self, lead: Leadership | None) -> None:
+        if self._idempotency_days is None:
+            return
+        try:
+            if lead is not None:
+                await self._fence(lead)
+            before = retention_cutoff(self._clock(), self._idempotency_days)
+            expired = await expire_keys(self._store(), before)
+        except FencedOut:
+            log.warning("retention sweep stopped: a newer leader took over")
+            return
+        except Exception:
+            log.exception("expiring idempotency keys failed; next try at the next sweep")
+            return
+        self.expired_keys += expired
+        log.info("idempotency keys expired", extra={"before": before, "keys": expired})
 
     async def _fence(self, lead: Leadership) -> None:
         now = iso(self._clock())

@@ -15,7 +15,8 @@ Rules:
   open one belongs to its actor, which must end it first.
 * A conversation goes with its messages, its outbox rows and its attachments.
 * Every statement names the organization: nothing of another organization is touched.
-* Idempotency keys are left to retention (their scope is not a conversation); the
+* Idempotency keys are not a conversation's (their scope is a tenant or an
+  organization): they expire by age (:func:`expire_idempotency_keys`), and the
   whole-organization delete removes the scopes that name the organization or its
   tenants (``http:<org>:...``, ``bot:<tenant>``).
 """
@@ -32,14 +33,18 @@ from lcx.store.attachments import AttachmentKey, delete_rows
 from lcx.store.base import Tx
 from lcx.store.business_hours import delete_for_org
 
-__all__ = ["BATCH_SIZE", "CLOSED_STATUSES", "OrgRows", "Purged", "closed_conversation_ids",
-           "delete_conversations", "delete_org_rows", "open_conversation_ids",
-           "orgs_with_records", "orphan_attachment_keys"]
+__all__ = ["BATCH_SIZE", "CLOSED_STATUSES", "KEY_BATCH_SIZE", "OrgRows", "Purged",
+           "closed_conversation_ids", "delete_conversations", "delete_org_rows",
+           "expire_idempotency_keys", "open_conversation_ids", "orgs_with_records",
+           "orphan_attachment_keys"]
 
 BATCH_SIZE = 500
 """Conversations (or attachments) deleted per transaction."""
 
 CLOSED_STATUSES: tuple[ConversationStatus, ...] = ("ended", "cancelled", "missed")
+
+KEY_BATCH_SIZE = 1000
+"""Idempotency keys deleted per transaction."""
 
 _ORPHAN = ("org_id = ? AND (conversation_id IS NULL OR conversation_id NOT IN "
            "(SELECT id FROM conversations WHERE org_id = ?))")
@@ -172,3 +177,30 @@ def delete_org_rows(tx: Tx, org_id: str, tenant_ids: Iterable[str]) -> OrgRows:
         settings=_deleted(tx, "DELETE FROM org_settings WHERE org_id = ?", (org_id,)),
         business_hours=delete_for_org(tx, org_id), idempotency_keys=keys,
         canned_responses=canned.delete_for_org(tx, org_id))
+
+
+def expire_idempotency_keys(tx: Tx, before: str, *, dialect: str,
+                            limit: int = KEY_BATCH_SIZE) -> int:
+    """Delete at most ``limit`` idempotency keys stored before ``before`` (ISO time), the
+    oldest first; how many. Call again until it answers less than ``limit``.
+
+    No index serves ``created_at``: one would cost every idempotent call (each bot message)
+    a B-tree write more. On SQLite the keys are taken in rowid order, which is the order
+    they were stored in (their ``created_at`` order); the batch ends at the first key
+    that is not old enough. On PostgreSQL the scan stops after ``limit`` old keys (the
+    oldest sit first in the heap) and reads the whole table once only when none is left.
+    """
+    if dialect == "sqlite":
+        last = None
+        for rowid, created_at in tx.values(
+                "SELECT rowid, created_at FROM idempotency_keys ORDER BY rowid LIMIT ?",
+                (limit,)):
+            if created_at >= before:
+                break
+            last = rowid
+        if last is None:
+            return 0
+        return _deleted(tx, "DELETE FROM idempotency_keys WHERE rowid <= ? AND created_at < ?",
+                        (last, before))
+    return _deleted(tx, "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM "
+                        "idempotency_keys WHERE created_at < ? LIMIT ?)", (before, limit))
