@@ -78,9 +78,11 @@ def retention_cutoff(now: datetime, retention_days: int) -> str:
     return iso(now - timedelta(days=retention_days))
 
 
-async def expire_keys(store: Store, before: str) -> int:
+async def expire_keys(store: Store, before: str, *, pause_seconds: float = 0.05) -> int:
     """Delete every idempotency key stored before ``before`` (ISO time), a batch per
-    transaction so that no commit waits long behind one; how many."""
+    transaction so that no commit waits long behind one, ``pause_seconds`` between full
+    batches so that a large backlog (the first sweep of a big store) leaves the writer to
+    the messages meanwhile; how many."""
     deleted = 0
     while True:
         batch = await store.transaction(
@@ -88,6 +90,7 @@ async def expire_keys(store: Store, before: str) -> int:
         deleted += batch
         if batch < KEY_BATCH_SIZE:
             return deleted
+        await trio.sleep(pause_seconds)
 
 
 async def delete_files(storage: AttachmentStorage | None,

@@ -102,3 +102,13 @@ def test_the_window_is_seven_days_unless_configured_and_must_be_positive(
         config.write_text(f"[store]\nidempotency_days = {bad}\n")
         with pytest.raises(ConfigError, match=r"store\.idempotency_days"):
             load_settings(config)
+
+
+async def test_a_backlog_larger_than_a_batch_goes_in_several_transactions(
+        any_store: Store) -> None:
+    await store_keys(any_store, {f"k-{n}": 9 + n / 10_000 for n in range(2_100)}
+                     | {"fresh": 0.5})
+    committed = any_store.statistics().transactions_committed
+    assert await expire_keys(any_store, days_ago(7), pause_seconds=0) == 2_100
+    assert any_store.statistics().transactions_committed - committed == 3
+    assert await keys(any_store) == {"fresh"}
