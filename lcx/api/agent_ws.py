@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -218,7 +219,9 @@ class _DrainWatch:
 
 class _Heartbeats:
     """Queues a ``HEARTBEAT`` on every directly written socket of an instance every
-    ``heartbeat_seconds`` after it connected: one timer task for all of them."""
+    ``heartbeat_seconds`` after it connected: one timer task for all of them. The beats
+    fall due on tenths of a second of the Trio clock (:data:`HEARTBEAT_ALIGN_SECONDS`), so
+    the sockets that connected within the same tenth are beaten in one wake-up."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -230,7 +233,9 @@ class _Heartbeats:
     def add(self, sink: SocketSink) -> None:
         """Beat on ``sink`` until it is released."""
         self._added += 1
-        heapq.heappush(self._due, (trio.current_time() + self.seconds, self._added, sink))
+        due = math.ceil((trio.current_time() + self.seconds) / HEARTBEAT_ALIGN_SECONDS) \
+            * HEARTBEAT_ALIGN_SECONDS
+        heapq.heappush(self._due, (due, self._added, sink))
         if self._task is None:
             self._task = trio.lowlevel.spawn_system_task(self._run,
                                                          name="lcx-ws-heartbeats")
@@ -259,6 +264,9 @@ class _Heartbeats:
                     sink.cut("too many frames queued")
                 heapq.heappush(due, (at + self.seconds, order, sink))
 
+
+HEARTBEAT_ALIGN_SECONDS = 0.1
+"""Heartbeats fall due on multiples of this (Trio clock)."""
 
 _beats: weakref.WeakKeyDictionary[Livechat, _Heartbeats] = weakref.WeakKeyDictionary()
 
