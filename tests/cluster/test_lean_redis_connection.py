@@ -8,7 +8,8 @@ Redis, or on a fake server speaking RESP where the fault needs one."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import hiredis
 import pytest
@@ -64,21 +65,30 @@ async def test_a_publish_on_a_connection_redis_dropped_goes_out_on_a_fresh_one()
         assert link.healthy
 
 
-async def received(url: str, channel: str, count: int,
+@asynccontextmanager
+async def lean_connection(name: str, *, replies: bool = True
+                          ) -> AsyncIterator[RespConnection]:
+    """A lean connection to the shared Redis, closed after the block."""
+    connection = await RespConnection.connect(parse_url(require_redis()), name=name,
+                                              replies=replies)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+async def received(channel: str, count: int,
                    publish: Callable[[], Awaitable[None]]) -> list[bytes]:
     """The first ``count`` messages a real subscriber of ``channel`` gets after ``publish``."""
-    connection = await RespConnection.connect(parse_url(url), name="resp-test-listener")
-    try:
+    async with lean_connection("resp-test-listener") as connection:
         await connection.send([(b"SUBSCRIBE", channel)])
         assert (await connection.read())[0] == b"subscribe"
         await publish()
         with trio.fail_after(5):
             return [(await connection.read())[2] for _ in range(count)]
-    finally:
-        await connection.aclose()
 
 
-async def test_unanswered_publishes_arrive_and_leave_nothing_to_read() -> None:
+async def test_unanswered_publishes_arrive_in_order() -> None:
     url = require_redis()
     channel = unique_namespace()
     async with open_link(url, timeout=2.0, name="resp-test-unanswered") as link:
@@ -87,22 +97,18 @@ async def test_unanswered_publishes_arrive_and_leave_nothing_to_read() -> None:
                 await link.publish_unanswered("publish", [
                     (channel, b"m%d-a" % index), (channel, b"m%d-b" % index)])
 
-        assert await received(url, channel, 6, publish) == [
+        assert await received(channel, 6, publish) == [
             b"m0-a", b"m0-b", b"m1-a", b"m1-b", b"m2-a", b"m2-b"]
         assert link.healthy
 
 
 async def test_a_connection_with_replies_off_answers_nothing_until_turned_back_on() -> None:
-    connection = await RespConnection.connect(parse_url(require_redis()),
-                                              name="resp-test-replies-off", replies=False)
-    try:
+    async with lean_connection("resp-test-replies-off", replies=False) as connection:
         await connection.send([(b"PUBLISH", unique_namespace(), b"x"), (b"PING",),
                                (b"CLIENT", b"REPLY", b"ON"), (b"ECHO", b"first answer")])
         with trio.fail_after(5):
             assert await connection.read() == b"OK"  # CLIENT REPLY ON's own answer
             assert await connection.read() == b"first answer"
-    finally:
-        await connection.aclose()
 
 
 async def test_an_unanswered_publish_after_redis_dropped_the_connection_is_not_lost() -> None:
@@ -118,7 +124,7 @@ async def test_an_unanswered_publish_after_redis_dropped_the_connection_is_not_l
             await link.publish_unanswered("publish", [(channel, b"after")])
 
         # without the watch, this write would go into the dead connection and vanish
-        assert await received(url, channel, 1, publish_after_the_watch_noticed) == [b"after"]
+        assert await received(channel, 1, publish_after_the_watch_noticed) == [b"after"]
         assert link.healthy
 
 
