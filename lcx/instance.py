@@ -16,7 +16,8 @@
     ├── ownership        hands off actors that moved, wakes those that came here
     ├── edge_inbox       applies stored channel/provider webhooks, once, in order
     ├── pollers          tenant pollers of polling providers (the leader only, fenced)
-    ├── retention        daily purge of closed conversations (the leader only)
+    ├── retention        daily purge of closed conversations and of idempotency keys past
+    │                    store.idempotency_days (the leader only)
     └── http             the HTTP + websocket server (started last, stopped first)
 
 In a cluster every keyed actor lives on the one instance that owns its key (rendezvous
