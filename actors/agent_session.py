@@ -129,8 +129,11 @@ class AgentSessionActor(Actor):
                 lambda tx: active_for_agent(tx, self.org_id, self.agent_id))
             self.slots.active = set(rows)
         self._announce()
+        self._arm_refresh()
+
+    def _arm_refresh(self) -> None:
         self.ctx.send_after(PRESENCE_REFRESH_SECONDS, Refresh(), key="refresh",
-                           align=REFRESH_ALIGN_SECONDS)
+                            align=REFRESH_ALIGN_SECONDS)
 
     def _disconnect_all(self) -> None:
         self.ctx.idle_seconds = 60.0

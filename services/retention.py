@@ -314,12 +314,12 @@ class RetentionSweep:
                 done[org_id] = await self._purge(org_id)
             except FencedOut:
                 log.warning("retention sweep stopped: a newer leader took over")
-                self.sweeps += 1
-                return done
+                break
             except Exception:
                 log.exception("retention purge of an organization failed",
                               extra={"org": org_id})
-        await self._expire_keys(lead)
+        else:  # not fenced out
+            await self._expire_keys(lead)
         self.sweeps += 1
         return done
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -37,6 +36,7 @@ from lcx.auth import Principal, TokenVerifier
 from lcx.errors import Forbidden, InvalidRequest, LcxError, Unauthorized
 from lcx.ids import new_id
 from lcx.model import iso, utc_now
+from lcx.runtime.deadline_keeper import aligned
 from services.overview_feed import feed_for, push_overview
 
 log = logging.getLogger("lcx.ws")
@@ -217,6 +217,10 @@ class _DrainWatch:
         sink.scope.cancel()
 
 
+HEARTBEAT_ALIGN_SECONDS = 0.1
+"""Heartbeats fall due on multiples of this (Trio clock)."""
+
+
 class _Heartbeats:
     """Queues a ``HEARTBEAT`` on every directly written socket of an instance every
     ``heartbeat_seconds`` after it connected: one timer task for all of them. The beats
@@ -233,8 +237,7 @@ class _Heartbeats:
     def add(self, sink: SocketSink) -> None:
         """Beat on ``sink`` until it is released."""
         self._added += 1
-        due = math.ceil((trio.current_time() + self.seconds) / HEARTBEAT_ALIGN_SECONDS) \
-            * HEARTBEAT_ALIGN_SECONDS
+        due = aligned(trio.current_time() + self.seconds, HEARTBEAT_ALIGN_SECONDS)
         heapq.heappush(self._due, (due, self._added, sink))
         if self._task is None:
             self._task = trio.lowlevel.spawn_system_task(self._run,
@@ -264,9 +267,6 @@ class _Heartbeats:
                     sink.cut("too many frames queued")
                 heapq.heappush(due, (at + self.seconds, order, sink))
 
-
-HEARTBEAT_ALIGN_SECONDS = 0.1
-"""Heartbeats fall due on multiples of this (Trio clock)."""
 
 _beats: weakref.WeakKeyDictionary[Livechat, _Heartbeats] = weakref.WeakKeyDictionary()
 

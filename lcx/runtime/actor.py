@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from lcx.errors import ActorStopped, LcxError, MailboxFull
-from lcx.runtime.deadline_keeper import DeadlineKeeper, keeper_of_run
+from lcx.runtime.deadline_keeper import DeadlineKeeper, aligned, keeper_of_run
 from lcx.runtime.mailbox import Envelope, Mailbox
 from lcx.runtime.ref import ActorRef
 
@@ -169,9 +169,7 @@ class ActorContext:
             self.cancel_timer(key)
             self._timers[key] = timer
         deadline = trio.current_time() + delay
-        if align:
-            deadline = math.ceil(deadline / align) * align
-        actor_timers().watch(deadline, timer)
+        actor_timers().watch(aligned(deadline, align) if align else deadline, timer)
 
     def cancel_timer(self, key: str) -> None:
         """Cancel the timer set under ``key``, if any."""

@@ -20,10 +20,16 @@ from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["DeadlineKeeper", "keeper_of_run"]
+__all__ = ["DeadlineKeeper", "aligned", "keeper_of_run"]
 
 T = TypeVar("T")
 K = TypeVar("K")
+
+
+def aligned(deadline: float, step: float) -> float:
+    """``deadline`` rounded up to a multiple of ``step`` (never earlier): periodic deadlines
+    of many items, aligned, fall due together and are handled in one wake-up."""
+    return math.ceil(deadline / step) * step
 
 
 class DeadlineKeeper(Generic[T]):
