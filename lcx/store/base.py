@@ -5,9 +5,12 @@ URL into a concrete backend, through :data:`_OPENERS` (adding a backend is one l
 
 Threading model
     Database work is plain synchronous code, ``fn(tx)``, that a backend runs in a worker
-    thread (``trio.to_thread.run_sync``, never abandoned on cancel). ``fn`` must not call
-    Trio, must not keep ``tx`` after it returns, and should have no side effects other than
-    through ``tx`` (the PostgreSQL backend re-runs it after a serialization failure).
+    thread (``trio.to_thread.run_sync``, never abandoned on cancel) or on the Trio thread
+    itself (SQLite's group commit; PostgreSQL's inline connections, ``fn`` in a greenlet).
+    ``fn`` must not call Trio, must not keep ``tx`` after it returns, and should have no
+    side effects other than through ``tx``: both backends may run it again (after a
+    serialization failure, or on a worker thread after an attempt on the Trio thread
+    gave up without committing).
 
 Durability
     ``await store.transaction(fn)`` returns only after the transaction is committed and
@@ -64,7 +67,7 @@ Row = dict[str, Any]
 
 
 class Tx(Protocol):
-    """A transaction handle, valid only inside the worker-thread function it was given to.
+    """A transaction handle, valid only inside the function it was given to.
 
     Every method takes SQL written once with ``?`` placeholders, portable between SQLite
     and PostgreSQL (see the module docstring). Database failures raise the backend's own
@@ -165,7 +168,7 @@ class StoreStatistics:
 
 
 class Store(Protocol):
-    """The durable store: transactions of synchronous ``fn(tx)`` run in worker threads.
+    """The durable store: transactions of synchronous ``fn(tx)`` (see "Threading model").
 
     The store owns its connections; whoever opened it (normally :func:`open_store`) closes
     it. All methods raise :class:`~lcx.errors.StoreUnavailable` once the store is closed.
@@ -177,7 +180,7 @@ class Store(Protocol):
         ...
 
     async def transaction(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn(tx)`` in a worker thread inside one read-write transaction.
+        """Run ``fn(tx)`` inside one read-write transaction.
 
         Commits durably before returning ``fn``'s result. If ``fn`` or the commit raises,
         the transaction is rolled back and the error re-raised: uniqueness and foreign-key
@@ -201,7 +204,7 @@ class Store(Protocol):
         ...
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn(tx)`` in a worker thread inside one read-only transaction (a snapshot).
+        """Run ``fn(tx)`` inside one read-only transaction (a snapshot).
 
         May run concurrently with other reads and with a write; sees only committed data.
         Writing through ``tx`` fails with :class:`~lcx.errors.StoreError`. Errors are

@@ -1,10 +1,15 @@
 """The PostgreSQL backend of :class:`~lcx.store.base.Store` (psycopg 3 and psycopg_pool).
 
-psycopg's async API is asyncio-only, so this backend is synchronous psycopg run in Trio
-worker threads (``trio.to_thread.run_sync``, never abandoned on cancel), like the SQLite one.
+psycopg's async API is asyncio-only. So a transaction runs on one of a few *inline*
+connections when one is free: libpq driven from the Trio thread, ``fn`` in a greenlet that
+is suspended while the server is slow (:mod:`lcx.store.postgres_inline`, about half the
+CPU); otherwise, or when the inline run gives up before committing anything, it runs as
+synchronous psycopg in a Trio worker thread (``trio.to_thread.run_sync``, never abandoned
+on cancel): the *thread path* below, which raises the errors and makes the retries.
 
 Connections
-    A ``psycopg_pool.ConnectionPool`` (1 to 10 connections by default) of autocommit
+    Besides the inline connections (4 by default; one that breaks is replaced in the
+    background), a ``psycopg_pool.ConnectionPool`` (1 to 10 connections by default) of autocommit
     connections: this module issues ``BEGIN``/``COMMIT``/``ROLLBACK`` itself. A call of
     :meth:`~PostgresStore.transaction` or :meth:`~PostgresStore.read` holds one connection
     for its whole duration; a ``trio.CapacityLimiter`` of the pool's size makes callers
@@ -50,11 +55,12 @@ What the backend hides (so that :mod:`lcx.store.base`'s portable SQL runs unchan
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 import trio
@@ -66,11 +72,19 @@ from psycopg_pool import ConnectionPool
 
 from lcx.errors import IntegrityConflict, StoreError, StoreUnavailable
 from lcx.store.base import CommitListener, CommitListeners, Row, StoreStatistics, Tx
+from lcx.store.postgres_inline import InlineConnection, InlineFallback
+
+log = logging.getLogger("lcx.store")
 
 T = TypeVar("T")
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL SERIALIZABLE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_BEGIN_WRITE_BYTES = _BEGIN_WRITE.encode()
+_BEGIN_READ_BYTES = _BEGIN_READ.encode()
+_RECONNECT_FIRST, _RECONNECT_MOST = 1.0, 10.0
+"""Seconds before an inline connection that was lost is opened again, doubling while
+the attempts fail."""
 
 _RETRY_STATES = frozenset({"40001", "40P01"})
 """serialization_failure, deadlock_detected: the transaction may succeed if run again."""
@@ -309,9 +323,22 @@ class PostgresStore:
     """
 
     def __init__(self, pool: ConnectionPool[Any], *, max_size: int, acquire_timeout: float,
-                 retries: int, ping_timeout: float) -> None:
-        """Take ownership of an open pool (use :meth:`open`)."""
+                 retries: int, ping_timeout: float, conninfo: str = "",
+                 inline: Sequence[InlineConnection] = ()) -> None:
+        """Take ownership of an open pool and of the inline connections (use :meth:`open`);
+        a lost inline connection is opened again with ``conninfo``."""
         self._pool = pool
+        self._conninfo = conninfo
+        self._inline_idle = list(inline)
+        self._inline_wanted = len(inline)
+        self._inline_open = len(inline)
+        self._reconnecting = False
+        self._reconnect_delay = _RECONNECT_FIRST
+        self._inline_changed: trio.Event | None = None
+        self.inline_commits = 0
+        """Transactions committed on an inline connection (on the Trio thread)."""
+        self.inline_fallbacks = 0
+        """Inline transactions that gave up before committing and ran on the thread path."""
         self._max_size = max_size
         self._limiter = trio.CapacityLimiter(max_size)
         self._acquire_timeout = acquire_timeout
@@ -326,8 +353,11 @@ class PostgresStore:
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10,
                    acquire_timeout: float = 5.0, open_timeout: float = 10.0,
-                   retries: int = 5, ping_timeout: float = 2.0) -> PostgresStore:
-        """Open a pool of ``min_size`` to ``max_size`` connections to ``url``.
+                   retries: int = 5, ping_timeout: float = 2.0,
+                   inline_connections: int = 4) -> PostgresStore:
+        """Open a pool of ``min_size`` to ``max_size`` connections to ``url``, and
+        ``inline_connections`` more that run transactions on the Trio thread
+        (:mod:`lcx.store.postgres_inline`; 0: every transaction runs in a worker thread).
 
         ``acquire_timeout`` bounds the wait for a working connection (server down:
         :class:`~lcx.errors.StoreUnavailable` after it), ``retries`` the re-runs after a
@@ -339,8 +369,21 @@ class PostgresStore:
         pool = await trio.to_thread.run_sync(functools.partial(
             _open_pool, conninfo, where, min_size=min_size, max_size=max_size,
             acquire_timeout=acquire_timeout, open_timeout=open_timeout))
+        inline: list[InlineConnection] = []
+        try:
+            for _ in range(inline_connections):
+                inline.append(await trio.to_thread.run_sync(
+                    InlineConnection.connect, conninfo, _ADAPTERS))
+        except BaseException as exc:
+            for conn in inline:
+                conn.close()
+            await trio.to_thread.run_sync(pool.close)
+            if isinstance(exc, psycopg.Error):
+                raise StoreUnavailable(f"cannot connect to postgresql {where}: {exc}") \
+                    from exc
+            raise
         return cls(pool, max_size=max_size, acquire_timeout=acquire_timeout, retries=retries,
-                   ping_timeout=ping_timeout)
+                   ping_timeout=ping_timeout, conninfo=conninfo, inline=inline)
 
     @property
     def dialect(self) -> str:
@@ -354,9 +397,13 @@ class PostgresStore:
             self._in_flight += 1
             announced: list[object] = []
             try:
-                result = await trio.to_thread.run_sync(
-                    self._run, _BEGIN_WRITE, fn, "COMMIT", announced,
-                    limiter=self._limiter, abandon_on_cancel=False)
+                ran, inline_result = await self._inline(_BEGIN_WRITE_BYTES, fn, announced)
+                if ran:
+                    result = cast(T, inline_result)
+                else:
+                    result = await trio.to_thread.run_sync(
+                        self._run, _BEGIN_WRITE, fn, "COMMIT", announced,
+                        limiter=self._limiter, abandon_on_cancel=False)
             except BaseException:
                 self._failed += 1
                 raise
@@ -366,6 +413,21 @@ class PostgresStore:
             self._listeners.tell(announced)
             return result
 
+    @property
+    def inline_connections_open(self) -> int:
+        """Inline connections open now (fewer than asked for while lost ones reopen)."""
+        return self._inline_open
+
+    async def inline_connections_restored(self) -> None:
+        """Return once every inline connection asked for is open (again)."""
+        while self._inline_open < self._inline_wanted and not self._closed:
+            self._inline_changed = self._inline_changed or trio.Event()
+            await self._inline_changed.wait()
+
+    def inline_backend_pids(self) -> list[int]:
+        """The server processes of the idle inline connections."""
+        return [conn.backend_pid for conn in self._inline_idle]
+
     def on_commit(self, listener: CommitListener) -> Callable[[], None]:
         """See :meth:`lcx.store.base.Store.on_commit`."""
         return self._listeners.add(listener)
@@ -373,6 +435,9 @@ class PostgresStore:
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """See :meth:`lcx.store.base.Store.read` (``REPEATABLE READ READ ONLY``)."""
         with self._operation():
+            ran, result = await self._inline(_BEGIN_READ_BYTES, fn, None)
+            if ran:
+                return cast(T, result)
             return await trio.to_thread.run_sync(
                 self._run, _BEGIN_READ, fn, "COMMIT", limiter=self._limiter,
                 abandon_on_cancel=False)
@@ -400,6 +465,11 @@ class PostgresStore:
             if self._active:
                 self._drained = self._drained or trio.Event()
                 await self._drained.wait()
+            for conn in self._inline_idle:
+                conn.close()
+            self._inline_idle.clear()
+            if self._inline_changed is not None:
+                self._inline_changed.set()
             if not self._pool_closed:
                 self._pool_closed = True
                 await trio.to_thread.run_sync(self._pool.close)
@@ -410,6 +480,68 @@ class PostgresStore:
                                transactions_failed=self._failed,
                                transactions_in_flight=self._in_flight,
                                commit_batches=self._committed)
+
+    async def _inline(self, begin: bytes, fn: Callable[[Tx], T],
+                      announced: list[object] | None) -> tuple[bool, T | None]:
+        """Run ``fn`` on an idle inline connection if there is one: (True, its result), or
+        (False, None) when it must run on the thread path (none idle, or it fell back)."""
+        if not self._inline_idle:
+            return False, None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._inline_idle:
+            return False, None
+        conn = self._inline_idle.pop()
+        try:
+            result, told = await conn.run(begin, fn)
+        except InlineFallback:
+            self.inline_fallbacks += 1
+            return False, None
+        finally:
+            self._give_back(conn)
+        self.inline_commits += 1
+        if announced is not None:
+            announced[:] = told
+        return True, result
+
+    def _give_back(self, conn: InlineConnection) -> None:
+        """Make ``conn`` idle again, or replace it (in the background) if it broke."""
+        if not conn.broken and not self._closed:
+            self._inline_idle.append(conn)
+            return
+        conn.close()
+        self._inline_open -= 1
+        if not self._closed and not self._reconnecting:
+            self._reconnecting = True
+            trio.lowlevel.spawn_system_task(self._reopen_inline)
+
+    async def _reopen_inline(self) -> None:
+        """Open inline connections again until as many as wanted are open, waiting
+        longer after each failed attempt."""
+        try:
+            while not self._closed and self._inline_open < self._inline_wanted:
+                await trio.sleep(self._reconnect_delay)
+                if self._closed:
+                    return
+                try:
+                    conn = await trio.to_thread.run_sync(
+                        InlineConnection.connect, self._conninfo, _ADAPTERS)
+                except psycopg.Error as exc:
+                    log.warning("inline postgresql connection not reopened",
+                                extra={"error": str(exc).strip()[:200],
+                                       "retryInSeconds": self._reconnect_delay})
+                    self._reconnect_delay = min(_RECONNECT_MOST, 2 * self._reconnect_delay)
+                    continue
+                self._reconnect_delay = _RECONNECT_FIRST
+                if self._closed:
+                    conn.close()
+                    return
+                self._inline_open += 1
+                self._inline_idle.append(conn)
+                if self._inline_changed is not None:
+                    self._inline_changed.set()
+                    self._inline_changed = None
+        finally:
+            self._reconnecting = False
 
     def _run(self, begin: str, fn: Callable[[Tx], T], end: str,
              announced: list[object] | None = None) -> T:

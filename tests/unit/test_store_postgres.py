@@ -114,9 +114,21 @@ def going_off_call(name: str, both_read: threading.Barrier,
     return fn
 
 
-async def test_serialization_failure_is_retried(store: Store) -> None:
+@pytest.fixture
+async def thread_store(postgres_url: str) -> AsyncIterator[Store]:
+    """A store whose transactions all run in worker threads (no inline connection): its
+    ``fn`` may block, here to make two transactions overlap."""
+    async with open_postgres_store(postgres_url, inline_connections=0) as opened:
+        await opened.transaction(lambda tx: tx.executescript(
+            "CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call INTEGER NOT NULL);"
+            "INSERT INTO doctors VALUES ('alice', 1), ('bob', 1);"))
+        yield opened
+
+
+async def test_serialization_failure_is_retried(thread_store: Store) -> None:
     """Two write-skewed transactions both commit: one fails to serialize and runs again,
     and the result is that of a serial order (exactly one doctor left on call)."""
+    store = thread_store
     both_read, calls = threading.Barrier(2), []
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -132,7 +144,7 @@ async def test_serialization_failure_after_the_retries_is_unavailable(
         postgres_url: str) -> None:
     """With no retry left, a serialization failure is StoreUnavailable from
     SerializationFailure, and the other transaction commits."""
-    async with open_postgres_store(postgres_url, retries=0) as store:
+    async with open_postgres_store(postgres_url, retries=0, inline_connections=0) as store:
         await store.transaction(lambda tx: tx.executescript(
             "CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call INTEGER NOT NULL);"
             "INSERT INTO doctors VALUES ('alice', 1), ('bob', 1);"))
@@ -191,7 +203,8 @@ async def test_connections_that_died_idle_are_replaced_without_failing_a_call(
     """Connections leave the pool unchecked: when every pooled one died while idle, the
     next transaction and read find out at their BEGIN (nothing ran) and go on with fresh
     connections: no call fails."""
-    async with open_postgres_store(postgres_url, min_size=3, max_size=3) as store:
+    async with open_postgres_store(postgres_url, min_size=3, max_size=3,
+                                   inline_connections=0) as store:
         async def hold() -> None:
             await store.read(lambda tx: tx.fetchone("SELECT pg_sleep(0.1) AS slept"))
 
@@ -281,7 +294,7 @@ async def test_unreachable_server_and_malformed_url() -> None:
 async def test_more_callers_than_connections(postgres_url: str) -> None:
     """Callers beyond the pool's size queue for a connection instead of failing, and
     reads run concurrently on separate connections."""
-    async with open_postgres_store(postgres_url, max_size=2) as store:
+    async with open_postgres_store(postgres_url, max_size=2, inline_connections=0) as store:
         barrier = threading.Barrier(2, timeout=5)
 
         def meet(tx: Tx) -> Row | None:
@@ -306,7 +319,7 @@ async def test_more_callers_than_connections(postgres_url: str) -> None:
 
 async def test_cancel_while_waiting_for_a_connection_never_runs_fn(postgres_url: str) -> None:
     """A call cancelled while every connection is busy never runs and counts as failed."""
-    async with open_postgres_store(postgres_url, max_size=1) as store:
+    async with open_postgres_store(postgres_url, max_size=1, inline_connections=0) as store:
         started, release = trio.Event(), threading.Event()
         ran: list[str] = []
 
