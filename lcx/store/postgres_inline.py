@@ -301,11 +301,11 @@ class InlineConnection:
         if spin > 0:
             if self._fd < _SELECT_LIMIT:
                 fds = (self._fd,)
-                ready = select.select(fds, (), (), spin)[0] if events == select.POLLIN \
-                    else select.select((), fds, (), spin)[1]
+                ready = bool(select.select(fds, (), (), spin)[0] if events == select.POLLIN
+                             else select.select((), fds, (), spin)[1])
             else:
                 self._poll.modify(self._fd, events)
-                ready = self._poll.poll(math.ceil(spin * 1000))
+                ready = bool(self._poll.poll(math.ceil(spin * 1000)))
             if ready:
                 return
         trio_side = greenlet.getcurrent().parent
