@@ -137,7 +137,8 @@ def runtime_collector(snapshot: Callable[[], RuntimeSnapshot]) -> MetricsSource:
 def store_collector(statistics: Callable[[], StoreStatistics | None]) -> MetricsSource:
     """Return a source exporting the open store's transaction counters (nothing while no
     store is open): ``lcx_store_transactions_total{outcome}`` (``committed``, ``failed``),
-    ``lcx_store_transactions_in_flight`` and ``lcx_store_commit_batches_total``. The
+    ``lcx_store_transactions_in_flight``, ``lcx_store_commit_batches_total`` and
+    ``lcx_store_inline_transactions_total{outcome}`` (``committed``, ``fell_back``). The
     counts start again when the store is opened again (a counter reset, as Prometheus
     expects after a restart)."""
 
@@ -159,6 +160,12 @@ def store_collector(statistics: Callable[[], StoreStatistics | None]) -> Metrics
             "Commits the store made for its write transactions (one fsync each; several "
             "transactions committed together count once).")
         batches.add_metric([], current.commit_batches)
-        return (total, in_flight, batches)
+        inline = CounterMetricFamily(
+            "lcx_store_inline_transactions",
+            "Store transactions attempted on the event loop's thread, by outcome: "
+            "committed there, or fell back to a worker thread.", labels=["outcome"])
+        inline.add_metric(["committed"], current.inline_commits)
+        inline.add_metric(["fell_back"], current.inline_fallbacks)
+        return (total, in_flight, batches, inline)
 
     return collect

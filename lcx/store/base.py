@@ -165,6 +165,12 @@ class StoreStatistics:
     commit_batches: int = 0
     """Commits made for them (one fsync each): fewer than the transactions when the store
     commits several together (SQLite's group commit); as many on PostgreSQL."""
+    inline_commits: int = 0
+    """Transactions committed on the Trio thread itself (SQLite's group commit, the
+    PostgreSQL store's inline connections)."""
+    inline_fallbacks: int = 0
+    """Attempts on the Trio thread that gave up without committing and ran again on a
+    worker thread (an error, a lock, a transaction function that may not run there)."""
 
 
 class Store(Protocol):

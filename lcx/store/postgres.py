@@ -479,7 +479,9 @@ class PostgresStore:
         return StoreStatistics(transactions_committed=self._committed,
                                transactions_failed=self._failed,
                                transactions_in_flight=self._in_flight,
-                               commit_batches=self._committed)
+                               commit_batches=self._committed,
+                               inline_commits=self.inline_commits,
+                               inline_fallbacks=self.inline_fallbacks)
 
     async def _inline(self, begin: bytes, fn: Callable[[Tx], T],
                       announced: list[object] | None) -> tuple[bool, T | None]:

@@ -928,7 +928,9 @@ class SqliteStore:
         return StoreStatistics(transactions_committed=self._committed,
                                transactions_failed=self._failed,
                                transactions_in_flight=self._in_flight,
-                               commit_batches=self._threads.batches)
+                               commit_batches=self._threads.batches,
+                               inline_commits=self.inline_commits,
+                               inline_fallbacks=self.inline_write_fallbacks)
 
     @property
     def commit_batches(self) -> int:

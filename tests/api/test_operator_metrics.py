@@ -70,3 +70,7 @@ async def test_store_transactions_are_counted(tmp_path: Path) -> None:
     batches = after[("lcx_store_commit_batches_total", ())]
     assert before[("lcx_store_commit_batches_total", ())] < batches
     assert batches <= after[("lcx_store_transactions_total", (("outcome", "committed"),))]
+    # the request's writes were committed on the event loop's thread, none fell back
+    inline = ("lcx_store_inline_transactions_total", (("outcome", "committed"),))
+    assert before[inline] < after[inline]
+    assert after[("lcx_store_inline_transactions_total", (("outcome", "fell_back"),))] == 0

@@ -287,8 +287,12 @@ async def test_statistics_count_committed_failed_and_in_flight(any_store: Store)
     assert statistics == StoreStatistics(
         transactions_committed=base.transactions_committed + 1,
         transactions_failed=base.transactions_failed + 1, transactions_in_flight=0,
-        commit_batches=statistics.commit_batches)
+        commit_batches=statistics.commit_batches, inline_commits=statistics.inline_commits,
+        inline_fallbacks=statistics.inline_fallbacks)
     assert base.commit_batches < statistics.commit_batches
+    # the blocking write (it waits for another thread) and the conflict were tried on the
+    # Trio thread first, and ran again on a worker thread
+    assert statistics.inline_fallbacks >= base.inline_fallbacks + 2
 
 
 async def test_ping_then_close(store_url: str) -> None:
