@@ -20,8 +20,9 @@ How a transaction runs
     together, and are shielded from cancellation as the thread path's is (a transaction
     is never abandoned halfway).
     Statements are prepared on first use and their parameters sent as text: ``int`` as
-    ``int8``, ``bool`` as ``int4`` 0/1 (as the thread path sends them), ``str`` and
-    ``None`` untyped (the server infers the type, as psycopg lets it). Rows are read with
+    ``int4`` when it fits, else ``int8`` (a function taking ``integer`` finds no
+    ``bigint`` variant), ``bool`` as ``int4`` 0/1 (as the thread path sends them), ``str``
+    and ``None`` untyped (the server infers the type, as psycopg lets it). Rows are read with
     psycopg's own loaders: the same Python types as on the thread path.
 
 When it gives up
@@ -72,6 +73,7 @@ MAX_PREPARED = 256
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK,
                  pq.ExecStatus.EMPTY_QUERY})
 _INT8, _INT4, _FLOAT8 = 20, 23, 701
+_INT4_LIMIT, _INT8_LIMIT = 1 << 31, 1 << 63
 _SELECT_LIMIT = 1024
 """``select`` takes descriptors below FD_SETSIZE only (its timeout is in µs, ``poll``'s in
 ms): a connection on a higher descriptor spins whole milliseconds."""
@@ -107,8 +109,12 @@ def _dump(value: Any) -> tuple[int, bytes | None]:
         if "\x00" in value:  # libpq would cut it there; the thread path refuses it
             raise InlineFallback
         return 0, value.encode()
-    if kind is int:
-        return _INT8, str(value).encode()
+    if kind is int:  # int4 when it fits, as a literal would be: substr(text, int4, int4)
+        if -_INT4_LIMIT <= value < _INT4_LIMIT:
+            return _INT4, str(value).encode()
+        if -_INT8_LIMIT <= value < _INT8_LIMIT:
+            return _INT8, str(value).encode()
+        raise InlineFallback
     if kind is bool:
         return _INT4, b"1" if value else b"0"
     if kind is float and math.isfinite(value):

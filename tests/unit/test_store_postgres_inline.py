@@ -78,7 +78,12 @@ async def test_reads_and_writes_run_inline_with_the_thread_paths_types(
         "WHERE patient IS NOT NULL", (None,))) == [(2, "bob")]
     assert await store.read(lambda tx: tx.fetchone(
         "SELECT patient FROM beds WHERE no = ?", (9,))) is None
-    assert store.inline_commits == before + 4
+    # an int that fits is an int4, as a literal would be (substr has no bigint variant);
+    # a larger one an int8
+    assert await store.read(lambda tx: tx.values(
+        "SELECT substr(?, 1, ?) AS s, ? + 1 AS big", ("hello", 3, 1 << 40))) == [
+            ("hel", (1 << 40) + 1)]
+    assert store.inline_commits == before + 5
     assert store.inline_fallbacks == 0
 
 
