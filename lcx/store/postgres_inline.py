@@ -219,6 +219,9 @@ class InlineConnection:
         except StoreError:
             self._roll_back()
             raise
+        except greenlet.GreenletExit:  # never resumed (its caller is gone): no more I/O
+            self.close()
+            raise
         except BaseException:
             # fn's own errors too: the thread path runs it again and raises them there
             # (with the driver's errors, retries and notes); a fn that may not run on the
