@@ -278,7 +278,8 @@ async def test_statistics_count_committed_failed_and_in_flight(store: Store) -> 
     statistics = store.statistics()
     assert statistics == StoreStatistics(
         transactions_committed=base + 1, transactions_failed=1, transactions_in_flight=0,
-        commit_batches=statistics.commit_batches)
+        commit_batches=statistics.commit_batches, inline_commits=statistics.inline_commits,
+        inline_fallbacks=statistics.inline_fallbacks)
     assert statistics.commit_batches >= 1
 
 
