@@ -63,6 +63,10 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """How long the answer to an idempotent call (a bot message's ``id``, an
     ``Idempotency-Key``) is kept: a resend within it gets the first answer; the daily
     retention sweep deletes older ones."""
+    postgres_inline_connections: int = 4
+    """PostgreSQL only: connections each instance keeps open to run transactions on its
+    event loop's thread (0 to 64; 0: every transaction in a worker thread), besides its
+    pool of up to 10."""
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -399,6 +403,9 @@ def _validate(settings: Settings) -> None:
     _check_numbers(settings, "")
     port, cl, de = settings.server.port, settings.cluster, settings.delivery
     _require(0 <= port <= 65535, f"server.port: must be between 0 and 65535, got {port}")
+    inline = settings.store.postgres_inline_connections
+    _require(inline <= 64,
+             f"store.postgres_inline_connections: must be at most 64, got {inline}")
     _require(cl.lease_ms > cl.heartbeat_ms, "cluster.lease_ms: must exceed cluster.heartbeat_ms")
     _require(cl.isolated_grace_ms >= cl.lease_ms,
              "cluster.isolated_grace_ms: must be at least cluster.lease_ms")
@@ -424,8 +431,12 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+_ZERO_ALLOWED = frozenset({"server.port", "store.postgres_inline_connections"})
+"""Numbers that may be 0: a free port; no inline connection."""
+
+
 def _check_numbers(node: object, key: str) -> None:
-    """Every number must be positive, except ``server.port`` (0 asks for a free port)."""
+    """Every number must be positive, except those of :data:`_ZERO_ALLOWED`."""
     if isinstance(node, msgspec.Struct):
         for name in node.__struct_fields__:
             _check_numbers(getattr(node, name), _join(key, name))
@@ -433,7 +444,10 @@ def _check_numbers(node: object, key: str) -> None:
         for index, item in enumerate(node):
             _check_numbers(item, f"{key}[{index}]")
     elif isinstance(node, int | float):
-        _require(key == "server.port" or node > 0, f"{key}: must be positive, got {node}")
+        if key in _ZERO_ALLOWED:
+            _require(node >= 0, f"{key}: must not be negative, got {node}")
+        else:
+            _require(node > 0, f"{key}: must be positive, got {node}")
 
 
 def _check_tenant_ids(tenants: tuple[TenantConfig, ...]) -> None:

@@ -97,8 +97,9 @@ class Lcx:
         self.registry = Registry()
         self.metrics = Metrics()
         self.metrics.add_collector(runtime_collector(self.registry.snapshot))
-        self.store = StoreService(settings.store.url,
-                                  sqlite_synchronous=settings.store.sqlite_synchronous)
+        self.store = StoreService(
+            settings.store.url, sqlite_synchronous=settings.store.sqlite_synchronous,
+            postgres_inline_connections=settings.store.postgres_inline_connections)
         self.metrics.add_collector(store_collector(self.store.statistics))
         self.verifier = build_verifier(settings.auth, dev_secret_dir())
         self.attachments = open_attachment_storage(

@@ -30,9 +30,11 @@ log = logging.getLogger("lcx.platform_services")
 class StoreService:
     """Opens the store (applying migrations), holds it while running, closes it on stop."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "full") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "full",
+                 postgres_inline_connections: int = 4) -> None:
         self.url = url
         self.sqlite_synchronous = sqlite_synchronous
+        self.postgres_inline_connections = postgres_inline_connections
         self._store: Store | None = None
         self._stop = trio.Event()
 
@@ -73,7 +75,9 @@ class StoreService:
                   ) -> None:
         """Open and migrate the store, report started, hold it until stopped."""
         self._stop = trio.Event()
-        async with open_store(self.url, sqlite_synchronous=self.sqlite_synchronous) as store:
+        async with open_store(
+                self.url, sqlite_synchronous=self.sqlite_synchronous,
+                postgres_inline_connections=self.postgres_inline_connections) as store:
             self._store = store
             try:
                 task_status.started()

@@ -233,21 +233,23 @@ class Store(Protocol):
         ...
 
 
-Opener = Callable[[str, str], AbstractAsyncContextManager[Store]]
-"""``opener(url, sqlite_synchronous)``."""
+Opener = Callable[[str, str, int], AbstractAsyncContextManager[Store]]
+"""``opener(url, sqlite_synchronous, postgres_inline_connections)``."""
 
 
-def _open_sqlite(url: str, sqlite_synchronous: str) -> AbstractAsyncContextManager[Store]:
+def _open_sqlite(url: str, sqlite_synchronous: str,
+                 postgres_inline_connections: int) -> AbstractAsyncContextManager[Store]:
     # Imported lazily: a backend's module (and its driver) loads only when it is used.
     from lcx.store.sqlite import open_sqlite_store
 
     return open_sqlite_store(url, synchronous=sqlite_synchronous)
 
 
-def _open_postgres(url: str, sqlite_synchronous: str) -> AbstractAsyncContextManager[Store]:
+def _open_postgres(url: str, sqlite_synchronous: str,
+                   postgres_inline_connections: int) -> AbstractAsyncContextManager[Store]:
     from lcx.store.postgres import open_postgres_store
 
-    return open_postgres_store(url)
+    return open_postgres_store(url, inline_connections=postgres_inline_connections)
 
 
 _OPENERS: dict[str, Opener] = {
@@ -270,8 +272,8 @@ def _opener_for(url: str) -> Opener:
 
 
 @asynccontextmanager
-async def open_store(url: str, *, migrations: bool = True,
-                     sqlite_synchronous: str = "full") -> AsyncIterator[Store]:
+async def open_store(url: str, *, migrations: bool = True, sqlite_synchronous: str = "full",
+                     postgres_inline_connections: int = 4) -> AsyncIterator[Store]:
     """Open the store named by ``url``, apply pending migrations, yield it, close it.
 
     URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
@@ -284,10 +286,11 @@ async def open_store(url: str, *, migrations: bool = True,
     backend, :class:`~lcx.errors.StoreUnavailable` when the database cannot be opened and
     :class:`~lcx.errors.MigrationError` when the schema cannot be brought up to date.
     The context manager owns the store and closes it on exit, even when cancelled.
-    ``sqlite_synchronous`` (``"full"`` or ``"normal"``) applies to SQLite only.
+    ``sqlite_synchronous`` (``"full"`` or ``"normal"``) applies to SQLite only,
+    ``postgres_inline_connections`` to PostgreSQL only.
     """
     opener = _opener_for(url)
-    async with opener(url, sqlite_synchronous) as store:
+    async with opener(url, sqlite_synchronous, postgres_inline_connections) as store:
         if migrations:
             await apply_migrations(store)
         yield store

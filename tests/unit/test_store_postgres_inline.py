@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,8 +15,9 @@ import pytest
 import trio
 from support import postgres
 
-from lcx.errors import IntegrityConflict, StoreError
-from lcx.store import Tx, postgres_inline
+from lcx.config import load_settings
+from lcx.errors import ConfigError, IntegrityConflict, StoreError
+from lcx.store import Tx, open_store, postgres_inline
 from lcx.store.postgres import PostgresStore, open_postgres_store
 
 pytest_plugins = ["support.stores"]
@@ -260,3 +262,24 @@ async def test_a_table_altered_by_another_instance_keeps_working(
     before = store.inline_commits
     await store.read(everything)
     assert store.inline_commits == before + 1
+
+
+async def test_the_configured_number_of_inline_connections(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    """``store.postgres_inline_connections`` (4 by default, 0 to 64) is how many inline
+    connections an instance's store opens; 0 runs every transaction in a worker thread."""
+    assert load_settings(None).store.postgres_inline_connections == 4
+    config = tmp_path / "lcx.toml"
+    config.write_text("[store]\npostgres_inline_connections = 0\n")
+    assert load_settings(config).store.postgres_inline_connections == 0
+    for bad in (-1, 65):
+        config.write_text(f"[store]\npostgres_inline_connections = {bad}\n")
+        with pytest.raises(ConfigError, match=r"store\.postgres_inline_connections"):
+            load_settings(config)
+    for wanted in (0, 3):
+        async with open_store(postgres_url, postgres_inline_connections=wanted) as opened:
+            assert isinstance(opened, PostgresStore)
+            assert opened.inline_connections_open == wanted
+            before = opened.statistics().inline_commits
+            await opened.transaction(lambda tx: tx.fetchone("SELECT 1 AS one"))
+            assert opened.statistics().inline_commits == before + (1 if wanted else 0)
