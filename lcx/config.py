@@ -431,12 +431,13 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-_ZERO_ALLOWED = frozenset({"server.port", "store.postgres_inline_connections"})
-"""Numbers that may be 0: a free port; no inline connection."""
+_ZERO_ALLOWED = frozenset({"store.postgres_inline_connections"})
+"""Numbers that may be 0 (no inline connection); ``server.port`` has its own check."""
 
 
 def _check_numbers(node: object, key: str) -> None:
-    """Every number must be positive, except those of :data:`_ZERO_ALLOWED`."""
+    """Every number must be positive, except those of :data:`_ZERO_ALLOWED` and
+    ``server.port`` (0 asks for a free port; :func:`_validate` checks its range)."""
     if isinstance(node, msgspec.Struct):
         for name in node.__struct_fields__:
             _check_numbers(getattr(node, name), _join(key, name))
@@ -444,6 +445,8 @@ def _check_numbers(node: object, key: str) -> None:
         for index, item in enumerate(node):
             _check_numbers(item, f"{key}[{index}]")
     elif isinstance(node, int | float):
+        if key == "server.port":
+            return  # its own range check, 0..65535
         if key in _ZERO_ALLOWED:
             _require(node >= 0, f"{key}: must not be negative, got {node}")
         else:
